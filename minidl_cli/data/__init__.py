@@ -1,0 +1,28 @@
+"""Data sets: synthetic 2-D sets (disk, xor, moons, spirals) and CSV files.
+
+Importing this package registers every built-in data set with the registry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from minidl_cli import registry
+from minidl_cli.data import csv, synthetic  # noqa: F401  (their decorators fill the registry)
+from minidl_cli.data.base import Dataset, apply_standardizer, fit_standardizer, split_validation
+
+__all__ = [
+    "Dataset",
+    "apply_standardizer",
+    "fit_standardizer",
+    "make_dataset",
+    "split_validation",
+]
+
+
+def make_dataset(type_name: str, options: dict[str, Any], seed: int) -> Dataset:
+    """Build the registered data set `type_name`, drawing from a generator seeded with `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    return registry.build("dataset", type_name, generator=generator, **options)

@@ -1,0 +1,109 @@
+"""Element-wise activations and Softmax. Each caches what its backward needs.
+
+Shape: any -> same (Softmax normalises along `dim`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from minidl_cli.nn.module import Module
+from minidl_cli.registry import register
+
+
+@register("layer", "relu")
+class ReLU(Module):
+    """y = max(x, 0)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._output = x.clamp_min(0)
+        return self._output
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        # dL/dx = g · 1[y > 0], fused into one kernel as autograd does
+        return torch.ops.aten.threshold_backward(grad_output, self._output, 0)
+
+
+@register("layer", "leaky_relu")
+class LeakyReLU(Module):
+    """y = x if x > 0 else negative_slope · x."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._positive = x > 0
+        return torch.where(self._positive, x, x * self.negative_slope)
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        return torch.where(self._positive, grad_output, grad_output * self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+@register("layer", "elu")
+class ELU(Module):
+    """y = x if x > 0 else alpha · (eˣ − 1)."""
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._positive = x > 0
+        self._output = torch.where(self._positive, x, self.alpha * torch.expm1(x))
+        return self._output
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        # for x ≤ 0: dy/dx = alpha · eˣ = y + alpha
+        return torch.where(self._positive, grad_output, grad_output * (self._output + self.alpha))
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+@register("layer", "tanh")
+class Tanh(Module):
+    """y = tanh(x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._output = torch.tanh(x)
+        return self._output
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        # dL/dx = g · (1 − y²), fused into one kernel
+        return torch.ops.aten.tanh_backward(grad_output, self._output)
+
+
+@register("layer", "sigmoid")
+class Sigmoid(Module):
+    """y = 1 / (1 + e⁻ˣ)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._output = torch.sigmoid(x)
+        return self._output
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        # dL/dx = g · y · (1 − y), fused into one kernel
+        return torch.ops.aten.sigmoid_backward(grad_output, self._output)
+
+
+@register("layer", "softmax")
+class Softmax(Module):
+    """yᵢ = e^{xᵢ} / Σⱼ e^{xⱼ} along `dim`."""
+
+    def __init__(self, dim: int = -1):
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._output = torch.softmax(x, self.dim)
+        return self._output
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        # the full Jacobian-vector product J g, J = diag(s) − s sᵀ: s ⊙ (g − ⟨g, s⟩)
+        s = self._output
+        return s * (grad_output - (grad_output * s).sum(self.dim, keepdim=True))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

@@ -1,0 +1,79 @@
+"""Linear (fully connected) layer and Identity."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import torch
+from torch import Tensor
+
+from minidl_cli.nn.module import Module, Parameter
+from minidl_cli.registry import Range, register
+
+Init = Literal["xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"]
+
+
+def init_weight(out_features: int, in_features: int, init: str) -> Tensor:
+    """A fresh (out, in) weight drawn from torch's global RNG with the named scheme."""
+    fan_in, fan_out = in_features, out_features
+    weight = torch.empty(out_features, in_features)
+    if init == "xavier_uniform":  # Glorot & Bengio (2010): U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        return weight.uniform_(-bound, bound)
+    if init == "xavier_normal":  # N(0, 2 / (fan_in + fan_out))
+        return weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
+    if init == "kaiming_uniform":  # He et al. (2015), ReLU gain: U(-a, a), a = sqrt(6 / fan_in)
+        bound = math.sqrt(6.0 / fan_in)
+        return weight.uniform_(-bound, bound)
+    if init == "kaiming_normal":  # N(0, 2 / fan_in)
+        return weight.normal_(0.0, math.sqrt(2.0 / fan_in))
+    raise ValueError(f"unknown init {init!r}; expected one of {', '.join(Init.__args__)}")
+
+
+@register("layer", "linear")
+class Linear(Module):
+    """y = x Wᵀ + b, with W of shape (out_features, in_features) as in torch.nn.Linear.
+
+    Shape: (N, in_features) -> (N, out_features).
+    """
+
+    def __init__(self, in_features: int, out_features: Annotated[int, Range(ge=1)],
+                 bias: bool = True,
+                 init: Init = "xavier_uniform"):
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"Linear needs in_features and out_features >= 1, got {in_features}, {out_features}"
+            )
+        self.in_features, self.out_features = in_features, out_features
+        self.init = init
+        self.weight = Parameter(init_weight(out_features, in_features, init))
+        self.bias = Parameter(torch.zeros(out_features)) if bias else None
+        self._input: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._input = x
+        if self.bias is None:
+            return x.mm(self.weight.data.t())
+        return torch.addmm(self.bias.data, x, self.weight.data.t())
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        self.weight.grad.addmm_(grad_output.t(), self._input)  # dL/dW += gᵀ x
+        if self.bias is not None:
+            self.bias.grad.add_(grad_output.sum(0))  # dL/db += Σₙ g
+        return grad_output.mm(self.weight.data)  # dL/dx = g W
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+@register("layer", "identity")
+class Identity(Module):
+    """y = x. Shape: any -> same."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        return grad_output

@@ -1,0 +1,157 @@
+"""Module, Parameter and Sequential: the bookkeeping every layer inherits.
+
+A Module computes `forward(x)` and `backward(grad_output) -> grad_input` with plain
+tensor operations; `backward` *adds* parameter gradients into `Parameter.grad`, so
+fan-out and gradient accumulation are correct (as in micrograd and torch).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+
+class Parameter:
+    """A learnable tensor and the gradient accumulated for it (same shape)."""
+
+    def __init__(self, data: Tensor):
+        self.data = data
+        self.grad = torch.zeros_like(data)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.data.shape
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class: subclasses write `forward` and `backward`; this class does the rest."""
+
+    training: bool = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # --- structure: parameters and children are found by walking attributes (tinygrad) ---
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child.named_parameters(f"{prefix}{name}.")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def param(self) -> list[tuple[Tensor, Tensor]]:
+        """The course API: [(data, grad)] for every parameter."""
+        return [(p.data, p.grad) for p in self.parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad.zero_()
+
+    def train(self, mode: bool = True) -> Module:
+        self.training = mode
+        for _, child in self.named_children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        """Move (and cast) every parameter and its gradient in place; returns self."""
+        for p in self.parameters():
+            p.data = p.data.to(device=device, dtype=dtype)
+            p.grad = p.grad.to(device=device, dtype=dtype)
+        return self
+
+    # --- state dicts: torch.nn's keys and shapes ---
+
+    def state_dict(self) -> OrderedDict[str, Tensor]:
+        return OrderedDict((name, p.data) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True) -> None:
+        """Copy tensors into the parameters; ValueError on missing, unexpected or misshapen keys."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"state dict does not match {type(self).__name__}: "
+                f"missing keys {missing}, unexpected keys {unexpected}"
+            )
+        for name, p in own.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            if not isinstance(value, Tensor) or value.shape != p.data.shape:
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(
+                    f"state dict entry {name!r} has shape {shape}, "
+                    f"the model expects {tuple(p.data.shape)}"
+                )
+            p.data.copy_(value)
+
+    # --- repr, as torch.nn prints it ---
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in children]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules applied in order; backward runs them in reverse. Keys '0.weight', '2.bias', …"""
+
+    def __init__(self, *modules: Module):
+        for module in modules:
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential takes Modules, got {type(module).__name__}")
+        self.layers = list(modules)
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for i, module in enumerate(self.layers):
+            yield str(i), module
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for module in self.layers:
+            x = module.forward(x)
+        return x
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        for module in reversed(self.layers):
+            grad_output = module.backward(grad_output)
+        return grad_output

@@ -1,0 +1,8 @@
+"""Optimizers and learning-rate schedules with torch.optim's update rules."""
+
+from minidl_cli.optim.adam import Adam
+from minidl_cli.optim.optimizer import Optimizer
+from minidl_cli.optim.schedules import CosineAnnealingLR, LRScheduler, StepLR
+from minidl_cli.optim.sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "LRScheduler", "StepLR", "CosineAnnealingLR"]

@@ -1,0 +1,158 @@
+"""Check hand-written backward passes against torch autograd (the oracle) in float64.
+
+`check_module` runs one module's forward and backward, then the same computation under
+autograd — through the equivalent `torch.nn` module when there is one, otherwise through
+the module's own forward — and returns the relative errors of the output, the input
+gradient and every parameter gradient. Tests and `minidl gradcheck` both use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from minidl_cli import nn
+
+TOLERANCE = 1e-10
+
+
+def rel_error(actual: Tensor, expected: Tensor) -> float:
+    """max |a − e| / max |e| (absolute error where e is all zeros)."""
+    if actual.shape != expected.shape:
+        raise AssertionError(f"shape {tuple(actual.shape)} != {tuple(expected.shape)}")
+    scale = expected.abs().max().item() if expected.numel() else 0.0
+    diff = (actual - expected).abs().max().item() if expected.numel() else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+@dataclass
+class Report:
+    """Relative errors of one module's output and gradients against the oracle."""
+
+    name: str
+    errors: dict[str, float] = field(default_factory=dict)  # 'output', 'input', param names
+
+    @property
+    def max_error(self) -> float:
+        return max(self.errors.values(), default=0.0)
+
+    def passed(self, tolerance: float = TOLERANCE) -> bool:
+        return self.max_error <= tolerance
+
+
+def torch_reference(module: nn.Module) -> torch.nn.Module | None:
+    """The torch.nn module computing the same function, or None (then: autograd of forward)."""
+    tnn = torch.nn
+    makers: dict[type, Callable[[], torch.nn.Module]] = {
+        nn.Linear: lambda: tnn.Linear(module.in_features, module.out_features,
+                                      bias=module.bias is not None),
+        nn.Identity: tnn.Identity,
+        nn.ReLU: tnn.ReLU,
+        nn.LeakyReLU: lambda: tnn.LeakyReLU(module.negative_slope),
+        nn.ELU: lambda: tnn.ELU(module.alpha),
+        nn.Tanh: tnn.Tanh,
+        nn.Sigmoid: tnn.Sigmoid,
+        nn.Softmax: lambda: tnn.Softmax(module.dim),
+        nn.Sequential: lambda: tnn.Sequential(*(torch_reference(m) for m in module)),
+    }
+    maker = makers.get(type(module))
+    if maker is None or (isinstance(module, nn.Sequential)
+                         and any(torch_reference(m) is None for m in module)):
+        return None
+    reference = maker().to(torch.float64)
+    reference.load_state_dict(module.state_dict())
+    return reference
+
+
+def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None,
+                 name: str | None = None, seed: int = 0) -> Report:
+    """Compare `module`'s forward/backward on float64 `x` with torch autograd.
+
+    Shape: x is whatever the module takes; grad_output has the output's shape (random if None).
+    """
+    report = Report(name or type(module).__name__)
+    module.zero_grad()
+    torch.manual_seed(seed)  # the same random draws (dropout) in both passes
+    with torch.no_grad():
+        output = module.forward(x)
+        if grad_output is None:
+            grad_output = torch.randn(output.shape, dtype=output.dtype,
+                                      generator=torch.Generator().manual_seed(seed + 1))
+        grad_input = module.backward(grad_output)
+
+    reference = torch_reference(module)
+    x_ref = x.detach().clone().requires_grad_(True)
+    torch.manual_seed(seed)
+    with torch.enable_grad():
+        if reference is not None:
+            ref_params = dict(reference.named_parameters())
+            ref_output = reference(x_ref)
+        else:
+            ref_params = _leaf_parameters(module)
+            ref_output = module.forward(x_ref)
+        ref_output.backward(grad_output)
+
+    report.errors["output"] = rel_error(output, ref_output.detach())
+    report.errors["input"] = rel_error(grad_input, x_ref.grad)
+    for pname, p in module.named_parameters():
+        report.errors[pname] = rel_error(p.grad, ref_params[pname].grad)
+    if reference is None:
+        _restore_parameters(module, ref_params)
+    return report
+
+
+def check_loss(loss: nn.Loss, prediction: Tensor, target: Tensor,
+               reference: Callable[[Tensor, Tensor], Tensor], name: str | None = None) -> Report:
+    """Compare a loss's value and dL/dprediction with a torch.nn.functional reference."""
+    report = Report(name or type(loss).__name__)
+    with torch.no_grad():
+        value = loss(prediction, target)
+        grad = loss.backward()
+    pred_ref = prediction.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        ref_value = reference(pred_ref, target)
+        ref_value.backward()
+    report.errors["output"] = rel_error(value, ref_value.detach())
+    report.errors["input"] = rel_error(grad, pred_ref.grad)
+    return report
+
+
+def central_difference(module: nn.Module, x: Tensor, directions: int = 3, eps: float = 1e-6,
+                       seed: int = 0) -> float:
+    """Relative error of ⟨dL/dx, v⟩ against (L(x + εv) − L(x − εv)) / 2ε, L = ⟨g, f(x)⟩."""
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for _ in range(directions):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            output = module.forward(x)
+            g = torch.randn(output.shape, dtype=x.dtype, generator=gen)
+            module.zero_grad()
+            analytic = (module.backward(g) * (v := torch.randn(x.shape, dtype=x.dtype,
+                                                               generator=gen))).sum()
+            torch.manual_seed(seed)
+            plus = (g * module.forward(x + eps * v)).sum()
+            torch.manual_seed(seed)
+            minus = (g * module.forward(x - eps * v)).sum()
+        numeric = (plus - minus) / (2 * eps)
+        scale = max(abs(numeric.item()), abs(analytic.item()), 1e-12)
+        worst = max(worst, abs(numeric.item() - analytic.item()) / scale)
+    return worst
+
+
+def _leaf_parameters(module: nn.Module) -> dict[str, Tensor]:
+    """Swap each parameter's data for an autograd leaf so autograd can differentiate forward."""
+    leaves = {}
+    for pname, p in module.named_parameters():
+        leaves[pname] = p.data.detach().clone().requires_grad_(True)
+        leaves[pname]._minidl_original = p.data
+        p.data = leaves[pname]
+    return leaves
+
+
+def _restore_parameters(module: nn.Module, leaves: dict[str, Tensor]) -> None:
+    for pname, p in module.named_parameters():
+        p.data = leaves[pname]._minidl_original

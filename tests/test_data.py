@@ -1,0 +1,255 @@
+"""Data sets: determinism, geometry, shapes, CSV files and their errors, helpers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from minidl_cli.data import (
+    Dataset,
+    apply_standardizer,
+    fit_standardizer,
+    make_dataset,
+    split_validation,
+)
+from minidl_cli.data.csv import csv as csv_dataset
+from minidl_cli.data.synthetic import disk, moons, spirals, xor
+
+SYNTHETIC = ["disk", "xor", "moons", "spirals"]
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def tensors(ds: Dataset) -> list[torch.Tensor]:
+    return [ds.x_train, ds.y_train, ds.x_test, ds.y_test]
+
+
+# ---------------------------------------------------------------- synthetic sets
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_same_seed_same_data_different_seed_different(name):
+    a, b, c = (make_dataset(name, {"n_train": 50, "n_test": 30}, s) for s in (3, 3, 4))
+    for ta, tb in zip(tensors(a), tensors(b), strict=True):
+        assert torch.equal(ta, tb)
+    assert not torch.equal(a.x_train, c.x_train)
+    assert not torch.equal(a.x_train, a.x_test)  # test is a fresh draw, not a copy
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_shapes_and_dtypes(name):
+    ds = make_dataset(name, {"n_train": 40, "n_test": 25}, 0)
+    assert ds.x_train.shape == (40, 2) and ds.x_test.shape == (25, 2)
+    assert ds.y_train.shape == (40,) and ds.y_test.shape == (25,)
+    assert ds.x_train.dtype == ds.x_test.dtype == torch.float64
+    assert ds.y_train.dtype == ds.y_test.dtype == torch.int64
+    assert ds.num_features == 2 and len(ds.feature_names) == 2
+    assert 0 <= int(ds.y_train.min()) and int(ds.y_train.max()) < ds.num_classes
+
+
+def test_train_is_drawn_before_test_from_one_generator():
+    small = disk(n_train=10, n_test=5, generator=gen(7))
+    large = disk(n_train=10, n_test=500, generator=gen(7))
+    assert torch.equal(small.x_train, large.x_train)
+    assert torch.equal(small.x_test, large.x_test[:5])
+
+
+def test_disk_labels_follow_the_geometry_and_are_balanced():
+    ds = disk(generator=gen(0))
+    assert ds.x_train.shape == (1000, 2) and ds.x_test.shape == (1000, 2)
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        assert float(x.min()) >= 0 and float(x.max()) <= 1
+        distance = ((x[:, 0] - 0.5) ** 2 + (x[:, 1] - 0.5) ** 2).sqrt()
+        assert torch.equal(y, (distance < 1 / math.sqrt(2 * math.pi)).long())
+        assert 0.4 <= float(y.double().mean()) <= 0.6
+
+
+def test_xor_labels_opposite_quadrants_without_noise():
+    ds = xor(n_train=200, n_test=10, generator=gen(1))
+    assert ds.num_classes == 2
+    assert torch.equal(ds.y_train, (ds.x_train[:, 0] * ds.x_train[:, 1] < 0).long())
+
+
+def test_moons_are_balanced_two_classes():
+    ds = moons(n_train=101, n_test=50, generator=gen(2))
+    assert ds.num_classes == 2
+    assert ds.y_train.bincount().tolist() == [51, 50]
+    assert ds.y_test.bincount().tolist() == [25, 25]
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_spirals_class_counts(classes):
+    ds = spirals(n_train=100, n_test=50, classes=classes, generator=gen(3))
+    assert ds.num_classes == classes
+    counts = ds.y_train.bincount(minlength=classes)
+    assert int(counts.max() - counts.min()) <= 1
+
+
+def test_spirals_without_noise_lie_in_the_unit_disk():
+    ds = spirals(n_train=300, n_test=10, noise=0.0, classes=3, generator=gen(4))
+    assert float(ds.x_train.norm(dim=1).max()) <= 1 + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "message"),
+    [
+        (disk, {"n_train": 0}, "n_train must be an integer >= 1"),
+        (disk, {"n_test": -1}, "n_test must be an integer >= 1"),
+        (disk, {"n_train": 2.5}, "n_train"),
+        (xor, {"noise": -0.1}, "noise must be a number >= 0"),
+        (moons, {"noise": float("nan")}, "noise"),
+        (spirals, {"classes": 1}, "classes must be an integer >= 2"),
+    ],
+)
+def test_bad_arguments_raise_value_error(factory, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        factory(**kwargs, generator=gen())
+
+
+def test_make_dataset_unknown_name_suggests():
+    with pytest.raises(ValueError, match="did you mean 'disk'"):
+        make_dataset("dsk", {}, 0)
+
+
+# ---------------------------------------------------------------- csv
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def iris_like(tmp_path):
+    rows = ["a,b,label"] + [f"{i},{i * 0.5},{'cat' if i % 3 else 'dog'}" for i in range(20)]
+    return write(tmp_path / "train.csv", "\n".join(rows) + "\n")
+
+
+def test_csv_train_and_test_files(tmp_path):
+    train = write(tmp_path / "train.csv", "x1,x2,y\n1,2,10\n3,4,2\n5,6,10\n\n")
+    test = write(tmp_path / "test.csv", "x2,y,x1,extra\n7,2,8,zzz\n")
+    ds = csv_dataset(train, test=test, label="y", generator=gen())
+    assert ds.feature_names == ["x1", "x2"]
+    assert ds.x_train.tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert ds.x_test.tolist() == [[8, 7]]  # columns matched by name, not position
+    assert ds.num_classes == 2 and ds.class_names == ["2", "10"]  # numeric labels sort by value
+    assert ds.y_train.tolist() == [1, 0, 1] and ds.y_test.tolist() == [0]
+    assert ds.x_train.dtype == torch.float64 and ds.y_train.dtype == torch.int64
+
+
+def test_csv_string_labels_and_feature_subset(iris_like):
+    ds = csv_dataset(iris_like, test_fraction=0.25, features=["b"], generator=gen())
+    assert ds.feature_names == ["b"] and ds.num_features == 1
+    assert ds.class_names == ["cat", "dog"]
+    assert len(ds.x_train) == 15 and len(ds.x_test) == 5
+
+
+def test_csv_test_fraction_is_a_seeded_partition(iris_like):
+    a = csv_dataset(iris_like, test_fraction=0.3, generator=gen(1))
+    b = csv_dataset(iris_like, test_fraction=0.3, generator=gen(1))
+    c = csv_dataset(iris_like, test_fraction=0.3, generator=gen(2))
+    assert torch.equal(a.x_test, b.x_test) and not torch.equal(a.x_test, c.x_test)
+    rows = sorted(a.x_train[:, 0].tolist() + a.x_test[:, 0].tolist())
+    assert rows == list(range(20))  # disjoint, and together all rows
+
+
+def test_csv_accepts_string_paths(iris_like):
+    ds = csv_dataset(str(iris_like), test=str(iris_like), generator=gen())
+    assert torch.equal(ds.x_train, ds.x_test)
+
+
+def test_csv_missing_label_column_lists_available(iris_like):
+    with pytest.raises(ValueError, match=r"no column 'target'.*available columns: a, b, label"):
+        csv_dataset(iris_like, test_fraction=0.2, label="target", generator=gen())
+
+
+def test_csv_missing_feature_column(iris_like):
+    with pytest.raises(ValueError, match=r"'c' \(from data.features\)"):
+        csv_dataset(iris_like, test_fraction=0.2, features=["a", "c"], generator=gen())
+
+
+def test_csv_bad_value_names_row_and_column(tmp_path):
+    train = write(tmp_path / "t.csv", "a,b,label\n1,2,0\n3,oops,1\n")
+    with pytest.raises(ValueError, match=r"t\.csv, row 3, column 'b': the value 'oops'"):
+        csv_dataset(train, test=train, generator=gen())
+
+
+def test_csv_empty_value_and_ragged_row(tmp_path):
+    empty = write(tmp_path / "e.csv", "a,label\n,0\n")
+    with pytest.raises(ValueError, match="row 2, column 'a': the value is empty"):
+        csv_dataset(empty, test=empty, generator=gen())
+    ragged = write(tmp_path / "r.csv", "a,label\n1,0,9\n")
+    with pytest.raises(ValueError, match="row 2: 3 fields, but the header has 2"):
+        csv_dataset(ragged, test=ragged, generator=gen())
+
+
+def test_csv_missing_file(tmp_path, iris_like):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        csv_dataset(tmp_path / "nope.csv", test_fraction=0.2, generator=gen())
+    with pytest.raises(FileNotFoundError, match="missing_test.csv"):
+        csv_dataset(iris_like, test=tmp_path / "missing_test.csv", generator=gen())
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"test": "x.csv", "test_fraction": 0.2}], ids=["neither", "both"]
+)
+def test_csv_needs_exactly_one_of_test_and_fraction(iris_like, kwargs):
+    with pytest.raises(ValueError, match="exactly one of data.test"):
+        csv_dataset(iris_like, **kwargs, generator=gen())
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 0.01])
+def test_csv_test_fraction_must_leave_rows_on_both_sides(iris_like, fraction):
+    with pytest.raises(ValueError, match="test_fraction"):
+        csv_dataset(iris_like, test_fraction=fraction, generator=gen())
+
+
+def test_csv_through_the_registry(iris_like):
+    ds = make_dataset("csv", {"train": iris_like, "test_fraction": 0.5}, seed=0)
+    assert len(ds.x_train) == len(ds.x_test) == 10
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def test_standardizer_zero_mean_unit_std_and_constant_columns():
+    x = torch.randn(500, 3, generator=gen(), dtype=torch.float64) * 5 + 2
+    x[:, 2] = 0.1  # a constant column must not divide by zero
+    mean, std = fit_standardizer(x)
+    z = apply_standardizer(x, mean, std)
+    assert torch.allclose(z[:, :2].mean(0), torch.zeros(2, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(
+        z[:, :2].std(0, correction=0), torch.ones(2, dtype=torch.float64), atol=1e-12
+    )
+    assert std[2] == 1 and torch.isfinite(z).all()
+    assert torch.allclose(z[:, 2], torch.zeros(500, dtype=torch.float64), atol=1e-12)
+
+
+def test_split_validation_sizes_disjoint_and_seeded():
+    ds = disk(n_train=100, n_test=10, generator=gen())
+    smaller, x_val, y_val = split_validation(ds, 0.2, gen(5))
+    assert len(smaller.x_train) == 80 and len(x_val) == len(y_val) == 20
+    assert torch.equal(smaller.x_test, ds.x_test)
+    rows = {tuple(r) for r in smaller.x_train.tolist()} | {tuple(r) for r in x_val.tolist()}
+    assert len(rows) == 100  # disjoint, and nothing lost
+    again = split_validation(ds, 0.2, gen(5))
+    assert torch.equal(again[1], x_val)
+    assert len(ds.x_train) == 100  # the original is left alone
+
+
+def test_split_validation_zero_fraction_is_a_no_op():
+    ds = disk(n_train=10, n_test=10, generator=gen())
+    smaller, x_val, y_val = split_validation(ds, 0, gen())
+    assert smaller is ds and x_val is None and y_val is None
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 0.999])
+def test_split_validation_bad_fraction(fraction):
+    ds = disk(n_train=10, n_test=10, generator=gen())
+    with pytest.raises(ValueError, match="fraction"):
+        split_validation(ds, fraction, gen())

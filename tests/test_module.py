@@ -1,0 +1,123 @@
+"""Module API: accumulation, zero_grad, modes, state dicts, torch.nn interoperability, repr."""
+
+import pytest
+import torch
+
+from minidl_cli import nn
+
+
+def reference_net():
+    return nn.Sequential(nn.Linear(2, 25), nn.ReLU(), nn.Linear(25, 25), nn.ReLU(),
+                         nn.Linear(25, 25), nn.ReLU(), nn.Linear(25, 2), nn.Tanh())
+
+
+def test_backward_accumulates_and_zero_grad_clears():
+    torch.manual_seed(0)
+    net = reference_net()
+    x, g = torch.randn(10, 2), torch.randn(10, 2)
+    net(x)
+    net.backward(g)
+    first = [p.grad.clone() for p in net.parameters()]
+    net(x)
+    net.backward(g)
+    for p, once in zip(net.parameters(), first, strict=True):
+        torch.testing.assert_close(p.grad, 2 * once)
+    assert any(once.abs().sum() > 0 for once in first)
+    net.zero_grad()
+    assert all(p.grad.abs().sum() == 0 for p in net.parameters())
+
+
+def test_parameters_names_and_course_api():
+    net = reference_net()
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias",
+                     "6.weight", "6.bias"]
+    assert net[0].weight.shape == (25, 2)  # (out_features, in_features) as torch.nn
+    pairs = net.param()
+    assert len(pairs) == 8 and all(d.shape == g.shape for d, g in pairs)
+    assert pairs[0][0] is net[0].weight.data and pairs[0][1] is net[0].weight.grad
+
+
+def test_xavier_uniform_init_bounds_and_zero_bias():
+    torch.manual_seed(0)
+    layer = nn.Linear(200, 300)
+    bound = (6 / 500) ** 0.5
+    assert layer.weight.data.abs().max() <= bound
+    assert layer.weight.data.abs().max() > 0.95 * bound
+    assert torch.equal(layer.bias.data, torch.zeros(300))
+
+
+@pytest.mark.parametrize("init,std", [("xavier_normal", (2 / 700) ** 0.5),
+                                      ("kaiming_normal", (2 / 400) ** 0.5),
+                                      ("kaiming_uniform", (6 / 400) ** 0.5 / 3 ** 0.5)])
+def test_other_inits_have_their_standard_deviation(init, std):
+    torch.manual_seed(0)
+    weight = nn.Linear(400, 300, init=init).weight.data
+    assert abs(weight.std().item() - std) < 0.05 * std
+
+
+def test_unknown_init_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown init 'glorot'"):
+        nn.Linear(2, 3, init="glorot")
+
+
+def test_train_eval_propagate_and_dropout_obeys_mode():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    x = torch.ones(1000, 4)
+    net.eval()
+    assert not net[1].training
+    assert torch.equal(net[1](x), x)
+    net.train()
+    out = net[1](x)
+    assert net[1].training
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # inverted dropout scales kept units by 2
+    assert 0.4 < (out == 0).float().mean() < 0.6
+
+
+def test_state_dict_round_trip():
+    torch.manual_seed(0)
+    a, b = reference_net(), reference_net()
+    assert not torch.equal(a[0].weight.data, b[0].weight.data)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(7, 2)
+    assert torch.equal(a(x), b(x))
+
+
+def test_state_dict_loads_into_torch_sequential():
+    torch.manual_seed(0)
+    net = reference_net()
+    tnet = torch.nn.Sequential(
+        torch.nn.Linear(2, 25), torch.nn.ReLU(), torch.nn.Linear(25, 25), torch.nn.ReLU(),
+        torch.nn.Linear(25, 25), torch.nn.ReLU(), torch.nn.Linear(25, 2), torch.nn.Tanh())
+    tnet.load_state_dict(net.state_dict())  # strict: same keys and shapes
+    x = torch.randn(50, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(tnet(x), net(x), rtol=0, atol=0)
+    back = reference_net()
+    back.load_state_dict(tnet.state_dict())
+    assert torch.equal(back(x), net(x))
+
+
+def test_load_state_dict_errors_name_the_problem():
+    net = reference_net()
+    state = net.state_dict()
+    with pytest.raises(ValueError, match="missing keys \\['6.bias'\\]"):
+        net.load_state_dict({k: v for k, v in state.items() if k != "6.bias"})
+    with pytest.raises(ValueError, match="'0.weight' has shape \\(3, 2\\)"):
+        net.load_state_dict({**state, "0.weight": torch.zeros(3, 2)})
+
+
+def test_repr_reads_like_torch():
+    text = repr(nn.Sequential(nn.Linear(2, 3), nn.LeakyReLU(0.2), nn.Dropout(0.1)))
+    assert text == ("Sequential(\n  (0): Linear(in_features=2, out_features=3, bias=True)\n"
+                    "  (1): LeakyReLU(negative_slope=0.2)\n  (2): Dropout(p=0.1)\n)")
+
+
+def test_to_casts_parameters_and_gradients():
+    net = reference_net().to(dtype=torch.float64)
+    assert all(p.data.dtype == p.grad.dtype == torch.float64 for p in net.parameters())
+
+
+def test_sequential_rejects_non_modules():
+    with pytest.raises(TypeError, match="Sequential takes Modules"):
+        nn.Sequential(nn.ReLU(), torch.nn.ReLU())

@@ -1,0 +1,148 @@
+"""Every registered layer and loss against torch autograd in float64, through one helper.
+
+The cases are keyed by registry name and the tests are parametrised over the registry
+itself, so registering a layer without an oracle case fails `test_every_layer_has_a_case`.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minidl_cli import nn, registry
+from minidl_cli.gradcheck import TOLERANCE, central_difference, check_loss, check_module
+
+SHAPES = [(1, 3), (4, 7), (17, 5), (64, 25)]  # (batch, features): batch 1 included
+
+LAYER_CASES = {
+    "linear": lambda n, d: [nn.Linear(d, 6), nn.Linear(d, 3, bias=False),
+                            nn.Linear(d, 4, init="kaiming_normal")],
+    "identity": lambda n, d: [nn.Identity()],
+    "relu": lambda n, d: [nn.ReLU()],
+    "leaky_relu": lambda n, d: [nn.LeakyReLU(), nn.LeakyReLU(0.3)],
+    "elu": lambda n, d: [nn.ELU(), nn.ELU(alpha=0.5)],
+    "tanh": lambda n, d: [nn.Tanh()],
+    "sigmoid": lambda n, d: [nn.Sigmoid()],
+    "softmax": lambda n, d: [nn.Softmax(), nn.Softmax(dim=0)],
+    "dropout": lambda n, d: [nn.Dropout(0.3), nn.Dropout(0.5).eval(), nn.Dropout(0.0)],
+}
+
+MAX_SEEN: dict[str, float] = {}
+
+
+def test_every_layer_has_a_case():
+    missing = set(registry.names("layer")) - set(LAYER_CASES)
+    assert not missing, f"registered layers without an oracle case: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", registry.names("layer"))
+def test_layer_matches_autograd(name, shape):
+    n, d = shape
+    torch.manual_seed(n * 100 + d)
+    for module in LAYER_CASES[name](n, d):
+        module.to(dtype=torch.float64)
+        x = torch.randn(n, d, dtype=torch.float64) * 2
+        report = check_module(module, x, name=name)
+        assert report.passed(), f"{module}: {report.errors}"
+        assert set(report.errors) == {"output", "input", *dict(module.named_parameters())}
+
+
+@pytest.mark.parametrize("name", registry.names("layer"))
+def test_layer_matches_central_differences(name):
+    torch.manual_seed(0)
+    for module in LAYER_CASES[name](8, 5):
+        module.to(dtype=torch.float64)
+        x = torch.randn(8, 5, dtype=torch.float64) + 0.05  # keep clear of ReLU's kink
+        assert central_difference(module, x) < 1e-6, module
+
+
+def test_whole_network_matches_torch_sequential():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 25), nn.ReLU(), nn.Linear(25, 25), nn.ELU(),
+                        nn.Linear(25, 2), nn.Tanh()).to(dtype=torch.float64)
+    report = check_module(net, torch.rand(100, 2, dtype=torch.float64))
+    assert report.passed(), report.errors
+    assert {"0.weight", "0.bias", "2.weight", "4.bias"} <= set(report.errors)
+
+
+def test_oracle_catches_a_wrong_backward():
+    class BrokenTanh(nn.Tanh):
+        def backward(self, grad_output):
+            return grad_output * (1 - self._output)  # wrong: should be 1 − y²
+
+    report = check_module(BrokenTanh(), torch.randn(5, 4, dtype=torch.float64))
+    assert not report.passed() and report.errors["input"] > 1e-3
+
+
+def test_softmax_uses_the_full_jacobian_not_the_diagonal():
+    x = torch.randn(6, 4, dtype=torch.float64)
+    g = torch.randn(6, 4, dtype=torch.float64)
+    softmax = nn.Softmax()
+    s = softmax(x)
+    diagonal_only = g * s * (1 - s)
+    assert not torch.allclose(softmax.backward(g), diagonal_only)
+
+
+LOSS_CASES = {
+    "mse": [
+        (lambda: nn.MSELoss(), lambda p, t: F.mse_loss(p, t)),
+        (lambda: nn.MSELoss(reduction="sum"), lambda p, t: F.mse_loss(p, t, reduction="sum")),
+    ],
+    "cross_entropy": [
+        (lambda: nn.CrossEntropyLoss(), lambda p, t: F.cross_entropy(p, t)),
+        (lambda: nn.CrossEntropyLoss(reduction="sum"),
+         lambda p, t: F.cross_entropy(p, t, reduction="sum")),
+    ],
+}
+
+
+def _target(name, n, c):
+    if name == "cross_entropy":
+        return torch.randint(0, c, (n,))
+    return torch.randn(n, c, dtype=torch.float64)
+
+
+def test_every_loss_has_a_case():
+    assert set(registry.names("loss")) <= set(LOSS_CASES)
+
+
+@pytest.mark.parametrize("shape", [(1, 2), (10, 3), (100, 7)], ids=str)
+@pytest.mark.parametrize("name", registry.names("loss"))
+def test_loss_matches_functional(name, shape):
+    n, c = shape
+    torch.manual_seed(n + c)
+    for make, reference in LOSS_CASES[name]:
+        prediction = torch.randn(n, c, dtype=torch.float64) * 3
+        report = check_loss(make(), prediction, _target(name, n, c), reference)
+        assert report.passed(), report.errors
+
+
+@pytest.mark.parametrize("scale", [1000.0, -1000.0, 1e4])
+def test_cross_entropy_is_stable_for_extreme_logits(scale):
+    logits = torch.tensor([[scale, 0.0, -scale], [0.0, scale, 1.0]], dtype=torch.float64)
+    labels = torch.tensor([2, 1])
+    report = check_loss(nn.CrossEntropyLoss(), logits, labels, F.cross_entropy)
+    assert report.passed(), report.errors
+    loss = nn.CrossEntropyLoss()
+    assert torch.isfinite(loss(logits, labels)) and torch.isfinite(loss.backward()).all()
+
+
+def test_mse_gradient_sign_and_scale():
+    loss = nn.MSELoss()
+    x = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    loss(x, torch.zeros(1, 2, dtype=torch.float64))
+    assert torch.equal(loss.backward(), torch.tensor([[1.0, 3.0]], dtype=torch.float64))  # 2x/2
+
+
+def test_loss_targets_from_labels():
+    labels = torch.tensor([0, 1, 1])
+    onehot = nn.MSELoss().targets(labels, 2, torch.float32)
+    signed = nn.MSELoss(targets="signed").targets(labels, 2, torch.float32)
+    assert onehot.tolist() == [[1, 0], [0, 1], [0, 1]]
+    assert signed.tolist() == [[1, -1], [-1, 1], [-1, 1]]
+    assert nn.CrossEntropyLoss().targets(labels, 2, torch.float32) is labels
+
+
+def test_cross_entropy_rejects_float_labels():
+    with pytest.raises(ValueError, match="int64 class labels"):
+        nn.CrossEntropyLoss()(torch.randn(3, 2), torch.tensor([0.0, 1.0, 1.0]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ Metrics = dict[str, list[float]]
 SPLITS = ("train", "test", "val")
 STYLES = {"train": "--", "test": "-", "val": ":"}  # line style per split in overlays
 ERROR_COLOR = "red"
+PALETTE = ["C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9"]  # tab10 without red (C3)
 
 
 # ---------------------------------------------------------------- metrics.csv
@@ -38,17 +39,18 @@ def read_metrics(path: str | os.PathLike) -> Metrics:
     if not path.is_file():
         raise FileNotFoundError(f"no metrics file {path}; is this a minidl run directory?")
     with path.open(newline="") as f:
-        rows = [row for row in csv.reader(f) if row]
+        reader = csv.reader(f)
+        rows = [(reader.line_num, row) for row in reader if row]
     if not rows:
         return {}
-    header, body = [name.strip() for name in rows[0]], rows[1:]
-    parsed = [_parse_row(row, len(header)) for row in body]
-    if parsed and parsed[-1] is None:  # the writer was cut off mid-line
+    header = [name.strip() for name in rows[0][1]]
+    parsed = [(line, _parse_row(row, len(header))) for line, row in rows[1:]]
+    if parsed and parsed[-1][1] is None:  # the writer was cut off mid-line
         parsed.pop()
-    for line, values in enumerate(parsed, start=2):
+    for line, values in parsed:
         if values is None:
             raise ValueError(f"{path}, line {line}: expected {len(header)} numbers")
-    return {name: [values[i] for values in parsed] for i, name in enumerate(header)}
+    return {name: [values[i] for _, values in parsed] for i, name in enumerate(header)}
 
 
 def _parse_row(row: list[str], width: int) -> list[float] | None:
@@ -68,7 +70,13 @@ def _has(metrics: Metrics, key: str) -> bool:
 # ---------------------------------------------------------------- single pictures
 
 
-def plot_data(x: Any, y: Any, path: str | os.PathLike, title: str = "Data") -> Path:
+def plot_data(
+    x: Any,
+    y: Any,
+    path: str | os.PathLike,
+    title: str = "Data",
+    class_names: Sequence[str] | None = None,
+) -> Path:
     """Scatter of points coloured by label (the first two features).
 
     Shape: x (n, d), y (n,) integer labels.
@@ -77,13 +85,21 @@ def plot_data(x: Any, y: Any, path: str | os.PathLike, title: str = "Data") -> P
     fig, ax = _figure()
     for label in sorted(set(y.tolist())):
         mask = y == label
-        ax.scatter(x[mask, 0], x[mask, 1], s=8, color=_color(label), label=f"class {label}")
+        ax.scatter(
+            x[mask, 0], x[mask, 1], s=8, color=_color(label), label=_class_name(label, class_names)
+        )
     _frame_points(ax, title)
-    ax.legend(loc="upper right", fontsize="small", markerscale=2, framealpha=0.8)
+    _legend_below(ax)
     return _save(fig, path)
 
 
-def plot_predictions(x: Any, y_true: Any, y_pred: Any, path: str | os.PathLike) -> Path:
+def plot_predictions(
+    x: Any,
+    y_true: Any,
+    y_pred: Any,
+    path: str | os.PathLike,
+    class_names: Sequence[str] | None = None,
+) -> Path:
     """Points coloured by predicted class, misclassified ones marked with a red x.
 
     Shape: x (n, d), y_true (n,), y_pred (n,) integer labels.
@@ -93,11 +109,18 @@ def plot_predictions(x: Any, y_true: Any, y_pred: Any, path: str | os.PathLike) 
     fig, ax = _figure()
     for label in sorted(set(y_pred.tolist())):
         mask = y_pred == label
-        ax.scatter(x[mask, 0], x[mask, 1], s=8, color=_color(label), label=f"predicted {label}")
-    ax.scatter(x[wrong, 0], x[wrong, 1], s=40, marker="x", color=ERROR_COLOR, linewidths=1.5,
-               label="error")
+        ax.scatter(
+            x[mask, 0],
+            x[mask, 1],
+            s=8,
+            color=_color(label),
+            label=f"predicted {_class_name(label, class_names)}",
+        )
+    ax.scatter(
+        x[wrong, 0], x[wrong, 1], s=40, marker="x", color=ERROR_COLOR, linewidths=1.5, label="error"
+    )
     _frame_points(ax, f"Predictions: {int(wrong.sum())} errors of {len(wrong)} points")
-    ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
+    _legend_below(ax)
     return _save(fig, path)
 
 
@@ -116,7 +139,7 @@ def _plot_curves(metrics: Metrics, quantity: str, path: str | os.PathLike) -> Pa
     for split in SPLITS:
         key = f"{split}_{quantity}"
         if _has(metrics, key):
-            ax.plot(metrics["epoch"], metrics[key], label=_split_name(split))
+            ax.plot(_epochs(metrics, key), metrics[key], label=_split_name(split))
     _frame_curves(ax, quantity, f"Training and testing {quantity}")
     return _save(fig, path)
 
@@ -136,12 +159,13 @@ def draw_run_plots(
     plots_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(metrics, dict):
         metrics = read_metrics(metrics)
+    names = getattr(dataset, "class_names", None)
+    x, y = dataset.x_test, dataset.y_test
     return [
-        plot_data(dataset.x_test, dataset.y_test, plots_dir / "data.png", title="Test data"),
+        plot_data(x, y, plots_dir / "data.png", title="Test data", class_names=names),
         plot_loss(metrics, plots_dir / "loss.png"),
         plot_accuracy(metrics, plots_dir / "accuracy.png"),
-        plot_predictions(dataset.x_test, dataset.y_test, test_predictions,
-                         plots_dir / "predictions.png"),
+        plot_predictions(x, y, test_predictions, plots_dir / "predictions.png", names),
     ]
 
 
@@ -168,12 +192,17 @@ def overlay_runs(
     written = []
     for quantity in ("loss", "accuracy"):
         fig, ax = _figure(wide=True)
-        for i, (metrics, label) in enumerate(zip(runs, labels)):
+        for i, (metrics, label) in enumerate(zip(runs, labels, strict=True)):
             for split in SPLITS:
                 key = f"{split}_{quantity}"
                 if _has(metrics, key):
-                    ax.plot(metrics["epoch"], metrics[key], STYLES[split], color=_color(i),
-                            label=f"{label} ({_split_name(split).lower()})")
+                    ax.plot(
+                        _epochs(metrics, key),
+                        metrics[key],
+                        STYLES[split],
+                        color=_color(i),
+                        label=f"{label} ({_split_name(split).lower()})",
+                    )
         _frame_curves(ax, quantity, f"{quantity.capitalize()} of {len(runs)} runs")
         written.append(_save(fig, out_dir / f"{quantity}.png"))
     return written
@@ -202,11 +231,23 @@ def plot_group(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
                 mean = curves.mean(0)
                 std = curves.std(0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
                 ax.plot(common, mean, color=_color(i), label=f"{_split_name(split)} (mean)")
-                ax.fill_between(common, mean - std, mean + std, color=_color(i), alpha=0.25,
-                                linewidth=0, label=f"{_split_name(split)} ±1 std")
+                ax.fill_between(
+                    common,
+                    mean - std,
+                    mean + std,
+                    color=_color(i),
+                    alpha=0.25,
+                    linewidth=0,
+                    label=f"{_split_name(split)} ±1 std",
+                )
         _frame_curves(ax, quantity, f"{quantity.capitalize()}: mean ± 1 std of {len(runs)} runs")
         written.append(_save(fig, out_dir / f"{quantity}.png"))
     return written
+
+
+def _epochs(metrics: Metrics, key: str) -> list[float]:
+    """The epoch column, or 1, 2, ... when a metrics dict has none."""
+    return metrics.get("epoch") or list(range(1, len(metrics[key]) + 1))
 
 
 def _run_metrics(run_dir: Path) -> Metrics:
@@ -215,7 +256,7 @@ def _run_metrics(run_dir: Path) -> Metrics:
 
 def _at_epochs(metrics: Metrics, key: str, epochs: list[float]) -> list[float]:
     """The values of `key` at `epochs` (the last row wins if an epoch was logged twice)."""
-    by_epoch = dict(zip(metrics["epoch"], metrics[key]))
+    by_epoch = dict(zip(metrics["epoch"], metrics[key], strict=True))
     return [by_epoch[e] for e in epochs]
 
 
@@ -243,7 +284,14 @@ def _points(x: Any) -> np.ndarray:
 
 
 def _color(i: int) -> str:
-    return f"C{i % 10}"
+    """A tab10 colour; classes and runs skip red, which marks errors."""
+    return PALETTE[i % len(PALETTE)]
+
+
+def _class_name(label: int, class_names: Sequence[str] | None) -> str:
+    if class_names is not None and 0 <= label < len(class_names):
+        return str(class_names[label])
+    return f"class {label}"
 
 
 def _split_name(split: str) -> str:
@@ -253,7 +301,7 @@ def _split_name(split: str) -> str:
 def _figure(wide: bool = False) -> tuple[Figure, Axes]:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.5) if wide else (5.5, 5.5), dpi=100)
+    fig = Figure(figsize=(7, 4.5) if wide else (5.5, 6), dpi=100, layout="constrained")
     return fig, fig.add_subplot()
 
 
@@ -262,6 +310,19 @@ def _frame_points(ax: Axes, title: str) -> None:
     ax.set_xlabel("feature 1")
     ax.set_ylabel("feature 2")
     ax.set_title(title)
+
+
+def _legend_below(ax: Axes) -> None:
+    """A legend under the axes, so that it hides no points."""
+    ncol = min(4, len(ax.get_legend_handles_labels()[0]))
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12),
+        ncol=ncol,
+        fontsize="small",
+        markerscale=1.5,
+        frameon=False,
+    )
 
 
 def _frame_curves(ax: Axes, quantity: str, title: str) -> None:
@@ -276,13 +337,13 @@ def _frame_curves(ax: Axes, quantity: str, title: str) -> None:
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write `fig` as a PNG at `path` atomically and release it."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with tmp.open("xb") as f:  # honours the umask, unlike tempfile.mkstemp (0600)
             fig.savefig(f, format="png")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     finally:
         fig.clear()

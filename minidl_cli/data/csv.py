@@ -155,7 +155,7 @@ def _label_mapping(labels: list[str]) -> tuple[list[str], dict[str, int]]:
     values = sorted(set(numbers))  # '1' and '1.0' are one class
     names = [str(int(x)) if x.is_integer() else repr(x) for x in values]
     position = {x: i for i, x in enumerate(values)}
-    return names, {v: position[x] for v, x in zip(distinct, numbers)}
+    return names, {v: position[x] for v, x in zip(distinct, numbers, strict=True)}
 
 
 def _finite_or_none(text: str) -> float | None:

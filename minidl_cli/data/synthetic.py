@@ -7,7 +7,7 @@ given, in float64, so the same seed gives the same data on every machine.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -115,7 +115,7 @@ def spirals(
     *,
     generator: torch.Generator,
 ) -> Dataset:
-    """`classes` interleaved spiral arms of 1.5 turns each, radius 0 to 1; Gaussian noise."""
+    """`classes` interleaved spiral arms of one turn each, radius 0 to 1; Gaussian noise."""
     _check_sizes(n_train, n_test)
     _check_noise(noise)
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
@@ -123,8 +123,8 @@ def spirals(
 
     def sample(n: int) -> tuple[Tensor, Tensor]:
         y = _balanced_labels(n, classes, generator)
-        r = torch.rand(n, generator=generator, dtype=torch.float64)
-        angle = 2 * math.pi * y / classes + 3 * math.pi * r  # arm offset + 1.5 turns
+        r = torch.rand(n, generator=generator, dtype=torch.float64).sqrt()  # even along arms
+        angle = 2 * math.pi * (y / classes + r)  # each arm starts 1/classes turn later
         x = r.unsqueeze(1) * torch.stack([angle.cos(), angle.sin()], 1)
         return x + _noise(n, noise, generator), y
 

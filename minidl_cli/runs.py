@@ -1,0 +1,198 @@
+"""Run directories: creation, meta.json, metrics.csv and checkpoints, all written atomically.
+
+Layout (SPEC §5): config.yaml, meta.json, metrics.csv, checkpoints/last.pt,
+checkpoints/epoch_NNNN.pt, checkpoints/best.pt, plots/*.png, eval.json.
+Every file is written to a temporary sibling, flushed, fsynced and renamed over the
+target, so a `kill -9` at any moment leaves either the old or the new version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from minidl_cli import __version__
+
+CHECKPOINT_FORMAT = "minidl-checkpoint"
+CHECKPOINT_VERSION = 1
+METRICS_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                   "lr", "elapsed_s"]
+VAL_COLUMNS = ["val_loss", "val_accuracy"]
+
+
+class RunError(ValueError):
+    """A run directory or checkpoint that cannot be used; the message says why and what to do."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def create_run_dir(runs_dir: Path, name: str) -> Path:
+    """A new, empty `<runs_dir>/<name>-<YYYYMMDD-HHMMSS>[-N]`; never an existing one.
+
+    `mkdir` without exist_ok is atomic: of several processes racing for one name, exactly
+    one wins and the others move on to the next suffix.
+    """
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1, 10_000):
+        path = runs_dir / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RunError(f"could not create a run directory under {runs_dir}")
+
+
+class Run:
+    """One run directory: typed access to its files."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.plots = self.path / "plots"
+
+    @classmethod
+    def create(cls, runs_dir: Path, name: str) -> Run:
+        run = cls(create_run_dir(Path(runs_dir), name))
+        run.checkpoints.mkdir()
+        return run
+
+    @classmethod
+    def open(cls, path: Path) -> Run:
+        """An existing run directory; RunError if it is missing or not a minidl run."""
+        path = Path(path)
+        if not path.exists():
+            raise RunError(f"run directory not found: {path} (pass a directory that "
+                           "`minidl train` created, e.g. runs/disk-20260101-120000)")
+        if not path.is_dir() or not (path / "config.yaml").is_file():
+            raise RunError(f"{path} is not a minidl run directory (it has no config.yaml)")
+        return cls(path)
+
+    # --- config.yaml, meta.json, eval.json ---
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    def write_config(self, text: str) -> None:
+        atomic_write(self.config_path, text.encode())
+
+    def read_meta(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / "meta.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def write_meta(self, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` into meta.json (created with versions and argv the first time)."""
+        meta = self.read_meta() or initial_meta()
+        meta.update(fields)
+        self.write_json("meta.json", meta)
+        return meta
+
+    def write_json(self, filename: str, obj: Any) -> None:
+        atomic_write(self.path / filename, (json.dumps(obj, indent=2) + "\n").encode())
+
+    # --- metrics.csv ---
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.csv"
+
+    def write_metrics(self, rows: list[dict[str, float]]) -> None:
+        """Rewrite metrics.csv from the rows (the checkpoint holds them too, so they agree)."""
+        columns = METRICS_COLUMNS + (VAL_COLUMNS if rows and "val_loss" in rows[0] else [])
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, columns, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.metrics_path, buffer.getvalue().encode())
+
+    # --- checkpoints ---
+
+    def checkpoint_path(self, which: str) -> Path:
+        """'last', 'best', an epoch number, or a path."""
+        if which in ("last", "best"):
+            return self.checkpoints / f"{which}.pt"
+        if str(which).isdigit():
+            return self.checkpoints / f"epoch_{int(which):04d}.pt"
+        return Path(which)
+
+    def save_checkpoint(self, state: dict[str, Any], which: str = "last") -> Path:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buffer)
+        path = self.checkpoint_path(which)
+        atomic_write(path, buffer.getvalue())
+        return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a minidl checkpoint with weights_only=True; RunError naming the file otherwise."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).splitlines()[0] if str(e) else "unsupported content"
+        raise RunError(f"refusing to load {path}: it holds objects other than tensors and "
+                       f"plain data ({reason[:160]}); only load checkpoints you trust with "
+                       "other tools") from None
+    except Exception as e:  # truncated zip, garbage bytes, wrong magic number, ...
+        raise RunError(f"cannot read checkpoint {path}: the file is truncated or corrupt "
+                       f"({type(e).__name__}); use another checkpoint, e.g. "
+                       "--checkpoint best or an epoch_NNNN.pt") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path} is not a minidl checkpoint (no 'format: {CHECKPOINT_FORMAT}')")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise RunError(f"{path} is a minidl checkpoint of version {state.get('version')!r}; "
+                       f"this minidl reads version {CHECKPOINT_VERSION}")
+    return state
+
+
+def initial_meta() -> dict[str, Any]:
+    import torch
+
+    return {
+        "status": "running",
+        "seed": None,
+        "started_at": now_iso(),
+        "finished_at": None,
+        "epochs_completed": 0,
+        "minidl_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": None,
+        "argv": sys.argv,
+    }

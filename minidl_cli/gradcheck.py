@@ -156,3 +156,43 @@ def _leaf_parameters(module: nn.Module) -> dict[str, Tensor]:
 def _restore_parameters(module: nn.Module, leaves: dict[str, Tensor]) -> None:
     for pname, p in module.named_parameters():
         p.data = leaves[pname]._minidl_original
+
+
+def torch_loss_reference(loss: nn.Loss) -> Callable[[Tensor, Tensor], Tensor]:
+    """torch.nn.functional's version of a built-in loss; autograd of its forward otherwise."""
+    functional = {nn.MSELoss: torch.nn.functional.mse_loss,
+                  nn.CrossEntropyLoss: torch.nn.functional.cross_entropy}.get(type(loss))
+    if functional is None:
+        return loss.forward
+    return lambda prediction, target: functional(prediction, target, reduction=loss.reduction)
+
+
+@dataclass
+class NetworkReport:
+    """One row per module (autograd and central differences), and one for the loss."""
+
+    rows: list[tuple[Report, float | None]]
+
+    def passed(self, tolerance: float = TOLERANCE, numeric_tolerance: float = 1e-5) -> bool:
+        return all(r.passed(tolerance) and (n is None or n <= numeric_tolerance)
+                   for r, n in self.rows)
+
+
+def check_network(model: nn.Sequential, loss_fn: nn.Loss, x: Tensor,
+                  target: Tensor) -> NetworkReport:
+    """Check every module of `model` on the activations it really sees, then the loss.
+
+    Shape: x (N, in_features) float64; target as the loss takes it.
+    """
+    rows = []
+    h = x
+    for i, module in enumerate(model):
+        name = f"[{i}] {type(module).__name__}"
+        rows.append((check_module(module, h, name=name), central_difference(module, h)))
+        with torch.no_grad():
+            torch.manual_seed(0)
+            h = module.forward(h)
+    loss_report = check_loss(loss_fn, h, target, torch_loss_reference(loss_fn),
+                             name=f"loss {type(loss_fn).__name__}")
+    rows.append((loss_report, None))
+    return NetworkReport(rows)

@@ -16,8 +16,9 @@ import importlib
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 KINDS = ("layer", "loss", "optimizer", "scheduler", "dataset")
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from minidl_cli import nn, registry
-from minidl_cli.gradcheck import TOLERANCE, central_difference, check_loss, check_module
+from minidl_cli.gradcheck import central_difference, check_loss, check_module
 
 SHAPES = [(1, 3), (4, 7), (17, 5), (64, 25)]  # (batch, features): batch 1 included
 

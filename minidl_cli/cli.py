@@ -1,0 +1,294 @@
+"""The `minidl` command line: parse, call one library function, print.
+
+torch is imported lazily inside commands so `minidl --help` and `--version` stay instant.
+Errors a user can cause exit with code 2 and one line per problem; a failed run exits 1;
+SIGINT / SIGTERM save the run and exit 130 / 143.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from minidl_cli import __version__
+
+CONFIG_PATH = click.Path(path_type=Path, dir_okay=False)
+RUN_PATH = click.Path(path_type=Path, file_okay=False)
+
+
+class UserError(click.ClickException):
+    """Bad input: printed as 'error: ...' lines, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        for line in self.message.splitlines():
+            click.echo(f"error: {line}", err=True)
+
+
+def handle_errors(command):
+    """Turn the library's exceptions into exit codes and short messages (tracebacks: --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from minidl_cli.config import ConfigError
+        from minidl_cli.runs import RunError
+
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return command(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (ConfigError, RunError, ValueError, FileNotFoundError, ImportError) as e:
+            if debug:
+                traceback.print_exc()
+            raise UserError(str(e) or type(e).__name__) from None
+        except OSError as e:
+            if debug:
+                traceback.print_exc()
+            raise UserError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="minidl")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+def main(debug: bool) -> None:
+    """minidl: train hand-written-backprop networks described in YAML, into run directories.
+
+    \b
+    Quick start:
+      minidl train configs/disk.yaml          train the reference experiment
+      minidl evaluate runs/disk-...           evaluate its last checkpoint
+      minidl plot runs/disk-...               redraw its pictures
+    """
+
+
+# --- train ----------------------------------------------------------------------------
+
+
+class Progress:
+    """A throttled one-line progress bar on stderr: epoch, loss, accuracy, ETA."""
+
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.total, self.first = total, done
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.started = self.last = time.perf_counter()
+
+    def __call__(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        now, epoch = time.perf_counter(), int(row["epoch"])
+        final = epoch == self.total
+        interval = 0.1 if self.tty else 5.0
+        if now - self.last < interval and not final:
+            return
+        self.last = now
+        rate = (now - self.started) / max(epoch - self.first, 1)
+        eta = rate * (self.total - epoch)
+        width = 20
+        filled = int(width * epoch / self.total)
+        line = (f"epoch {epoch:>{len(str(self.total))}}/{self.total} "
+                f"[{'#' * filled}{'.' * (width - filled)}] "
+                f"loss {row['train_loss']:.4f} acc {row['train_accuracy']:.1%} "
+                f"test {row['test_accuracy']:.1%} ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        if self.tty:
+            click.echo("\r" + line, err=True, nl=final)
+        else:
+            click.echo(line, err=True)
+
+
+@contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM set a flag the loop polls; a second signal stops at once."""
+    from minidl_cli.train import Interrupted, StopFlag
+
+    flag = StopFlag()
+
+    def handler(signum, frame):
+        if flag.signum is not None:
+            raise Interrupted(signum)
+        flag.signum = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@main.command()
+@click.argument("args", nargs=-1, metavar="CONFIG [KEY=VALUE]...")
+@click.option("--resume", "resume", type=RUN_PATH, help="Continue a run from its last.pt.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--quiet", "-q", is_flag=True, help="Hide the progress bar.")
+@handle_errors
+def train(args: tuple[str, ...], resume: Path | None, print_config: bool, quiet: bool) -> None:
+    """Train the network CONFIG describes; print the run directory as the last line.
+
+    \b
+    Overrides use dotted keys with YAML values:
+      minidl train configs/disk.yaml optimizer.lr=0.05 train.epochs=10 model.6.out_features=2
+    Resume an interrupted run (optionally training longer):
+      minidl train --resume runs/disk-20260101-120000 train.epochs=800
+    """
+    from minidl_cli import experiment
+    from minidl_cli.config import dump_yaml, load_config
+
+    if resume is not None:
+        overrides = list(args)
+        _check_overrides(overrides)
+        run, trainer = experiment.resume_run(resume, overrides)
+    else:
+        if not args:
+            raise click.UsageError("missing CONFIG (a YAML file), or pass --resume RUN_DIR")
+        config_path, overrides = Path(args[0]), list(args[1:])
+        _check_overrides(overrides)
+        config = load_config(config_path, overrides)
+        if print_config:
+            click.echo(dump_yaml(config), nl=False)
+            return
+        run, trainer = experiment.start_run(config)
+    _train(run, trainer, quiet)
+
+
+def _check_overrides(overrides: list[str]) -> None:
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise UserError("\n".join(f"override {o!r}: expected KEY=VALUE, e.g. optimizer.lr=0.05"
+                                  for o in bad))
+
+
+def _train(run, trainer, quiet: bool) -> None:
+    from minidl_cli import experiment
+    from minidl_cli.train import Diverged, Interrupted
+
+    epochs = trainer.config["train"]["epochs"]
+    progress = Progress(epochs, trainer.epoch, enabled=not quiet)
+    try:
+        with stop_on_signals() as flag:
+            experiment.train_run(run, trainer, progress, flag)
+    except Diverged as e:
+        click.echo(f"error: {e}; training stopped (status: failed). The last good checkpoint "
+                   f"(epoch {trainer.epoch}) is in {run.checkpoints}. Try a smaller learning "
+                   "rate, e.g. optimizer.lr=...", err=True)
+        click.echo(run.path)
+        sys.exit(1)
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        click.echo(f"\ninterrupted by {signal.Signals(signum).name} after {trainer.epoch} "
+                   f"epoch(s); saved {run.checkpoints / 'last.pt'}.\n"
+                   f"resume with: minidl train --resume {run.path}", err=True)
+        click.echo(run.path)
+        sys.exit(128 + signum)
+    click.echo(run.path)
+
+
+# --- evaluate, plot, gradcheck, list ---------------------------------------------------
+
+
+@main.command()
+@click.argument("run_dir", type=RUN_PATH)
+@click.option("--checkpoint", default="last", show_default=True,
+              help="last, best, an epoch number, or a checkpoint file.")
+@click.option("--json", "as_json", is_flag=True, help="Print eval.json instead of a table.")
+@handle_errors
+def evaluate(run_dir: Path, checkpoint: str, as_json: bool) -> None:
+    """Evaluate a run's checkpoint on its train and test sets; write eval.json."""
+    from minidl_cli.experiment import evaluate_run
+
+    result = evaluate_run(run_dir, checkpoint)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"checkpoint {result['checkpoint']} (epoch {result['epoch']})")
+    click.echo(f"{'split':<6} {'loss':>10} {'accuracy':>9} {'error':>8}")
+    for split in ("train", "test"):
+        r = result[split]
+        click.echo(f"{split:<6} {r['loss']:>10.6f} {r['accuracy']:>9.2%} {r['error']:>8.2%}")
+    for split in ("train", "test"):
+        click.echo(f"confusion matrix ({split}; rows: true class, columns: predicted)")
+        for i, row in enumerate(result[split]["confusion"]):
+            click.echo(f"  {i:>3}: " + " ".join(f"{n:>6}" for n in row))
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=RUN_PATH)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where overlaid pictures go (several runs; default: current directory).")
+@handle_errors
+def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
+    """Redraw a run's pictures into its plots/; overlay several runs' curves into --out."""
+    from minidl_cli import plots
+    from minidl_cli.experiment import replot_run
+    from minidl_cli.runs import Run
+
+    if len(run_dirs) == 1 and out is None:
+        for path in replot_run(run_dirs[0]):
+            click.echo(path)
+        return
+    runs = [Run.open(d) for d in run_dirs]
+    out = out or Path.cwd()
+    out.mkdir(parents=True, exist_ok=True)
+    for path in plots.overlay_runs([r.path for r in runs], out):
+        click.echo(path)
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=CONFIG_PATH)
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@handle_errors
+def gradcheck(config_path: Path, overrides: tuple[str, ...]) -> None:
+    """Check every module and the loss of CONFIG's model against torch autograd (float64)."""
+    import torch
+
+    from minidl_cli.config import load_config
+    from minidl_cli.gradcheck import TOLERANCE, check_network
+    from minidl_cli.train import Trainer
+
+    _check_overrides(list(overrides))
+    config = load_config(config_path, list(overrides))
+    config["train"] = {**config["train"], "dtype": "float64", "device": "cpu"}
+    trainer = Trainer(config)
+    n = min(64, len(trainer.splits["train"].x))
+    part = trainer.splits["train"]
+    report = check_network(trainer.model, trainer.loss_fn, part.x[:n], part.targets[:n])
+    click.echo(f"{'module':<28} {'max rel. error vs autograd':>27} {'vs central diff.':>17}")
+    for r, numeric in report.rows:
+        numeric_text = "-" if numeric is None else f"{numeric:.2e}"
+        click.echo(f"{r.name:<28} {r.max_error:>27.2e} {numeric_text:>17}")
+    if not report.passed():
+        click.echo(f"gradcheck FAILED: some error exceeds {TOLERANCE:g} (autograd) "
+                   "or 1e-5 (central differences)", err=True)
+        sys.exit(1)
+    click.echo(f"gradcheck passed: {len(report.rows)} checks within {TOLERANCE:g} "
+               f"(torch {torch.__version__})")
+
+
+@main.command(name="list")
+@click.argument("kind", required=False,
+                type=click.Choice(["layer", "loss", "optimizer", "scheduler", "dataset"]))
+@handle_errors
+def list_(kind: str | None) -> None:
+    """Every registered component with its options, types and defaults."""
+    from minidl_cli import registry
+
+    for k in [kind] if kind else registry.KINDS:
+        click.echo(f"{k}s:")
+        for entry in registry.entries(k):
+            aliases = f" (also: {', '.join(entry.aliases)})" if entry.aliases else ""
+            click.echo(f"  {entry.name}{aliases} - {entry.summary}")
+            for option in entry.options():
+                click.echo(f"      {option.describe()}")
+        click.echo()

@@ -1,0 +1,131 @@
+"""Runs as a user sees them: start one, resume one, evaluate one, redraw its pictures.
+
+The CLI calls these; they return values and raise exceptions, never print.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from minidl_cli.config import apply_overrides, dump_yaml, load_yaml, resolve
+from minidl_cli.runs import Run, RunError, load_checkpoint, now_iso
+from minidl_cli.train import Diverged, Interrupted, StopFlag, Trainer
+
+# On resume these may change; anything else would train a different experiment.
+RESUMABLE_KEYS = {"train.epochs", "train.checkpoint_every"}
+
+
+def start_run(config: dict[str, Any]) -> tuple[Run, Trainer]:
+    """Build everything first (so a bad config writes nothing), then create the run directory."""
+    trainer = Trainer(config)
+    run = Run.create(Path(config["runs_dir"]), config["name"])
+    run.write_config(dump_yaml(config))
+    run.write_meta(status="running", seed=config["seed"], device=str(trainer.device))
+    run.write_metrics([])
+    return run, trainer
+
+
+def resume_run(run_dir: Path, overrides: list[str]) -> tuple[Run, Trainer]:
+    """Reopen a run at its last checkpoint; only `train.epochs` (and checkpointing) may change."""
+    run = Run.open(run_dir)
+    stored = load_yaml(run.config_path)
+    config = resolve(apply_overrides(stored, overrides), run.config_path) if overrides else \
+        resolve(stored, run.config_path)
+    new, old = _flatten(config), _flatten(stored)
+    changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
+    refused = [k for k in changed if k not in RESUMABLE_KEYS]
+    if refused:
+        raise RunError(f"cannot change {', '.join(refused)} when resuming {run.path}: it would "
+                       "train a different model or data; start a new run with `minidl train`")
+    state = load_checkpoint(run.checkpoint_path("last"))
+    trainer = Trainer(config)
+    trainer.load_state_dict(state)
+    if trainer.epoch >= config["train"]["epochs"]:
+        raise RunError(f"{run.path} has already trained {trainer.epoch} of "
+                       f"{config['train']['epochs']} epochs; pass train.epochs=N with a larger "
+                       "N to train longer")
+    run.write_config(dump_yaml(config))
+    run.write_metrics(trainer.history)  # drop any row written after the last checkpoint
+    run.write_meta(status="running", finished_at=None, epochs_completed=trainer.epoch,
+                   resumed_at=now_iso(), argv=sys.argv)
+    return run, trainer
+
+
+def train_run(run: Run, trainer: Trainer, progress: Callable[[dict], None] | None = None,
+              stop: StopFlag | None = None, plots: bool = True) -> None:
+    """Fit to `train.epochs`, record the outcome in meta.json, draw the pictures at the end."""
+    try:
+        trainer.fit(run, trainer.config["train"]["epochs"], progress, stop)
+    except Diverged:
+        run.write_meta(status="failed", finished_at=now_iso())
+        raise
+    except (Interrupted, KeyboardInterrupt):
+        run.write_meta(status="interrupted", finished_at=now_iso())
+        raise
+    if plots:
+        draw_plots(run, trainer)
+    run.write_meta(status="completed", finished_at=now_iso(), epochs_completed=trainer.epoch)
+
+
+def draw_plots(run: Run, trainer: Trainer) -> list[Path]:
+    from minidl_cli import plots
+
+    _, _, predictions = trainer.evaluate("test")
+    return plots.draw_run_plots(run.plots, trainer.raw, predictions.cpu(), run.metrics_path)
+
+
+def load_trainer(run: Run, checkpoint: str = "last") -> tuple[Trainer, dict[str, Any], Path]:
+    """A Trainer rebuilt from the run directory alone, holding the chosen checkpoint."""
+    path = run.checkpoint_path(checkpoint)
+    if checkpoint == "best" and not path.exists():
+        raise RunError(f"{run.path} has no best.pt: it is kept only when train.val_fraction > 0; "
+                       "use --checkpoint last")
+    state = load_checkpoint(path)
+    config = resolve(load_yaml(run.config_path), run.config_path)
+    trainer = Trainer(config)
+    trainer.load_state_dict(state)
+    return trainer, state, path
+
+
+def evaluate_run(run_dir: Path, checkpoint: str = "last") -> dict[str, Any]:
+    """Loss, accuracy, error and confusion matrix on train and test; written to eval.json."""
+    import torch
+
+    run = Run.open(run_dir)
+    trainer, state, path = load_trainer(run, checkpoint)
+    result: dict[str, Any] = {"checkpoint": str(path), "epoch": state["epoch"]}
+    classes = trainer.dataset.num_classes
+    with torch.no_grad():
+        for split in ("train", "test"):
+            loss, accuracy, predictions = trainer.evaluate(split)
+            labels = trainer.splits[split].labels
+            confusion = torch.zeros(classes, classes, dtype=torch.int64)
+            confusion.index_put_((labels.cpu(), predictions.cpu()),
+                                 torch.ones(len(labels), dtype=torch.int64), accumulate=True)
+            result[split] = {"loss": loss, "accuracy": accuracy, "error": 1.0 - accuracy,
+                             "confusion": confusion.tolist()}
+    run.write_json("eval.json", result)
+    return result
+
+
+def replot_run(run_dir: Path) -> list[Path]:
+    """Redraw a run's four pictures from its last checkpoint."""
+    import torch
+
+    run = Run.open(run_dir)
+    trainer, _, _ = load_trainer(run)
+    with torch.no_grad():
+        return draw_plots(run, trainer)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items()
+                for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list):
+        return {k: v for i, value in enumerate(tree)
+                for k, v in _flatten(value, f"{prefix}{i}.").items()}
+    return {prefix[:-1]: tree}

@@ -1,0 +1,230 @@
+"""The training loop: seeded data and model, shuffled mini-batches, per-epoch evaluation.
+
+`Trainer` builds everything a resolved config describes; `fit` trains it into a `Run`,
+saving `checkpoints/last.pt` (with the metrics history and every RNG state) after each
+epoch so that an interrupted or killed run resumes to bit-identical weights.
+Autograd is globally off while training.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from minidl_cli import data as datasets
+from minidl_cli.build import build_loss, build_model, build_optimizer, build_scheduler
+from minidl_cli.runs import Run
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; `signum` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopFlag:
+    """Set by a signal handler; the loop polls it between batches."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device: cuda is not available on this machine; "
+                         "use train.device=cpu or train.device=auto")
+    return torch.device(name)
+
+
+@dataclass
+class Split:
+    """Inputs, class labels and the loss's targets for one part of the data."""
+
+    x: Tensor
+    labels: Tensor
+    targets: Tensor
+
+
+class Trainer:
+    """Everything one run needs, built from a resolved config and its seed."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        train_cfg = config["train"]
+        self.seed = config["seed"]
+        self.device = resolve_device(train_cfg["device"])
+        self.dtype = getattr(torch, train_cfg["dtype"])
+
+        data_cfg = dict(config["data"])
+        standardize = data_cfg.pop("standardize", False)
+        data_type = data_cfg.pop("type")
+        self.raw = datasets.make_dataset(data_type, data_cfg, self.seed)
+        split_gen = torch.Generator().manual_seed(self.seed + 1)
+        self.dataset, x_val, y_val = datasets.split_validation(
+            self.raw, train_cfg["val_fraction"], split_gen)
+        self.mean = self.std = None
+        if standardize:
+            self.mean, self.std = datasets.fit_standardizer(self.dataset.x_train)
+
+        torch.manual_seed(self.seed)  # weights and dropout masks come from the global RNG
+        self.model = build_model(config["model"], self.dataset.num_features)
+        self.model.to(device=self.device, dtype=self.dtype)
+        self.loss_fn = build_loss(config["loss"])
+        self.optimizer = build_optimizer(config["optimizer"], self.model.parameters())
+        self.scheduler = build_scheduler(config.get("scheduler"), self.optimizer)
+        self.shuffle_gen = torch.Generator(device=self.device).manual_seed(self.seed)
+
+        self.splits = {"train": self._split(self.dataset.x_train, self.dataset.y_train),
+                       "test": self._split(self.dataset.x_test, self.dataset.y_test)}
+        if x_val is not None:
+            self.splits["val"] = self._split(x_val, y_val)
+        self.history: list[dict[str, float]] = []
+        self.best_val_loss = math.inf
+        self.elapsed = 0.0
+
+    def _split(self, x: Tensor, labels: Tensor) -> Split:
+        if self.mean is not None:
+            x = datasets.apply_standardizer(x, self.mean, self.std)
+        x = x.to(device=self.device, dtype=self.dtype)
+        labels = labels.to(self.device)
+        targets = self.loss_fn.targets(labels, self.dataset.num_classes, self.dtype)
+        return Split(x, labels, targets)
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history)
+
+    # --- one epoch of SGD, and evaluation ---
+
+    def train_epoch(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Shuffled mini-batches: one gather per epoch, then slices (views) of it."""
+        train, batch_size = self.splits["train"], self.config["train"]["batch_size"]
+        model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
+        x, targets = train.x, train.targets
+        if self.config["train"]["shuffle"]:
+            order = torch.randperm(len(x), generator=self.shuffle_gen, device=self.device)
+            x, targets = x[order], targets[order]
+        model.train()
+        for start in range(0, len(x), batch_size):
+            if should_stop():
+                return
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[start:start + batch_size]), targets[start:start + batch_size])
+            if not math.isfinite(loss.item()):
+                raise Diverged(f"the training loss became {loss.item()} in epoch {self.epoch + 1}")
+            model.backward(loss_fn.backward())
+            optimizer.step()
+
+    def evaluate(self, split: str) -> tuple[float, float, Tensor]:
+        """(mean loss, accuracy, predicted labels) on a whole split, in eval mode."""
+        part = self.splits[split]
+        self.model.eval()
+        output = self.model(part.x)
+        loss = self.loss_fn(output, part.targets).item()
+        if self.loss_fn.reduction == "sum":
+            loss /= len(part.x)
+        predictions = output.argmax(1)
+        accuracy = (predictions == part.labels).double().mean().item()
+        return loss, accuracy, predictions
+
+    def measure(self) -> dict[str, float]:
+        """The metrics row of the epoch just finished."""
+        row: dict[str, float] = {"epoch": self.epoch + 1}
+        for split in self.splits:
+            row[f"{split}_loss"], row[f"{split}_accuracy"], _ = self.evaluate(split)
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        return row
+
+    # --- state: everything a bit-identical resume needs, as plain data ---
+
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_gen.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "epoch": self.epoch,
+            "model": dict(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "rng": rng,
+            "standardizer": None if self.mean is None else {"mean": self.mean, "std": self.std},
+            "history": self.history,
+            "best_val_loss": self.best_val_loss,
+            "elapsed_s": self.elapsed,
+            "config": self.config,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.shuffle_gen.set_state(rng["shuffle"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.history = [dict(row) for row in state["history"]]
+        self.best_val_loss = state.get("best_val_loss", math.inf)
+        self.elapsed = state.get("elapsed_s", 0.0)
+
+    # --- the loop ---
+
+    def fit(self, run: Run, epochs: int, progress: Callable[[dict], None] | None = None,
+            should_stop: StopFlag | None = None) -> None:
+        """Train up to `epochs` in total, checkpointing each epoch into `run`.
+
+        Raises Diverged (the last good checkpoint stays) or Interrupted (when should_stop()
+        turns true; the epoch in progress is abandoned, last.pt holds the one before).
+        """
+        should_stop = should_stop or StopFlag()
+        every = self.config["train"]["checkpoint_every"]
+        started = time.perf_counter() - self.elapsed
+        with torch.no_grad():
+            while self.epoch < epochs:
+                self.train_epoch(should_stop)
+                if should_stop():
+                    raise Interrupted(should_stop.signum)
+                row = self.measure()
+                if not math.isfinite(row["train_loss"]):
+                    raise Diverged(f"the training loss became {row['train_loss']} "
+                                   f"in epoch {row['epoch']}")
+                if self.scheduler:
+                    self.scheduler.step()
+                self.elapsed = row["elapsed_s"] = round(time.perf_counter() - started, 4)
+                self.history.append(row)
+                self._save(run, every)
+                if progress:
+                    progress(row)
+
+    def _save(self, run: Run, every: int) -> None:
+        row = self.history[-1]
+        improved = "val_loss" in row and row["val_loss"] < self.best_val_loss
+        if improved:
+            self.best_val_loss = row["val_loss"]
+        state = self.state_dict()
+        run.write_metrics(self.history)
+        run.save_checkpoint(state, "last")
+        if every and self.epoch % every == 0:
+            run.save_checkpoint(state, str(self.epoch))
+        if improved:
+            run.save_checkpoint(state, "best")
+        run.write_meta(epochs_completed=self.epoch)

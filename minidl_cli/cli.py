@@ -55,6 +55,11 @@ def handle_errors(command):
             if debug:
                 traceback.print_exc()
             raise UserError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
+        except KeyboardInterrupt:  # Ctrl-C outside training (which handles its own): 130
+            if debug:
+                traceback.print_exc()
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -131,10 +136,14 @@ def stop_on_signals():
 @main.command()
 @click.argument("args", nargs=-1, metavar="CONFIG [KEY=VALUE]...")
 @click.option("--resume", "resume", type=RUN_PATH, help="Continue a run from its last.pt.")
+@click.option("--seeds", help="One run per seed in a group directory: 0-19, or 0,3,5.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --seeds: train this many seeds in parallel processes.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="Hide the progress bar.")
 @handle_errors
-def train(args: tuple[str, ...], resume: Path | None, print_config: bool, quiet: bool) -> None:
+def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: int,
+          print_config: bool, quiet: bool) -> None:
     """Train the network CONFIG describes; print the run directory as the last line.
 
     \b
@@ -142,6 +151,8 @@ def train(args: tuple[str, ...], resume: Path | None, print_config: bool, quiet:
       minidl train configs/disk.yaml optimizer.lr=0.05 train.epochs=10 model.6.out_features=2
     Resume an interrupted run (optionally training longer):
       minidl train --resume runs/disk-20260101-120000 train.epochs=800
+    Repeat over seeds (a group directory with summary.csv):
+      minidl train configs/disk.yaml --seeds 0-19 --jobs 2
     """
     from minidl_cli import experiment
     from minidl_cli.config import dump_yaml, load_config
@@ -158,6 +169,9 @@ def train(args: tuple[str, ...], resume: Path | None, print_config: bool, quiet:
         config = load_config(config_path, overrides)
         if print_config:
             click.echo(dump_yaml(config), nl=False)
+            return
+        if seeds is not None:
+            _train_seeds(config, seeds, jobs, quiet)
             return
         run, trainer = experiment.start_run(config)
     _train(run, trainer, quiet)
@@ -180,19 +194,61 @@ def _train(run, trainer, quiet: bool) -> None:
         with stop_on_signals() as flag:
             experiment.train_run(run, trainer, progress, flag)
     except Diverged as e:
-        click.echo(f"error: {e}; training stopped (status: failed). The last good checkpoint "
-                   f"(epoch {trainer.epoch}) is in {run.checkpoints}. Try a smaller learning "
-                   "rate, e.g. optimizer.lr=...", err=True)
+        lr = trainer.config["optimizer"].get("lr")
+        example = f", e.g. optimizer.lr={lr / 10:g}" if isinstance(lr, (int, float)) else ""
+        click.echo(f"error: {e}; training stopped (status: failed)\n"
+                   f"the last good checkpoint (epoch {trainer.epoch}) stays in "
+                   f"{run.checkpoints / 'last.pt'}\n"
+                   f"try a smaller learning rate in a new run{example}", err=True)
         click.echo(run.path)
         sys.exit(1)
     except (Interrupted, KeyboardInterrupt) as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        click.echo(f"\ninterrupted by {signal.Signals(signum).name} after {trainer.epoch} "
-                   f"epoch(s); saved {run.checkpoints / 'last.pt'}.\n"
-                   f"resume with: minidl train --resume {run.path}", err=True)
+        name = signal.Signals(signum).name
+        if trainer.epoch >= epochs:  # stopped while drawing the pictures: training is complete
+            click.echo(f"\ninterrupted by {name} while drawing the pictures; training is "
+                       f"complete. Redraw them with: minidl plot {run.path}", err=True)
+        else:
+            click.echo(f"\ninterrupted by {name} after {trainer.epoch} epoch(s); saved "
+                       f"{run.checkpoints / 'last.pt'}.\n"
+                       f"resume with: minidl train --resume {run.path}", err=True)
         click.echo(run.path)
         sys.exit(128 + signum)
     click.echo(run.path)
+
+
+def _train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
+    from minidl_cli import seeds
+
+    chosen = seeds.parse_seeds(seeds_text)
+
+    def report(row: dict) -> None:
+        if not quiet:
+            click.echo(f"seed {row['seed']:>4}: test error {row['test_error']:.2%} "
+                       f"({row['epochs']} epochs, {row['wall_s']:.1f} s, {row['status']})",
+                       err=True)
+
+    try:
+        group, rows = seeds.run_seeds(config, chosen, jobs, report)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; finished seeds are in the group's summary.csv", err=True)
+        sys.exit(130)
+    _print_group_summary(rows)
+    click.echo(group)
+    if any(row["status"] != "completed" for row in rows):
+        sys.exit(1)
+
+
+def _print_group_summary(rows: list[dict]) -> None:
+    from minidl_cli.seeds import statistics
+
+    click.echo(f"{len(rows)} seeds        mean ± std            min       max")
+    for key in ("train_error", "test_error", "test_loss"):
+        st = statistics([row[key] for row in rows])
+        percent = key.endswith("error")
+        fmt = (lambda v: f"{v:.2%}") if percent else (lambda v: f"{v:.4f}")
+        click.echo(f"{key:<12} {fmt(st['mean']):>8} ± {fmt(st['std']):<8} "
+                   f"{fmt(st['min']):>9} {fmt(st['max']):>9}")
 
 
 # --- evaluate, plot, gradcheck, list ---------------------------------------------------
@@ -205,9 +261,24 @@ def _train(run, trainer, quiet: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print eval.json instead of a table.")
 @handle_errors
 def evaluate(run_dir: Path, checkpoint: str, as_json: bool) -> None:
-    """Evaluate a run's checkpoint on its train and test sets; write eval.json."""
+    """Evaluate a run's checkpoint on its train and test sets; write eval.json.
+
+    Given a seed group (from --seeds), evaluates every member and prints mean ± std.
+    """
+    from minidl_cli import seeds
     from minidl_cli.experiment import evaluate_run
 
+    if seeds.is_group(run_dir):
+        results = [evaluate_run(m, checkpoint) for m in seeds.open_group(run_dir)]
+        if as_json:
+            click.echo(json.dumps(results, indent=2))
+            return
+        for member, r in zip(seeds.open_group(run_dir), results, strict=True):
+            click.echo(f"{member.name}: epoch {r['epoch']}, train error "
+                       f"{r['train']['error']:.2%}, test error {r['test']['error']:.2%}")
+        _print_group_summary([{f"{s}_{k}": r[s][k] for s in ("train", "test")
+                               for k in ("error", "loss")} for r in results])
+        return
     result = evaluate_run(run_dir, checkpoint)
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -229,11 +300,20 @@ def evaluate(run_dir: Path, checkpoint: str, as_json: bool) -> None:
               help="Where overlaid pictures go (several runs; default: current directory).")
 @handle_errors
 def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
-    """Redraw a run's pictures into its plots/; overlay several runs' curves into --out."""
-    from minidl_cli import plots
+    """Redraw a run's pictures into its plots/; overlay several runs' curves into --out.
+
+    Given a seed group, draws the mean curves with a ±1 std band into the group's plots/.
+    """
+    from minidl_cli import plots, seeds
     from minidl_cli.experiment import replot_run
     from minidl_cli.runs import Run
 
+    if len(run_dirs) == 1 and seeds.is_group(run_dirs[0]):
+        target = out or run_dirs[0] / "plots"
+        target.mkdir(parents=True, exist_ok=True)
+        for path in plots.plot_group(seeds.open_group(run_dirs[0]), target):
+            click.echo(path)
+        return
     if len(run_dirs) == 1 and out is None:
         for path in replot_run(run_dirs[0]):
             click.echo(path)

@@ -48,6 +48,8 @@ def build_layers(model_cfg: list[dict | str], in_features: int) -> tuple[Sequent
             layer = entry.target(**options)
         except (ValueError, TypeError) as e:
             raise ValueError(f"model[{i}]: {e}") from None
+        except Exception as e:  # a plugin's bug, or a size beyond memory
+            raise ValueError(f"model[{i}]: {type(e).__name__}: {e}") from None
         widths.append(_output_width(i, entry.name, layer, widths[-1]))
         layers.append(layer)
     return Sequential(*layers), widths
@@ -61,7 +63,7 @@ def _output_width(i: int, name: str, layer: Module, width: int) -> int:
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         try:
             out = layer.eval().forward(torch.zeros(2, width, dtype=dtype))
-        except Exception as e:  # noqa: BLE001 (any layer, plugins too: report with its index)
+        except Exception as e:  # any layer, plugins too: report with its index
             raise ValueError(
                 f"model[{i}]: {name} fails on inputs of {width} features: {type(e).__name__}: {e}"
             ) from None

@@ -34,7 +34,8 @@ class ConfigError(ValueError):
     """Every problem found, one line each: `key.path: what is wrong (how to fix)`."""
 
     def __init__(self, problems: list[str]):
-        self.problems = list(problems)
+        # one line each: a torch error's C++ stack trace must not reach the user
+        self.problems = [(str(p).splitlines() or [""])[0] for p in problems]
         super().__init__("\n".join(self.problems))
 
 
@@ -47,7 +48,8 @@ class _Loader(yaml.SafeLoader):
     def construct_undefined(self, node: yaml.Node) -> Any:
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
         raise yaml.constructor.ConstructorError(
-            None, None,
+            None,
+            None,
             f"the tag {tag!r} is not allowed: a config holds only plain data "
             "(mappings, lists, strings, numbers, true/false, null)",
             node.start_mark,
@@ -60,7 +62,8 @@ class _Loader(yaml.SafeLoader):
                 if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                     if key.value in seen:
                         raise yaml.constructor.ConstructorError(
-                            None, None,
+                            None,
+                            None,
                             f"duplicate key {key.value!r} (first set on line "
                             f"{seen[key.value].line + 1}); keep only one",
                             key.start_mark,
@@ -85,8 +88,12 @@ _CORE_SCHEMA = [
     ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
     ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
     ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
-    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+0123456789.")),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        list("-+0123456789."),
+    ),
     ("merge", r"^(?:<<)$", ["<"]),
 ]
 _Loader.yaml_implicit_resolvers = {}
@@ -118,26 +125,42 @@ def _parse(text: str, source: str | None) -> Any:
     With source None (an override's value) the place is `column N`.
     """
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        problem = e.problem or e.context
-        context = f" ({e.context})" if e.context and e.problem else ""
         if source is None:
             where = f"bad YAML at column {mark.column + 1}" if mark else "bad YAML"
         else:
             where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise ConfigError([f"{where}: {problem}{context}"]) from None
+        raise ConfigError([f"{where}: {_phrase(e)}"]) from None
+    except yaml.reader.ReaderError as e:
+        raise ConfigError(
+            [f"{source or 'bad YAML'}: {e.reason} at character {e.position + 1}"]
+        ) from None
     except yaml.YAMLError as e:
-        raise ConfigError([f"{source or 'bad YAML'}: {e}"]) from None
+        raise ConfigError([f"{source or 'bad YAML'}: {str(e).splitlines()[0]}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{source or 'bad YAML'}: nested too deeply"]) from None
+
+
+def _phrase(e: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem and its context as one phrase."""
+    if not (e.problem and e.context):
+        return e.problem or e.context or "invalid YAML"
+    if e.problem.startswith("but "):  # "expected a single document ..., but found another"
+        return f"{e.context}, {e.problem}"
+    return f"{e.problem} ({e.context})"
 
 
 def load_yaml(path: Path) -> dict:
     """The top-level mapping of a YAML file, safely loaded (YAML 1.2 numbers)."""
     path = Path(path)
     if path.is_dir():
-        hint = ("; to continue a run use `minidl train --resume DIR`"
-                if (path / "config.yaml").is_file() else "")
+        hint = (
+            "; to continue a run use `minidl train --resume DIR`"
+            if (path / "config.yaml").is_file()
+            else ""
+        )
         raise ConfigError([f"{path}: is a directory, not a config file; pass a YAML file{hint}"])
     try:
         text = path.read_text(encoding="utf-8")
@@ -149,11 +172,19 @@ def load_yaml(path: Path) -> dict:
         raise ConfigError([f"{path}: cannot read the file ({e.strerror})"]) from None
     raw = _parse(text, str(path))
     if raw is None:
-        raise ConfigError([f"{path}: the file is empty; a config is a mapping with at least "
-                           "data, model, loss and optimizer"])
+        raise ConfigError(
+            [
+                f"{path}: the file is empty; a config is a mapping with at least "
+                "data, model, loss and optimizer"
+            ]
+        )
     if not isinstance(raw, dict):
-        raise ConfigError([f"{path}: the top level must be a mapping of keys (data:, model:, "
-                           f"...), got {_kind(raw)}"])
+        raise ConfigError(
+            [
+                f"{path}: the top level must be a mapping of keys (data:, model:, "
+                f"...), got {_kind(raw)}"
+            ]
+        )
     return raw
 
 
@@ -209,8 +240,10 @@ def _apply(config: dict, override: str) -> None:
             if not part.isdigit():
                 raise fail(f"{where} is a list; index it with a number 0..{len(node) - 1}")
             if int(part) >= len(node):
-                raise fail(f"index {part} is out of range; {where} has {len(node)} items "
-                           f"(0..{len(node) - 1})")
+                raise fail(
+                    f"index {part} is out of range; {where} has {len(node)} items "
+                    f"(0..{len(node) - 1})"
+                )
             index: int | str = int(part)
         elif isinstance(node, dict):
             index = part
@@ -241,8 +274,18 @@ TRAIN_OPTIONS = [
     Option("val_fraction", float, 0.0, Range(ge=0, lt=1)),  # held out of the training set
 ]
 STANDARDIZE = Option("standardize", bool, False)  # z-score with training-set statistics
-TOP_LEVEL = ("name", "seed", "plugins", "data", "model", "loss", "optimizer", "scheduler",
-             "train", "runs_dir")
+TOP_LEVEL = (
+    "name",
+    "seed",
+    "plugins",
+    "data",
+    "model",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "train",
+    "runs_dir",
+)
 REQUIRED = {
     "data": "a mapping such as {type: disk, n_train: 1000}",
     "model": "a list of layers such as [{type: linear, out_features: 2}]",
@@ -255,13 +298,16 @@ SEED_LIMIT = 2**63  # torch.manual_seed takes up to 64 bits
 def resolve(raw: dict, config_path: Path | None = None) -> dict:
     """The validated, complete config; ConfigError listing every problem."""
     if not isinstance(raw, dict):
-        raise ConfigError([f"config: must be a mapping of keys (data:, model:, ...), "
-                           f"got {_kind(raw)}"])
+        raise ConfigError(
+            [f"config: must be a mapping of keys (data:, model:, ...), got {_kind(raw)}"]
+        )
     base = Path(config_path).parent.absolute() if config_path is not None else Path.cwd()
     problems: list[str] = []
     for key in raw:
         if key not in TOP_LEVEL:
-            hint = registry.suggest(str(key), list(TOP_LEVEL)) or f" (known: {', '.join(TOP_LEVEL)})"
+            hint = (
+                registry.suggest(str(key), list(TOP_LEVEL)) or f" (known: {', '.join(TOP_LEVEL)})"
+            )
             problems.append(f"{key}: unknown top-level key{hint}")
     for key, what in REQUIRED.items():
         if raw.get(key) is None:
@@ -317,16 +363,21 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
     try:
         options = {k: v for k, v in data.items() if k not in ("type", STANDARDIZE.name)}
         dataset = make_dataset(data["type"], options, config["seed"])
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, OSError) as e:
         problems.append(f"data: {e}")
+        return
+    except Exception as e:  # a plugin's data set, or sizes beyond memory
+        problems.append(f"data: {type(e).__name__}: {e}")
         return
     train = config["train"]
     try:
         dataset, _, _ = split_validation(dataset, train["val_fraction"], torch.Generator())
         n_train = len(dataset.x_train)
         if train["batch_size"] > n_train:
-            problems.append(f"train.batch_size: {train['batch_size']} is larger than the training "
-                            f"set ({n_train} points); set it to {n_train} or less")
+            problems.append(
+                f"train.batch_size: {train['batch_size']} is larger than the training "
+                f"set ({n_train} points); set it to {n_train} or less"
+            )
     except ValueError as e:
         problems.append(f"train.val_fraction: {e}")
     with torch.random.fork_rng(devices=[]):
@@ -347,21 +398,22 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
             _check_training(config, model, problems)
 
 
-def _check_output(model: list[dict], widths: list[int], num_classes: int,
-                  problems: list[str]) -> None:
+def _check_output(
+    model: list[dict], widths: list[int], num_classes: int, problems: list[str]
+) -> None:
     """The network must output one value per class; blame the last layer that sets a width."""
     if widths[-1] == num_classes:
         return
     what = f"the network outputs {widths[-1]} values but the data has {num_classes} classes"
-    setters = [i for i in range(len(model))
-               if widths[i + 1] != widths[i] or "out_features" in model[i]]
+    setters = [
+        i for i in range(len(model)) if widths[i + 1] != widths[i] or "out_features" in model[i]
+    ]
     if setters and "out_features" in model[setters[-1]]:
         problems.append(f"model[{setters[-1]}].out_features: {what}; set it to {num_classes}")
     elif setters:
         problems.append(f"model[{setters[-1]}]: {what}; make it output {num_classes} values")
     else:
-        problems.append(f"model: {what}; end it with {{type: linear, out_features: "
-                        f"{num_classes}}}")
+        problems.append(f"model: {what}; end it with {{type: linear, out_features: {num_classes}}}")
 
 
 def _check_training(config: dict, model: Any, problems: list[str]) -> None:
@@ -369,8 +421,10 @@ def _check_training(config: dict, model: Any, problems: list[str]) -> None:
     from minidl_cli import build
 
     if not model.parameters():
-        problems.append("model: the network has no parameters to train; add a layer with "
-                        "weights such as {type: linear, out_features: 2}")
+        problems.append(
+            "model: the network has no parameters to train; add a layer with "
+            "weights such as {type: linear, out_features: 2}"
+        )
         return
     try:
         optimizer = build.build_optimizer(config["optimizer"], model.parameters())
@@ -396,16 +450,23 @@ class _Checker:
         if not isinstance(value, str) or not value.strip() or value in (".", ".."):
             self.problems.append(f"name: must be a non-empty string, got {_show(value)}")
         elif re.search(r"[/\\\x00]", value):
-            self.problems.append(f"name: {value!r} is used in a directory name; leave out "
-                                 "'/' and '\\'")
+            self.problems.append(
+                f"name: {value!r} is used in a directory name; leave out '/' and '\\'"
+            )
         return value
 
     def seed(self, value: Any) -> int | None:
         if value is None:
             return secrets.randbelow(2**31)  # drawn once, then recorded in the config
+        try:
+            value = _convert(int, value, self.base)  # 1e3 is 1000, as for every integer option
+        except _Mismatch:
+            pass
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
-            self.problems.append(f"seed: must be an integer from 0 to 2**63 - 1, or null to draw "
-                                 f"one, got {_show(value)}")
+            self.problems.append(
+                f"seed: must be an integer from 0 to 2**63 - 1, or null to draw "
+                f"one, got {_show(value)}"
+            )
         return value
 
     def runs_dir(self, value: Any) -> str:
@@ -418,8 +479,9 @@ class _Checker:
         if value is None:
             return []
         if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
-            self.problems.append(f"plugins: must be a list of module names such as "
-                                 f"[my_layers], got {_show(value)}")
+            self.problems.append(
+                f"plugins: must be a list of module names such as [my_layers], got {_show(value)}"
+            )
             return []
         extra = [p for p in dict.fromkeys([str(self.base), os.getcwd()]) if p not in sys.path]
         sys.path.extend(extra)
@@ -427,11 +489,12 @@ class _Checker:
             for i, module in enumerate(value):
                 try:
                     registry.import_plugins([module])
-                except Exception as e:  # noqa: BLE001 (user code: any failure is a problem line)
+                except Exception as e:  # user code: any failure is a problem line
                     self.problems.append(
                         f"plugins[{i}]: cannot import {module!r}: {type(e).__name__}: {e} (a "
                         "plugin is a module importable from the current directory, the "
-                        "config's directory or the installed packages)")
+                        "config's directory or the installed packages)"
+                    )
         finally:
             for path in extra:
                 sys.path.remove(path)
@@ -441,9 +504,16 @@ class _Checker:
         if value is None:
             return None
         if not isinstance(value, list) or not value:
-            self.problems.append(f"model: must be a non-empty list of layers such as "
-                                 f"[{{type: linear, out_features: 2}}], got {_show(value)}")
+            self.problems.append(
+                f"model: must be a non-empty list of layers such as "
+                f"[{{type: linear, out_features: 2}}], got {_show(value)}"
+            )
             return None
+        for i, item in enumerate(value):
+            if item is None:
+                self.problems.append(
+                    f"model[{i}]: empty; write a layer name or a mapping with a 'type' key"
+                )
         return [self.component(f"model[{i}]", "layer", item) for i, item in enumerate(value)]
 
     def component(self, path: str, kind: str, value: Any, extra: list[Option] = ()) -> dict | None:
@@ -453,8 +523,9 @@ class _Checker:
         if isinstance(value, str):
             value = {"type": value}
         if not isinstance(value, dict):
-            self.problems.append(f"{path}: must be a {kind} name or a mapping with a 'type' key, "
-                                 f"got {_show(value)}")
+            self.problems.append(
+                f"{path}: must be a {kind} name or a mapping with a 'type' key, got {_show(value)}"
+            )
             return None
         if "type" not in value:
             known = ", ".join(registry.names(kind))
@@ -466,9 +537,11 @@ class _Checker:
         except ValueError as e:
             self.problems.append(f"{path}.type: {e}")
             return None
-        except Exception as e:  # noqa: BLE001 (a plugin whose signature cannot be read)
-            self.problems.append(f"{path}.type: cannot read the options of {kind} "
-                                 f"{value['type']!r}: {type(e).__name__}: {e}")
+        except Exception as e:  # a plugin whose signature cannot be read
+            self.problems.append(
+                f"{path}.type: cannot read the options of {kind} "
+                f"{value['type']!r}: {type(e).__name__}: {e}"
+            )
             return None
         given = {k: v for k, v in value.items() if k != "type"}
         return {"type": entry.name, **self.options(path, options, given)}
@@ -479,15 +552,18 @@ class _Checker:
         for key in given:
             if key not in known:
                 hint = registry.suggest(str(key), known) or (
-                    f" (options: {', '.join(known)})" if known else " (it takes no options)")
+                    f" (options: {', '.join(known)})" if known else " (it takes no options)"
+                )
                 self.problems.append(f"{path}.{key}: unknown option{hint}")
         out = {}
         for option in options:
             if option.name in given:
                 out[option.name] = self.value(f"{path}.{option.name}", option, given[option.name])
             elif option.required:
-                self.problems.append(f"{path}.{option.name}: required option missing "
-                                     f"({_expect(option.type, option.range)})")
+                self.problems.append(
+                    f"{path}.{option.name}: required option missing "
+                    f"({_expect(option.type, option.range)})"
+                )
             elif _is_plain(option.default):
                 out[option.name] = _plain(option.default)
         return out
@@ -503,18 +579,20 @@ class _Checker:
         hint = ""
         if isinstance(value, str):
             hint = registry.suggest(value, [c for c in _choices(option.type) if isinstance(c, str)])
-        self.problems.append(f"{path}: must be {_expect(option.type, option.range)}, "
-                             f"got {_show(value)}{hint}")
+        self.problems.append(
+            f"{path}: must be {_expect(option.type, option.range)}, got {_show(value)}{hint}"
+        )
         return value
 
 
 def _user_options(entry: registry.Entry) -> list[Option]:
     """The options a user may set: a layer's in_features too (checked against the inferred one)."""
     if entry.kind == "layer" and registry.accepts(entry, "in_features"):
-        return [Option("in_features", int | None, None, Range(ge=1))
-                if o.name == "in_features" else o
-                for o in entry.options(injected=True)
-                if o.name == "in_features" or o.name not in registry.INJECTED[entry.kind]]
+        return [
+            Option("in_features", int | None, None, Range(ge=1)) if o.name == "in_features" else o
+            for o in entry.options(injected=True)
+            if o.name == "in_features" or o.name not in registry.INJECTED[entry.kind]
+        ]
     return entry.options()
 
 
@@ -575,7 +653,9 @@ def _convert(hint: Any, value: Any, base: Path) -> Any:
 def _in_range(value: Any, bound: Range | None) -> bool:
     if bound is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return True
-    return value in bound and not math.isnan(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return False  # .inf passes `> 0`, but no bounded option means it
+    return value in bound
 
 
 def _choices(hint: Any) -> list[Any]:
@@ -606,8 +686,14 @@ def _expect(hint: Any, bound: Range | None = None) -> str:
         if origin is tuple and args[-1:] != (Ellipsis,):
             return f"a list [{', '.join(registry.type_name(a) for a in elements)}]"
         return f"a list of {plural}"
-    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-             type(None): "null", Any: "any value"}
+    words = {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        str: "a string",
+        type(None): "null",
+        Any: "any value",
+    }
     if inspect.isclass(hint) and issubclass(hint, PurePath):
         text = "a file path (relative to the config file)"
     else:
@@ -653,5 +739,6 @@ def _kind(value: Any) -> str:
 
 def _path(parts: list[str]) -> str:
     """'model[6].out_features' from ['model', '6', 'out_features']."""
-    return "".join(f"[{p}]" if p.isdigit() and i else (f".{p}" if i else p)
-                   for i, p in enumerate(parts))
+    return "".join(
+        f"[{p}]" if p.isdigit() and i else (f".{p}" if i else p) for i, p in enumerate(parts)
+    )

@@ -1,0 +1,139 @@
+"""Building components from resolved config sections: weights, widths, options, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from minidl_cli import nn, optim
+from minidl_cli.build import (
+    build_loss,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    infer_widths,
+)
+from minidl_cli.config import resolve
+
+MODEL = [
+    {"type": "linear", "out_features": 5},
+    "relu",
+    {"type": "dropout", "p": 0.5},
+    {"type": "Linear", "out_features": 4, "init": "kaiming_normal"},
+    {"type": "tanh"},
+    {"type": "linear", "out_features": 3, "bias": False},
+]
+
+
+def weights(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_same_seed_same_weights_different_seed_different():
+    torch.manual_seed(3)
+    a = weights(build_model(MODEL, 2))
+    torch.manual_seed(3)
+    b = weights(build_model(MODEL, 2))
+    torch.manual_seed(4)
+    c = weights(build_model(MODEL, 2))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["0.weight"], c["0.weight"])
+
+
+def test_building_draws_from_the_global_rng_like_constructing_by_hand():
+    torch.manual_seed(0)
+    built = build_model(MODEL, 2)
+    after_build = torch.rand(3)
+    torch.manual_seed(0)
+    by_hand = nn.Sequential(
+        nn.Linear(2, 5),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(5, 4, init="kaiming_normal"),
+        nn.Tanh(),
+        nn.Linear(4, 3, bias=False),
+    )
+    assert torch.equal(after_build, torch.rand(3))  # the same number of draws
+    assert all(torch.equal(v, by_hand.state_dict()[k]) for k, v in built.state_dict().items())
+
+
+def test_resolving_and_inferring_leave_the_rng_alone():
+    raw = yaml.safe_load(
+        "seed: 1\ndata: {type: disk, n_train: 20, n_test: 10}\n"
+        "model: [{type: linear, out_features: 6}, relu, {type: linear, out_features: 2}]\n"
+        "loss: mse\noptimizer: {type: sgd, lr: 0.1}\ntrain: {batch_size: 5}\n"
+    )
+    torch.manual_seed(1)
+    first = weights(build_model(raw["model"], 2))
+    torch.manual_seed(1)
+    config = resolve(raw)
+    assert infer_widths(config["model"], 2) == [2, 6, 6, 2]
+    second = weights(build_model(config["model"], 2))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_in_features_are_inferred_and_state_dict_keys_follow_torch():
+    net = build_model(MODEL, 7)
+    assert infer_widths(MODEL, 7) == [7, 5, 5, 5, 4, 4, 3]
+    assert [
+        (layer.in_features, layer.out_features) for layer in net if hasattr(layer, "weight")
+    ] == [
+        (7, 5),
+        (5, 4),
+        (4, 3),
+    ]
+    assert list(net.state_dict()) == ["0.weight", "0.bias", "3.weight", "3.bias", "5.weight"]
+    assert net.state_dict()["3.weight"].shape == (4, 5)
+    assert net.training and all(layer.training for layer in net)  # left in train mode
+    assert net(torch.zeros(9, 7)).shape == (9, 3)
+
+
+def test_model_errors_name_the_layer():
+    with pytest.raises(
+        ValueError, match=r"^model\[2\]\.in_features: is 4 but model\[1\] outputs 5"
+    ):
+        build_model(
+            [
+                {"type": "linear", "out_features": 5},
+                "relu",
+                {"type": "linear", "in_features": 4, "out_features": 2},
+            ],
+            3,
+        )
+    with pytest.raises(ValueError, match=r"^model\[1\]: dropout probability p must be between"):
+        build_model([{"type": "linear", "out_features": 5}, {"type": "dropout", "p": 2.0}], 3)
+    with pytest.raises(ValueError, match=r"^model\[0\]: .*unexpected keyword argument 'size'"):
+        build_model([{"type": "linear", "size": 5}], 3)
+    with pytest.raises(ValueError, match=r"^unknown layer 'rlu' \(did you mean 'relu'\?\)"):
+        build_model(["rlu"], 3)
+
+
+def test_loss_optimizer_and_scheduler_take_their_options():
+    loss = build_loss({"type": "MSELoss", "reduction": "sum", "targets": "signed"})
+    assert isinstance(loss, nn.MSELoss) and loss.reduction == "sum" and loss.encoding == "signed"
+    assert isinstance(build_loss("cross_entropy"), nn.CrossEntropyLoss)
+
+    params = build_model(MODEL, 2).parameters()
+    adam = build_optimizer({"type": "adam", "lr": 0.01, "betas": [0.8, 0.9]}, params)
+    assert isinstance(adam, optim.Adam) and adam.params == params
+    assert adam.param_groups[0]["lr"] == 0.01 and adam.param_groups[0]["betas"] == (0.8, 0.9)
+    sgd = build_optimizer({"type": "SGD", "lr": 0.5, "momentum": 0.9}, iter(params))
+    assert isinstance(sgd, optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
+
+    assert build_scheduler(None, sgd) is None
+    step = build_scheduler({"type": "step", "step_size": 2, "gamma": 0.5}, sgd)
+    assert isinstance(step, optim.StepLR)
+    for _ in range(4):
+        step.step()
+    assert sgd.param_groups[0]["lr"] == pytest.approx(0.125)
+    cosine = build_scheduler({"type": "cosine", "T_max": 10, "eta_min": 0.0}, adam)
+    assert isinstance(cosine, optim.CosineAnnealingLR) and cosine.T_max == 10
+
+
+def test_constructor_errors_pass_through():
+    params = build_model(MODEL, 2).parameters()
+    with pytest.raises(ValueError, match="Invalid betas"):
+        build_optimizer({"type": "adam", "betas": [0.9, 1.0]}, params)
+    with pytest.raises(ValueError, match="T_max is required"):
+        build_scheduler({"type": "cosine"}, build_optimizer("sgd", params))

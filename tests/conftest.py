@@ -1,9 +1,23 @@
-"""Shared fixtures: float64 random tensors and the oracle's tolerance."""
+"""Shared fixtures: keep the global registry and plugin imports isolated between tests."""
+
+import sys
 
 import pytest
-import torch
+
+from minidl_cli import registry
 
 
-@pytest.fixture
-def gen() -> torch.Generator:
-    return torch.Generator().manual_seed(1234)
+@pytest.fixture(autouse=True)
+def isolated_registry():
+    """Tests may register plugin components; undo that (and their imports) afterwards."""
+    registry.load_builtins()
+    entries = {kind: dict(table) for kind, table in registry._entries.items()}
+    lookup = {kind: dict(table) for kind, table in registry._lookup.items()}
+    modules = set(sys.modules)
+    yield
+    for kind in registry.KINDS:
+        registry._entries[kind] = entries[kind]
+        registry._lookup[kind] = lookup[kind]
+    for name in set(sys.modules) - modules:
+        if "plugin" in name or name.startswith("minidl_test"):
+            del sys.modules[name]

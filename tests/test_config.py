@@ -382,7 +382,7 @@ def test_all_malformed_overrides_are_reported_together(tiny):
         ("train.batch_size=0", "train.batch_size: must be an integer >= 1, got 0"),
         ("train.val_fraction=1", "train.val_fraction: must be a number >= 0 and < 1, got 1"),
         ("train.checkpoint_every=-1", "train.checkpoint_every: must be an integer >= 0, got -1"),
-        ("data.n_train=ten", "data.n_train: must be an integer, got 'ten'"),
+        ("data.n_train=ten", "data.n_train: must be an integer >= 1, got 'ten'"),
     ],
 )
 def test_each_problem_gets_its_line(tiny, override, expected):

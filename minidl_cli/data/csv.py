@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv as csvlib
 import math
 from pathlib import Path
+from typing import Annotated
 
 import torch
 
 from minidl_cli.data.base import Dataset
-from minidl_cli.registry import register
+from minidl_cli.registry import Range, register
 
 Row = tuple[int, list[str]]  # (line number in the file, its fields)
 
@@ -18,7 +19,7 @@ Row = tuple[int, list[str]]  # (line number in the file, its fields)
 def csv(
     train: Path,
     test: Path | None = None,
-    test_fraction: float | None = None,
+    test_fraction: Annotated[float | None, Range(gt=0, lt=1)] = None,
     label: str = "label",
     features: list[str] | None = None,
     *,

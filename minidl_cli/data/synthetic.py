@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
 from minidl_cli.data.base import Dataset
-from minidl_cli.registry import register
+from minidl_cli.registry import Range, register
+
+Size = Annotated[int, Range(ge=1)]  # a number of points
+Noise = Annotated[float, Range(ge=0)]  # the standard deviation of added Gaussian noise
 
 DISK_RADIUS = 1 / math.sqrt(2 * math.pi)  # area 1/2: the two classes are balanced
 XY = ["x", "y"]
@@ -59,7 +63,7 @@ def _noise(n: int, noise: float, generator: torch.Generator) -> Tensor:
 
 
 @register("dataset", "disk")
-def disk(n_train: int = 1000, n_test: int = 1000, *, generator: torch.Generator) -> Dataset:
+def disk(n_train: Size = 1000, n_test: Size = 1000, *, generator: torch.Generator) -> Dataset:
     """Points uniform in [0,1]²; label 1 inside the disk centred (0.5,0.5) of radius 1/sqrt(2π)."""
     _check_sizes(n_train, n_test)
 
@@ -73,7 +77,7 @@ def disk(n_train: int = 1000, n_test: int = 1000, *, generator: torch.Generator)
 
 @register("dataset", "xor")
 def xor(
-    n_train: int = 1000, n_test: int = 1000, noise: float = 0.0, *, generator: torch.Generator
+    n_train: Size = 1000, n_test: Size = 1000, noise: Noise = 0.0, *, generator: torch.Generator
 ) -> Dataset:
     """Points uniform in [-1,1]²; label 1 where x·y < 0 (opposite quadrants); Gaussian noise."""
     _check_sizes(n_train, n_test)
@@ -89,7 +93,7 @@ def xor(
 
 @register("dataset", "moons")
 def moons(
-    n_train: int = 1000, n_test: int = 1000, noise: float = 0.1, *, generator: torch.Generator
+    n_train: Size = 1000, n_test: Size = 1000, noise: Noise = 0.1, *, generator: torch.Generator
 ) -> Dataset:
     """Two interleaving half circles (as sklearn's make_moons), balanced; Gaussian noise."""
     _check_sizes(n_train, n_test)
@@ -108,10 +112,10 @@ def moons(
 
 @register("dataset", "spirals")
 def spirals(
-    n_train: int = 1000,
-    n_test: int = 1000,
-    noise: float = 0.1,
-    classes: int = 2,
+    n_train: Size = 1000,
+    n_test: Size = 1000,
+    noise: Noise = 0.1,
+    classes: Annotated[int, Range(ge=2)] = 2,
     *,
     generator: torch.Generator,
 ) -> Dataset:

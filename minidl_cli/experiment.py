@@ -5,12 +5,13 @@ The CLI calls these; they return values and raise exceptions, never print.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from minidl_cli.config import apply_overrides, dump_yaml, load_yaml, resolve
+from minidl_cli.config import ConfigError, apply_overrides, dump_yaml, load_yaml, resolve
 from minidl_cli.runs import Run, RunError, load_checkpoint, now_iso
 from minidl_cli.train import Diverged, Interrupted, StopFlag, Trainer
 
@@ -19,12 +20,17 @@ RESUMABLE_KEYS = {"train.epochs", "train.checkpoint_every"}
 
 
 def start_run(config: dict[str, Any]) -> tuple[Run, Trainer]:
-    """Build everything first (so a bad config writes nothing), then create the run directory."""
+    """Build everything first (so a bad config writes nothing), then create the run directory.
+
+    The initial state is saved as an epoch-0 `last.pt` at once, so a run stopped in its first
+    epoch (signal, kill -9, divergence) still has a checkpoint that loads and resumes.
+    """
     trainer = Trainer(config)
     run = Run.create(Path(config["runs_dir"]), config["name"])
     run.write_config(dump_yaml(config))
     run.write_meta(status="running", seed=config["seed"], device=str(trainer.device))
     run.write_metrics([])
+    run.save_checkpoint(trainer.state_dict(), "last")
     return run, trainer
 
 
@@ -32,21 +38,24 @@ def resume_run(run_dir: Path, overrides: list[str]) -> tuple[Run, Trainer]:
     """Reopen a run at its last checkpoint; only `train.epochs` (and checkpointing) may change."""
     run = Run.open(run_dir)
     stored = load_yaml(run.config_path)
-    config = resolve(apply_overrides(stored, overrides), run.config_path) if overrides else \
-        resolve(stored, run.config_path)
-    new, old = _flatten(config), _flatten(stored)
-    changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
-    refused = [k for k in changed if k not in RESUMABLE_KEYS]
-    if refused:
-        raise RunError(f"cannot change {', '.join(refused)} when resuming {run.path}: it would "
-                       "train a different model or data; start a new run with `minidl train`")
-    state = load_checkpoint(run.checkpoint_path("last"))
+    raw = apply_overrides(stored, overrides)
+    try:
+        config = resolve(raw, run.config_path)
+    except ConfigError:
+        _refuse_changes(run, raw, stored)  # "cannot change model..." says more than its fallout
+        raise
+    _refuse_changes(run, config, stored)
+    path = run.checkpoint_path("last")
+    state = load_checkpoint(path)
     trainer = Trainer(config)
-    trainer.load_state_dict(state)
+    _restore(trainer, state, path)
     if trainer.epoch >= config["train"]["epochs"]:
         raise RunError(f"{run.path} has already trained {trainer.epoch} of "
                        f"{config['train']['epochs']} epochs; pass train.epochs=N with a larger "
                        "N to train longer")
+    for folder in (run.path, run.checkpoints, run.plots):  # half-written files of a kill -9
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
     run.write_config(dump_yaml(config))
     run.write_metrics(trainer.history)  # drop any row written after the last checkpoint
     run.write_meta(status="running", finished_at=None, epochs_completed=trainer.epoch,
@@ -65,9 +74,10 @@ def train_run(run: Run, trainer: Trainer, progress: Callable[[dict], None] | Non
     except (Interrupted, KeyboardInterrupt):
         run.write_meta(status="interrupted", finished_at=now_iso())
         raise
+    # Completed before the pictures: a signal while drawing them loses no training.
+    run.write_meta(status="completed", finished_at=now_iso(), epochs_completed=trainer.epoch)
     if plots:
         draw_plots(run, trainer)
-    run.write_meta(status="completed", finished_at=now_iso(), epochs_completed=trainer.epoch)
 
 
 def draw_plots(run: Run, trainer: Trainer) -> list[Path]:
@@ -86,8 +96,30 @@ def load_trainer(run: Run, checkpoint: str = "last") -> tuple[Trainer, dict[str,
     state = load_checkpoint(path)
     config = resolve(load_yaml(run.config_path), run.config_path)
     trainer = Trainer(config)
-    trainer.load_state_dict(state)
+    _restore(trainer, state, path)
     return trainer, state, path
+
+
+def _refuse_changes(run: Run, config: dict[str, Any], stored: dict[str, Any]) -> None:
+    """RunError when `config` differs from the run's stored config outside RESUMABLE_KEYS."""
+    new, old = _flatten(config), _flatten(stored)
+    changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
+    refused = [re.sub(r"\.(\d+)", r"[\1]", k) for k in changed if k not in RESUMABLE_KEYS]
+    if refused:
+        raise RunError(f"cannot change {', '.join(refused)} when resuming {run.path}: the run "
+                       "would no longer continue the same experiment; only train.epochs and "
+                       "train.checkpoint_every may change (for other settings start a new run: "
+                       f"minidl train {run.config_path} KEY=VALUE...)")
+
+
+def _restore(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
+    """Load a checkpoint into `trainer`; RunError naming the file when it does not fit."""
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+        reason = (str(e).splitlines() or [""])[0][:200]
+        raise RunError(f"{path} does not fit this run (its model or training state differs: "
+                       f"{type(e).__name__}: {reason}); use a checkpoint this run wrote") from None
 
 
 def evaluate_run(run_dir: Path, checkpoint: str = "last") -> dict[str, Any]:

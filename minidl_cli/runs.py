@@ -23,6 +23,7 @@ from minidl_cli import __version__
 
 CHECKPOINT_FORMAT = "minidl-checkpoint"
 CHECKPOINT_VERSION = 1
+CHECKPOINT_KEYS = ("epoch", "model", "optimizer", "rng", "history")  # what resuming needs
 METRICS_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                    "lr", "elapsed_s"]
 VAL_COLUMNS = ["val_loss", "val_accuracy"]
@@ -56,7 +57,11 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
     `mkdir` without exist_ok is atomic: of several processes racing for one name, exactly
     one wins and the others move on to the next suffix.
     """
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"runs_dir: cannot create the folder {runs_dir} ({e.strerror}); choose "
+                       "another with runs_dir=DIR") from None
     stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     for n in range(1, 10_000):
         path = runs_dir / (stem if n == 1 else f"{stem}-{n}")
@@ -90,7 +95,8 @@ class Run:
             raise RunError(f"run directory not found: {path} (pass a directory that "
                            "`minidl train` created, e.g. runs/disk-20260101-120000)")
         if not path.is_dir() or not (path / "config.yaml").is_file():
-            raise RunError(f"{path} is not a minidl run directory (it has no config.yaml)")
+            raise RunError(f"{path} is not a minidl run directory (it has no config.yaml); pass "
+                           "a directory that `minidl train` created")
         return cls(path)
 
     # --- config.yaml, meta.json, eval.json ---
@@ -156,19 +162,26 @@ class Run:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a minidl checkpoint with weights_only=True; RunError naming the file otherwise."""
     import pickle
+    import warnings
 
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise RunError(f"{path} is a directory, not a checkpoint file (pass last, best, an "
+                       "epoch number or a .pt file)")
     if not path.is_file():
-        raise RunError(f"checkpoint not found: {path}")
+        raise RunError(f"checkpoint not found: {path} (pass last, best, an epoch number or a "
+                       "checkpoint file; a run keeps them in its checkpoints/ folder)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says more
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).splitlines()[0] if str(e) else "unsupported content"
-        raise RunError(f"refusing to load {path}: it holds objects other than tensors and "
-                       f"plain data ({reason[:160]}); only load checkpoints you trust with "
-                       "other tools") from None
+        raise RunError(f"refusing to load {path}: it is not made of tensors and plain data "
+                       f"only ({_unpickling_reason(e)}); it holds Python objects or is corrupt, "
+                       "and minidl never runs code from a checkpoint: use one that minidl "
+                       "wrote") from None
     except Exception as e:  # truncated zip, garbage bytes, wrong magic number, ...
         raise RunError(f"cannot read checkpoint {path}: the file is truncated or corrupt "
                        f"({type(e).__name__}); use another checkpoint, e.g. "
@@ -178,7 +191,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if state.get("version") != CHECKPOINT_VERSION:
         raise RunError(f"{path} is a minidl checkpoint of version {state.get('version')!r}; "
                        f"this minidl reads version {CHECKPOINT_VERSION}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise RunError(f"{path} is an incomplete minidl checkpoint (missing "
+                       f"{', '.join(missing)}); use another checkpoint of the run")
     return state
+
+
+def _unpickling_reason(error: Exception) -> str:
+    """The informative line of torch's weights_only refusal (it wraps it in advice)."""
+    noise = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(noise)]
+    return (lines[0] if lines else "unsupported content")[:160]
 
 
 def initial_meta() -> dict[str, Any]:

@@ -3,8 +3,12 @@
 import sys
 
 import pytest
+import torch
 
 from minidl_cli import registry
+
+# Tiny networks: one thread avoids contention on small shared machines (same results).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,192 @@
+"""Resolve a raw config: sections, defaults, the seed, then data and shape checks.
+
+`load_config(path, overrides)` returns the *resolved* config: every section complete,
+every default filled in, the seed drawn when absent, component names canonical and each
+layer's `in_features` inferred, so the dict describes the run by itself and
+`resolve(load_yaml(dump_yaml(c)))` gives `c` back. No torch at import: the data and
+shape checks import it when they run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from minidl_cli import registry
+from minidl_cli.config.errors import ConfigError
+from minidl_cli.config.overrides import apply_overrides
+from minidl_cli.config.validate import _Checker
+from minidl_cli.config.yaml_io import _kind, load_yaml
+from minidl_cli.registry import Option, Range
+
+# Training defaults: those of the reference experiment (SPEC §1).
+TRAIN_OPTIONS = [
+    Option("epochs", int, 500, Range(ge=1)),
+    Option("batch_size", int, 100, Range(ge=1)),
+    Option("shuffle", bool, True),  # reshuffle the training set every epoch
+    Option("device", Literal["cpu", "cuda", "auto"], "cpu"),  # auto: cuda when available
+    Option("dtype", Literal["float32", "float64"], "float32"),
+    Option("checkpoint_every", int, 0, Range(ge=0)),  # 0: only checkpoints/last.pt
+    Option("val_fraction", float, 0.0, Range(ge=0, lt=1)),  # held out of the training set
+]
+STANDARDIZE = Option("standardize", bool, False)  # z-score with training-set statistics
+TOP_LEVEL = (
+    "name",
+    "seed",
+    "plugins",
+    "data",
+    "model",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "train",
+    "runs_dir",
+)
+REQUIRED = {
+    "data": "a mapping such as {type: disk, n_train: 1000}",
+    "model": "a list of layers such as [{type: linear, out_features: 2}]",
+    "loss": "a loss such as mse or {type: cross_entropy}",
+    "optimizer": "an optimizer such as {type: sgd, lr: 0.1}",
+}
+
+
+def resolve(raw: dict, config_path: Path | None = None) -> dict:
+    """The validated, complete config; ConfigError listing every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            [f"config: must be a mapping of keys (data:, model:, ...), got {_kind(raw)}"]
+        )
+    base = Path(config_path).parent.absolute() if config_path is not None else Path.cwd()
+    problems: list[str] = []
+    for key in raw:
+        if key not in TOP_LEVEL:
+            hint = (
+                registry.suggest(str(key), list(TOP_LEVEL)) or f" (known: {', '.join(TOP_LEVEL)})"
+            )
+            problems.append(f"{key}: unknown top-level key{hint}")
+    for key, what in REQUIRED.items():
+        if raw.get(key) is None:
+            problems.append(f"{key}: missing; it is required ({what})")
+    check = _Checker(problems, base)
+    config = {
+        "name": check.name(_given(raw, "name", Path(config_path).stem if config_path else "run")),
+        "seed": check.seed(raw.get("seed")),
+        "plugins": check.plugins(raw.get("plugins")),
+    }
+    for section in ("data", "loss", "optimizer"):
+        extra = [STANDARDIZE] if section == "data" else []
+        kind = "dataset" if section == "data" else section
+        config[section] = check.component(section, kind, raw.get(section), extra)
+    config["model"] = check.model(raw.get("model"))
+    config["scheduler"] = check.component("scheduler", "scheduler", raw.get("scheduler"))
+    train = raw.get("train")
+    if train is not None and not isinstance(train, dict):
+        problems.append(f"train: must be a mapping of options, got {_kind(train)}")
+        train = None
+    config["train"] = check.options("train", TRAIN_OPTIONS, train or {})
+    config["runs_dir"] = check.runs_dir(_given(raw, "runs_dir", "runs"))
+    if problems:
+        raise ConfigError(problems)
+    config = {key: config[key] for key in TOP_LEVEL}
+    scheduler = config["scheduler"]
+    if scheduler is not None and "T_max" in scheduler and scheduler["T_max"] is None:
+        scheduler["T_max"] = config["train"]["epochs"]  # one cosine half-period per run
+    _check_against_data(config, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: Path, overrides: list[str] = ()) -> dict:
+    """Load, override, validate and resolve the config file at `path`."""
+    return resolve(apply_overrides(load_yaml(path), list(overrides)), Path(path))
+
+
+def _given(raw: dict, key: str, default: Any) -> Any:
+    """raw[key], or the default when it is absent or null."""
+    return default if raw.get(key) is None else raw[key]
+
+
+def _check_against_data(config: dict, problems: list[str]) -> None:
+    """Build the data set and, without touching torch's RNG, the components: shape checks."""
+    import torch
+
+    from minidl_cli import build
+    from minidl_cli.data import make_dataset, split_validation
+
+    data = config["data"]
+    try:
+        options = {k: v for k, v in data.items() if k not in ("type", STANDARDIZE.name)}
+        dataset = make_dataset(data["type"], options, config["seed"])
+    except (ValueError, OSError) as e:
+        problems.append(f"data: {e}")
+        return
+    except Exception as e:  # a plugin's data set, or sizes beyond memory
+        problems.append(f"data: {type(e).__name__}: {e}")
+        return
+    train = config["train"]
+    try:
+        dataset, _, _ = split_validation(dataset, train["val_fraction"], torch.Generator())
+        n_train = len(dataset.x_train)
+        if train["batch_size"] > n_train:
+            problems.append(
+                f"train.batch_size: {train['batch_size']} is larger than the training "
+                f"set ({n_train} points); set it to {n_train} or less"
+            )
+    except ValueError as e:
+        problems.append(f"train.val_fraction: {e}")
+    with torch.random.fork_rng(devices=[]):
+        try:
+            model, widths = build.build_layers(config["model"], dataset.num_features)
+        except ValueError as e:
+            problems.append(str(e))
+            model = None
+        try:
+            build.build_loss(config["loss"])
+        except (ValueError, TypeError) as e:
+            problems.append(f"loss: {e}")
+        if model is not None:
+            _check_output(config["model"], widths, dataset.num_classes, problems)
+            for layer, width in zip(config["model"], widths, strict=False):
+                if "in_features" in layer:
+                    layer["in_features"] = width
+            _check_training(config, model, problems)
+
+
+def _check_output(
+    model: list[dict], widths: list[int], num_classes: int, problems: list[str]
+) -> None:
+    """The network must output one value per class; blame the last layer that sets a width."""
+    if widths[-1] == num_classes:
+        return
+    what = f"the network outputs {widths[-1]} values but the data has {num_classes} classes"
+    setters = [
+        i for i in range(len(model)) if widths[i + 1] != widths[i] or "out_features" in model[i]
+    ]
+    if setters and "out_features" in model[setters[-1]]:
+        problems.append(f"model[{setters[-1]}].out_features: {what}; set it to {num_classes}")
+    elif setters:
+        problems.append(f"model[{setters[-1]}]: {what}; make it output {num_classes} values")
+    else:
+        problems.append(f"model: {what}; end it with {{type: linear, out_features: {num_classes}}}")
+
+
+def _check_training(config: dict, model: Any, problems: list[str]) -> None:
+    """Construct the optimizer and scheduler once, so their own checks run before training."""
+    from minidl_cli import build
+
+    if not model.parameters():
+        problems.append(
+            "model: the network has no parameters to train; add a layer with "
+            "weights such as {type: linear, out_features: 2}"
+        )
+        return
+    try:
+        optimizer = build.build_optimizer(config["optimizer"], model.parameters())
+    except (ValueError, TypeError) as e:
+        problems.append(f"optimizer: {e}")
+        return
+    try:
+        build.build_scheduler(config["scheduler"], optimizer)
+    except (ValueError, TypeError) as e:
+        problems.append(f"scheduler: {e}")

@@ -1,0 +1,185 @@
+"""Per-key checks: each section validated into plain values, one problem line per mistake.
+
+Component options are read from the registry (constructor signatures), so a plugin's
+layer is validated like a built-in one; unknown keys get a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from minidl_cli import registry
+from minidl_cli.config.hints import (
+    _choices,
+    _convert,
+    _expect,
+    _in_range,
+    _is_plain,
+    _Mismatch,
+    _plain,
+)
+from minidl_cli.config.yaml_io import _show
+from minidl_cli.registry import Option, Range
+
+SEED_LIMIT = 2**63  # torch.manual_seed takes up to 64 bits
+
+
+class _Checker:
+    """Validates sections into plain values, appending one line per problem to `problems`."""
+
+    def __init__(self, problems: list[str], base: Path):
+        self.problems, self.base = problems, base
+
+    def name(self, value: Any) -> str | None:
+        if not isinstance(value, str) or not value.strip() or value in (".", ".."):
+            self.problems.append(f"name: must be a non-empty string, got {_show(value)}")
+        elif re.search(r"[/\\\x00]", value):
+            self.problems.append(
+                f"name: {value!r} is used in a directory name; leave out '/' and '\\'"
+            )
+        return value
+
+    def seed(self, value: Any) -> int | None:
+        if value is None:
+            return secrets.randbelow(2**31)  # drawn once, then recorded in the config
+        try:
+            value = _convert(int, value, self.base)  # 1e3 is 1000, as for every integer option
+        except _Mismatch:
+            pass
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+            self.problems.append(
+                f"seed: must be an integer from 0 to 2**63 - 1, or null to draw "
+                f"one, got {_show(value)}"
+            )
+        return value
+
+    def runs_dir(self, value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            self.problems.append(f"runs_dir: must be a directory path, got {_show(value)}")
+        return value
+
+    def plugins(self, value: Any) -> list[str]:
+        """Import each plugin module (from the cwd or the config's folder too) so it registers."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+            self.problems.append(
+                f"plugins: must be a list of module names such as [my_layers], got {_show(value)}"
+            )
+            return []
+        extra = [p for p in dict.fromkeys([str(self.base), os.getcwd()]) if p not in sys.path]
+        sys.path.extend(extra)
+        try:
+            for i, module in enumerate(value):
+                try:
+                    registry.import_plugins([module])
+                except Exception as e:  # user code: any failure is a problem line
+                    self.problems.append(
+                        f"plugins[{i}]: cannot import {module!r}: {type(e).__name__}: {e} (a "
+                        "plugin is a module importable from the current directory, the "
+                        "config's directory or the installed packages)"
+                    )
+        finally:
+            for path in extra:
+                sys.path.remove(path)
+        return value
+
+    def model(self, value: Any) -> list[dict] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or not value:
+            self.problems.append(
+                f"model: must be a non-empty list of layers such as "
+                f"[{{type: linear, out_features: 2}}], got {_show(value)}"
+            )
+            return None
+        for i, item in enumerate(value):
+            if item is None:
+                self.problems.append(
+                    f"model[{i}]: empty; write a layer name or a mapping with a 'type' key"
+                )
+        return [self.component(f"model[{i}]", "layer", item) for i, item in enumerate(value)]
+
+    def component(self, path: str, kind: str, value: Any, extra: list[Option] = ()) -> dict | None:
+        """{type: canonical name, every option} from a bare name or a mapping with `type`."""
+        if value is None:
+            return None  # a missing required section is reported once, by the caller
+        if isinstance(value, str):
+            value = {"type": value}
+        if not isinstance(value, dict):
+            self.problems.append(
+                f"{path}: must be a {kind} name or a mapping with a 'type' key, got {_show(value)}"
+            )
+            return None
+        if "type" not in value:
+            known = ", ".join(registry.names(kind))
+            self.problems.append(f"{path}.type: missing; name the {kind} (one of: {known})")
+            return None
+        try:
+            entry = registry.lookup(kind, value["type"])
+            options = _user_options(entry) + list(extra)
+        except ValueError as e:
+            self.problems.append(f"{path}.type: {e}")
+            return None
+        except Exception as e:  # a plugin whose signature cannot be read
+            self.problems.append(
+                f"{path}.type: cannot read the options of {kind} "
+                f"{value['type']!r}: {type(e).__name__}: {e}"
+            )
+            return None
+        given = {k: v for k, v in value.items() if k != "type"}
+        return {"type": entry.name, **self.options(path, options, given)}
+
+    def options(self, path: str, options: list[Option], given: dict) -> dict:
+        """Each option checked and converted, defaults filled, unknown keys reported."""
+        known = [o.name for o in options]
+        for key in given:
+            if key not in known:
+                hint = registry.suggest(str(key), known) or (
+                    f" (options: {', '.join(known)})" if known else " (it takes no options)"
+                )
+                self.problems.append(f"{path}.{key}: unknown option{hint}")
+        out = {}
+        for option in options:
+            if option.name in given:
+                out[option.name] = self.value(f"{path}.{option.name}", option, given[option.name])
+            elif option.required:
+                self.problems.append(
+                    f"{path}.{option.name}: required option missing "
+                    f"({_expect(option.type, option.range)})"
+                )
+            elif _is_plain(option.default):
+                out[option.name] = _plain(option.default)
+        return out
+
+    def value(self, path: str, option: Option, value: Any) -> Any:
+        try:
+            converted = _convert(option.type, value, self.base)
+            ok = _in_range(converted, option.range)
+        except _Mismatch:
+            ok = False
+        if ok:
+            return converted
+        hint = ""
+        if isinstance(value, str):
+            hint = registry.suggest(value, [c for c in _choices(option.type) if isinstance(c, str)])
+        self.problems.append(
+            f"{path}: must be {_expect(option.type, option.range)}, got {_show(value)}{hint}"
+        )
+        return value
+
+
+def _user_options(entry: registry.Entry) -> list[Option]:
+    """The options a user may set: a layer's in_features too (checked against the inferred one)."""
+    if entry.kind == "layer" and registry.accepts(entry, "in_features"):
+        return [
+            Option("in_features", int | None, None, Range(ge=1)) if o.name == "in_features" else o
+            for o in entry.options(injected=True)
+            if o.name == "in_features" or o.name not in registry.INJECTED[entry.kind]
+        ]
+    return entry.options()

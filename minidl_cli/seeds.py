@@ -77,10 +77,10 @@ def train_member(config: dict[str, Any], member: Path, threads: int | None = Non
         "seed": config["seed"], "epochs": trainer.epoch,
         "train_loss": last.get("train_loss", math.nan),
         "train_accuracy": last.get("train_accuracy", math.nan),
-        "train_error": 1 - last.get("train_accuracy", math.nan),
+        "train_error": round(1 - last.get("train_accuracy", math.nan), 12),
         "test_loss": last.get("test_loss", math.nan),
         "test_accuracy": last.get("test_accuracy", math.nan),
-        "test_error": 1 - last.get("test_accuracy", math.nan),
+        "test_error": round(1 - last.get("test_accuracy", math.nan), 12),
         "wall_s": round(time.perf_counter() - started, 3), "status": status,
     }
 

@@ -139,11 +139,14 @@ def stop_on_signals():
 @click.option("--seeds", help="One run per seed in a group directory: 0-19, or 0,3,5.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --seeds: train this many seeds in parallel processes.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel training in N processes (torch.distributed); "
+                   "train.batch_size stays the global batch.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="Hide the progress bar.")
 @handle_errors
 def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: int,
-          print_config: bool, quiet: bool) -> None:
+          nproc: int, print_config: bool, quiet: bool) -> None:
     """Train the network CONFIG describes; print the run directory as the last line.
 
     \b
@@ -153,28 +156,95 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
       minidl train --resume runs/disk-20260101-120000 train.epochs=800
     Repeat over seeds (a group directory with summary.csv):
       minidl train configs/disk.yaml --seeds 0-19 --jobs 2
+    Data-parallel in 4 processes (the weights of one; or start it with torchrun):
+      minidl train configs/disk.yaml --nproc 4
     """
-    from minidl_cli import experiment
+    from minidl_cli.distributed import World
+
+    world = World.from_env()  # set when torchrun (or --nproc) started this process as a rank
+    if world is not None and nproc > 1:
+        raise click.UsageError(f"--nproc: this process is already rank {world.rank} of "
+                               f"WORLD_SIZE={world.size} (torchrun starts the ranks); "
+                               "leave --nproc out")
+    if seeds is not None and (nproc > 1 or world is not None):
+        raise click.UsageError("--seeds does not combine with --nproc or torchrun; train "
+                               "several seeds at once with --jobs")
+    if world is None:
+        opened = _open_run(args, resume, print_config, seeds, jobs, quiet, nproc)
+        if opened:
+            _train(*opened, quiet)
+        return
+    with world:
+        if world.rank > 0:
+            return _train_replica(world)
+        opened = world.lead(lambda: _open_run(args, resume, print_config, seeds, jobs, quiet,
+                                              world=world))
+        if opened:
+            _train(*opened, quiet, world)
+
+
+def _open_run(args: tuple[str, ...], resume: Path | None, print_config: bool,
+              seeds: str | None, jobs: int, quiet: bool, nproc: int = 1, world=None):
+    """(run, trainer) to train here; None when done (--print-config, --seeds).
+
+    With nproc > 1 the input is checked, then `nproc` ranks of this command train the run
+    (distributed.launch) and this process exits with rank 0's exit code.
+    """
+    from minidl_cli import distributed, experiment
     from minidl_cli.config import dump_yaml, load_config
+    from minidl_cli.runs import Run
+    from minidl_cli.train import resolve_device
 
     if resume is not None:
         overrides = list(args)
         _check_overrides(overrides)
-        run, trainer = experiment.resume_run(resume, overrides)
-    else:
-        if not args:
-            raise click.UsageError("missing CONFIG (a YAML file), or pass --resume RUN_DIR")
-        config_path, overrides = Path(args[0]), list(args[1:])
-        _check_overrides(overrides)
-        config = load_config(config_path, overrides)
-        if print_config:
-            click.echo(dump_yaml(config), nl=False)
-            return
-        if seeds is not None:
-            _train_seeds(config, seeds, jobs, quiet)
-            return
-        run, trainer = experiment.start_run(config)
-    _train(run, trainer, quiet)
+        if nproc > 1:
+            Run.open(resume)  # rank 0 checks the rest, as a single process would
+            _launch(["--resume", str(resume), *overrides], nproc, quiet)
+        return experiment.resume_run(resume, overrides, world)
+    if not args:
+        raise click.UsageError("missing CONFIG (a YAML file), or pass --resume RUN_DIR")
+    config_path, overrides = Path(args[0]), list(args[1:])
+    _check_overrides(overrides)
+    config = load_config(config_path, overrides)
+    if print_config:
+        click.echo(dump_yaml(config), nl=False)
+        return None
+    if seeds is not None:
+        _train_seeds(config, seeds, jobs, quiet)
+        return None
+    if nproc > 1:
+        distributed.check_gpus(resolve_device(config["train"]["device"]), nproc)
+        _launch(list(args), nproc, quiet)
+    return experiment.start_run(config, world)
+
+
+def _launch(train_args: list[str], nproc: int, quiet: bool) -> None:
+    """Run `minidl train *train_args` as `nproc` data-parallel ranks; exit as rank 0 did."""
+    from minidl_cli import distributed
+
+    debug = click.get_current_context().find_root().params.get("debug", False)
+    argv = [*(["--debug"] if debug else []), "train", *train_args, *(["-q"] if quiet else [])]
+    sys.exit(distributed.launch(argv, nproc))
+
+
+def _train_replica(world) -> None:
+    """A data-parallel rank > 0: train rank 0's run in step with it, silently; then exit."""
+    from minidl_cli import experiment
+    from minidl_cli.distributed import RankLost
+    from minidl_cli.train import Diverged, Interrupted
+
+    setup = world.follow()
+    if setup is None or "error" in setup:  # rank 0 reports the problem
+        sys.exit(2 if setup else 0)
+    trainer = experiment.join_run(setup["config"], Path(setup["checkpoint"]), world)
+    try:
+        with stop_on_signals() as flag:
+            trainer.fit(None, trainer.config["train"]["epochs"], None, world.watch(flag))
+    except (Diverged, RankLost):  # rank 0 says so (or was lost, and its exit says why)
+        sys.exit(1)
+    except (Interrupted, KeyboardInterrupt) as e:
+        sys.exit(128 + getattr(e, "signum", signal.SIGINT))
 
 
 def _check_overrides(overrides: list[str]) -> None:
@@ -184,15 +254,16 @@ def _check_overrides(overrides: list[str]) -> None:
                                   for o in bad))
 
 
-def _train(run, trainer, quiet: bool) -> None:
+def _train(run, trainer, quiet: bool, world=None) -> None:
     from minidl_cli import experiment
+    from minidl_cli.distributed import RankLost
     from minidl_cli.train import Diverged, Interrupted
 
     epochs = trainer.config["train"]["epochs"]
     progress = Progress(epochs, trainer.epoch, enabled=not quiet)
     try:
         with stop_on_signals() as flag:
-            experiment.train_run(run, trainer, progress, flag)
+            experiment.train_run(run, trainer, progress, world.watch(flag) if world else flag)
     except Diverged as e:
         lr = trainer.config["optimizer"].get("lr")
         example = f", e.g. optimizer.lr={lr / 10:g}" if isinstance(lr, (int, float)) else ""
@@ -200,6 +271,12 @@ def _train(run, trainer, quiet: bool) -> None:
                    f"the last good checkpoint (epoch {trainer.epoch}) stays in "
                    f"{run.checkpoints / 'last.pt'}\n"
                    f"try a smaller learning rate in a new run{example}", err=True)
+        click.echo(run.path)
+        sys.exit(1)
+    except RankLost as e:
+        click.echo(f"error: {e}; training stopped (status: failed)\n"
+                   f"{run.checkpoints / 'last.pt'} holds epoch {trainer.saved_epoch}; resume "
+                   f"with: minidl train --resume {run.path} --nproc {world.size}", err=True)
         click.echo(run.path)
         sys.exit(1)
     except (Interrupted, KeyboardInterrupt) as e:

@@ -9,32 +9,40 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minidl_cli.config import ConfigError, apply_overrides, dump_yaml, load_yaml, resolve
 from minidl_cli.runs import Run, RunError, load_checkpoint, now_iso
-from minidl_cli.train import Diverged, Interrupted, StopFlag, Trainer
+from minidl_cli.train import Interrupted, StopFlag, Trainer
+
+if TYPE_CHECKING:
+    from minidl_cli.distributed import World
 
 # On resume these may change; anything else would train a different experiment.
 RESUMABLE_KEYS = {"train.epochs", "train.checkpoint_every"}
 
 
-def start_run(config: dict[str, Any]) -> tuple[Run, Trainer]:
+def start_run(config: dict[str, Any], world: World | None = None) -> tuple[Run, Trainer]:
     """Build everything first (so a bad config writes nothing), then create the run directory.
 
     The initial state is saved as an epoch-0 `last.pt` at once, so a run stopped in its first
     epoch (signal, kill -9, divergence) still has a checkpoint that loads and resumes.
+    `world`: this is rank 0 of a data-parallel run (distributed.py).
     """
-    trainer = Trainer(config)
+    trainer = Trainer(config, world)
+    if world is not None:
+        world.check_device(trainer.device)
     run = Run.create(Path(config["runs_dir"]), config["name"])
     run.write_config(dump_yaml(config))
-    run.write_meta(status="running", seed=config["seed"], device=str(trainer.device))
+    run.write_meta(status="running", seed=config["seed"], device=str(trainer.device),
+                   world_size=world.size if world else 1)
     run.write_metrics([])
     run.save_checkpoint(trainer.state_dict(), "last")
     return run, trainer
 
 
-def resume_run(run_dir: Path, overrides: list[str]) -> tuple[Run, Trainer]:
+def resume_run(run_dir: Path, overrides: list[str],
+               world: World | None = None) -> tuple[Run, Trainer]:
     """Reopen a run at its last checkpoint; only `train.epochs` (and checkpointing) may change."""
     run = Run.open(run_dir)
     stored = load_yaml(run.config_path)
@@ -47,7 +55,9 @@ def resume_run(run_dir: Path, overrides: list[str]) -> tuple[Run, Trainer]:
     _refuse_changes(run, config, stored)
     path = run.checkpoint_path("last")
     state = load_checkpoint(path)
-    trainer = Trainer(config)
+    trainer = Trainer(config, world)
+    if world is not None:
+        world.check_device(trainer.device)
     _restore(trainer, state, path)
     if trainer.epoch >= config["train"]["epochs"]:
         raise RunError(f"{run.path} has already trained {trainer.epoch} of "
@@ -59,7 +69,7 @@ def resume_run(run_dir: Path, overrides: list[str]) -> tuple[Run, Trainer]:
     run.write_config(dump_yaml(config))
     run.write_metrics(trainer.history)  # drop any row written after the last checkpoint
     run.write_meta(status="running", finished_at=None, epochs_completed=trainer.epoch,
-                   resumed_at=now_iso(), argv=sys.argv)
+                   resumed_at=now_iso(), argv=sys.argv, world_size=world.size if world else 1)
     return run, trainer
 
 
@@ -68,11 +78,13 @@ def train_run(run: Run, trainer: Trainer, progress: Callable[[dict], None] | Non
     """Fit to `train.epochs`, record the outcome in meta.json, draw the pictures at the end."""
     try:
         trainer.fit(run, trainer.config["train"]["epochs"], progress, stop)
-    except Diverged:
-        run.write_meta(status="failed", finished_at=now_iso())
-        raise
     except (Interrupted, KeyboardInterrupt):
-        run.write_meta(status="interrupted", finished_at=now_iso())
+        run.write_meta(status="interrupted", finished_at=now_iso(),
+                       epochs_completed=trainer.saved_epoch)
+        raise
+    except Exception:  # Diverged, a lost data-parallel rank (distributed.RankLost), a bug
+        run.write_meta(status="failed", finished_at=now_iso(),
+                       epochs_completed=trainer.saved_epoch)
         raise
     # Completed before the pictures: a signal while drawing them loses no training.
     run.write_meta(status="completed", finished_at=now_iso(), epochs_completed=trainer.epoch)
@@ -85,6 +97,13 @@ def draw_plots(run: Run, trainer: Trainer) -> list[Path]:
 
     _, _, predictions = trainer.evaluate("test")
     return plots.draw_run_plots(run.plots, trainer.raw, predictions.cpu(), run.metrics_path)
+
+
+def join_run(config: dict[str, Any], checkpoint: Path, world: World) -> Trainer:
+    """A data-parallel rank > 0: rank 0's config and starting checkpoint; no run directory."""
+    trainer = Trainer(config, world)
+    _restore(trainer, load_checkpoint(checkpoint), checkpoint)
+    return trainer
 
 
 def load_trainer(run: Run, checkpoint: str = "last") -> tuple[Trainer, dict[str, Any], Path]:

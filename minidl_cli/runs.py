@@ -3,7 +3,9 @@
 Layout (SPEC §5): config.yaml, meta.json, metrics.csv, checkpoints/last.pt,
 checkpoints/epoch_NNNN.pt, checkpoints/best.pt, plots/*.png, eval.json.
 Every file is written to a temporary sibling, flushed, fsynced and renamed over the
-target, so a `kill -9` at any moment leaves either the old or the new version.
+target, so a `kill -9` at any moment leaves either the old or the new version. During
+training metrics.csv grows by one appended line per epoch instead (a reader drops a cut-off
+last line, and resuming rewrites the file from the checkpoint's history).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class Run:
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.plots = self.path / "plots"
+        self._metrics_written: tuple[int, list[str]] | None = None  # (rows, columns) we wrote
+        self._metrics_file: io.TextIOBase | None = None  # kept open for appending
 
     @classmethod
     def create(cls, runs_dir: Path, name: str) -> Run:
@@ -137,7 +141,30 @@ class Run:
         writer = csv.DictWriter(buffer, columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+        self.close()
         atomic_write(self.metrics_path, buffer.getvalue().encode())
+        self._metrics_written = (len(rows), columns)
+
+    def append_metrics(self, rows: list[dict[str, float]]) -> None:
+        """Append rows[-1] to metrics.csv when this Run wrote it with rows[:-1], else rewrite it.
+
+        One line per epoch instead of the whole file: the cost stays flat as a run grows.
+        """
+        columns = METRICS_COLUMNS + (VAL_COLUMNS if "val_loss" in rows[0] else [])
+        if self._metrics_written != (len(rows) - 1, columns):
+            return self.write_metrics(rows)
+        if self._metrics_file is None:
+            self._metrics_file = self.metrics_path.open("a", newline="")
+        csv.DictWriter(self._metrics_file, columns, lineterminator="\n",
+                       extrasaction="ignore").writerow(rows[-1])
+        self._metrics_file.flush()
+        self._metrics_written = (len(rows), columns)
+
+    def close(self) -> None:
+        """Close metrics.csv if append_metrics holds it open."""
+        if self._metrics_file is not None:
+            self._metrics_file.close()
+            self._metrics_file = None
 
     # --- checkpoints ---
 

@@ -1,8 +1,10 @@
 """The training loop: seeded data and model, shuffled mini-batches, per-epoch evaluation.
 
 `Trainer` builds everything a resolved config describes; `fit` trains it into a `Run`,
-saving `checkpoints/last.pt` (with the metrics history and every RNG state) after each
-epoch so that an interrupted or killed run resumes to bit-identical weights.
+appending each epoch's metrics row and saving `checkpoints/last.pt` (with the metrics
+history and every RNG state) so that an interrupted or killed run resumes to bit-identical
+weights: at most every SAVE_EVERY_S seconds, at the last epoch, and whenever training
+stops (signal, divergence, error), when last.pt then holds the last completed epoch.
 Autograd is globally off while training.
 """
 
@@ -13,7 +15,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -21,6 +23,12 @@ from torch import Tensor
 from minidl_cli import data as datasets
 from minidl_cli.build import build_loss, build_model, build_optimizer, build_scheduler
 from minidl_cli.runs import Run
+
+if TYPE_CHECKING:
+    from minidl_cli.distributed import World
+
+SAVE_EVERY_S = 1.0  # write last.pt at most this often: a checkpoint write (torch.save, fsync,
+# rename) costs as much as an epoch of the reference network; a kill -9 loses at most this
 
 
 class Diverged(RuntimeError):
@@ -66,8 +74,9 @@ class Split:
 class Trainer:
     """Everything one run needs, built from a resolved config and its seed."""
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], world: World | None = None):
         self.config = config
+        self.world = world  # data-parallel ranks (distributed.py); None: this process alone
         train_cfg = config["train"]
         self.seed = config["seed"]
         self.device = resolve_device(train_cfg["device"])
@@ -97,6 +106,9 @@ class Trainer:
         if x_val is not None:
             self.splits["val"] = self._split(x_val, y_val)
         self.history: list[dict[str, float]] = []
+        self.saved_epoch = 0  # the epoch last.pt holds
+        self._pending: dict[str, Any] | None = None  # states fit has yet to write
+        self._pending_best: dict[str, Any] | None = None
         self.best_val_loss = math.inf
         self.elapsed = 0.0
 
@@ -123,6 +135,8 @@ class Trainer:
             order = torch.randperm(len(x), generator=self.shuffle_gen, device=self.device)
             x, targets = x[order], targets[order]
         model.train()
+        if self.world is not None:
+            return self._train_shard(x, targets, should_stop)
         for start in range(0, len(x), batch_size):
             if should_stop():
                 return
@@ -132,6 +146,27 @@ class Trainer:
                 raise Diverged(f"the training loss became {loss.item()} in epoch {self.epoch + 1}")
             model.backward(loss_fn.backward())
             optimizer.step()
+
+    def _train_shard(self, x: Tensor, targets: Tensor, should_stop: Callable[[], bool]) -> None:
+        """Data-parallel: this rank's slice of each global batch; the step uses all ranks' rows."""
+        world, batch_size = self.world, self.config["train"]["batch_size"]
+        params = self.model.parameters()
+        mean = getattr(self.loss_fn, "reduction", "mean") == "mean"
+        world.seed_masks(self.seed, self.epoch)
+        for start in range(0, len(x), batch_size):
+            if should_stop():
+                return
+            stop = min(start + batch_size, len(x))
+            lo, hi = world.shard(start, stop)
+            self.optimizer.zero_grad()
+            loss = None
+            if hi > lo:  # a batch smaller than the world leaves some ranks without rows
+                loss = self.loss_fn(self.model(x[lo:hi]), targets[lo:hi])
+                self.model.backward(self.loss_fn.backward())
+            loss = world.reduce_gradients(params, loss, (hi - lo) / (stop - start) if mean else 1)
+            if not math.isfinite(loss):
+                raise Diverged(f"the training loss became {loss} in epoch {self.epoch + 1}")
+            self.optimizer.step()
 
     def evaluate(self, split: str) -> tuple[float, float, Tensor]:
         """(mean loss, accuracy, predicted labels) on a whole split, in eval mode."""
@@ -172,6 +207,14 @@ class Trainer:
             "config": self.config,
         }
 
+    def snapshot(self) -> dict[str, Any]:
+        """state_dict() with its tensors copied: it stays as it is while training goes on."""
+        state = self.state_dict()
+        state["model"] = {name: t.clone() for name, t in state["model"].items()}
+        state["optimizer"] = _cloned(state["optimizer"])
+        state["history"] = list(self.history)  # a row does not change once appended
+        return state
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -183,12 +226,13 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.history = [dict(row) for row in state["history"]]
+        self.saved_epoch = self.epoch
         self.best_val_loss = state.get("best_val_loss", math.inf)
         self.elapsed = state.get("elapsed_s", 0.0)
 
     # --- the loop ---
 
-    def fit(self, run: Run, epochs: int, progress: Callable[[dict], None] | None = None,
+    def fit(self, run: Run | None, epochs: int, progress: Callable[[dict], None] | None = None,
             should_stop: StopFlag | None = None) -> None:
         """Train up to `epochs` in total, checkpointing each epoch into `run`.
 
@@ -198,33 +242,65 @@ class Trainer:
         should_stop = should_stop or StopFlag()
         every = self.config["train"]["checkpoint_every"]
         started = time.perf_counter() - self.elapsed
-        with torch.no_grad():
-            while self.epoch < epochs:
-                self.train_epoch(should_stop)
-                if should_stop():
-                    raise Interrupted(should_stop.signum)
-                row = self.measure()
-                if not math.isfinite(row["train_loss"]):
-                    raise Diverged(f"the training loss became {row['train_loss']} "
-                                   f"in epoch {row['epoch']}")
-                if self.scheduler:
-                    self.scheduler.step()
-                self.elapsed = row["elapsed_s"] = round(time.perf_counter() - started, 4)
-                self.history.append(row)
-                self._save(run, every)
-                if progress:
-                    progress(row)
+        written = time.perf_counter()
+        try:
+            with torch.no_grad():
+                while self.epoch < epochs:
+                    self.train_epoch(should_stop)
+                    if should_stop():
+                        raise Interrupted(should_stop.signum)
+                    row = self.measure()
+                    if not math.isfinite(row["train_loss"]):
+                        raise Diverged(f"the training loss became {row['train_loss']} "
+                                       f"in epoch {row['epoch']}")
+                    if self.scheduler:
+                        self.scheduler.step()
+                    self.elapsed = row["elapsed_s"] = round(time.perf_counter() - started, 4)
+                    self.history.append(row)
+                    self._record(run, every)
+                    if self.epoch == epochs or time.perf_counter() - written >= SAVE_EVERY_S:
+                        self._write(run)
+                        written = time.perf_counter()
+                    if progress:
+                        progress(row)
+        finally:  # stopped, diverged, failed or done: last.pt gets the last completed epoch
+            if run is not None:  # None: a data-parallel rank other than 0 (rank 0 writes)
+                self._write(run)
+                run.close()
 
-    def _save(self, run: Run, every: int) -> None:
+    def _record(self, run: Run | None, every: int) -> None:
+        """Append the epoch's metrics row; keep a copy of its state for _write (epoch_NNNN.pt
+        is written at once)."""
+        if run is None:
+            return
         row = self.history[-1]
         improved = "val_loss" in row and row["val_loss"] < self.best_val_loss
         if improved:
             self.best_val_loss = row["val_loss"]
-        state = self.state_dict()
-        run.write_metrics(self.history)
-        run.save_checkpoint(state, "last")
-        if every and self.epoch % every == 0:
-            run.save_checkpoint(state, str(self.epoch))
+        run.append_metrics(self.history)
+        self._pending = self.snapshot()
         if improved:
-            run.save_checkpoint(state, "best")
-        run.write_meta(epochs_completed=self.epoch)
+            self._pending_best = self._pending
+        if every and self.epoch % every == 0:
+            run.save_checkpoint(self._pending, str(self.epoch))
+
+    def _write(self, run: Run) -> None:
+        """Write the kept states to best.pt and last.pt, and epochs_completed to meta.json."""
+        if self._pending_best is not None:
+            run.save_checkpoint(self._pending_best, "best")
+            self._pending_best = None
+        if self._pending is not None:
+            run.save_checkpoint(self._pending, "last")
+            self.saved_epoch, self._pending = self._pending["epoch"], None
+            run.write_meta(epochs_completed=self.saved_epoch)
+
+
+def _cloned(tree: Any) -> Any:
+    """A copy of nested dicts and lists whose tensors are cloned."""
+    if isinstance(tree, Tensor):
+        return tree.clone()
+    if isinstance(tree, dict):
+        return {k: _cloned(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_cloned(v) for v in tree]
+    return tree

@@ -280,7 +280,7 @@ def test_a_signal_while_drawing_the_pictures_keeps_the_run_completed(tmp_path, m
 
 
 def test_ctrl_c_before_training_exits_130_and_writes_nothing(tmp_path, monkeypatch):
-    def interrupted(config):
+    def interrupted(config, world=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(experiment, "start_run", interrupted)

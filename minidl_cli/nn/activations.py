@@ -17,7 +17,7 @@ class ReLU(Module):
     """y = max(x, 0)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        self._output = x.clamp_min(0)
+        self._output = torch.relu(x)
         return self._output
 
     def backward(self, grad_output: Tensor) -> Tensor:

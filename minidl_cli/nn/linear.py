@@ -18,7 +18,7 @@ def init_weight(out_features: int, in_features: int, init: str) -> Tensor:
     """A fresh (out, in) weight drawn from torch's global RNG with the named scheme."""
     fan_in, fan_out = in_features, out_features
     weight = torch.empty(out_features, in_features)
-    if init == "xavier_uniform":  # Glorot & Bengio (2010): U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+    if init == "xavier_uniform":  # Glorot & Bengio (2010): U(-a, a), a = √(6 / (fan_in + fan_out))
         bound = math.sqrt(6.0 / (fan_in + fan_out))
         return weight.uniform_(-bound, bound)
     if init == "xavier_normal":  # N(0, 2 / (fan_in + fan_out))
@@ -50,6 +50,7 @@ class Linear(Module):
         self.weight = Parameter(init_weight(out_features, in_features, init))
         self.bias = Parameter(torch.zeros(out_features)) if bias else None
         self._input: Tensor | None = None
+        self._ones: Tensor | None = None  # (N,) ones for the bias gradient, kept between steps
 
     def forward(self, x: Tensor) -> Tensor:
         self._input = x
@@ -59,9 +60,16 @@ class Linear(Module):
 
     def backward(self, grad_output: Tensor) -> Tensor:
         self.weight.grad.addmm_(grad_output.t(), self._input)  # dL/dW += gᵀ x
-        if self.bias is not None:
-            self.bias.grad.add_(grad_output.sum(0))  # dL/db += Σₙ g
+        if self.bias is not None:  # dL/db += Σₙ g = gᵀ 1: one BLAS call, where sum + add_ is two
+            self.bias.grad.addmv_(grad_output.t(), self._ones_like(grad_output))
         return grad_output.mm(self.weight.data)  # dL/dx = g W
+
+    def _ones_like(self, grad_output: Tensor) -> Tensor:
+        ones = self._ones
+        if (ones is None or len(ones) != len(grad_output) or ones.dtype != grad_output.dtype
+                or ones.device != grad_output.device):
+            ones = self._ones = grad_output.new_ones(len(grad_output))
+        return ones
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -54,8 +54,8 @@ class MSELoss(Loss):
                 f"got {tuple(target.shape)}"
             )
         self._diff = prediction - target
-        loss = self._diff.square().sum()
-        return loss / self._diff.numel() if self.reduction == "mean" else loss
+        squares = self._diff.square()
+        return squares.mean() if self.reduction == "mean" else squares.sum()
 
     def backward(self, grad_output: float = 1.0) -> Tensor:
         scale = 2.0 * grad_output  # dL/dx = 2 (x − y), / numel for the mean

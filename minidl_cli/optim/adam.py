@@ -20,7 +20,8 @@ class Adam(Optimizer):
     """
 
     def __init__(self, params, lr: Annotated[float, Range(gt=0)] = 0.001,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: Annotated[float, Range(ge=0)] = 1e-8,
+                 betas: tuple[float, float] = (0.9, 0.999),
+                 eps: Annotated[float, Range(ge=0)] = 1e-8,
                  weight_decay: Annotated[float, Range(ge=0)] = 0.0):
         betas = tuple(betas)
         if lr < 0.0:
@@ -36,8 +37,7 @@ class Adam(Optimizer):
     def step(self) -> None:
         group = self.param_groups[0]
         (beta1, beta2), lr = group["betas"], group["lr"]
-        weights = [p.data for p in self.params]
-        grads = [p.grad for p in self.params]
+        weights, grads = self.tensors(flat=False)  # its state is per parameter
         if not self.state:
             self.state = {i: {"step": 0, "exp_avg": torch.zeros_like(w),
                               "exp_avg_sq": torch.zeros_like(w)} for i, w in enumerate(weights)}

@@ -35,8 +35,7 @@ class SGD(Optimizer):
     def step(self) -> None:
         group = self.param_groups[0]
         lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-        weights = [p.data for p in self.params]
-        grads = [p.grad for p in self.params]
+        weights, grads = self.tensors(flat=momentum == 0)  # momentum state is per parameter
         if group["weight_decay"] != 0:
             grads = torch._foreach_add(grads, weights, alpha=group["weight_decay"])
         if momentum != 0:

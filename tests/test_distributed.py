@@ -1,0 +1,165 @@
+"""Data-parallel training (SPEC §4, --nproc): N ranks end with the weights of one process,
+write one ordinary run directory, stop together on a signal and resume; also under torchrun."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from minidl_cli import distributed
+from minidl_cli.runs import load_checkpoint
+from tests.helpers import TINY, invoke, write_config
+
+# float64, momentum, a step schedule; 76 rows in batches of 25: every batch splits unevenly
+# over 2 ranks (12 / 13 rows) and the last one has a single row, so rank 0 gets none.
+EXACT = {
+    **TINY,
+    "data": {"type": "disk", "n_train": 76, "n_test": 50},
+    "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.01},
+    "scheduler": {"type": "step", "step_size": 2, "gamma": 0.5},
+    "train": {"epochs": 4, "batch_size": 25, "dtype": "float64"},
+}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def minidl(*args, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "minidl_cli", *map(str, args)], cwd=cwd,
+                            env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
+
+
+def finish(process: subprocess.Popen, code: int = 0) -> tuple[str, str]:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == code, (out, err)
+    assert "Traceback" not in err, err
+    return out, err
+
+
+def run_of(stdout: str) -> Path:
+    return Path(stdout.strip().splitlines()[-1])
+
+
+def same_weights(a: Path, b: Path) -> None:
+    """Weights and momentum equal up to float64 rounding, and the same metrics."""
+    sa, sb = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (a, b))
+    assert sa["epoch"] == sb["epoch"]
+    for key, value in sa["model"].items():
+        assert torch.allclose(value, sb["model"][key], rtol=1e-10, atol=1e-13), key
+    for i, state in sa["optimizer"]["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                assert torch.allclose(value, sb["optimizer"]["state"][i][name], rtol=1e-10,
+                                      atol=1e-13), name
+    for ra, rb in zip(sa["history"], sb["history"], strict=True):
+        for column in ("train_loss", "test_loss", "train_accuracy", "lr"):
+            assert ra[column] == pytest.approx(rb[column], rel=1e-10), column
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> Path:
+    """EXACT trained by one process."""
+    result = invoke("train", write_config(tmp_path_factory.mktemp("single"), EXACT), "-q")
+    assert result.exit_code == 0, result.output
+    return run_of(result.stdout)
+
+
+def test_shards_cover_every_batch_once():
+    for size in (1, 2, 3, 5):
+        for start, stop in ((0, 25), (75, 76), (10, 13), (4, 4)):
+            shards = [distributed.World(r, size, r).shard(start, stop) for r in range(size)]
+            assert shards[0][0] == start and shards[-1][1] == stop
+            assert all(a[1] == b[0] for a, b in zip(shards, shards[1:], strict=False))
+            assert max(hi - lo for lo, hi in shards) - min(hi - lo for lo, hi in shards) <= 1
+
+
+def test_two_processes_give_the_weights_of_one(single, tmp_path):
+    out, err = finish(minidl("train", write_config(tmp_path, EXACT), "--nproc", 2, "-q",
+                             cwd=tmp_path))
+    run = tmp_path / run_of(out)
+    assert err == "" and out.strip().splitlines() == [str(run_of(out))]  # rank 0 alone speaks
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.name]
+    same_weights(run, single)
+
+    # the ordinary contract: the same files, meta.json with world_size, evaluate works
+    files = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    assert files == {p.relative_to(single).as_posix() for p in single.rglob("*") if p.is_file()}
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["epochs_completed"] == 4
+    assert meta["world_size"] == 2 and meta["seed"] == 0 and meta["device"] == "cpu"
+    assert json.loads((single / "meta.json").read_text())["world_size"] == 1
+    with open(run / "metrics.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3, 4]
+    result = invoke("evaluate", run, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["epoch"] == 4
+
+
+def torchrun_style(*args, cwd: Path) -> list[subprocess.Popen]:
+    """Two ranks started as torchrun does: RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT."""
+    env = {**ENV, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    return [minidl(*args, cwd=cwd, env={**env, "RANK": str(r)}) for r in range(2)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_signal_stops_every_rank_and_torchrun_style_ranks_resume(tmp_path):
+    config = write_config(tmp_path, {**EXACT, "train": {**EXACT["train"], "epochs": 100_000}})
+    process = minidl("train", config, "--nproc", 2, "-q", cwd=tmp_path)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        metrics_csv = next((tmp_path / "runs").glob("*/metrics.csv"), None)
+        if metrics_csv and len(metrics_csv.read_text().splitlines()) > 2:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    out, err = finish(process, 143)
+    run = tmp_path / run_of(out)
+    assert "interrupted by SIGTERM" in err
+    meta = json.loads((run / "meta.json").read_text())
+    done = meta["epochs_completed"]
+    assert meta["status"] == "interrupted" and done >= 2
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == done
+
+    total = f"train.epochs={done + 2}"
+    (out0, err0), (out1, err1) = map(finish, torchrun_style("train", "--resume", run, total,
+                                                            cwd=tmp_path))
+    assert tmp_path / run_of(out0) == run and f"epoch {done + 2}/{done + 2}" in err0
+    assert out1 == err1 == ""  # rank 1 is silent
+    assert json.loads((run / "meta.json").read_text())["status"] == "completed"
+    (tmp_path / "straight").mkdir()
+    result = invoke("train", write_config(tmp_path / "straight", EXACT), "-q", total)
+    same_weights(run, run_of(result.stdout))
+
+
+def test_bad_input_is_refused_before_any_process_starts(tmp_path, monkeypatch):
+    def no_launch(*args):
+        raise AssertionError("launched despite bad input")
+
+    monkeypatch.setattr(distributed, "launch", no_launch)
+    result = invoke("train", write_config(tmp_path, EXACT), "--nproc", 2, "optimizer.lr=-1")
+    assert result.exit_code == 2 and "optimizer.lr" in result.stderr
+    result = invoke("train", "--resume", tmp_path / "missing", "--nproc", 2)
+    assert result.exit_code == 2 and "run directory not found" in result.stderr
+    result = invoke("train", write_config(tmp_path, EXACT), "--nproc", 2, "--seeds", "0-1")
+    assert result.exit_code == 2 and "--seeds" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_nproc_must_be_positive(tmp_path):
+    result = invoke("train", write_config(tmp_path, EXACT), "--nproc", 0)
+    assert result.exit_code == 2 and "--nproc" in result.stderr

@@ -234,10 +234,11 @@ class Trainer:
 
     def fit(self, run: Run | None, epochs: int, progress: Callable[[dict], None] | None = None,
             should_stop: StopFlag | None = None) -> None:
-        """Train up to `epochs` in total, checkpointing each epoch into `run`.
+        """Train up to `epochs` in total into `run`: a metrics row each epoch, last.pt at
+        most every SAVE_EVERY_S seconds, at the last epoch and whenever training stops.
 
-        Raises Diverged (the last good checkpoint stays) or Interrupted (when should_stop()
-        turns true; the epoch in progress is abandoned, last.pt holds the one before).
+        Raises Diverged (last.pt gets the last good epoch) or Interrupted (when should_stop()
+        turns true; the epoch in progress is abandoned, last.pt gets the one before).
         """
         should_stop = should_stop or StopFlag()
         every = self.config["train"]["checkpoint_every"]

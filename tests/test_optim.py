@@ -148,3 +148,25 @@ def test_optimizer_state_round_trip_continues_identically(make):
     steps(twin, opt2, 5)
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
         assert torch.equal(p.data, q.data)
+
+
+def test_packed_buffers_are_the_parameters_until_replaced():
+    """The optimizer packs data and grads into two flat buffers (one op per update); when
+    Module.to() replaces the tensors it updates the new ones, one tensor per parameter."""
+    worst = _run_both(lambda p: optim.SGD(p, lr=0.05, weight_decay=0.01),  # the flat path
+                      lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.01, foreach=False))
+    assert worst < 1e-10
+    net, _, x, y = _twin_problem()
+    opt = optim.SGD(net.parameters(), lr=0.1)
+    assert opt.packed.intact and net[0].weight.data.untyped_storage().data_ptr() == \
+        opt.packed.data.untyped_storage().data_ptr()
+    net.to(dtype=torch.float32)
+    assert not opt.packed.intact
+    before = [p.data.clone() for p in net.parameters()]
+    loss_fn = nn.MSELoss()
+    loss_fn(net(x.float()), y.float())
+    net.backward(loss_fn.backward())
+    opt.step()
+    assert all(not torch.equal(p.data, b) for p, b in zip(net.parameters(), before, strict=True))
+    opt.zero_grad()
+    assert all(p.grad.abs().sum() == 0 for p in net.parameters())

@@ -51,6 +51,7 @@ class Linear(Module):
         self.bias = Parameter(torch.zeros(out_features)) if bias else None
         self._input: Tensor | None = None
         self._ones: Tensor | None = None  # (N,) ones for the bias gradient, kept between steps
+        self._ones_for: tuple[int, Tensor] | None = None  # (N, the weight tensor) they match
 
     def forward(self, x: Tensor) -> Tensor:
         self._input = x
@@ -59,17 +60,20 @@ class Linear(Module):
         return torch.addmm(self.bias.data, x, self.weight.data.t())
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        self.weight.grad.addmm_(grad_output.t(), self._input)  # dL/dW += gᵀ x
+        g_t = grad_output.t()
+        self.weight.grad.addmm_(g_t, self._input)  # dL/dW += gᵀ x
         if self.bias is not None:  # dL/db += Σₙ g = gᵀ 1: one BLAS call, where sum + add_ is two
-            self.bias.grad.addmv_(grad_output.t(), self._ones_like(grad_output))
+            self.bias.grad.addmv_(g_t, self._ones_like(grad_output))
         return grad_output.mm(self.weight.data)  # dL/dx = g W
 
     def _ones_like(self, grad_output: Tensor) -> Tensor:
-        ones = self._ones
-        if (ones is None or len(ones) != len(grad_output) or ones.dtype != grad_output.dtype
-                or ones.device != grad_output.device):
-            ones = self._ones = grad_output.new_ones(len(grad_output))
-        return ones
+        """(N,) ones of grad_output's dtype and device: made again when N changes or when
+        Module.to() replaces the weight (cheaper to check than the dtype and device)."""
+        n, weight = grad_output.shape[0], self.weight.data
+        key = self._ones_for
+        if key is None or key[0] != n or key[1] is not weight:
+            self._ones, self._ones_for = grad_output.new_ones(n), (n, weight)
+        return self._ones
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

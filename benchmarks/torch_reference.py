@@ -41,4 +41,5 @@ for _ in range(EPOCHS):
         loss = loss_fn(model(xs[start:start + BATCH]), ys[start:start + BATCH])
         loss.backward()
         optimizer.step()
-print(f"final batch loss {loss.item():.4f}")
+if EPOCHS:
+    print(f"final batch loss {loss.item():.4f}")

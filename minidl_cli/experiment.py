@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from minidl_cli.distributed import World
 
 # On resume these may change; anything else would train a different experiment.
-RESUMABLE_KEYS = {"train.epochs", "train.checkpoint_every"}
+RESUMABLE_KEYS = {"train.epochs", "train.checkpoint_every", "train.threads"}
 
 
 def start_run(config: dict[str, Any], world: World | None = None) -> tuple[Run, Trainer]:

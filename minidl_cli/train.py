@@ -80,6 +80,8 @@ class Trainer:
         train_cfg = config["train"]
         self.seed = config["seed"]
         self.device = resolve_device(train_cfg["device"])
+        if train_cfg.get("threads"):
+            torch.set_num_threads(train_cfg["threads"])
         self.dtype = getattr(torch, train_cfg["dtype"])
 
         data_cfg = dict(config["data"])

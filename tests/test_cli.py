@@ -232,3 +232,15 @@ def test_progress_bar_on_stderr_and_quiet_hides_it(tmp_path):
     assert "epoch 3/3" in loud.stderr and "loss" in loud.stderr
     assert quiet.stderr == ""
     assert Path(loud.stdout.strip().splitlines()[-1]).is_dir()
+
+
+def test_train_threads_sets_torch_threads_and_is_validated(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        run = train_tiny(tmp_path, "train.threads=2", "train.epochs=1")
+        assert torch.get_num_threads() == 2
+        assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+    result = invoke("train", write_config(tmp_path), "train.threads=0")
+    assert result.exit_code == 2 and "train.threads: must be an integer >= 1" in result.output

@@ -105,6 +105,7 @@ def test_tiny_config_resolves_complete(tiny):
         "dtype": "float32",
         "checkpoint_every": 0,
         "val_fraction": 0.0,
+        "threads": None,
     }
     assert config["runs_dir"] == "runs"
 

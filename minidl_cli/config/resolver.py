@@ -28,6 +28,9 @@ TRAIN_OPTIONS = [
     Option("dtype", Literal["float32", "float64"], "float32"),
     Option("checkpoint_every", int, 0, Range(ge=0)),  # 0: only checkpoints/last.pt
     Option("val_fraction", float, 0.0, Range(ge=0, lt=1)),  # held out of the training set
+    # torch intra-op threads on the CPU; null: torch's default. Small networks run fastest
+    # on 1 (threads only add contention on 25-wide matrices), wide ones gain from more.
+    Option("threads", int | None, None, Range(ge=1)),
 ]
 STANDARDIZE = Option("standardize", bool, False)  # z-score with training-set statistics
 TOP_LEVEL = (

@@ -20,15 +20,6 @@ import yaml
 from tests.helpers import TINY, invoke, train_tiny, write_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is much faster than several fighting over two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A finished two-epoch run; each test works on its own copy."""

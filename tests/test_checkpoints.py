@@ -21,14 +21,6 @@ from minidl_cli.runs import Run, RunError, atomic_write, create_run_dir, load_ch
 from tests.helpers import invoke, train_tiny, write_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     return train_tiny(tmp_path_factory.mktemp("trained"), "train.epochs=2")

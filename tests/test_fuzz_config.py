@@ -9,8 +9,6 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-import pytest
-import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,15 +16,6 @@ from hypothesis import strategies as st
 from minidl_cli import experiment
 from minidl_cli.runs import load_checkpoint
 from tests.helpers import TINY, invoke
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 NAMES = ["disk", "xor", "moons", "spirals", "csv", "linear", "relu", "tanh", "sigmoid",
          "softmax", "dropout", "leaky_relu", "elu", "identity", "mse", "cross_entropy", "sgd",

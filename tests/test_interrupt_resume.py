@@ -23,15 +23,6 @@ from minidl_cli.runs import load_checkpoint
 from minidl_cli.train import Interrupted, StopFlag
 from tests.helpers import TINY, invoke, write_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # Momentum, a schedule and dropout: every piece of state a resume must restore.
 STATEFUL = {
     **TINY,

@@ -11,6 +11,12 @@ from torch import Tensor
 from minidl_cli.nn.module import Module
 from minidl_cli.registry import register
 
+# The fused backward kernels autograd itself runs, bound once: `torch.ops.aten.X` resolves
+# an overload on every call, `.default` names the one we want.
+_threshold_backward = torch.ops.aten.threshold_backward.default
+_tanh_backward = torch.ops.aten.tanh_backward.default
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.default
+
 
 @register("layer", "relu")
 class ReLU(Module):
@@ -22,7 +28,7 @@ class ReLU(Module):
 
     def backward(self, grad_output: Tensor) -> Tensor:
         # dL/dx = g · 1[y > 0], fused into one kernel as autograd does
-        return torch.ops.aten.threshold_backward(grad_output, self._output, 0)
+        return _threshold_backward(grad_output, self._output, 0)
 
 
 @register("layer", "leaky_relu")
@@ -73,7 +79,7 @@ class Tanh(Module):
 
     def backward(self, grad_output: Tensor) -> Tensor:
         # dL/dx = g · (1 − y²), fused into one kernel
-        return torch.ops.aten.tanh_backward(grad_output, self._output)
+        return _tanh_backward(grad_output, self._output)
 
 
 @register("layer", "sigmoid")
@@ -86,7 +92,7 @@ class Sigmoid(Module):
 
     def backward(self, grad_output: Tensor) -> Tensor:
         # dL/dx = g · y · (1 − y), fused into one kernel
-        return torch.ops.aten.sigmoid_backward(grad_output, self._output)
+        return _sigmoid_backward(grad_output, self._output)
 
 
 @register("layer", "softmax")

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import torch
 from torch import Tensor
+from torch.nn.functional import linear
 
 from minidl_cli.nn.module import Module, Parameter
 from minidl_cli.registry import Range, register
@@ -51,28 +52,30 @@ class Linear(Module):
         self.bias = Parameter(torch.zeros(out_features)) if bias else None
         self._input: Tensor | None = None
         self._ones: Tensor | None = None  # (N,) ones for the bias gradient, kept between steps
-        self._ones_for: tuple[int, Tensor] | None = None  # (N, the weight tensor) they match
+        self._ones_for: Tensor | None = None  # the bias gradient they were made for
 
     def forward(self, x: Tensor) -> Tensor:
         self._input = x
-        if self.bias is None:
-            return x.mm(self.weight.data.t())
-        return torch.addmm(self.bias.data, x, self.weight.data.t())
+        bias = self.bias
+        # x Wᵀ + b as one fused call (addmm(b, x, Wᵀ) inside, without a Python-side transpose)
+        return linear(x, self.weight.data, None if bias is None else bias.data)
 
     def backward(self, grad_output: Tensor) -> Tensor:
         g_t = grad_output.t()
         self.weight.grad.addmm_(g_t, self._input)  # dL/dW += gᵀ x
-        if self.bias is not None:  # dL/db += Σₙ g = gᵀ 1: one BLAS call, where sum + add_ is two
-            self.bias.grad.addmv_(g_t, self._ones_like(grad_output))
+        bias = self.bias
+        if bias is not None:  # dL/db += Σₙ g = gᵀ 1: one BLAS call, where sum + add_ is two
+            ones = self._ones
+            if (ones is None or ones.size(0) != grad_output.size(0)
+                    or self._ones_for is not bias.grad):
+                ones = self._new_ones(grad_output)
+            bias.grad.addmv_(g_t, ones)
         return grad_output.mm(self.weight.data)  # dL/dx = g W
 
-    def _ones_like(self, grad_output: Tensor) -> Tensor:
-        """(N,) ones of grad_output's dtype and device: made again when N changes or when
-        Module.to() replaces the weight (cheaper to check than the dtype and device)."""
-        n, weight = grad_output.shape[0], self.weight.data
-        key = self._ones_for
-        if key is None or key[0] != n or key[1] is not weight:
-            self._ones, self._ones_for = grad_output.new_ones(n), (n, weight)
+    def _new_ones(self, grad_output: Tensor) -> Tensor:
+        """(N,) ones of grad_output's dtype and device, kept until N changes or Module.to()
+        replaces the bias gradient (cheaper to check than the dtype and the device)."""
+        self._ones, self._ones_for = grad_output.new_ones(grad_output.size(0)), self.bias.grad
         return self._ones
 
     def extra_repr(self) -> str:

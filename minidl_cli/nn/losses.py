@@ -14,6 +14,8 @@ from minidl_cli.nn.module import Module
 from minidl_cli.registry import register
 
 Reduction = Literal["mean", "sum"]
+_REDUCTION = {"mean": 1, "sum": 2}  # torch's reduction enum (torch.nn._reduction.get_enum)
+_mse_loss = torch._C._nn.mse_loss  # what torch.nn.functional.mse_loss calls
 
 
 class Loss(Module):
@@ -53,15 +55,16 @@ class MSELoss(Loss):
                 f"MSELoss needs a target of the prediction's shape {tuple(prediction.shape)}, "
                 f"got {tuple(target.shape)}"
             )
-        self._diff = prediction - target
-        squares = self._diff.square()
-        return squares.mean() if self.reduction == "mean" else squares.sum()
+        self._prediction, self._target = prediction, target
+        # Σ (x − y)² as one fused op (torch.nn.functional.mse_loss's kernel, without its
+        # Python-side broadcasting, which the shape check above makes unnecessary)
+        return _mse_loss(prediction, target, _REDUCTION[self.reduction])
 
     def backward(self, grad_output: float = 1.0) -> Tensor:
         scale = 2.0 * grad_output  # dL/dx = 2 (x − y), / numel for the mean
         if self.reduction == "mean":
-            scale = scale / self._diff.numel()
-        return self._diff * scale
+            scale = scale / self._prediction.numel()
+        return torch.sub(self._prediction, self._target).mul_(scale)
 
     def targets(self, labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
         onehot = torch.nn.functional.one_hot(labels, num_classes).to(dtype)

@@ -46,7 +46,11 @@ class Optimizer:
         return [p.data for p in params], [p.grad for p in params]
 
     def zero_grad(self) -> None:
-        torch._foreach_zero_(self.tensors()[1])
+        grads = self.tensors()[1]
+        if len(grads) == 1:  # packed: one plain op, cheaper to call than a foreach op
+            grads[0].zero_()
+        else:
+            torch._foreach_zero_(grads)
 
     def step(self) -> None:
         raise NotImplementedError

@@ -50,4 +50,7 @@ class SGD(Optimizer):
                 grads = torch._foreach_add(grads, bufs, alpha=momentum)
             else:
                 grads = bufs
-        torch._foreach_add_(weights, grads, alpha=-lr)
+        if len(weights) == 1:  # packed: one plain op, cheaper to call than a foreach op
+            weights[0].add_(grads[0], alpha=-lr)
+        else:
+            torch._foreach_add_(weights, grads, alpha=-lr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn.functional import elu, leaky_relu
 
 from minidl_cli.nn.module import Module
 from minidl_cli.registry import register
@@ -16,6 +17,9 @@ from minidl_cli.registry import register
 _threshold_backward = torch.ops.aten.threshold_backward.default
 _tanh_backward = torch.ops.aten.tanh_backward.default
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.default
+_leaky_relu_backward = torch.ops.aten.leaky_relu_backward.default
+_elu_backward = torch.ops.aten.elu_backward.default
+_softmax_backward = torch.ops.aten._softmax_backward_data.default
 
 
 @register("layer", "relu")
@@ -23,8 +27,8 @@ class ReLU(Module):
     """y = max(x, 0)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        self._output = torch.relu(x)
-        return self._output
+        self._output = out = torch.relu(x)
+        return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
         # dL/dx = g · 1[y > 0], fused into one kernel as autograd does
@@ -39,11 +43,12 @@ class LeakyReLU(Module):
         self.negative_slope = negative_slope
 
     def forward(self, x: Tensor) -> Tensor:
-        self._positive = x > 0
-        return torch.where(self._positive, x, x * self.negative_slope)
+        self._input = x
+        return leaky_relu(x, self.negative_slope)
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        return torch.where(self._positive, grad_output, grad_output * self.negative_slope)
+        # dL/dx = g if x > 0 else negative_slope · g, in one kernel
+        return _leaky_relu_backward(grad_output, self._input, self.negative_slope, False)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -57,13 +62,12 @@ class ELU(Module):
         self.alpha = alpha
 
     def forward(self, x: Tensor) -> Tensor:
-        self._positive = x > 0
-        self._output = torch.where(self._positive, x, self.alpha * torch.expm1(x))
-        return self._output
+        self._input = x
+        return elu(x, self.alpha)
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        # for x ≤ 0: dy/dx = alpha · eˣ = y + alpha
-        return torch.where(self._positive, grad_output, grad_output * (self._output + self.alpha))
+        # dL/dx = g if x > 0 else g · alpha · eˣ, in one kernel (from x, as autograd does)
+        return _elu_backward(grad_output, self.alpha, 1.0, 1.0, False, self._input)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -74,8 +78,8 @@ class Tanh(Module):
     """y = tanh(x)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        self._output = torch.tanh(x)
-        return self._output
+        self._output = out = torch.tanh(x)
+        return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
         # dL/dx = g · (1 − y²), fused into one kernel
@@ -87,8 +91,8 @@ class Sigmoid(Module):
     """y = 1 / (1 + e⁻ˣ)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        self._output = torch.sigmoid(x)
-        return self._output
+        self._output = out = torch.sigmoid(x)
+        return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
         # dL/dx = g · y · (1 − y), fused into one kernel
@@ -103,13 +107,13 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, x: Tensor) -> Tensor:
-        self._output = torch.softmax(x, self.dim)
-        return self._output
+        self._output = out = torch.softmax(x, self.dim)
+        return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        # the full Jacobian-vector product J g, J = diag(s) − s sᵀ: s ⊙ (g − ⟨g, s⟩)
+        # the full Jacobian-vector product J g, J = diag(s) − s sᵀ: s ⊙ (g − ⟨g, s⟩), fused
         s = self._output
-        return s * (grad_output - (grad_output * s).sum(self.dim, keepdim=True))
+        return _softmax_backward(grad_output, s, self.dim, s.dtype)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

@@ -16,6 +16,7 @@ from minidl_cli.registry import register
 Reduction = Literal["mean", "sum"]
 _REDUCTION = {"mean": 1, "sum": 2}  # torch's reduction enum (torch.nn._reduction.get_enum)
 _mse_loss = torch._C._nn.mse_loss  # what torch.nn.functional.mse_loss calls
+_nll_loss = torch._C._nn.nll_loss  # what torch.nn.functional.nll_loss calls
 
 
 class Loss(Module):
@@ -82,19 +83,18 @@ class CrossEntropyLoss(Loss):
     """
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
-        if labels.dtype != torch.int64 or labels.dim() != 1 or len(labels) != len(logits):
+        if (labels.dtype != torch.int64 or labels.dim() != 1
+                or labels.size(0) != logits.size(0)):
             raise ValueError(
                 "CrossEntropyLoss takes int64 class labels of shape (N,) for logits (N, C); "
                 f"got labels {labels.dtype} {tuple(labels.shape)} for logits {tuple(logits.shape)}"
             )
-        shifted = logits - logits.amax(1, keepdim=True)  # log-sum-exp trick
-        log_probs = shifted - shifted.exp().sum(1, keepdim=True).log()
-        self._probs, self._labels = log_probs.exp(), labels
-        loss = -log_probs.gather(1, labels[:, None]).sum()
-        return loss / len(labels) if self.reduction == "mean" else loss
+        log_probs = torch.log_softmax(logits, 1)  # fused and stable (log-sum-exp inside)
+        self._log_probs, self._labels = log_probs, labels
+        return _nll_loss(log_probs, labels, None, _REDUCTION[self.reduction], -100)
 
     def backward(self, grad_output: float = 1.0) -> Tensor:
-        grad = self._probs.clone()  # dL/dlogits = softmax(x) − onehot(y)
-        grad[torch.arange(len(grad), device=grad.device), self._labels] -= 1
-        scale = grad_output / len(grad) if self.reduction == "mean" else grad_output
+        grad = self._log_probs.exp()  # dL/dlogits = softmax(x) − onehot(y)
+        grad.scatter_(1, self._labels.unsqueeze(1), -1.0, reduce="add")
+        scale = grad_output / grad.size(0) if self.reduction == "mean" else grad_output
         return grad.mul_(scale)

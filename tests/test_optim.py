@@ -170,3 +170,36 @@ def test_packed_buffers_are_the_parameters_until_replaced():
     assert all(not torch.equal(p.data, b) for p, b in zip(net.parameters(), before, strict=True))
     opt.zero_grad()
     assert all(p.grad.abs().sum() == 0 for p in net.parameters())
+
+
+def _storage(t):
+    return t.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("make, names", [
+    (lambda p: optim.SGD(p, lr=0.05, momentum=0.9), ["momentum_buffer"]),
+    (lambda p: optim.Adam(p, lr=0.01), ["exp_avg", "exp_avg_sq"]),
+])
+def test_optimizer_state_is_packed_and_stays_packed_after_loading(make, names):
+    """Per-parameter state tensors are views of one flat buffer per name, as the weights are
+    (so a step is a few ops on flat tensors), before and after load_state_dict."""
+    net, _, x, y = _twin_problem()
+    opt = make(net.parameters())
+    loss_fn = nn.MSELoss()
+    loss_fn(net(x), y)
+    net.backward(loss_fn.backward())
+    opt.step()
+    for name in names:
+        assert len({_storage(opt.state[i][name]) for i in opt.state}) == 1
+        assert opt.state[0][name].shape == net[0].weight.shape
+    assert len(opt.tensors(*names)[0]) == 1  # the flat path
+
+    twin, *_ = _twin_problem()
+    opt2 = make(twin.parameters())
+    opt2.load_state_dict(opt.state_dict())
+    for name in names:
+        assert len({_storage(opt2.state[i][name]) for i in opt2.state}) == 1
+        assert _storage(opt2.state[0][name]) != _storage(opt.state[0][name])  # copied in
+        for i in opt.state:
+            assert torch.equal(opt2.state[i][name], opt.state[i][name])
+    assert len(opt2.tensors(*names)[0]) == 1

@@ -37,16 +37,12 @@ class Adam(Optimizer):
     def step(self) -> None:
         group = self.param_groups[0]
         (beta1, beta2), lr = group["betas"], group["lr"]
-        weights, grads = self.tensors(flat=False)  # its state is per parameter
         if not self.state:
-            self.state = {i: {"step": 0, "exp_avg": torch.zeros_like(w),
-                              "exp_avg_sq": torch.zeros_like(w)} for i, w in enumerate(weights)}
-        states = [self.state[i] for i in range(len(weights))]
-        for s in states:
+            self.init_state(["exp_avg", "exp_avg_sq"], step=0)
+        weights, grads, m, v = self.tensors("exp_avg", "exp_avg_sq")
+        for s in self.state.values():
             s["step"] += 1
-        step = states[0]["step"]
-        m = [s["exp_avg"] for s in states]
-        v = [s["exp_avg_sq"] for s in states]
+        step = self.state[0]["step"]
         if group["weight_decay"] != 0:
             grads = torch._foreach_add(grads, weights, alpha=group["weight_decay"])
         torch._foreach_lerp_(m, grads, 1 - beta1)

@@ -31,19 +31,45 @@ class Optimizer:
         self.param_groups = [{"params": params, **defaults}]
         self.state: dict[int, dict[str, Any]] = {}  # parameter index -> state tensors
         self.packed = Packed.pack(params)
+        self._flat_state: dict[str, Tensor] = {}  # state name -> the flat buffer state views
 
     @property
     def params(self) -> list[Parameter]:
         return self.param_groups[0]["params"]
 
-    def tensors(self, flat: bool = True) -> tuple[list[Tensor], list[Tensor]]:
-        """(weights, grads) for foreach ops: one flat tensor each while the parameters are
-        still packed and `flat` (element-wise updates only), else one tensor per parameter."""
-        packed = self.packed
-        if flat and packed is not None and packed.intact:
-            return [packed.data], [packed.grad]
+    def tensors(self, *state_names: str) -> tuple[list[Tensor], ...]:
+        """(weights, grads, *states) for foreach ops: one flat tensor each while the parameters
+        and the named state tensors are packed, else one tensor per parameter."""
+        packed, flat = self.packed, self._flat_state
+        if packed is not None and packed.intact and all(n in flat for n in state_names):
+            return ([packed.data], [packed.grad], *([flat[n]] for n in state_names))
         params = self.params
-        return [p.data for p in params], [p.grad for p in params]
+        return ([p.data for p in params], [p.grad for p in params],
+                *([self.state[i][n] for i in range(len(params))] for n in state_names))
+
+    def init_state(self, names: list[str], **scalars: Any) -> None:
+        """Zeroed state tensors `names` (plus `scalars`) for every parameter; views of one
+        flat buffer per name while the parameters are packed."""
+        self.state = {i: {**scalars, **{n: torch.zeros_like(p.data) for n in names}}
+                      for i, p in enumerate(self.params)}
+        self._pack_state()
+
+    def _pack_state(self) -> None:
+        """Move each per-parameter state tensor into one flat buffer laid out as the packed
+        parameters; `state` keeps views of it (same values, shapes and state_dict)."""
+        self._flat_state = {}
+        packed, params = self.packed, self.params
+        if packed is None or not packed.intact or sorted(self.state) != list(range(len(params))):
+            return
+        for name in list(self.state[0]):
+            tensors = [self.state[i].get(name) for i in range(len(params))]
+            if not all(torch.is_tensor(t) and t.shape == p.data.shape and t.dtype == p.data.dtype
+                       and t.device == p.data.device for t, p in zip(tensors, params, strict=True)):
+                continue  # not a per-parameter tensor of the parameter's kind (e.g. "step")
+            flat = torch.zeros_like(packed.data)
+            for i, view in enumerate(packed.views(flat)):
+                self.state[i][name] = view.copy_(tensors[i])
+            self._flat_state[name] = flat
 
     def zero_grad(self) -> None:
         grads = self.tensors()[1]
@@ -75,6 +101,7 @@ class Optimizer:
                 if torch.is_tensor(v) and v.is_floating_point() and k != "step" else v
                 for k, v in s.items()
             }
+        self._pack_state()
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v}" for k, v in self.defaults.items())
@@ -100,17 +127,19 @@ class Packed:
         for p in params:
             offsets.append(end)
             end += -(-p.data.numel() // align) * align  # round up to a multiple of align
+        self.layout = [(offset, p.data.shape) for p, offset in zip(params, offsets, strict=True)]
         self.data = first.new_zeros(end)
         self.grad = first.new_zeros(end)
-        for p, offset in zip(params, offsets, strict=True):
-            n, shape = p.data.numel(), p.data.shape
-            data = self.data[offset:offset + n].view(shape)
-            grad = self.grad[offset:offset + n].view(shape)
+        for p, data, grad in zip(params, self.views(self.data), self.views(self.grad), strict=True):
             data.copy_(p.data)
             grad.copy_(p.grad)
             p.data, p.grad = data, grad  # clears an older packing's `intact`
             p.packing = self
         self.intact = True
+
+    def views(self, flat: Tensor) -> list[Tensor]:
+        """One view of `flat` (a buffer of the packed size) per parameter, shaped like it."""
+        return [flat[offset:offset + shape.numel()].view(shape) for offset, shape in self.layout]
 
     @classmethod
     def pack(cls, params: list[Parameter]) -> Packed | None:

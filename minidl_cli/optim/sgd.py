@@ -35,15 +35,17 @@ class SGD(Optimizer):
     def step(self) -> None:
         group = self.param_groups[0]
         lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-        weights, grads = self.tensors(flat=momentum == 0)  # momentum state is per parameter
+        first = momentum != 0 and not self.state
+        if first:
+            self.init_state(["momentum_buffer"])
+        weights, grads, *bufs = self.tensors(*(["momentum_buffer"] if momentum != 0 else []))
         if group["weight_decay"] != 0:
             grads = torch._foreach_add(grads, weights, alpha=group["weight_decay"])
         if momentum != 0:
-            if not self.state:  # first step: the buffer starts as the gradient itself
-                bufs = torch._foreach_mul(grads, 1.0)  # copies
-                self.state = {i: {"momentum_buffer": b} for i, b in enumerate(bufs)}
+            bufs = bufs[0]
+            if first:  # the buffer starts as the gradient itself
+                torch._foreach_copy_(bufs, grads)
             else:
-                bufs = [self.state[i]["momentum_buffer"] for i in range(len(weights))]
                 torch._foreach_mul_(bufs, momentum)
                 torch._foreach_add_(bufs, grads, alpha=1 - dampening)
             if group["nesterov"]:

@@ -121,3 +121,21 @@ def test_to_casts_parameters_and_gradients():
 def test_sequential_rejects_non_modules():
     with pytest.raises(TypeError, match="Sequential takes Modules"):
         nn.Sequential(nn.ReLU(), torch.nn.ReLU())
+
+
+def test_linear_bias_gradient_follows_batch_size_dtype_and_device_changes():
+    """Linear keeps (N,) ones between steps for the bias gradient; a new N (the last short
+    batch of an epoch), a new dtype after Module.to() or a different device make new ones."""
+    layer = nn.Linear(3, 4)
+    for n, dtype in [(5, torch.float32), (2, torch.float32), (5, torch.float32),
+                     (2, torch.float64), (7, torch.float64)]:
+        layer.to(dtype=dtype)
+        layer.zero_grad()
+        x, g = torch.randn(n, 3, dtype=dtype), torch.randn(n, 4, dtype=dtype)
+        layer.forward(x)
+        layer.backward(g)
+        assert layer.bias.grad.dtype == dtype
+        torch.testing.assert_close(layer.bias.grad, g.sum(0))
+        torch.testing.assert_close(layer.weight.grad, g.t() @ x)
+    layer.backward(g)  # accumulates, with the kept ones
+    torch.testing.assert_close(layer.bias.grad, 2 * g.sum(0))

@@ -52,7 +52,6 @@ class Linear(Module):
         self.bias = Parameter(torch.zeros(out_features)) if bias else None
         self._input: Tensor | None = None
         self._ones: Tensor | None = None  # (N,) ones for the bias gradient, kept between steps
-        self._ones_for: Tensor | None = None  # the bias gradient they were made for
 
     def forward(self, x: Tensor) -> Tensor:
         self._input = x
@@ -65,17 +64,16 @@ class Linear(Module):
         self.weight.grad.addmm_(g_t, self._input)  # dL/dW += gᵀ x
         bias = self.bias
         if bias is not None:  # dL/db += Σₙ g = gᵀ 1: one BLAS call, where sum + add_ is two
-            ones = self._ones
-            if (ones is None or ones.size(0) != grad_output.size(0)
-                    or self._ones_for is not bias.grad):
-                ones = self._new_ones(grad_output)
-            bias.grad.addmv_(g_t, ones)
+            try:
+                bias.grad.addmv_(g_t, self._ones)
+            except (TypeError, RuntimeError):  # no ones yet, or of another N, dtype or device
+                bias.grad.addmv_(g_t, self._new_ones(grad_output))
         return grad_output.mm(self.weight.data)  # dL/dx = g W
 
     def _new_ones(self, grad_output: Tensor) -> Tensor:
-        """(N,) ones of grad_output's dtype and device, kept until N changes or Module.to()
-        replaces the bias gradient (cheaper to check than the dtype and the device)."""
-        self._ones, self._ones_for = grad_output.new_ones(grad_output.size(0)), self.bias.grad
+        """(N,) ones like grad_output's rows, kept for the next steps: trying them costs less
+        than checking N, dtype and device on every call, and addmv_ checks all three."""
+        self._ones = grad_output.new_ones(grad_output.size(0))
         return self._ones
 
     def extra_repr(self) -> str:

@@ -72,11 +72,11 @@ class Optimizer:
             self._flat_state[name] = flat
 
     def zero_grad(self) -> None:
-        grads = self.tensors()[1]
-        if len(grads) == 1:  # packed: one plain op, cheaper to call than a foreach op
-            grads[0].zero_()
+        packed = self.packed
+        if packed is not None and packed.intact:  # one plain op: cheaper than a foreach op
+            packed.grad.zero_()
         else:
-            torch._foreach_zero_(grads)
+            torch._foreach_zero_([p.grad for p in self.params])
 
     def step(self) -> None:
         raise NotImplementedError

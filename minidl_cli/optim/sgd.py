@@ -35,6 +35,10 @@ class SGD(Optimizer):
     def step(self) -> None:
         group = self.param_groups[0]
         lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        packed = self.packed
+        if momentum == 0 and group["weight_decay"] == 0 and packed is not None and packed.intact:
+            packed.data.add_(packed.grad, alpha=-lr)  # plain SGD on packed parameters: one op
+            return
         first = momentum != 0 and not self.state
         if first:
             self.init_state(["momentum_buffer"])
@@ -52,7 +56,4 @@ class SGD(Optimizer):
                 grads = torch._foreach_add(grads, bufs, alpha=momentum)
             else:
                 grads = bufs
-        if len(weights) == 1:  # packed: one plain op, cheaper to call than a foreach op
-            weights[0].add_(grads[0], alpha=-lr)
-        else:
-            torch._foreach_add_(weights, grads, alpha=-lr)
+        torch._foreach_add_(weights, grads, alpha=-lr)

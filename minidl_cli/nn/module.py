@@ -132,13 +132,20 @@ class Module:
 
 
 class Sequential(Module):
-    """Modules applied in order; backward runs them in reverse. Keys '0.weight', '2.bias', …"""
+    """Modules applied in order; backward runs them in reverse. Keys '0.weight', '2.bias', …
+
+    The layers are fixed at construction, and so are their forward and backward methods:
+    Sequential binds them once, because on a small network looking a method up for every
+    layer on every step costs about as much as a layer's own bookkeeping.
+    """
 
     def __init__(self, *modules: Module):
         for module in modules:
             if not isinstance(module, Module):
                 raise TypeError(f"Sequential takes Modules, got {type(module).__name__}")
-        self.layers = list(modules)
+        self.layers = tuple(modules)
+        self._forwards = tuple(module.forward for module in self.layers)
+        self._backwards = tuple(module.backward for module in reversed(self.layers))
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         for i, module in enumerate(self.layers):
@@ -154,11 +161,11 @@ class Sequential(Module):
         return iter(self.layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        for module in self.layers:
-            x = module.forward(x)
+        for forward in self._forwards:
+            x = forward(x)
         return x
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        for module in reversed(self.layers):
-            grad_output = module.backward(grad_output)
+        for backward in self._backwards:
+            grad_output = backward(grad_output)
         return grad_output

@@ -32,7 +32,7 @@ def start_run(config: dict[str, Any], world: World | None = None) -> tuple[Run, 
     trainer = Trainer(config, world)
     if world is not None:
         world.check_device(trainer.device)
-    run = Run.create(Path(config["runs_dir"]), config["name"])
+    run = Run.create(Path(config["runs_dir"]), config["name"])  # locked until train_run ends
     run.write_config(dump_yaml(config))
     run.write_meta(status="running", seed=config["seed"], device=str(trainer.device),
                    world_size=world.size if world else 1)
@@ -43,8 +43,21 @@ def start_run(config: dict[str, Any], world: World | None = None) -> tuple[Run, 
 
 def resume_run(run_dir: Path, overrides: list[str],
                world: World | None = None) -> tuple[Run, Trainer]:
-    """Reopen a run at its last checkpoint; only `train.epochs` (and checkpointing) may change."""
+    """Reopen a run at its last checkpoint; only `train.epochs` (and checkpointing) may change.
+
+    The run stays locked for this process until train_run ends: a second process resuming
+    it at the same time gets a RunError before it reads or writes anything.
+    """
     run = Run.open(run_dir)
+    run.lock()
+    try:
+        return _reopen(run, overrides, world)
+    except BaseException:
+        run.unlock()
+        raise
+
+
+def _reopen(run: Run, overrides: list[str], world: World | None) -> tuple[Run, Trainer]:
     stored = load_yaml(run.config_path)
     raw = apply_overrides(stored, overrides)
     try:
@@ -75,7 +88,16 @@ def resume_run(run_dir: Path, overrides: list[str],
 
 def train_run(run: Run, trainer: Trainer, progress: Callable[[dict], None] | None = None,
               stop: StopFlag | None = None, plots: bool = True) -> None:
-    """Fit to `train.epochs`, record the outcome in meta.json, draw the pictures at the end."""
+    """Fit to `train.epochs`, record the outcome in meta.json, draw the pictures at the end;
+    then release the run's lock."""
+    try:
+        _fit_and_draw(run, trainer, progress, stop, plots)
+    finally:
+        run.unlock()
+
+
+def _fit_and_draw(run: Run, trainer: Trainer, progress: Callable[[dict], None] | None,
+                  stop: StopFlag | None, plots: bool) -> None:
     try:
         trainer.fit(run, trainer.config["train"]["epochs"], progress, stop)
     except (Interrupted, KeyboardInterrupt):

@@ -84,12 +84,47 @@ class Run:
         self.plots = self.path / "plots"
         self._metrics_written: tuple[int, list[str]] | None = None  # (rows, columns) we wrote
         self._metrics_file: io.TextIOBase | None = None  # kept open for appending
+        self._lock_fd: int | None = None  # the directory, flock-ed while this process trains
 
     @classmethod
     def create(cls, runs_dir: Path, name: str) -> Run:
+        """A new run directory, locked for this process (see `lock`)."""
         run = cls(create_run_dir(Path(runs_dir), name))
+        run.lock()
         run.checkpoints.mkdir()
         return run
+
+    # --- one trainer at a time ---
+
+    def lock(self) -> None:
+        """Hold the run directory for this process until `unlock()` or the process ends.
+
+        Another minidl process that would train the same run (a second `--resume`) gets a
+        RunError instead of interleaving its writes with ours. The lock is flock(2) on the
+        directory itself: no file to clean up, and the kernel drops it when the process
+        dies, kill -9 included. Without flock (not POSIX) there is no lock.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            return
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunError(f"{self.path} is being trained by another minidl process; wait for "
+                           "it to finish (or stop it with Ctrl-C), then resume") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    __del__ = unlock  # a Run dropped on an error path does not keep its directory locked
 
     @classmethod
     def open(cls, path: Path) -> Run:

@@ -19,7 +19,7 @@ import yaml
 
 from minidl_cli import experiment
 from minidl_cli.config import load_config
-from minidl_cli.runs import load_checkpoint
+from minidl_cli.runs import Run, RunError, load_checkpoint
 from minidl_cli.train import Interrupted, StopFlag
 from tests.helpers import TINY, invoke, write_config
 
@@ -224,6 +224,53 @@ def test_kill_9_then_resume_loses_nothing(tmp_path, rows):
     assert meta(run)["status"] == "completed"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == total
     assert not stale.exists()
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path):
+    """Two trainers on one run would interleave their checkpoints and metrics: the second
+    gets a one-line error and exit 2, and once the first stops, the run resumes."""
+    process, runs_dir = start_training(tmp_path)
+    run = wait_for_rows(process, runs_dir, 1)
+    try:
+        second = subprocess.run([sys.executable, "-m", "minidl_cli", "train", "--resume",
+                                 str(run), "train.epochs=200000", "-q"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.startswith("error: ") and second.stderr.count("\n") == 1
+        assert "being trained by another minidl process" in second.stderr
+        assert "Traceback" not in second.stderr and second.stdout == ""
+        assert "resumed_at" not in meta(run) and load_config(run / "config.yaml")[
+            "train"]["epochs"] == 100_000  # the second process wrote nothing
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert process.returncode == 130
+    done = meta(run)["epochs_completed"]
+    assert epochs(run) == list(range(1, done + 1))  # the first run's rows, each once
+    assert run_of(invoke("train", "--resume", run, f"train.epochs={done + 1}", "-q")) == run
+
+
+def test_the_lock_is_held_while_training_and_released_after(tmp_path):
+    """In one process: a Run holding the lock refuses a resume; a refused or finished
+    training releases it."""
+    config = load_config(write_config(tmp_path, TINY))
+    run, trainer = experiment.start_run(config)
+    holder = Run.open(run.path)
+    with pytest.raises(RunError, match="being trained by another minidl process"):
+        holder.lock()  # start_run holds it until train_run ends
+    experiment.train_run(run, trainer, plots=False)
+    holder.lock()
+    before = _snapshot(run.path)
+    result = invoke("train", "--resume", run.path, "train.epochs=5")
+    assert result.exit_code == 2 and "being trained by another" in result.stderr
+    assert _snapshot(run.path) == before
+    holder.unlock()
+    result = invoke("train", "--resume", run.path)  # refused: nothing left to train
+    assert result.exit_code == 2 and "already trained" in result.stderr
+    assert run_of(invoke("train", "--resume", run.path, "train.epochs=4", "-q")) == run.path
+    holder.lock()  # neither the refused resume nor the finished one kept it
+    holder.unlock()
 
 
 # --- divergence, and signals outside the loop ---------------------------------------------

@@ -1,0 +1,74 @@
+"""What every command shares: input types, and library errors turned into exit codes."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+CONFIG_PATH = click.Path(path_type=Path, dir_okay=False)
+RUN_PATH = click.Path(path_type=Path, file_okay=False)
+
+
+class UserError(click.ClickException):
+    """Bad input: printed as 'error: ...' lines, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        for line in self.message.splitlines():
+            click.echo(f"error: {line}", err=True)
+
+
+def handle_errors(command):
+    """Turn the library's exceptions into exit codes and short messages (tracebacks: --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from minidl_cli.config import ConfigError
+        from minidl_cli.runs import RunError
+
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return command(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (ConfigError, RunError, ValueError, FileNotFoundError, ImportError) as e:
+            if debug:
+                traceback.print_exc()
+            raise UserError(str(e) or type(e).__name__) from None
+        except OSError as e:
+            if debug:
+                traceback.print_exc()
+            raise UserError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
+        except KeyboardInterrupt:  # Ctrl-C outside training (which handles its own): 130
+            if debug:
+                traceback.print_exc()
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """UserError naming every override that is not KEY=VALUE."""
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise UserError("\n".join(f"override {o!r}: expected KEY=VALUE, e.g. optimizer.lr=0.05"
+                                  for o in bad))
+
+
+def print_group_summary(rows: list[dict]) -> None:
+    """mean ± std, min and max of a seed group's errors and test loss, one line each."""
+    from minidl_cli.seeds import statistics
+
+    click.echo(f"{len(rows)} seeds        mean ± std            min       max")
+    for key in ("train_error", "test_error", "test_loss"):
+        st = statistics([row[key] for row in rows])
+        percent = key.endswith("error")
+        fmt = (lambda v: f"{v:.2%}") if percent else (lambda v: f"{v:.4f}")
+        click.echo(f"{key:<12} {fmt(st['mean']):>8} ± {fmt(st['std']):<8} "
+                   f"{fmt(st['min']):>9} {fmt(st['max']):>9}")

@@ -1,0 +1,40 @@
+"""`minidl plot`: a run's pictures, several runs overlaid, or a seed group's bands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from minidl_cli.cli.common import RUN_PATH, handle_errors
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=RUN_PATH)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where overlaid pictures go (several runs; default: current directory).")
+@handle_errors
+def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
+    """Redraw a run's pictures into its plots/; overlay several runs' curves into --out.
+
+    Given a seed group, draws the mean curves with a ±1 std band into the group's plots/.
+    """
+    from minidl_cli import plots, seeds
+    from minidl_cli.experiment import replot_run
+    from minidl_cli.runs import Run
+
+    if len(run_dirs) == 1 and seeds.is_group(run_dirs[0]):
+        target = out or run_dirs[0] / "plots"
+        target.mkdir(parents=True, exist_ok=True)
+        for path in plots.plot_group(seeds.open_group(run_dirs[0]), target):
+            click.echo(path)
+        return
+    if len(run_dirs) == 1 and out is None:
+        for path in replot_run(run_dirs[0]):
+            click.echo(path)
+        return
+    runs = [Run.open(d) for d in run_dirs]
+    out = out or Path.cwd()
+    out.mkdir(parents=True, exist_ok=True)
+    for path in plots.overlay_runs([r.path for r in runs], out):
+        click.echo(path)

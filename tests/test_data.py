@@ -13,6 +13,7 @@ from minidl_cli.data import (
     apply_standardizer,
     fit_standardizer,
     make_dataset,
+    reusing_datasets,
     split_validation,
 )
 from minidl_cli.data.csv import csv as csv_dataset
@@ -212,6 +213,39 @@ def test_csv_test_fraction_must_leave_rows_on_both_sides(iris_like, fraction):
 def test_csv_through_the_registry(iris_like):
     ds = make_dataset("csv", {"train": iris_like, "test_fraction": 0.5}, seed=0)
     assert len(ds.x_train) == len(ds.x_test) == 10
+
+
+def _count_reads(monkeypatch) -> list[Path]:
+    from minidl_cli.data import csv as csv_module
+
+    reads, real = [], csv_module._read
+    monkeypatch.setattr(csv_module, "_read", lambda path: (reads.append(path), real(path))[1])
+    return reads
+
+
+def test_minidl_train_reads_a_csv_once(iris_like, tmp_path, monkeypatch):
+    """Checking the config and building the Trainer share one data set (reusing_datasets)."""
+    from tests.helpers import TINY, train_tiny
+
+    reads = _count_reads(monkeypatch)
+    config = {**TINY, "data": {"type": "csv", "train": str(iris_like), "test_fraction": 0.25},
+              "train": {"epochs": 2, "batch_size": 5}}
+    run = train_tiny(tmp_path, config=config)
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert reads == [iris_like]
+
+
+def test_datasets_are_rebuilt_outside_reusing_datasets(iris_like, monkeypatch):
+    reads = _count_reads(monkeypatch)
+    options = {"train": iris_like, "test_fraction": 0.5}
+    first = make_dataset("csv", options, seed=0)
+    assert make_dataset("csv", options, seed=0) is not first and len(reads) == 2
+    with reusing_datasets():
+        again = make_dataset("csv", options, seed=0)
+        assert make_dataset("csv", options, seed=0) is again and len(reads) == 3
+        assert make_dataset("csv", options, seed=1) is not again  # another seed: another split
+        assert make_dataset("csv", {**options, "test_fraction": 0.25}, seed=1) is not again
+    assert make_dataset("csv", options, seed=0) is not again and len(reads) == 6
 
 
 # ---------------------------------------------------------------- helpers

@@ -96,6 +96,7 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
     Data-parallel in 4 processes (the weights of one; or start it with torchrun):
       minidl train configs/disk.yaml --nproc 4
     """
+    from minidl_cli.data import reusing_datasets
     from minidl_cli.distributed import World
 
     world = World.from_env()  # set when torchrun (or --nproc) started this process as a rank
@@ -107,15 +108,17 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
         raise click.UsageError("--seeds does not combine with --nproc or torchrun; train "
                                "several seeds at once with --jobs")
     if world is None:
-        opened = _open_run(args, resume, print_config, seeds, jobs, quiet, nproc)
+        with reusing_datasets():  # the config's check and the Trainer share one read
+            opened = _open_run(args, resume, print_config, seeds, jobs, quiet, nproc)
         if opened:
             _train(*opened, quiet)
         return
     with world:
         if world.rank > 0:
             return _train_replica(world)
-        opened = world.lead(lambda: _open_run(args, resume, print_config, seeds, jobs, quiet,
-                                              world=world))
+        with reusing_datasets():
+            opened = world.lead(lambda: _open_run(args, resume, print_config, seeds, jobs,
+                                                  quiet, world=world))
         if opened:
             _train(*opened, quiet, world)
 

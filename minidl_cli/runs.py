@@ -102,7 +102,8 @@ class Run:
         Another minidl process that would train the same run (a second `--resume`) gets a
         RunError instead of interleaving its writes with ours. The lock is flock(2) on the
         directory itself: no file to clean up, and the kernel drops it when the process
-        dies, kill -9 included. Without flock (not POSIX) there is no lock.
+        dies, kill -9 included. Without flock (not POSIX, or a file system that refuses it)
+        there is no lock.
         """
         try:
             import fcntl
@@ -113,10 +114,13 @@ class Run:
         fd = os.open(self.path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(fd)
             raise RunError(f"{self.path} is being trained by another minidl process; wait for "
                            "it to finish (or stop it with Ctrl-C), then resume") from None
+        except OSError:  # a file system without locks (some network mounts): train unlocked
+            os.close(fd)
+            return
         self._lock_fd = fd
 
     def unlock(self) -> None:

@@ -188,11 +188,12 @@ IMPLEMENTATIONS = [Minidl, TorchNN, Raw]
 # ---------------------------------------------------------------- checks and timing
 
 
-def check_agreement(width: int = 25, batch: int = 100, epochs: int = 3) -> float:
+def check_agreement(width: int = 25, batch: int = 100, epochs: int = 3,
+                    classes: list | None = None) -> float:
     """Max relative weight difference of the three after a few float64 epochs (must be ~1e-15)."""
     x, targets = disk_data(STEPS_PER_EPOCH * batch, torch.float64)
     weights = initial_weights(width, torch.float64)
-    impls = [cls(weights) for cls in IMPLEMENTATIONS]
+    impls = [cls(weights) for cls in classes or IMPLEMENTATIONS]
     for e in range(epochs):
         batches = epoch_batches(x, targets, batch, torch.Generator().manual_seed(e))
         for impl in impls:
@@ -219,11 +220,11 @@ def time_epochs(impl, data, batch: int, epochs: int, seed: int, clock=time.threa
 
 
 def bench(width: int, batch: int, repeats: int, budget_s: float,
-          clock=time.thread_time) -> dict[str, float]:
+          clock=time.thread_time, classes: list | None = None) -> dict[str, float]:
     """Best seconds/step of each implementation, interleaved in a rotating order."""
     data = disk_data(STEPS_PER_EPOCH * batch, torch.float32)
     weights = initial_weights(width, torch.float32)
-    impls = [cls(weights) for cls in IMPLEMENTATIONS]
+    impls = [cls(weights) for cls in classes or IMPLEMENTATIONS]
     for impl in impls:  # warm up, and size each measurement to ~budget_s
         time_epochs(impl, data, batch, 1, 0, clock)
     slowest = max(time_epochs(impl, data, batch, 1, 0, clock) for impl in impls)

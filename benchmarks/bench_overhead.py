@@ -13,7 +13,7 @@ It keeps the inlined loop honest the same way bench_step.py does: all three must
 1e-10 after 30 float64 steps before anything is timed. When minidl's ops change, change
 `Inlined.epoch` to match (the agreement check fails loudly if the maths differs).
 
-    python benchmarks/bench_overhead.py              # width 25, batch 100, best of 15
+    python benchmarks/bench_overhead.py              # width 25, batch 100, best of 41
     python benchmarks/bench_overhead.py --repeats 31 --widths 25 256
 """
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[25])
     parser.add_argument("--batches", type=int, nargs="+", default=[100])
-    parser.add_argument("--repeats", type=int, default=15, help="best of this many (default 15)")
+    parser.add_argument("--repeats", type=int, default=41, help="best of this many (default 41)")
     parser.add_argument("--budget", type=float, default=0.02,
                         help="seconds per measurement (default 0.02)")
     args = parser.parse_args(argv)

@@ -244,3 +244,14 @@ def test_train_threads_sets_torch_threads_and_is_validated(tmp_path):
         torch.set_num_threads(before)
     result = invoke("train", write_config(tmp_path), "train.threads=0")
     assert result.exit_code == 2 and "train.threads: must be an integer >= 1" in result.output
+
+
+@pytest.mark.parametrize("args", [["list"], ["train", "--help"]])
+def test_a_closed_pipe_is_quiet(args):
+    """`minidl list | head -1`: the reader goes away; no traceback and no 'error:' line."""
+    process = subprocess.Popen([sys.executable, "-m", "minidl_cli", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the child writes: its first write fails with EPIPE
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) in (0, 1)
+    assert stderr == "", stderr

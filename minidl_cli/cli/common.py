@@ -34,7 +34,7 @@ def handle_errors(command):
         debug = click.get_current_context().find_root().params.get("debug", False)
         try:
             return command(*args, **kwargs)
-        except click.ClickException:
+        except (click.ClickException, BrokenPipeError):  # click quiets a closed pipe (| head)
             raise
         except (ConfigError, RunError, ValueError, FileNotFoundError, ImportError) as e:
             if debug:

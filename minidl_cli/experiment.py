@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 RESUMABLE_KEYS = {"train.epochs", "train.checkpoint_every", "train.threads"}
 
 
-def start_run(config: dict[str, Any], world: World | None = None) -> tuple[Run, Trainer]:
-    """Build everything first (so a bad config writes nothing), then create the run directory.
+def start_run(config: dict[str, Any], world: World | None = None,
+              into: Path | None = None) -> tuple[Run, Trainer]:
+    """Build everything first (so a bad config writes nothing), then create the run directory
+    (or use `into`, an empty directory made for it: a seed group's member).
 
     The initial state is saved as an epoch-0 `last.pt` at once, so a run stopped in its first
     epoch (signal, kill -9, divergence) still has a checkpoint that loads and resumes.
@@ -32,7 +34,8 @@ def start_run(config: dict[str, Any], world: World | None = None) -> tuple[Run, 
     trainer = Trainer(config, world)
     if world is not None:
         world.check_device(trainer.device)
-    run = Run.create(Path(config["runs_dir"]), config["name"])  # locked until train_run ends
+    # locked until train_run ends
+    run = Run.create(Path(config["runs_dir"]), config["name"]) if into is None else Run.adopt(into)
     run.write_config(dump_yaml(config))
     run.write_meta(status="running", seed=config["seed"], device=str(trainer.device),
                    world_size=world.size if world else 1)

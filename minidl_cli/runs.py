@@ -89,7 +89,13 @@ class Run:
     @classmethod
     def create(cls, runs_dir: Path, name: str) -> Run:
         """A new run directory, locked for this process (see `lock`)."""
-        run = cls(create_run_dir(Path(runs_dir), name))
+        return cls.adopt(create_run_dir(Path(runs_dir), name))
+
+    @classmethod
+    def adopt(cls, path: Path) -> Run:
+        """A run in `path`, a new empty directory made for it (a seed group's member),
+        locked for this process."""
+        run = cls(path)
         run.lock()
         run.checkpoints.mkdir()
         return run

@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from minidl_cli.runs import Run, RunError, atomic_write, create_run_dir
+from minidl_cli.runs import RunError, atomic_write, create_run_dir
 
 GROUP_FILE = "group.json"
 SUMMARY_COLUMNS = ["seed", "epochs", "train_loss", "train_accuracy", "train_error",
@@ -55,18 +55,13 @@ def train_member(config: dict[str, Any], member: Path, threads: int | None = Non
     """Train one seed's run into `member` (already created); its summary row."""
     import torch
 
-    from minidl_cli.config import dump_yaml
-    from minidl_cli.experiment import train_run
-    from minidl_cli.train import Diverged, Trainer
+    from minidl_cli.experiment import start_run, train_run
+    from minidl_cli.train import Diverged
 
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
-    trainer = Trainer(config)
-    run = Run(member)
-    run.checkpoints.mkdir()
-    run.write_config(dump_yaml(config))
-    run.write_meta(status="running", seed=config["seed"], device=str(trainer.device))
+    run, trainer = start_run(config, into=member)  # as any run: epoch-0 last.pt, locked
     status = "completed"
     try:
         train_run(run, trainer)

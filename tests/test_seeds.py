@@ -57,3 +57,28 @@ def test_seed_group_summary_evaluate_and_plot(tmp_path, jobs):
     plotted = invoke("plot", group)
     assert plotted.exit_code == 0, plotted.output
     assert (group / "plots" / "loss.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_member_is_a_run_like_any_other_while_it_trains(tmp_path, monkeypatch):
+    """Each seed's run starts as `minidl train` starts one: locked against a second trainer
+    (a `--resume` of that member), with an epoch-0 last.pt and a metrics header at once."""
+    from minidl_cli import experiment
+    from minidl_cli.runs import Run, RunError, load_checkpoint
+
+    seen = []
+    real = experiment.train_run
+
+    def checking(run, trainer, *args, **kwargs):
+        with pytest.raises(RunError, match="being trained by another"):
+            Run.open(run.path).lock()
+        assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] == 0
+        assert (run.path / "metrics.csv").read_text().startswith("epoch,")
+        seen.append(run.path.name)
+        return real(run, trainer, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_run", checking)
+    result = invoke("train", write_config(tmp_path), "--seeds", "0-1", "train.epochs=1", "-q")
+    assert result.exit_code == 0, result.output
+    assert seen == ["seed-0000", "seed-0001"]
+    group = Path(result.stdout.strip().splitlines()[-1])
+    Run.open(group / "seed-0000").lock()  # released when its training ended

@@ -87,18 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    worst = check_agreement_of_all()
-    print(f"float64 agreement after 30 steps (max rel. weight difference): {worst:.1e}")
-    if worst > 1e-10:
-        print("error: the inlined loop no longer does minidl's maths; update Inlined.epoch",
-              file=sys.stderr)
+    if not bench_step.agreed(check_agreement_of_all(), "the inlined loop no longer does "
+                             "minidl's maths; update Inlined.epoch"):
         return 1
     print(f"torch {torch.__version__}, threads=1, float32, thread CPU time, "
           f"best of {args.repeats}\n")
     header = ("| width | batch | minidl µs | inlined µs | raw µs "
               "| minidl / inlined | inlined / raw |")
-    print(header)
-    print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
+    bench_step.print_header(header)
     for width in args.widths:
         for batch in args.batches:
             t = bench_step.bench(width, batch, args.repeats, args.budget, classes=CLASSES)

@@ -257,11 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     if torch.get_num_threads() > 1 and args.clock == "cpu":
         args.clock = "wall"  # the CPU time of the calling thread misses the other threads' work
 
-    worst = check_agreement()
-    print(f"float64 agreement after 30 steps (max rel. weight difference): {worst:.1e}")
-    if worst > 1e-10:
-        print("error: the implementations disagree; the timings would compare different work",
-              file=sys.stderr)
+    if not agreed(check_agreement(),
+                  "the implementations disagree; the timings would compare different work"):
         return 1
 
     print(f"minidl {__version__}, torch {torch.__version__}, Python {platform.python_version()},"
@@ -270,8 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     header = ("| width | batch | minidl µs/step | torch.nn µs/step | raw µs/step "
               "| torch.nn / minidl | minidl / raw |")
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    print_header(header)
     failed = []
     for width in args.widths:
         for batch in args.batches:
@@ -288,6 +284,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  missed: {line}")
     print("  all met" if not failed else "")
     return 0
+
+
+def agreed(worst: float, problem: str) -> bool:
+    """Print the float64 agreement; False (and `problem` on stderr) above 1e-10."""
+    print(f"float64 agreement after 30 steps (max rel. weight difference): {worst:.1e}")
+    if worst > 1e-10:
+        print(f"error: {problem}", file=sys.stderr)
+        return False
+    return True
+
+
+def print_header(header: str) -> None:
+    """A Markdown table's header row and its |---| line."""
+    print(header)
+    print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
 
 
 def targets_missed(width: int, batch: int, speedup: float, overhead: float) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidl_cli.config import ConfigError, apply_overrides, dump_yaml, load_yaml, resolve
+from minidl_cli.data import reusing_datasets
 from minidl_cli.runs import Run, RunError, load_checkpoint, now_iso
 from minidl_cli.train import Interrupted, StopFlag, Trainer
 
@@ -54,7 +55,8 @@ def resume_run(run_dir: Path, overrides: list[str],
     run = Run.open(run_dir)
     run.lock()
     try:
-        return _reopen(run, overrides, world)
+        with reusing_datasets():  # resolving and the Trainer share one read of the data
+            return _reopen(run, overrides, world)
     except BaseException:
         run.unlock()
         raise
@@ -138,8 +140,9 @@ def load_trainer(run: Run, checkpoint: str = "last") -> tuple[Trainer, dict[str,
         raise RunError(f"{run.path} has no best.pt: it is kept only when train.val_fraction > 0; "
                        "use --checkpoint last")
     state = load_checkpoint(path)
-    config = resolve(load_yaml(run.config_path), run.config_path)
-    trainer = Trainer(config)
+    with reusing_datasets():  # resolving and the Trainer share one read of the data
+        config = resolve(load_yaml(run.config_path), run.config_path)
+        trainer = Trainer(config)
     _restore(trainer, state, path)
     return trainer, state, path
 

@@ -225,7 +225,7 @@ def _count_reads(monkeypatch) -> list[Path]:
 
 def test_minidl_train_reads_a_csv_once(iris_like, tmp_path, monkeypatch):
     """Checking the config and building the Trainer share one data set (reusing_datasets)."""
-    from tests.helpers import TINY, train_tiny
+    from tests.helpers import TINY, invoke, train_tiny
 
     reads = _count_reads(monkeypatch)
     config = {**TINY, "data": {"type": "csv", "train": str(iris_like), "test_fraction": 0.25},
@@ -233,6 +233,10 @@ def test_minidl_train_reads_a_csv_once(iris_like, tmp_path, monkeypatch):
     run = train_tiny(tmp_path, config=config)
     assert (run / "checkpoints" / "last.pt").is_file()
     assert reads == [iris_like]
+    for command in (["evaluate", run], ["plot", run]):  # they rebuild the run's data: once
+        reads.clear()
+        assert invoke(*command).exit_code == 0
+        assert reads == [iris_like], command
 
 
 def test_datasets_are_rebuilt_outside_reusing_datasets(iris_like, monkeypatch):

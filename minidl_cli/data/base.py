@@ -2,36 +2,66 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
+TASKS = ("classification", "regression")
+
 
 @dataclass
 class Dataset:
-    """A classification data set: float64 features and int64 labels in 0..C-1.
+    """A data set's train and test parts, float64 features, and what they mean.
 
-    Shape: x_train (n_train, d), y_train (n_train,), x_test (n_test, d), y_test (n_test,).
+    Shape: x_train (n_train, *input_shape): (n, d) for tables and points, (n, C, H, W) for
+    images; y_train (n_train,) int64 class indices in 0..C-1 for classification, or
+    (n_train, k) float64 targets for regression; likewise x_test, y_test.
     """
 
     x_train: Tensor
     y_train: Tensor
     x_test: Tensor
     y_test: Tensor
-    num_classes: int
-    feature_names: list[str]
+    num_classes: int  # 0 for regression
+    feature_names: list[str]  # one per column of a 2-D x (tables, points); [] for images
     class_names: list[str] | None = None  # the original label of each class, when known
+    task: str = "classification"  # "classification" | "regression"
+    target_names: list[str] | None = None  # regression: one name per target column
+    # every file the data set was read from: absolute path -> SHA-256 hex digest of its bytes
+    data_files: dict[str, str] = field(default_factory=dict)
+    # how raw table rows become x (column order, categories, fill values), as plain data
+    # (str, numbers, lists, dicts) so a checkpoint holds it; None for synthetic and image sets
+    preprocessing: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        assert self.x_train.ndim == 2 and self.x_test.ndim == 2, "features must be (n, d)"
-        assert self.x_train.shape[1] == self.x_test.shape[1] == len(self.feature_names)
-        assert self.y_train.shape == (len(self.x_train),), "one train label per row"
-        assert self.y_test.shape == (len(self.x_test),), "one test label per row"
+        assert self.task in TASKS, f"task must be one of {TASKS}"
+        assert self.x_train.shape[1:] == self.x_test.shape[1:], "train and test inputs differ"
+        if self.x_train.ndim == 2 and self.feature_names:
+            assert self.x_train.shape[1] == len(self.feature_names), "one name per feature"
+        assert len(self.y_train) == len(self.x_train), "one train target per row"
+        assert len(self.y_test) == len(self.x_test), "one test target per row"
+        if self.task == "classification":
+            assert self.y_train.ndim == 1 and self.y_train.dtype == torch.int64
+        else:
+            assert self.y_train.ndim == 2 and self.y_train.is_floating_point()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input without the batch dimension: (d,) or (C, H, W)."""
+        return tuple(self.x_train.shape[1:])
 
     @property
     def num_features(self) -> int:
-        return self.x_train.shape[1]
+        """d for (n, d) inputs; the flattened size C·H·W for images."""
+        return math.prod(self.input_shape)
+
+    @property
+    def num_outputs(self) -> int:
+        """The width the network must output: one per class, or one per regression target."""
+        return self.num_classes if self.task == "classification" else self.y_train.shape[1]
 
 
 def split_validation(
@@ -40,7 +70,8 @@ def split_validation(
     """Hold out a random `fraction` of the training set: (smaller dataset, x_val, y_val).
 
     fraction 0 returns the data set unchanged and (None, None) for the validation part.
-    Shape: x_val (n_val, d), y_val (n_val,) with n_val = round(fraction * n_train), at least 1.
+    Shape: x_val (n_val, *input_shape), y_val (n_val, ...);
+    n_val = round(fraction * n_train), at least 1.
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
@@ -60,19 +91,22 @@ def split_validation(
 
 
 def fit_standardizer(x_train: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-feature mean and (population) std; constant columns get std 1.
+    """Per-feature (tables) or per-channel (images) mean and population std; constant
+    features or channels get std 1.
 
-    Shape: x_train (n, d) -> mean (d,), std (d,).
+    Shape: x_train (n, d) -> mean (d,), std (d,); x_train (n, C, H, W) -> (C, 1, 1) each,
+    so that both broadcast against one input.
     """
-    mean = x_train.mean(0)
-    std = x_train.std(0, correction=0)
-    constant = x_train.amax(0) == x_train.amin(0)  # std may be a rounding error, not 0
-    return mean, torch.where(constant, torch.ones_like(std), std)
+    dims = (0,) if x_train.ndim == 2 else (0, *range(2, x_train.ndim))
+    mean = x_train.mean(dims, keepdim=True)[0]
+    std = x_train.std(dims, correction=0, keepdim=True)[0]
+    constant = x_train.amax(dims, keepdim=True)[0] == x_train.amin(dims, keepdim=True)[0]
+    return mean, torch.where(constant, torch.ones_like(std), std)  # std may be a rounding error
 
 
 def apply_standardizer(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     """z-score `x` with statistics from `fit_standardizer`.
 
-    Shape: x (n, d), mean (d,), std (d,) -> (n, d).
+    Shape: x (n, *input_shape), mean and std broadcastable to input_shape -> x's shape.
     """
     return (x - mean) / std

@@ -139,3 +139,60 @@ def test_linear_bias_gradient_follows_batch_size_dtype_and_device_changes():
         torch.testing.assert_close(layer.weight.grad, g.t() @ x)
     layer.backward(g)  # accumulates, with the kept ones
     torch.testing.assert_close(layer.bias.grad, 2 * g.sum(0))
+
+
+class Counter(nn.Module):
+    """A layer with a learned scale and two buffers, as BatchNorm keeps them."""
+
+    def __init__(self, n):
+        self.weight = nn.Parameter(torch.ones(n))
+        self.register_buffer("running_mean", torch.zeros(n))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x):
+        self.running_mean = 0.5 * self.running_mean + 0.5 * x.mean(0)
+        self.num_batches_tracked += 1
+        return x * self.weight.data
+
+
+class TorchCounter(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(n))
+        self.register_buffer("running_mean", torch.zeros(n))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+
+def test_buffers_are_state_but_not_parameters():
+    net = nn.Sequential(nn.Linear(3, 4), Counter(4))
+    assert [n for n, _ in net.named_parameters()] == ["0.weight", "0.bias", "1.weight"]
+    assert [n for n, _ in net.named_buffers()] == ["1.running_mean", "1.num_batches_tracked"]
+    assert all(p.data is not b for p in net.parameters() for b in net.buffers())
+    torch_net = torch.nn.Sequential(torch.nn.Linear(3, 4), TorchCounter(4))
+    assert list(net.state_dict()) == list(torch_net.state_dict())  # same keys, same order
+    net(torch.randn(5, 3))
+    torch_net.load_state_dict(net.state_dict())
+    assert torch_net[1].num_batches_tracked.item() == 1
+    torch.testing.assert_close(torch_net[1].running_mean, net[1].running_mean, rtol=0, atol=0)
+
+
+def test_load_state_dict_fills_buffers_and_names_missing_ones():
+    a, b = nn.Sequential(Counter(2)), nn.Sequential(Counter(2))
+    a(torch.tensor([[1.0, 3.0]]))
+    b.load_state_dict(a.state_dict())
+    assert b[0].running_mean.tolist() == [0.5, 1.5] and b[0].num_batches_tracked.item() == 1
+    b[0].running_mean += 1  # a copy, not a shared tensor
+    assert a[0].running_mean.tolist() == [0.5, 1.5]
+    state = {k: v for k, v in a.state_dict().items() if k != "0.running_mean"}
+    with pytest.raises(ValueError, match=r"missing keys \['0.running_mean'\]"):
+        b.load_state_dict(state)
+
+
+def test_to_casts_floating_buffers_and_keeps_integer_ones():
+    net = nn.Sequential(Counter(3)).to(dtype=torch.float64)
+    assert net[0].running_mean.dtype == torch.float64
+    assert net[0].num_batches_tracked.dtype == torch.int64
+    assert net.state_dict()["0.running_mean"].dtype == torch.float64
+    net.load_state_dict({"0.weight": torch.ones(3), "0.running_mean": torch.ones(3),
+                         "0.num_batches_tracked": torch.tensor(7)})
+    assert net[0].running_mean.dtype == torch.float64 and net[0].num_batches_tracked.item() == 7

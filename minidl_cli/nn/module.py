@@ -3,6 +3,11 @@
 A Module computes `forward(x)` and `backward(grad_output) -> grad_input` with plain
 tensor operations; `backward` *adds* parameter gradients into `Parameter.grad`, so
 fan-out and gradient accumulation are correct (as in micrograd and torch).
+
+Non-learned state (BatchNorm's running statistics) lives in *buffers*, as in torch.nn:
+`register_buffer(name, tensor)` makes it an attribute that `state_dict`,
+`load_state_dict` and `to()` include under the layer's prefix, and that `parameters()`
+never returns, so no optimizer sees it.
 """
 
 from __future__ import annotations
@@ -67,6 +72,24 @@ class Module:
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
+    def register_buffer(self, name: str, tensor: Tensor) -> None:
+        """Keep `tensor` as attribute `name`: saved and moved with the module, never trained."""
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"buffer {name!r} must be a Tensor, got {type(tensor).__name__}")
+        names = self.__dict__.setdefault("_buffer_names", [])
+        if name not in names:
+            names.append(name)
+        setattr(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        for name in vars(self).get("_buffer_names", ()):
+            yield prefix + name, getattr(self, name)
+        for name, child in self.named_children():
+            yield from child.named_buffers(f"{prefix}{name}.")
+
+    def buffers(self) -> list[Tensor]:
+        return [b for _, b in self.named_buffers()]
+
     def param(self) -> list[tuple[Tensor, Tensor]]:
         """The course API: [(data, grad)] for every parameter."""
         return [(p.data, p.grad) for p in self.parameters()]
@@ -85,20 +108,45 @@ class Module:
         return self.train(False)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
-        """Move (and cast) every parameter and its gradient in place; returns self."""
+        """Move every parameter, gradient and buffer in place; returns self.
+
+        `dtype` casts floating-point tensors only, as in torch.nn (an int64 counter stays one).
+        """
         for p in self.parameters():
             p.data = p.data.to(device=device, dtype=dtype)
             p.grad = p.grad.to(device=device, dtype=dtype)
+        for module in self._modules_tree():
+            for name in vars(module).get("_buffer_names", ()):
+                buffer = getattr(module, name)
+                cast = dtype if buffer.is_floating_point() else None
+                setattr(module, name, buffer.to(device=device, dtype=cast))
         return self
+
+    def _modules_tree(self) -> Iterator[Module]:
+        yield self
+        for _, child in self.named_children():
+            yield from child._modules_tree()
 
     # --- state dicts: torch.nn's keys and shapes ---
 
+    def _named_state(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """Each module's parameters, then its buffers, then its children: torch.nn's order."""
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value.data
+        for name in vars(self).get("_buffer_names", ()):
+            yield prefix + name, getattr(self, name)
+        for name, child in self.named_children():
+            yield from child._named_state(f"{prefix}{name}.")
+
     def state_dict(self) -> OrderedDict[str, Tensor]:
-        return OrderedDict((name, p.data) for name, p in self.named_parameters())
+        """Parameters and buffers by torch.nn's keys ('0.weight', '1.running_mean', …)."""
+        return OrderedDict(self._named_state())
 
     def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True) -> None:
-        """Copy tensors into the parameters; ValueError on missing, unexpected or misshapen keys."""
-        own = dict(self.named_parameters())
+        """Copy tensors into the parameters and buffers (each keeps its own dtype);
+        ValueError on missing, unexpected or misshapen keys."""
+        own = dict(self._named_state())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
@@ -106,17 +154,17 @@ class Module:
                 f"state dict does not match {type(self).__name__}: "
                 f"missing keys {missing}, unexpected keys {unexpected}"
             )
-        for name, p in own.items():
+        for name, tensor in own.items():
             if name not in state_dict:
                 continue
             value = state_dict[name]
-            if not isinstance(value, Tensor) or value.shape != p.data.shape:
+            if not isinstance(value, Tensor) or value.shape != tensor.shape:
                 shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise ValueError(
                     f"state dict entry {name!r} has shape {shape}, "
-                    f"the model expects {tuple(p.data.shape)}"
+                    f"the model expects {tuple(tensor.shape)}"
                 )
-            p.data.copy_(value)
+            tensor.copy_(value)
 
     # --- repr, as torch.nn prints it ---
 

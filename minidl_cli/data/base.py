@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -110,3 +112,12 @@ def apply_standardizer(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     Shape: x (n, *input_shape), mean and std broadcastable to input_shape -> x's shape.
     """
     return (x - mean) / std
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in 1 MiB blocks (for Dataset.data_files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

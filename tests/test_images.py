@@ -1,0 +1,304 @@
+"""Image data sets on tiny files written here: digits, idx, image_folder, npz; their errors."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from minidl_cli.config import load_config
+from minidl_cli.data import make_dataset
+from minidl_cli.data.images import DIGITS_FILE, read_idx
+from tests.helpers import invoke, write_config
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- digits (shipped)
+
+
+def test_digits_is_the_shipped_file_split_by_the_seed():
+    with gzip.open(DIGITS_FILE, "rt") as f:
+        rows = torch.tensor([[int(v) for v in row] for row in csv.reader(f)])
+    ds = make_dataset("digits", {}, 5)
+    perm = torch.randperm(1797, generator=torch.Generator().manual_seed(5))
+    test, train = perm[:449].sort().values, perm[449:].sort().values  # round(0.25 * 1797)
+    for x, y, idx in ((ds.x_train, ds.y_train, train), (ds.x_test, ds.y_test, test)):
+        assert x.dtype == torch.float64 and y.dtype == torch.int64
+        assert torch.equal(x, rows[idx, :64].reshape(-1, 1, 8, 8).double())  # row-major 8×8
+        assert torch.equal(y, rows[idx, 64])
+    assert ds.input_shape == (1, 8, 8) and ds.num_classes == 10 and ds.feature_names == []
+    assert ds.class_names == [str(d) for d in range(10)]
+    assert 0 == ds.x_train.min() and ds.x_train.max() == 16  # raw values, not rescaled
+    assert ds.data_files == {str(DIGITS_FILE.absolute()): sha256(DIGITS_FILE)}
+
+
+def test_digits_test_fraction_and_seeds():
+    small = make_dataset("digits", {"test_fraction": 0.1}, 0)
+    assert (len(small.x_train), len(small.x_test)) == (1617, 180)
+    a, b = make_dataset("digits", {}, 1), make_dataset("digits", {}, 2)
+    assert not torch.equal(a.y_test, b.y_test)
+    assert torch.equal(a.x_test, make_dataset("digits", {}, 1).x_test)
+
+
+def test_digits_ships_its_licence():
+    folder = DIGITS_FILE.parent
+    assert "CC BY 4.0" in (folder / "LICENSE").read_text()
+    assert "Alpaydin" in (folder / "README.md").read_text()
+
+
+# ---------------------------------------------------------------- idx (MNIST format)
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """array as an IDX file: 00 00 <type> <ndim>, big-endian sizes, big-endian values."""
+    code = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
+    header = bytes([0, 0, code[array.dtype], array.ndim])
+    header += np.array(array.shape, dtype=">u4").tobytes()
+    raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+def idx_files(tmp_path: Path, gz: bool = False, n_train: int = 6, n_test: int = 4) -> dict:
+    rng = np.random.default_rng(0)
+    files = {}
+    for part, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, (n, 3, 5), dtype=np.uint8)
+        labels = (np.arange(n) % 3).astype(np.uint8)
+        suffix = ".gz" if gz else ""
+        files[f"{part}_images"] = write_idx(tmp_path / f"{part}-images{suffix}", images, gz)
+        files[f"{part}_labels"] = write_idx(tmp_path / f"{part}-labels{suffix}", labels, gz)
+    return files
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_reads_images_and_labels(tmp_path, gz):
+    files = idx_files(tmp_path, gz)
+    ds = make_dataset("idx", files, 0)
+    raw = read_idx(files["train_images"])
+    assert raw.shape == (6, 3, 5) and raw.dtype == np.dtype(">u1")
+    assert torch.equal(ds.x_train, torch.from_numpy(raw.astype(np.float64))[:, None])
+    assert ds.x_test.shape == (4, 1, 3, 5) and ds.y_test.tolist() == [0, 1, 2, 0]
+    assert ds.class_names == ["0", "1", "2"] and ds.num_classes == 3
+    assert ds.data_files == {str(p): sha256(p) for p in files.values()}
+
+
+def test_idx_reads_wider_types_big_endian(tmp_path):
+    values = np.array([[1.5, -2.25], [1e6, 0.0]], dtype=np.float32)
+    assert np.array_equal(read_idx(write_idx(tmp_path / "f", values)), values)
+    ints = np.array([70000, -3], dtype=np.int32)
+    assert read_idx(write_idx(tmp_path / "i", ints)).tolist() == [70000, -3]
+
+
+def test_idx_truncated_or_corrupt_files_name_the_file(tmp_path):
+    files = idx_files(tmp_path)
+    path = files["train_images"]
+    whole = path.read_bytes()
+    for broken, words in (
+        (whole[:-3], "truncated"),  # values cut short
+        (whole[:10], "truncated inside its header"),
+        (whole + b"\0", "longer than its header says"),
+        (b"\x89PNG" + whole[4:], "not an IDX file"),
+        (gzip.compress(whole)[:30], "corrupt or truncated gzip"),
+        (b"", "not an IDX file"),
+    ):
+        path.write_bytes(broken)
+        with pytest.raises(ValueError, match=words) as e:
+            make_dataset("idx", files, 0)
+        assert str(path) in str(e.value)
+
+
+def test_idx_label_and_image_counts_must_match(tmp_path):
+    files = idx_files(tmp_path)
+    write_idx(files["test_labels"], np.zeros(3, dtype=np.uint8))
+    with pytest.raises(ValueError, match="has 4 images but .* has 3 labels") as e:
+        make_dataset("idx", files, 0)
+    assert str(files["test_images"]) in str(e.value) and str(files["test_labels"]) in str(e.value)
+
+
+def test_idx_wrong_shapes_missing_files_and_unknown_test_labels(tmp_path):
+    files = idx_files(tmp_path)
+    swapped = {**files, "train_images": files["train_labels"]}
+    with pytest.raises(ValueError, match="an images file holds"):
+        make_dataset("idx", swapped, 0)
+    with pytest.raises(ValueError, match="a labels file holds n integers"):
+        make_dataset("idx", {**files, "train_labels": files["train_images"]}, 0)
+    with pytest.raises(FileNotFoundError, match="nope"):
+        make_dataset("idx", {**files, "test_labels": tmp_path / "nope"}, 0)
+    write_idx(files["test_labels"], np.array([0, 1, 7, 0], dtype=np.uint8))
+    with pytest.raises(ValueError, match="test label 7 never occurs") as e:
+        make_dataset("idx", files, 0)
+    assert str(files["test_labels"]) in str(e.value)
+
+
+# ---------------------------------------------------------------- image_folder (Pillow)
+
+
+def save_image(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def image_tree(root: Path, classes=("cat", "dog"), per_class: int = 3, size=(4, 5)) -> dict:
+    """root/<class>/<i>.png, random RGB pixels; returns {file: array (H, W, 3)}."""
+    rng = np.random.default_rng(len(str(root)))
+    arrays = {}
+    for c in classes:
+        for i in range(per_class):
+            array = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            arrays[save_image(root / c / f"{i}.png", array)] = array
+    return arrays
+
+
+def test_image_folder_reads_rgb_in_channel_first_order(tmp_path):
+    train = image_tree(tmp_path / "train")
+    test = image_tree(tmp_path / "test", classes=("dog",), per_class=2)
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image: ignored")
+    ds = make_dataset("image_folder", {"train": tmp_path / "train", "test": tmp_path / "test"}, 0)
+    assert ds.x_train.shape == (6, 3, 4, 5) and ds.x_test.shape == (2, 3, 4, 5)
+    expected = np.stack(list(train.values())).transpose(0, 3, 1, 2)  # sorted: cat/0..2, dog/0..2
+    assert torch.equal(ds.x_train, torch.from_numpy(expected).double())
+    assert ds.class_names == ["cat", "dog"]
+    assert ds.y_train.tolist() == [0, 0, 0, 1, 1, 1] and ds.y_test.tolist() == [1, 1]
+    assert ds.data_files == {str(p): sha256(p) for p in [*train, *test]}
+
+
+def test_image_folder_grayscale_resize_jpeg_and_split(tmp_path):
+    image_tree(tmp_path / "train", classes=("a", "b", "c"), per_class=4, size=(6, 8))
+    save_image(tmp_path / "train" / "a" / "x.JPG", np.zeros((6, 8, 3), np.uint8))
+    options = {"train": tmp_path / "train", "test_fraction": 0.25, "grayscale": True}
+    ds = make_dataset("image_folder", {**options, "size": [3, 2]}, 0)
+    assert ds.input_shape == (1, 3, 2)  # [height, width]
+    assert (len(ds.x_train), len(ds.x_test)) == (10, 3)  # 13 images, round(0.25 * 13) held out
+    again, other = (make_dataset("image_folder", options, s) for s in (0, 1))
+    assert torch.equal(again.y_test, ds.y_test) and not torch.equal(other.y_test, ds.y_test)
+    gray = np.array(Image.open(tmp_path / "train" / "a" / "0.png").convert("L"))
+    whole = torch.cat([again.x_train, again.x_test])
+    assert any(torch.equal(x[0], torch.from_numpy(gray).double()) for x in whole)
+
+
+def test_image_folder_corrupt_or_truncated_image_names_the_file(tmp_path):
+    files = list(image_tree(tmp_path / "train"))
+    whole = files[1].read_bytes()
+    for broken in (whole[: len(whole) // 2], b"this is not a png"):
+        files[1].write_bytes(broken)
+        with pytest.raises(ValueError, match="is not a readable image") as e:
+            make_dataset("image_folder", {"train": tmp_path / "train", "test_fraction": 0.5}, 0)
+        assert str(files[1]) in str(e.value)
+
+
+def test_image_folder_folder_errors(tmp_path):
+    def fails(error, words, **options):
+        with pytest.raises(error, match=words):
+            make_dataset("image_folder", {"test_fraction": 0.5, **options}, 0)
+
+    image_tree(tmp_path / "train")
+    (tmp_path / "train" / "empty").mkdir()
+    fails(ValueError, f"class folder {tmp_path / 'train' / 'empty'} has no", train=tmp_path / "train")
+    (tmp_path / "train" / "empty").rmdir()
+    image_tree(tmp_path / "test", classes=("cat", "zebra"))
+    with pytest.raises(ValueError, match="test class folder .*zebra has no training folder"):
+        make_dataset("image_folder", {"train": tmp_path / "train", "test": tmp_path / "test"}, 0)
+    (tmp_path / "flat").mkdir()
+    fails(ValueError, "has no class folders", train=tmp_path / "flat")
+    fails(FileNotFoundError, "data.train folder .* not found", train=tmp_path / "missing")
+    image_tree(tmp_path / "one", classes=("only",))
+    fails(ValueError, "one class folder", train=tmp_path / "one")
+    with pytest.raises(ValueError, match="exactly one of data.test"):
+        make_dataset("image_folder", {"train": tmp_path / "train"}, 0)
+    save_image(tmp_path / "train" / "dog" / "big.png", np.zeros((9, 9, 3), np.uint8))
+    fails(ValueError, "big.png is 9×9 pixels but .* is 5×4; set data.size", train=tmp_path / "train")
+
+
+# ---------------------------------------------------------------- npz
+
+
+def write_npz(path: Path, **arrays) -> Path:
+    rng = np.random.default_rng(0)
+    defaults = {"x_train": rng.random((6, 4, 4)), "y_train": np.array([0, 1, 2, 0, 1, 2]),
+                "x_test": rng.random((3, 4, 4)), "y_test": np.array([2, 1, 0])}
+    np.savez(path, **{**defaults, **arrays})
+    return path
+
+
+def test_npz_images_get_a_channel_and_labels_become_indices(tmp_path):
+    path = write_npz(tmp_path / "d.npz", y_train=np.array(["b", "c", "a", "b", "c", "a"]),
+                     y_test=np.array(["a", "a", "c"]))
+    ds = make_dataset("npz", {"path": path}, 0)
+    with np.load(path) as f:
+        assert torch.equal(ds.x_train, torch.from_numpy(f["x_train"])[:, None])
+    assert ds.input_shape == (1, 4, 4) and ds.class_names == ["a", "b", "c"]
+    assert ds.y_train.tolist() == [1, 2, 0, 1, 2, 0] and ds.y_test.tolist() == [0, 0, 2]
+    assert ds.data_files == {str(path): sha256(path)}
+
+
+def test_npz_channels_first_and_tables(tmp_path):
+    rng = np.random.default_rng(1)
+    four = write_npz(tmp_path / "c.npz", x_train=rng.random((6, 3, 2, 2)),
+                     x_test=rng.random((3, 3, 2, 2)))
+    assert make_dataset("npz", {"path": four}, 0).input_shape == (3, 2, 2)
+    table = write_npz(tmp_path / "t.npz", x_train=rng.random((6, 5)), x_test=rng.random((3, 5)),
+                      y_train=np.array([1.0, 3, 1, 3, 1, 3]), y_test=np.array([3.0, 3, 1]))
+    ds = make_dataset("npz", {"path": table}, 0)
+    assert ds.feature_names == ["x1", "x2", "x3", "x4", "x5"] and ds.class_names == ["1", "3"]
+
+
+def test_npz_errors_name_the_file_or_key(tmp_path):
+    def fails(words, path):
+        with pytest.raises(ValueError, match=words) as e:
+            make_dataset("npz", {"path": path}, 0)
+        assert str(path) in str(e.value)
+
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=np.zeros((2, 2, 2)), y_train=np.zeros(2), x_test=np.zeros((1, 2, 2)))
+    fails("has no array 'y_test'; it holds x_train, y_train, x_test", path)
+    np.savez(path, x_train=np.zeros(2, dtype=object), y_train=np.zeros(2), x_test=np.zeros(1),
+             y_test=np.zeros(1))
+    fails("not a readable .npz file", path)  # object arrays need pickle: refused
+    path.write_bytes(b"PK\x03\x04 truncated zip")
+    fails("not a readable .npz file", path)
+    fails("y_test has shape \\(2,\\) but x_test has 3 rows", write_npz(path, y_test=np.zeros(2)))
+    fails("x_train holds NaN", write_npz(path, x_train=np.full((6, 4, 4), np.nan)))
+    fails("x_train has inputs of shape \\(1, 4, 4\\) but x_test \\(1, 5, 5\\)",
+          write_npz(path, x_test=np.zeros((3, 5, 5))))
+    fails("labels must be integers or strings", write_npz(path, y_test=np.array([0.5, 1, 1])))
+    fails("every training label is", write_npz(path, y_train=np.zeros(6, dtype=int)))
+    with pytest.raises(FileNotFoundError, match="relative to the config file"):
+        make_dataset("npz", {"path": tmp_path / "missing.npz"}, 0)
+
+
+def table_npz(path: Path) -> Path:
+    """Two classes split by the sign of the first of two features: 30 train, 10 test rows."""
+    x = np.random.default_rng(2).normal(size=(40, 2))
+    y = (x[:, 0] > 0).astype(np.int64)
+    return write_npz(path, x_train=x[:30], y_train=y[:30], x_test=x[30:], y_test=y[30:])
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    (tmp_path / "conf").mkdir()
+    table_npz(tmp_path / "conf" / "d.npz")
+    config_path = write_config(tmp_path / "conf", data={"type": "npz", "path": "d.npz"},
+                               train={"batch_size": 10})
+    monkeypatch.chdir(tmp_path)
+    config = load_config(config_path)
+    assert config["data"]["path"] == os.path.join(tmp_path, "conf", "d.npz")
+
+
+def test_a_table_in_an_npz_trains_from_the_cli(tmp_path):
+    table_npz(tmp_path / "t.npz")
+    config = write_config(tmp_path, data={"type": "npz", "path": "t.npz", "standardize": True},
+                          loss={"type": "cross_entropy"},
+                          train={"epochs": 2, "batch_size": 10})
+    result = invoke("train", config, "--quiet")
+    assert result.exit_code == 0, result.output

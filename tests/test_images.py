@@ -205,7 +205,8 @@ def test_image_folder_folder_errors(tmp_path):
 
     image_tree(tmp_path / "train")
     (tmp_path / "train" / "empty").mkdir()
-    fails(ValueError, f"class folder {tmp_path / 'train' / 'empty'} has no", train=tmp_path / "train")
+    train = tmp_path / "train"
+    fails(ValueError, f"class folder {train / 'empty'} has no", train=train)
     (tmp_path / "train" / "empty").rmdir()
     image_tree(tmp_path / "test", classes=("cat", "zebra"))
     with pytest.raises(ValueError, match="test class folder .*zebra has no training folder"):
@@ -218,7 +219,7 @@ def test_image_folder_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="exactly one of data.test"):
         make_dataset("image_folder", {"train": tmp_path / "train"}, 0)
     save_image(tmp_path / "train" / "dog" / "big.png", np.zeros((9, 9, 3), np.uint8))
-    fails(ValueError, "big.png is 9×9 pixels but .* is 5×4; set data.size", train=tmp_path / "train")
+    fails(ValueError, "big.png is 9×9 pixels but .* is 5×4; set data.size", train=train)
 
 
 # ---------------------------------------------------------------- npz

@@ -518,7 +518,7 @@ def test_constructor_errors_become_section_lines(tiny):
     (line,) = problems(tiny, "optimizer={type: sgd, nesterov: true}")
     assert line == "optimizer: Nesterov momentum requires a momentum and zero dampening"
     (line,) = problems(tiny, "data={type: csv, train: nothere.csv, test_fraction: 0.5}")
-    assert line.startswith("data: csv dataset: file ") and "nothere.csv not found" in line
+    assert line.startswith("data: data file ") and "nothere.csv not found" in line
 
 
 # ---------------------------------------------------------------- plugins

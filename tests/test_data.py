@@ -1,4 +1,4 @@
-"""Data sets: determinism, geometry, shapes, CSV files and their errors, helpers."""
+"""Data sets: determinism, geometry, shapes, reading a CSV once, helpers (tables: test_tables)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from minidl_cli.data import (
     reusing_datasets,
     split_validation,
 )
-from minidl_cli.data.csv import csv as csv_dataset
 from minidl_cli.data.synthetic import disk, moons, spirals, xor
 
 SYNTHETIC = ["disk", "xor", "moons", "spirals"]
@@ -131,95 +130,17 @@ def iris_like(tmp_path):
     return write(tmp_path / "train.csv", "\n".join(rows) + "\n")
 
 
-def test_csv_train_and_test_files(tmp_path):
-    train = write(tmp_path / "train.csv", "x1,x2,y\n1,2,10\n3,4,2\n5,6,10\n\n")
-    test = write(tmp_path / "test.csv", "x2,y,x1,extra\n7,2,8,zzz\n")
-    ds = csv_dataset(train, test=test, label="y", generator=gen())
-    assert ds.feature_names == ["x1", "x2"]
-    assert ds.x_train.tolist() == [[1, 2], [3, 4], [5, 6]]
-    assert ds.x_test.tolist() == [[8, 7]]  # columns matched by name, not position
-    assert ds.num_classes == 2 and ds.class_names == ["2", "10"]  # numeric labels sort by value
-    assert ds.y_train.tolist() == [1, 0, 1] and ds.y_test.tolist() == [0]
-    assert ds.x_train.dtype == torch.float64 and ds.y_train.dtype == torch.int64
-
-
-def test_csv_string_labels_and_feature_subset(iris_like):
-    ds = csv_dataset(iris_like, test_fraction=0.25, features=["b"], generator=gen())
-    assert ds.feature_names == ["b"] and ds.num_features == 1
-    assert ds.class_names == ["cat", "dog"]
-    assert len(ds.x_train) == 15 and len(ds.x_test) == 5
-
-
-def test_csv_test_fraction_is_a_seeded_partition(iris_like):
-    a = csv_dataset(iris_like, test_fraction=0.3, generator=gen(1))
-    b = csv_dataset(iris_like, test_fraction=0.3, generator=gen(1))
-    c = csv_dataset(iris_like, test_fraction=0.3, generator=gen(2))
-    assert torch.equal(a.x_test, b.x_test) and not torch.equal(a.x_test, c.x_test)
-    rows = sorted(a.x_train[:, 0].tolist() + a.x_test[:, 0].tolist())
-    assert rows == list(range(20))  # disjoint, and together all rows
-
-
-def test_csv_accepts_string_paths(iris_like):
-    ds = csv_dataset(str(iris_like), test=str(iris_like), generator=gen())
-    assert torch.equal(ds.x_train, ds.x_test)
-
-
-def test_csv_missing_label_column_lists_available(iris_like):
-    with pytest.raises(ValueError, match=r"no column 'target'.*available columns: a, b, label"):
-        csv_dataset(iris_like, test_fraction=0.2, label="target", generator=gen())
-
-
-def test_csv_missing_feature_column(iris_like):
-    with pytest.raises(ValueError, match=r"'c' \(from data.features\)"):
-        csv_dataset(iris_like, test_fraction=0.2, features=["a", "c"], generator=gen())
-
-
-def test_csv_bad_value_names_row_and_column(tmp_path):
-    train = write(tmp_path / "t.csv", "a,b,label\n1,2,0\n3,oops,1\n")
-    with pytest.raises(ValueError, match=r"t\.csv, row 3, column 'b': the value 'oops'"):
-        csv_dataset(train, test=train, generator=gen())
-
-
-def test_csv_empty_value_and_ragged_row(tmp_path):
-    empty = write(tmp_path / "e.csv", "a,label\n,0\n")
-    with pytest.raises(ValueError, match="row 2, column 'a': the value is empty"):
-        csv_dataset(empty, test=empty, generator=gen())
-    ragged = write(tmp_path / "r.csv", "a,label\n1,0,9\n")
-    with pytest.raises(ValueError, match="row 2: 3 fields, but the header has 2"):
-        csv_dataset(ragged, test=ragged, generator=gen())
-
-
-def test_csv_missing_file(tmp_path, iris_like):
-    with pytest.raises(FileNotFoundError, match="nope.csv"):
-        csv_dataset(tmp_path / "nope.csv", test_fraction=0.2, generator=gen())
-    with pytest.raises(FileNotFoundError, match="missing_test.csv"):
-        csv_dataset(iris_like, test=tmp_path / "missing_test.csv", generator=gen())
-
-
-@pytest.mark.parametrize(
-    "kwargs", [{}, {"test": "x.csv", "test_fraction": 0.2}], ids=["neither", "both"]
-)
-def test_csv_needs_exactly_one_of_test_and_fraction(iris_like, kwargs):
-    with pytest.raises(ValueError, match="exactly one of data.test"):
-        csv_dataset(iris_like, **kwargs, generator=gen())
-
-
-@pytest.mark.parametrize("fraction", [0.0, 1.0, 0.01])
-def test_csv_test_fraction_must_leave_rows_on_both_sides(iris_like, fraction):
-    with pytest.raises(ValueError, match="test_fraction"):
-        csv_dataset(iris_like, test_fraction=fraction, generator=gen())
-
-
 def test_csv_through_the_registry(iris_like):
     ds = make_dataset("csv", {"train": iris_like, "test_fraction": 0.5}, seed=0)
     assert len(ds.x_train) == len(ds.x_test) == 10
 
 
 def _count_reads(monkeypatch) -> list[Path]:
-    from minidl_cli.data import csv as csv_module
+    from minidl_cli.data import table_io
 
-    reads, real = [], csv_module._read
-    monkeypatch.setattr(csv_module, "_read", lambda path: (reads.append(path), real(path))[1])
+    reads, real = [], table_io.open_table
+    monkeypatch.setattr(table_io, "open_table", lambda path, *a: (reads.append(Path(path)),
+                                                                   real(path, *a))[1])
     return reads
 
 

@@ -1,0 +1,358 @@
+"""Tables into tensors: the preprocessing fitted on a table's training rows, and the one
+function that applies it to any file with the same columns (training, `predict`,
+`evaluate --data`).
+
+The preprocessing is plain data, so a checkpoint holds it (Dataset.preprocessing):
+
+    {"version": 1,
+     "columns": ["length", "width", "color"],       # the file's feature columns, in order
+     "categories": {"color": ["blue", "red"]},     # sorted, from the training rows
+     "feature_names": ["length", "width", "color=blue", "color=red"],   # the columns of x
+     "missing": "mean",                            # "error" | "drop" | "mean"
+     "fill_values": [5.1, 2.3, 0.4, 0.6],          # "mean": training mean of each column of x
+     "label": ["species"], "task": "classification",
+     "class_names": ["setosa", "versicolor"],      # None for regression
+     "delimiter": ","}
+
+Categorical columns are one-hot encoded (scikit-learn's OneHotEncoder with sorted
+categories); a missing categorical cell under "mean" becomes the training frequencies of
+its categories. Standardisation is not here: the trainer fits it (fit_standardizer).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import Tensor
+
+from minidl_cli.data import table_io
+from minidl_cli.data.base import Dataset
+from minidl_cli.data.files import hash_in_background
+from minidl_cli.data.labels import fit_classes, label_targets
+from minidl_cli.data.table_io import BadCells, TableFile
+
+Source = str | Path | pa.Table  # a CSV or Parquet file, or a table already in memory
+MISSING = ("error", "drop", "mean")
+UNNAMED = re.compile(r"^(|Unnamed: \d+)$")  # a saved row index: "" or pandas' "Unnamed: 0"
+
+
+def load_table_dataset(
+    train: str | Path,
+    test: str | Path | None,
+    test_fraction: float | None,
+    *,
+    task: str,
+    label: str | list[str],
+    features: list[str] | None,
+    exclude: list[str] | None,
+    categorical: list[str] | None,
+    missing: str,
+    delimiter: str,
+    generator: torch.Generator,
+) -> Dataset:
+    """A Dataset from a training table and a test table or a seeded share of the training rows.
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file, column and
+    rows and the fix, for anything the data cannot be trained on.
+    """
+    labels = _labels_option(label, task)
+    if (test is None) == (test_fraction is None):
+        raise ValueError(
+            "give exactly one of data.test (a file of test rows) or data.test_fraction "
+            "(the share of the training rows to hold out)"
+        )
+    tf = table_io.open_table(train, delimiter)
+    columns = _choose_columns(tf, labels, features, exclude, categorical or [])
+    prep = {"version": 1, "columns": columns, "categories": dict.fromkeys(categorical or []),
+            "missing": missing, "label": labels, "task": task, "delimiter": delimiter}
+    hashes = hash_in_background([Path(train)] + ([Path(test)] if test is not None else []))
+    table, origin = _read(tf, prep, with_labels=True)
+    n = table.num_rows
+    train_rows = None if test is not None else _split(tf, n, test_fraction, generator)
+    rows = train_rows[0] if train_rows is not None else None
+    _fit(tf, prep, table, rows)
+    x, y = _encode(tf, table, origin, prep), label_targets(tf, table, origin, prep)
+    del table
+    _fit_fill_values(prep, x, rows)
+    _fill(x, prep)
+    if train_rows is None:
+        x_test, y_test = encode_labelled(test, prep)
+    else:
+        rows, test_rows = train_rows
+        x_test, y_test = torch.from_numpy(x[test_rows]), torch.from_numpy(y[test_rows])
+        x, y = x[rows], y[rows]
+    return Dataset(
+        x_train=torch.from_numpy(x), y_train=torch.from_numpy(y),
+        x_test=x_test, y_test=y_test,
+        num_classes=len(prep["class_names"] or []), feature_names=list(prep["feature_names"]),
+        class_names=prep["class_names"], task=task,
+        target_names=list(labels) if task == "regression" else None,
+        data_files=hashes.result(), preprocessing=prep,
+    )
+
+
+def encode_table(source: Source, preprocessing: dict[str, Any]) -> Tensor:
+    """The model inputs x of any table with the run's feature columns (by name; other columns
+    ignored), exactly as training encoded them, one row per input row in order.
+
+    Shape: -> (n_rows, len(preprocessing["feature_names"])) float64.
+    Raises ValueError naming a missing column, an unseen category, a bad cell, or a missing
+    cell the run cannot fill (only missing: mean fills); FileNotFoundError for no file.
+    """
+    tf = table_io.open_table(source, preprocessing["delimiter"])
+    table, origin = _read(tf, preprocessing, with_labels=False, drop=False)
+    x = _encode(tf, table, origin, preprocessing)
+    _fill(x, preprocessing)
+    return torch.from_numpy(x)
+
+
+def encode_labelled(source: Source, preprocessing: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """x and the targets of a labelled table (a test file, `evaluate --data`); rows with a
+    missing cell are left out when the run was trained with missing: drop.
+
+    Shape: -> x (n, d) float64; y (n,) int64 class indices or (n, k) float64 targets.
+    Raises ValueError as encode_table, and for a label value the training rows never had.
+    """
+    tf = table_io.open_table(source, preprocessing["delimiter"])
+    table, origin = _read(tf, preprocessing, with_labels=True)
+    x = _encode(tf, table, origin, preprocessing)
+    _fill(x, preprocessing)
+    return torch.from_numpy(x), torch.from_numpy(label_targets(tf, table, origin, preprocessing))
+
+
+def read_labels(source: Source, preprocessing: dict[str, Any]) -> Tensor:
+    """The targets of a labelled table, the rows encode_labelled keeps.
+
+    Shape: -> (n,) int64 class indices or (n, k) float64 targets.
+    """
+    return encode_labelled(source, preprocessing)[1]
+
+
+# ---------------------------------------------------------------- columns and rows
+
+
+def _labels_option(label: str | list[str], task: str) -> list[str]:
+    labels = [label] if isinstance(label, str) else list(label)
+    if not labels:
+        raise ValueError("data.label: name the label column (or, for regression, columns)")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"data.label: a column is listed twice in {labels}")
+    if task == "classification" and len(labels) > 1:
+        raise ValueError(
+            f"data.label: classification takes one label column, got {len(labels)} "
+            "(several target columns need data.task: regression)"
+        )
+    return labels
+
+
+def _choose_columns(
+    tf: TableFile, labels: list[str], features: list[str] | None, exclude: list[str] | None,
+    categorical: list[str],
+) -> list[str]:
+    """The feature columns, in file order unless data.features gives an order."""
+
+    def need(name: str, option: str) -> None:
+        if name not in tf.columns:
+            raise ValueError(
+                f"{tf.name} has no column {name!r} (from data.{option}); "
+                f"available columns: {', '.join(tf.columns)}"
+            )
+
+    for name in labels:
+        need(name, "label")
+    if features is not None and exclude is not None:
+        raise ValueError("give data.features (the columns to use) or data.exclude (the columns "
+                         "to leave out), not both")
+    if features is not None:
+        for name in features:
+            need(name, "features")
+            if name in labels:
+                raise ValueError(f"the label column {name!r} cannot also be in data.features")
+        columns = list(dict.fromkeys(features))
+    else:
+        for name in exclude or []:
+            need(name, "exclude")
+        left_out = set(labels) | set(exclude or [])
+        columns = [c for c in tf.columns if c not in left_out]
+        _refuse_unnamed(tf, columns)
+    for name in categorical:
+        if name not in columns:
+            raise ValueError(f"data.categorical: {name!r} is not one of the feature columns "
+                             f"({', '.join(columns)})")
+    if not columns:
+        raise ValueError(f"{tf.name} has no feature columns besides the label "
+                         f"{', '.join(labels)}")
+    return columns
+
+
+def _refuse_unnamed(tf: TableFile, columns: list[str]) -> None:
+    """A column without a name is a saved row index: never a silent feature."""
+    for name in columns:
+        if UNNAMED.match(name):
+            position = tf.columns.index(name) + 1
+            shown = '""' if name == "" else f'"{name}"'
+            raise ValueError(
+                f"{tf.name}: column {position} has no name ({shown}): a saved row index, as "
+                f"pandas' to_csv writes by default, would leak the row order into training; "
+                f"leave it out with data.exclude: [{shown}], or list the columns to use in "
+                "data.features"
+            )
+
+
+def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
+          drop: bool = True) -> tuple[pa.Table, np.ndarray | None]:
+    """The typed columns the preprocessing uses, rows with missing cells handled by its
+    policy; and `origin`, each kept row's index as read (None when every row is kept)."""
+    wanted = prep["columns"] + (prep["label"] if with_labels else [])
+    for name in wanted:
+        if name not in tf.columns:
+            role = "label" if name in prep["label"] else "feature"
+            raise ValueError(
+                f"{tf.name} has no {role} column {name!r}; the run was trained on "
+                f"{', '.join(prep['columns'])} (labels: {', '.join(prep['label'])})"
+            )
+    numeric = prep["task"] == "regression"
+    types = {name: "string" if name in prep["categories"] else "float" for name in prep["columns"]}
+    if with_labels:
+        types |= dict.fromkeys(prep["label"], "float" if numeric else "string")
+    table = table_io.read_columns(tf, types)
+    return _handle_missing(tf, table, prep, drop=drop)
+
+
+def _handle_missing(tf: TableFile, table: pa.Table, prep: dict[str, Any],
+                    drop: bool) -> tuple[pa.Table, np.ndarray | None]:
+    empty = [name for name in table.column_names if table.column(name).null_count]
+    if not empty:
+        return table, None
+    policy = prep["missing"]
+    if policy == "drop" and drop:
+        keep = ~np.logical_or.reduce([_null_mask(table.column(c)) for c in empty])
+        if not keep.any():
+            raise ValueError(f"{tf.name}: every row has a missing cell, so missing: drop "
+                             "leaves no rows; fill them or use data.missing: mean")
+        return table.filter(pa.array(keep)), np.flatnonzero(keep)
+    must = [c for c in empty if policy != "mean" or c in prep["label"]]
+    if not must:
+        return table, None  # "mean" fills features after encoding
+    fix = {"error": "fill them, or set data.missing: drop (leave those rows out) or mean (the "
+                    "training column's mean; features only)",
+           "drop": "fill them: predictions keep one output row per input row, so rows cannot "
+                   "be dropped",
+           "mean": "fill them, or set data.missing: drop; a label has no mean to fill in"}
+    bad = BadCells(tf, "cells are missing", fix[policy])
+    for name in must:
+        bad.cells(name, _null_mask(table.column(name)), None, "empty")
+    bad.raise_any()
+    raise AssertionError("unreachable")
+
+
+def _null_mask(column: pa.ChunkedArray) -> np.ndarray:
+    return pc.is_null(column).to_numpy(zero_copy_only=False)
+
+
+def _split(tf: TableFile, n: int, fraction: float, generator: torch.Generator
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random (train, test) row indices, each in file order."""
+    n_test = round(fraction * n)
+    if not 0 < fraction < 1 or not 1 <= n_test < n:
+        raise ValueError(
+            f"data.test_fraction {fraction} of the {n} rows of {tf.name} must leave at least "
+            "one row for each of train and test; choose a value in (0, 1)"
+        )
+    perm = torch.randperm(n, generator=generator)
+    return perm[n_test:].sort().values.numpy(), perm[:n_test].sort().values.numpy()
+
+
+# ---------------------------------------------------------------- fit and encode
+
+
+def _fit(tf: TableFile, prep: dict[str, Any], table: pa.Table, rows: np.ndarray | None) -> None:
+    """Categories and class names from the training rows (all rows when `rows` is None)."""
+    def train_part(name: str) -> pa.ChunkedArray:
+        column = table.column(name)
+        return column if rows is None else column.take(pa.array(rows))
+
+    for name in prep["categories"]:
+        prep["categories"][name] = sorted(pc.unique(train_part(name).drop_null()).to_pylist())
+    names: list[str] = []
+    for name in prep["columns"]:
+        if name not in prep["categories"]:
+            names.append(name)
+        elif not prep["categories"][name]:
+            raise ValueError(f"categorical column {name!r} has no values in the training rows; "
+                             "leave it out with data.exclude")
+        else:
+            names += [f"{name}={value}" for value in prep["categories"][name]]
+    prep["feature_names"] = names
+    prep["class_names"] = None
+    if prep["task"] == "classification":
+        prep["class_names"] = fit_classes(tf, prep["label"][0], train_part(prep["label"][0]))
+
+
+def _encode(tf: TableFile, table: pa.Table, origin: np.ndarray | None,
+            prep: dict[str, Any]) -> np.ndarray:
+    """x with NaN where a cell is missing; a category the preprocessing lacks is an error.
+
+    Shape: -> (n_rows, len(feature_names)) float64, C-contiguous.
+    """
+    x = np.empty((table.num_rows, len(prep["feature_names"])))
+    unseen = BadCells(tf, "cells hold categories the training rows never have",
+                      "remove those rows, or train on data that has them")
+    j = 0
+    for name in prep["columns"]:
+        column = table.column(name)
+        categories = prep["categories"].get(name)
+        if categories is None:
+            offset = 0
+            for chunk in column.chunks:  # float64 chunks without nulls are read in place
+                x[offset:offset + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
+                offset += len(chunk)
+            j += 1
+            continue
+        codes = pc.index_in(column, value_set=pa.array(categories, pa.string()))
+        codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False)
+        missing = _null_mask(column)
+        new = (codes < 0) & ~missing
+        if new.any():
+            unseen.cells(name, new, column, f"is not one of {categories}", origin)
+        block = x[:, j:j + len(categories)]
+        block[:] = 0.0
+        hit = np.flatnonzero(codes >= 0)
+        block[hit, codes[hit]] = 1.0
+        block[missing] = np.nan
+        j += len(categories)
+    unseen.raise_any()
+    return x
+
+
+def _fit_fill_values(prep: dict[str, Any], x: np.ndarray, rows: np.ndarray | None) -> None:
+    """missing: mean keeps each column of x's mean over the training rows."""
+    if prep["missing"] != "mean":
+        prep["fill_values"] = None
+        return
+    means = []
+    for j, name in enumerate(prep["feature_names"]):
+        column = x[:, j] if rows is None else x[rows, j]
+        if np.isnan(column).all():
+            raise ValueError(f"feature column {name!r} has no values in the training rows, so "
+                             "missing: mean has nothing to fill in; leave it out with "
+                             "data.exclude")
+        means.append(float(np.nanmean(column)))
+    prep["fill_values"] = means
+
+
+def _fill(x: np.ndarray, prep: dict[str, Any]) -> None:
+    """Replace NaN (a missing cell) by the column's training mean, in place."""
+    if not prep.get("fill_values"):
+        return
+    for j, value in enumerate(prep["fill_values"]):
+        column = x[:, j]
+        holes = np.isnan(column)
+        if holes.any():
+            column[holes] = value

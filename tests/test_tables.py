@@ -1,0 +1,309 @@
+"""Table data sets (csv, parquet): columns, labels, categories, missing cells, errors, the
+preprocessing that predict reuses, data-file fingerprints, and the shared cases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from minidl_cli.data import make_dataset
+from minidl_cli.data.csv import csv as csv_dataset
+from minidl_cli.data.csv import parquet as parquet_dataset
+from minidl_cli.data.files import changed_files, sha256_file
+from minidl_cli.data.table import encode_labelled, encode_table, read_labels
+
+CASES = Path(__file__).parent / "cases"
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def iris_like(tmp_path):
+    rows = ["a,b,label"] + [f"{i},{i * 0.5},{'cat' if i % 3 else 'dog'}" for i in range(20)]
+    return write(tmp_path / "train.csv", "\n".join(rows) + "\n")
+
+
+@pytest.fixture
+def case(tmp_path):
+    """A scratch copy of one of the shared cases' folders (tests/cases/NAME)."""
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(CASES / name, tmp_path / name))
+    return copy
+
+
+# ---------------------------------------------------------------- columns and labels
+
+
+def test_train_and_test_files_match_columns_by_name(tmp_path):
+    train = write(tmp_path / "train.csv", "x1,x2,y\n1,2,10\n3,4,2\n5,6,10\n\n")
+    test = write(tmp_path / "test.csv", "x2,y,x1,extra\n7,2,8,zzz\n")
+    ds = csv_dataset(train, test=test, label="y", generator=gen())
+    assert ds.feature_names == ["x1", "x2"]
+    assert ds.x_train.tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert ds.x_test.tolist() == [[8, 7]]  # columns matched by name, not position
+    assert ds.num_classes == 2 and ds.class_names == ["2", "10"]  # numeric labels sort by value
+    assert ds.y_train.tolist() == [1, 0, 1] and ds.y_test.tolist() == [0]
+    assert ds.x_train.dtype == torch.float64 and ds.y_train.dtype == torch.int64
+    assert ds.x_train.is_contiguous() and ds.task == "classification"
+
+
+def test_string_labels_features_and_exclude(iris_like):
+    ds = csv_dataset(iris_like, test_fraction=0.25, features=["b"], generator=gen())
+    assert ds.feature_names == ["b"] and ds.class_names == ["cat", "dog"]
+    assert len(ds.x_train) == 15 and len(ds.x_test) == 5
+    ds = csv_dataset(iris_like, test_fraction=0.25, exclude=["a"], generator=gen())
+    assert ds.feature_names == ["b"]
+    with pytest.raises(ValueError, match="data.features .* or data.exclude .*not both"):
+        csv_dataset(iris_like, test_fraction=0.25, features=["b"], exclude=["a"], generator=gen())
+
+
+def test_test_fraction_is_a_seeded_partition(iris_like):
+    a = csv_dataset(iris_like, test_fraction=0.3, generator=gen(1))
+    b = csv_dataset(iris_like, test_fraction=0.3, generator=gen(1))
+    c = csv_dataset(iris_like, test_fraction=0.3, generator=gen(2))
+    assert torch.equal(a.x_test, b.x_test) and not torch.equal(a.x_test, c.x_test)
+    rows = sorted(a.x_train[:, 0].tolist() + a.x_test[:, 0].tolist())
+    assert rows == list(range(20))  # disjoint, and together all rows
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 0.01])
+def test_test_fraction_must_leave_rows_on_both_sides(iris_like, fraction):
+    with pytest.raises(ValueError, match="test_fraction"):
+        csv_dataset(iris_like, test_fraction=fraction, generator=gen())
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"test": "x.csv", "test_fraction": 0.2}])
+def test_needs_exactly_one_of_test_and_fraction(iris_like, kwargs):
+    with pytest.raises(ValueError, match="exactly one of data.test"):
+        csv_dataset(iris_like, **kwargs, generator=gen())
+
+
+def test_missing_columns_are_named(iris_like, tmp_path):
+    with pytest.raises(ValueError, match=r"no column 'target'.*available columns: a, b, label"):
+        csv_dataset(iris_like, test_fraction=0.2, label="target", generator=gen())
+    with pytest.raises(ValueError, match=r"'c' \(from data.features\)"):
+        csv_dataset(iris_like, test_fraction=0.2, features=["a", "c"], generator=gen())
+    test = write(tmp_path / "test.csv", "a,label\n1,cat\n")
+    with pytest.raises(ValueError, match=r"test\.csv has no feature column 'b'"):
+        csv_dataset(iris_like, test=test, generator=gen())
+
+
+def test_missing_file_names_it_and_where_paths_start(tmp_path, iris_like):
+    with pytest.raises(FileNotFoundError, match="nope.csv not found .*relative to the config"):
+        csv_dataset(tmp_path / "nope.csv", test_fraction=0.2, generator=gen())
+    with pytest.raises(FileNotFoundError, match="missing_test.csv"):
+        csv_dataset(iris_like, test=tmp_path / "missing_test.csv", generator=gen())
+
+
+def test_delimiter_and_spaces_around_names(tmp_path):
+    path = write(tmp_path / "semi.csv", "a ; b;label\n1;2;x\n3;4;y\n5;6;x\n")
+    ds = csv_dataset(path, test=path, delimiter=";", generator=gen())
+    assert ds.feature_names == ["a", "b"] and ds.x_train.tolist() == [[1, 2], [3, 4], [5, 6]]
+
+
+def test_several_regression_targets(tmp_path):
+    path = write(tmp_path / "r.csv", "a,t1,t2\n1,0.5,10\n2,1.5,20\n3,2.5,30\n")
+    ds = csv_dataset(path, test=path, task="regression", label=["t1", "t2"], generator=gen())
+    assert ds.y_train.dtype == torch.float64 and ds.y_train.tolist() == [[0.5, 10], [1.5, 20],
+                                                                          [2.5, 30]]
+    assert ds.num_classes == 0 and ds.num_outputs == 2 and ds.target_names == ["t1", "t2"]
+    assert ds.class_names is None and ds.feature_names == ["a"]
+    with pytest.raises(ValueError, match="one label column.*task: regression"):
+        csv_dataset(path, test=path, label=["t1", "t2"], generator=gen())
+
+
+# ---------------------------------------------------------------- bad cells
+
+
+def test_every_bad_cell_is_reported_with_its_line(tmp_path):
+    rows = ["a,b,label"] + [f"{i},{'oops' if i % 2 else i},x" for i in range(30)]
+    rows.insert(3, "")  # a blank line: later rows' line numbers move by one
+    path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    with pytest.raises(ValueError) as info:
+        csv_dataset(path, test=path, generator=gen())
+    lines = str(info.value).splitlines()
+    assert "15 cells are not finite numbers" in lines[0] and "data.categorical" in lines[0]
+    assert lines[1] == "  row 3, column 'b': 'oops' is not a number"  # data row 1: line 3
+    assert lines[2] == "  row 6, column 'b': 'oops' is not a number"  # after the blank line 4
+    assert len(lines) == 12 and lines[-1] == "  ... and 5 more"
+
+
+def test_one_bad_cell_is_one_line(tmp_path):
+    path = write(tmp_path / "t.csv", "a,b,label\n1,2,0\n3,inf,1\n")
+    with pytest.raises(ValueError, match=r"t\.csv, row 3, column 'b': 'inf' is not a finite"):
+        csv_dataset(path, test=path, generator=gen())
+
+
+def test_a_text_column_points_at_categorical(tmp_path):
+    path = write(tmp_path / "t.csv", "a,color,label\n1,red,0\n2,blue,1\n")
+    with pytest.raises(ValueError, match="column 'color' holds text .*data.categorical.*exclude"):
+        csv_dataset(path, test=path, generator=gen())
+
+
+def test_ragged_rows_are_listed(tmp_path):
+    path = write(tmp_path / "r.csv", "a,label\n1,0\n1,0,9\n2,1\n3,1,7,7\n")
+    with pytest.raises(ValueError) as info:
+        csv_dataset(path, test=path, generator=gen())
+    assert str(info.value).splitlines()[1:] == [
+        "  row 3: 3 fields, but the header has 2 columns",
+        "  row 5: 4 fields, but the header has 2 columns",
+    ]
+
+
+# ---------------------------------------------------------------- categories and missing cells
+
+
+def test_categorical_one_hot_from_training_rows(tmp_path):
+    train = write(tmp_path / "train.csv", "size,color,label\n1,red,a\n2,blue,b\n3,red,a\n")
+    test = write(tmp_path / "test.csv", "size,color,label\n4,blue,b\n")
+    ds = csv_dataset(train, test=test, categorical=["color"], generator=gen())
+    assert ds.feature_names == ["size", "color=blue", "color=red"]
+    assert ds.x_train.tolist() == [[1, 0, 1], [2, 1, 0], [3, 0, 1]]
+    assert ds.x_test.tolist() == [[4, 1, 0]]
+    new = write(tmp_path / "new.csv", "color,size\nred,5\ngreen,6\n")
+    with pytest.raises(ValueError, match=r"new\.csv, row 3, column 'color': 'green' is not one"):
+        encode_table(new, ds.preprocessing)
+
+
+def test_missing_error_lists_the_cells(tmp_path):
+    path = write(tmp_path / "m.csv", "a,b,label\n1,,x\n2,3,y\nNA,4,\n")
+    with pytest.raises(ValueError) as info:
+        csv_dataset(path, test=path, generator=gen())
+    lines = str(info.value).splitlines()
+    assert "3 cells are missing" in lines[0] and "data.missing: drop" in lines[0]
+    assert lines[1:] == ["  row 2, column 'b': empty", "  row 4, column 'a': empty",
+                         "  row 4, column 'label': empty"]
+
+
+def test_missing_drop_and_mean(tmp_path):
+    path = write(tmp_path / "m.csv", "a,c,label\n1,u,x\n,v,y\n5,,x\n3,u,y\n")
+    ds = csv_dataset(path, test=path, categorical=["c"], missing="drop", generator=gen())
+    assert ds.feature_names == ["a", "c=u"]  # 'v' was only in a dropped row
+    assert ds.x_train.tolist() == [[1, 1], [3, 1]] and ds.y_train.tolist() == [0, 1]
+    ds = csv_dataset(path, test=path, categorical=["c"], missing="mean", generator=gen())
+    assert ds.x_train[1].tolist() == [3, 0, 1]  # mean of 1, 5, 3
+    assert ds.x_train[2].tolist() == [5, 2 / 3, 1 / 3]  # category frequencies
+    assert ds.preprocessing["fill_values"] == [3, 2 / 3, 1 / 3]
+    labelless = write(tmp_path / "l.csv", "a,label\n1,x\n2,\n3,y\n")
+    with pytest.raises(ValueError, match="label has no mean"):
+        csv_dataset(labelless, test=labelless, missing="mean", generator=gen())
+
+
+# ---------------------------------------------------------------- the shared cases
+
+
+def test_case_unnamed_index_column_is_refused(case):
+    folder = case("unnamed-index-column")
+    with pytest.raises(ValueError, match=r'column 1 has no name \(""\).*data.exclude: \[""\]'):
+        csv_dataset(folder / "data.csv", test_fraction=0.25, generator=gen())
+    for way in ({"exclude": [""]}, {"features": ["x1", "x2"]}):
+        ds = csv_dataset(folder / "data.csv", test_fraction=0.25, **way, generator=gen())
+        assert ds.feature_names == ["x1", "x2"]
+
+
+def test_pandas_unnamed_column_is_refused_too(tmp_path):
+    path = write(tmp_path / "p.csv", "Unnamed: 0,a,label\n0,1,x\n1,2,y\n")
+    with pytest.raises(ValueError, match=r'column 1 has no name \("Unnamed: 0"\)'):
+        csv_dataset(path, test=path, generator=gen())
+
+
+def test_case_single_class_is_refused(case):
+    folder = case("single-class")
+    with pytest.raises(ValueError, match=r"data\.csv: label 'label' has one class \('1'\)"):
+        csv_dataset(folder / "data.csv", test_fraction=0.25, generator=gen())
+
+
+def test_case_label_only_in_test_names_value_column_and_file(case):
+    folder = case("label-only-in-test")
+    with pytest.raises(ValueError, match=r"test\.csv: label 'label' has value\(s\) '3' that the "
+                                         r"training rows never have \(row 22\)"):
+        csv_dataset(folder / "train.csv", test=folder / "test.csv", generator=gen())
+
+
+def test_case_regression_target(case):
+    folder = case("regression-target")
+    with pytest.raises(ValueError, match=r"label 'y' has 22\d distinct values; for a numeric "
+                                         r"target set data.task: regression"):
+        csv_dataset(folder / "data.csv", test_fraction=0.25, label="y", generator=gen())
+    ds = csv_dataset(folder / "data.csv", test_fraction=0.25, label="y", task="regression",
+                     generator=gen())
+    assert ds.y_train.shape == (225, 1) and ds.num_outputs == 1 and ds.target_names == ["y"]
+
+
+def test_case_data_changed_after_training(case):
+    folder = case("data-changed-after-training")
+    data = folder / "data.csv"
+    shutil.copy(folder / "data.orig.csv", data)
+    ds = csv_dataset(data, test_fraction=0.25, generator=gen())
+    assert ds.data_files == {str(data.absolute()): sha256_file(data)}
+    assert changed_files(ds.data_files) == []
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join([lines[0], *sorted(lines[1:])]) + "\n")  # same rows, re-ordered
+    assert changed_files(ds.data_files) == [str(data.absolute())]
+    data.unlink()
+    assert changed_files(ds.data_files) == [str(data.absolute())]
+
+
+def test_cli_refuses_a_bad_table_with_exit_2_and_writes_nothing(case):
+    from tests.helpers import invoke
+
+    folder = case("unnamed-index-column")
+    result = invoke("train", folder / "cfg.yaml", f"runs_dir={folder / 'runs'}")
+    assert result.exit_code == 2
+    assert "data: " in result.output and "has no name" in result.output
+    assert not (folder / "runs").exists()
+
+
+# ---------------------------------------------------------------- preprocessing and parquet
+
+
+def test_encode_table_repeats_training_on_new_files(tmp_path):
+    train = write(tmp_path / "t.csv", "id,size,color,label\n1,1,red,a\n2,,blue,b\n3,3,red,a\n")
+    ds = csv_dataset(train, test=train, exclude=["id"], categorical=["color"], missing="mean",
+                     generator=gen())
+    prep = json.loads(json.dumps(ds.preprocessing))  # plain data: survives JSON (and checkpoints)
+    assert torch.equal(encode_table(train, prep), ds.x_train)
+    new = write(tmp_path / "new.csv", "color,other,size\nblue,zz,\nred,zz,7\n")  # reordered
+    assert encode_table(new, prep).tolist() == [[2, 1, 0], [7, 0, 1]]
+    x, y = encode_labelled(train, prep)
+    assert torch.equal(x, ds.x_train) and torch.equal(y, ds.y_train)
+    assert torch.equal(read_labels(train, prep), ds.y_train)
+    table = pa.table({"size": [1.0], "color": ["red"]})  # in memory too
+    assert encode_table(table, prep).tolist() == [[1, 0, 1]]
+    with pytest.raises(ValueError, match="has no feature column 'color'"):
+        encode_table(write(tmp_path / "short.csv", "size\n1\n"), prep)
+
+
+def test_parquet_gives_the_same_data_set(tmp_path, iris_like):
+    table = pa.csv.read_csv(iris_like)
+    pq.write_table(table, tmp_path / "train.parquet")
+    a = csv_dataset(iris_like, test_fraction=0.25, generator=gen())
+    b = parquet_dataset(tmp_path / "train.parquet", test_fraction=0.25, generator=gen())
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert a.class_names == b.class_names and a.feature_names == b.feature_names
+    assert torch.equal(encode_table(tmp_path / "train.parquet", a.preprocessing),
+                       encode_table(iris_like, a.preprocessing))
+    assert make_dataset("parquet", {"train": tmp_path / "train.parquet", "test_fraction": 0.5},
+                        0).num_classes == 2
+
+
+def test_damaged_parquet_is_one_line(tmp_path):
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(b"PAR1" + b"\0" * 20)
+    with pytest.raises(ValueError, match=r"bad\.parquet is not a readable Parquet file") as info:
+        parquet_dataset(path, test_fraction=0.5, generator=gen())
+    assert "\n" not in str(info.value)

@@ -8,14 +8,16 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from minidl_cli.data import make_dataset
+from minidl_cli.data.base import file_sha256
 from minidl_cli.data.csv import csv as csv_dataset
 from minidl_cli.data.csv import parquet as parquet_dataset
-from minidl_cli.data.files import changed_files, sha256_file
+from minidl_cli.data.files import changed_files
 from minidl_cli.data.table import encode_labelled, encode_table, read_labels
 
 CASES = Path(__file__).parent / "cases"
@@ -248,7 +250,7 @@ def test_case_data_changed_after_training(case):
     data = folder / "data.csv"
     shutil.copy(folder / "data.orig.csv", data)
     ds = csv_dataset(data, test_fraction=0.25, generator=gen())
-    assert ds.data_files == {str(data.absolute()): sha256_file(data)}
+    assert ds.data_files == {str(data.absolute()): file_sha256(data)}
     assert changed_files(ds.data_files) == []
     lines = data.read_text().splitlines()
     data.write_text("\n".join([lines[0], *sorted(lines[1:])]) + "\n")  # same rows, re-ordered
@@ -288,7 +290,7 @@ def test_encode_table_repeats_training_on_new_files(tmp_path):
 
 
 def test_parquet_gives_the_same_data_set(tmp_path, iris_like):
-    table = pa.csv.read_csv(iris_like)
+    table = pa_csv.read_csv(iris_like)
     pq.write_table(table, tmp_path / "train.parquet")
     a = csv_dataset(iris_like, test_fraction=0.25, generator=gen())
     b = parquet_dataset(tmp_path / "train.parquet", test_fraction=0.25, generator=gen())

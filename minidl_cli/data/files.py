@@ -6,30 +6,21 @@ and `predict` can refuse a file whose content differs from the one the run train
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-CHUNK = 1 << 20  # 1 MiB reads: hashlib releases the GIL on them, so hashing overlaps parsing
-
-
-def sha256_file(path: str | Path) -> str:
-    """The SHA-256 hex digest of a file's bytes, read in 1 MiB chunks (constant memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+from minidl_cli.data.base import file_sha256
 
 
 def hash_in_background(paths: list[Path]) -> Future:
     """Start hashing `paths` on a thread; the future's result is {absolute path: sha256}.
 
-    The table reader parses on its own threads meanwhile, so the digest costs little time.
+    hashlib releases the GIL on file_sha256's 1 MiB blocks, so the digest overlaps pyarrow
+    parsing on its own threads and costs little time.
     """
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minidl-sha256")
     future = pool.submit(
-        lambda: {str(Path(p).absolute()): sha256_file(p) for p in dict.fromkeys(paths)}
+        lambda: {str(Path(p).absolute()): file_sha256(p) for p in dict.fromkeys(paths)}
     )
     pool.shutdown(wait=False)  # the worker finishes this one job, then exits
     return future
@@ -40,7 +31,7 @@ def changed_files(data_files: dict[str, str]) -> list[str]:
     changed = []
     for path, digest in data_files.items():
         try:
-            same = Path(path).is_file() and sha256_file(path) == digest
+            same = Path(path).is_file() and file_sha256(path) == digest
         except OSError:  # unreadable now: not the file the run read
             same = False
         if not same:

@@ -43,12 +43,34 @@ class Report:
         return self.max_error <= tolerance
 
 
+class SelfBilinear(torch.nn.Bilinear):
+    """torch.nn.Bilinear(in, in, out) applied to its input with itself: minidl's Bilinear."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x, x)
+
+
 def torch_reference(module: nn.Module) -> torch.nn.Module | None:
-    """The torch.nn module computing the same function, or None (then: autograd of forward)."""
-    tnn = torch.nn
+    """The torch.nn module computing the same function, with the same parameters, buffers
+    and train/eval mode, or None (then: autograd of the module's own forward)."""
+    tnn, m = torch.nn, module
+    has_bias = getattr(module, "bias", None) is not None
     makers: dict[type, Callable[[], torch.nn.Module]] = {
-        nn.Linear: lambda: tnn.Linear(module.in_features, module.out_features,
-                                      bias=module.bias is not None),
+        nn.Linear: lambda: tnn.Linear(m.in_features, m.out_features, bias=has_bias),
+        nn.Conv2d: lambda: tnn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride,
+                                      m.padding, bias=has_bias),
+        nn.MaxPool2d: lambda: tnn.MaxPool2d(m.kernel_size, m.stride, m.padding),
+        nn.AvgPool2d: lambda: tnn.AvgPool2d(m.kernel_size, m.stride, m.padding),
+        nn.Flatten: lambda: tnn.Flatten(m.start_dim, m.end_dim),
+        nn.BatchNorm1d: lambda: tnn.BatchNorm1d(m.num_features, m.eps, m.momentum,
+                                                affine=m.weight is not None),
+        nn.BatchNorm2d: lambda: tnn.BatchNorm2d(m.num_features, m.eps, m.momentum,
+                                                affine=m.weight is not None),
+        nn.LayerNorm: lambda: tnn.LayerNorm(m.normalized_shape, m.eps,
+                                            elementwise_affine=m.weight is not None,
+                                            bias=has_bias),
+        nn.Bilinear: lambda: SelfBilinear(m.in_features, m.in_features, m.out_features,
+                                          bias=has_bias),
         nn.Identity: tnn.Identity,
         nn.ReLU: tnn.ReLU,
         nn.LeakyReLU: lambda: tnn.LeakyReLU(module.negative_slope),
@@ -62,7 +84,7 @@ def torch_reference(module: nn.Module) -> torch.nn.Module | None:
     if maker is None or (isinstance(module, nn.Sequential)
                          and any(torch_reference(m) is None for m in module)):
         return None
-    reference = maker().to(torch.float64)
+    reference = maker().to(torch.float64).train(module.training)
     reference.load_state_dict(module.state_dict())
     return reference
 
@@ -75,6 +97,7 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
     """
     report = Report(name or type(module).__name__)
     module.zero_grad()
+    reference = torch_reference(module)  # before forward changes any running statistics
     torch.manual_seed(seed)  # the same random draws (dropout) in both passes
     with torch.no_grad():
         output = module.forward(x)
@@ -83,7 +106,6 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
                                       generator=torch.Generator().manual_seed(seed + 1))
         grad_input = module.backward(grad_output)
 
-    reference = torch_reference(module)
     x_ref = x.detach().clone().requires_grad_(True)
     torch.manual_seed(seed)
     with torch.enable_grad():
@@ -99,6 +121,10 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
     report.errors["input"] = rel_error(grad_input, x_ref.grad)
     for pname, p in module.named_parameters():
         report.errors[pname] = rel_error(p.grad, ref_params[pname].grad)
+    if reference is not None:  # running statistics, after the same forward pass
+        ref_buffers = dict(reference.named_buffers())
+        for bname, b in module.named_buffers():
+            report.errors[bname] = rel_error(b.double(), ref_buffers[bname].double())
     if reference is None:
         _restore_parameters(module, ref_params)
     return report

@@ -196,3 +196,80 @@ def test_to_casts_floating_buffers_and_keeps_integer_ones():
     net.load_state_dict({"0.weight": torch.ones(3), "0.running_mean": torch.ones(3),
                          "0.num_batches_tracked": torch.tensor(7)})
     assert net[0].running_mean.dtype == torch.float64 and net[0].num_batches_tracked.item() == 7
+
+
+def convnet():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(4, 6, (2, 3), stride=(1, 2), bias=False),
+                         nn.AvgPool2d((2, 1), stride=1), nn.Flatten(), nn.LayerNorm(12),
+                         nn.Linear(12, 5), nn.BatchNorm1d(5), nn.Bilinear(5, 3))
+
+
+class TorchSelfBilinear(torch.nn.Bilinear):
+    def forward(self, x):
+        return super().forward(x, x)
+
+
+def torch_convnet():
+    t = torch.nn
+    return t.Sequential(t.Conv2d(1, 4, 3, padding=1), t.BatchNorm2d(4), t.ReLU(), t.MaxPool2d(2),
+                        t.Conv2d(4, 6, (2, 3), stride=(1, 2), bias=False),
+                        t.AvgPool2d((2, 1), stride=1), t.Flatten(), t.LayerNorm(12),
+                        t.Linear(12, 5), t.BatchNorm1d(5), TorchSelfBilinear(5, 5, 3))
+
+
+def test_convnet_state_dict_loads_into_torch_sequential_in_train_and_eval_mode():
+    torch.manual_seed(0)
+    net, tnet = convnet(), torch_convnet()
+    assert list(net.state_dict()) == list(tnet.state_dict())
+    tnet.load_state_dict(net.state_dict())  # strict: same keys and shapes, buffers included
+    with torch.no_grad():
+        for _ in range(3):  # training updates the running statistics alike
+            x = torch.randn(8, 1, 8, 8)
+            torch.testing.assert_close(net(x), tnet(x))
+        torch.testing.assert_close(net[1].running_var, tnet[1].running_var)
+        assert net[9].num_batches_tracked.item() == 3
+        net.eval(), tnet.eval()
+        x = torch.randn(5, 1, 8, 8)
+        torch.testing.assert_close(net(x), tnet(x))
+    assert all(p.data is not b for p in net.parameters() for b in net.buffers())
+    assert len(net.parameters()) == len(list(tnet.parameters()))  # buffers are not parameters
+
+
+@pytest.mark.parametrize("make,make_torch", [
+    (lambda: nn.Conv2d(3, 8, (3, 5)), lambda: torch.nn.Conv2d(3, 8, (3, 5))),
+    (lambda: nn.Bilinear(6, 4), lambda: torch.nn.Bilinear(6, 6, 4)),
+    (lambda: nn.BatchNorm2d(5), lambda: torch.nn.BatchNorm2d(5)),
+    (lambda: nn.LayerNorm(7, bias=False), lambda: torch.nn.LayerNorm(7, bias=False)),
+])
+def test_new_layers_initialise_as_torch_nn_from_the_global_rng(make, make_torch):
+    torch.manual_seed(3)
+    ours = make().state_dict()
+    after = torch.rand(2)
+    torch.manual_seed(3)
+    theirs = make_torch().state_dict()
+    assert torch.equal(after, torch.rand(2))  # the same number of draws
+    assert list(ours) == list(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_batch_norm_running_statistics_follow_torch_and_serve_eval_mode():
+    bn, tbn = nn.BatchNorm1d(3, momentum=None), torch.nn.BatchNorm1d(3, momentum=None)
+    for _ in range(4):
+        x = torch.randn(6, 3) * 3 + 1
+        bn(x), tbn(x)
+    torch.testing.assert_close(bn.running_var, tbn.running_var)  # unbiased, cumulative
+    torch.testing.assert_close(bn.running_mean, tbn.running_mean)
+    bn.eval()
+    x = torch.randn(1, 3)  # a batch of one is fine in eval mode
+    expected = (x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
+    torch.testing.assert_close(bn(x), expected)
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        bn.train()(x)
+
+
+def test_new_layers_repr_like_torch():
+    assert repr(nn.Conv2d(1, 16, 3, bias=False)) == (
+        "Conv2d(1, 16, kernel_size=(3, 3), stride=(1, 1), bias=False)")
+    assert repr(nn.BatchNorm2d(4)) == "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True)"
+    assert repr(nn.Flatten()) == repr(torch.nn.Flatten())

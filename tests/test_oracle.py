@@ -13,6 +13,16 @@ from minidl_cli.gradcheck import central_difference, check_loss, check_module
 
 SHAPES = [(1, 3), (4, 7), (17, 5), (64, 25)]  # (batch, features): batch 1 included
 
+
+def eval_with_running_stats(bn):
+    """A batch norm in eval mode with running statistics away from the initial 0 and 1."""
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2.0)
+    return bn.eval()
+
+
+# name -> (n, d) -> modules (inputs (n, d)) or (module, input shape): odd sizes, strides,
+# padding, non-square kernels, no bias, both batch norm modes
 LAYER_CASES = {
     "linear": lambda n, d: [nn.Linear(d, 6), nn.Linear(d, 3, bias=False),
                             nn.Linear(d, 4, init="kaiming_normal")],
@@ -24,9 +34,47 @@ LAYER_CASES = {
     "sigmoid": lambda n, d: [nn.Sigmoid()],
     "softmax": lambda n, d: [nn.Softmax(), nn.Softmax(dim=0)],
     "dropout": lambda n, d: [nn.Dropout(0.3), nn.Dropout(0.5).eval(), nn.Dropout(0.0)],
+    "conv2d": lambda n, d: [
+        (nn.Conv2d(3, 4, 3), (n, 3, d + 2, d + 3)),
+        (nn.Conv2d(2, 5, (3, 2), stride=2, padding=1, bias=False), (n, 2, d + 4, d + 1)),
+        (nn.Conv2d(1, 3, (1, 4), stride=(1, 3), padding=(2, 0)), (n, 1, d + 1, d + 4)),
+    ],
+    "max_pool2d": lambda n, d: [
+        (nn.MaxPool2d(2), (n, 3, d + 1, d + 2)),  # odd sizes: the last row is left out
+        (nn.MaxPool2d((3, 2), stride=(2, 1), padding=1), (n, 2, d + 2, d + 3)),
+        (nn.MaxPool2d(3, stride=1), (n, 1, d + 2, d)),  # overlapping windows
+    ],
+    "avg_pool2d": lambda n, d: [
+        (nn.AvgPool2d(2), (n, 3, d + 1, d + 2)),
+        (nn.AvgPool2d((3, 2), stride=(2, 1), padding=1), (n, 2, d + 2, d + 3)),
+        (nn.AvgPool2d(3, stride=1, padding=1), (n, 1, d + 2, d)),
+    ],
+    "flatten": lambda n, d: [(nn.Flatten(), (n, 3, d, 2)), (nn.Flatten(2), (n, 3, d, 2)),
+                             nn.Flatten()],
+    "batch_norm1d": lambda n, d: [
+        (nn.BatchNorm1d(d), (n + 2, d)),  # two values per feature would make x̂ = ±1
+        (nn.BatchNorm1d(d, affine=False, momentum=None), (n, d, 3)),
+        (nn.BatchNorm1d(d, eps=1e-3, momentum=0.5), (n, d, 2)),
+        eval_with_running_stats(nn.BatchNorm1d(d)),
+    ],
+    "batch_norm2d": lambda n, d: [
+        (nn.BatchNorm2d(3), (n, 3, d, 2)),
+        (nn.BatchNorm2d(2, affine=False, eps=1e-2), (n, 2, 3, d)),
+        (eval_with_running_stats(nn.BatchNorm2d(3)), (n, 3, d, 2)),
+    ],
+    "layer_norm": lambda n, d: [
+        nn.LayerNorm(d),
+        (nn.LayerNorm(d, elementwise_affine=False), (n, 2, d)),
+        (nn.LayerNorm(d, eps=1e-3, bias=False), (n, 3, 2, d)),
+    ],
+    "bilinear": lambda n, d: [nn.Bilinear(d, 4), nn.Bilinear(d, 1, bias=False)],
 }
 
-MAX_SEEN: dict[str, float] = {}
+
+def layer_cases(name, n, d):
+    """[(module in float64, input shape)] for registry name `name`."""
+    cases = [c if isinstance(c, tuple) else (c, (n, d)) for c in LAYER_CASES[name](n, d)]
+    return [(module.to(dtype=torch.float64), shape) for module, shape in cases]
 
 
 def test_every_layer_has_a_case():
@@ -39,20 +87,23 @@ def test_every_layer_has_a_case():
 def test_layer_matches_autograd(name, shape):
     n, d = shape
     torch.manual_seed(n * 100 + d)
-    for module in LAYER_CASES[name](n, d):
-        module.to(dtype=torch.float64)
-        x = torch.randn(n, d, dtype=torch.float64) * 2
+    gen = torch.Generator().manual_seed(n * 100 + d)  # apart from the RNG check_module seeds
+    for module, x_shape in layer_cases(name, n, d):
+        x = torch.randn(x_shape, dtype=torch.float64, generator=gen) * 2
         report = check_module(module, x, name=name)
         assert report.passed(), f"{module}: {report.errors}"
-        assert set(report.errors) == {"output", "input", *dict(module.named_parameters())}
+        assert set(report.errors) == {"output", "input", *dict(module.named_parameters()),
+                                      *dict(module.named_buffers())}
 
 
 @pytest.mark.parametrize("name", registry.names("layer"))
 def test_layer_matches_central_differences(name):
     torch.manual_seed(0)
-    for module in LAYER_CASES[name](8, 5):
-        module.to(dtype=torch.float64)
-        x = torch.randn(8, 5, dtype=torch.float64) + 0.05  # keep clear of ReLU's kink
+    # x from its own generator: not the draws central_difference makes for g and v (with
+    # g = x, a normalisation's ⟨g, J v⟩ is ~0 and its relative error meaningless)
+    gen = torch.Generator().manual_seed(12345)
+    for module, x_shape in layer_cases(name, 8, 5):
+        x = torch.randn(x_shape, dtype=torch.float64, generator=gen) + 0.05  # off ReLU's kink
         assert central_difference(module, x) < 1e-6, module
 
 

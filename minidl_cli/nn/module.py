@@ -41,8 +41,20 @@ class Parameter:
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
 
 
+def show_shape(input_shape: tuple[int, ...]) -> str:
+    """A batch of inputs of `input_shape` as messages write it: (16, 4, 4) -> '(N, 16, 4, 4)'."""
+    return "(" + ", ".join(["N", *map(str, input_shape)]) + ")"
+
+
 class Module:
-    """Base class: subclasses write `forward` and `backward`; this class does the rest."""
+    """Base class: subclasses write `forward` and `backward`; this class does the rest.
+
+    A layer may also say what it does to shapes, so a model is built by passing a shape
+    (not data) through it: `output_shape(input_shape) -> tuple`, both without the batch
+    dimension, raising ValueError with a reason that reads after the layer's name
+    ("needs (N, F), got (N, 16, 4, 4); add a flatten"). Layers without it are probed with
+    a batch of two.
+    """
 
     training: bool = True
 

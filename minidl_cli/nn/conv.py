@@ -1,0 +1,123 @@
+"""Conv2d: a 2-D convolution as im2col and matrix products ("Deep Learning from Scratch",
+common/layers.py, Convolution). `unfold` is im2col, `fold` is col2im."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import torch
+from torch import Tensor
+from torch.nn.functional import fold, unfold
+
+from minidl_cli.nn.module import Module, Parameter, show_shape
+from minidl_cli.registry import Range, register
+
+Size2 = int | tuple[int, int]  # one size for both axes, or (height, width), as torch.nn takes
+
+
+def pair(value: Size2, name: str, minimum: int = 1) -> tuple[int, int]:
+    """(h, w) of an int or a pair; ValueError naming the argument when a size is too small."""
+    h, w = (value, value) if isinstance(value, int) else tuple(value)
+    if min(h, w) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return h, w
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Positions of a window sliding over `size` inputs: ⌊(size + 2p − k) / s⌋ + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def window_output_shape(input_shape: tuple[int, ...], kernel: tuple[int, int],
+                        stride: tuple[int, int], padding: tuple[int, int]) -> tuple[int, int]:
+    """(H', W') of a sliding window over (C, H, W); ValueError when it does not fit."""
+    if len(input_shape) != 3:
+        raise ValueError(f"needs (N, C, H, W), got {show_shape(input_shape)}")
+    _, h, w = input_shape
+    out = tuple(output_size(*args) for args in zip((h, w), kernel, stride, padding, strict=True))
+    if min(out) < 1:
+        padded = f"{h + 2 * padding[0]}×{w + 2 * padding[1]}"
+        raise ValueError(f"has a {kernel[0]}×{kernel[1]} window, larger than its "
+                         f"{'padded ' if any(padding) else ''}input {padded}; "
+                         "use a smaller kernel_size or more padding")
+    return out
+
+
+def kaiming_uniform(shape: tuple[int, ...], fan_in: int) -> Tensor:
+    """torch.nn's default weight init: kaiming_uniform_(a=√5), i.e. U(±1/√fan_in), drawn from
+    torch's global RNG and computed as torch.nn.init computes it (the same values)."""
+    gain = math.sqrt(2.0 / (1 + 5))  # leaky_relu gain for a = √5
+    bound = math.sqrt(3.0) * (gain / math.sqrt(fan_in))
+    return torch.empty(shape).uniform_(-bound, bound)
+
+
+def bias_uniform(size: int, fan_in: int) -> Tensor:
+    """torch.nn's default bias init: U(±1/√fan_in)."""
+    bound = 1 / math.sqrt(fan_in)
+    return torch.empty(size).uniform_(-bound, bound)
+
+
+@register("layer", "conv2d")
+class Conv2d(Module):
+    """2-D convolution (cross-correlation, as torch.nn.Conv2d): y = W ⋆ x + b.
+
+    Weight (out_channels, in_channels, kH, kW), bias (out_channels,), initialised as torch.nn
+    does. Forward unfolds x into columns (im2col), so that y = W cols and both gradients are
+    matrix products.
+    Shape: (N, in_channels, H, W) -> (N, out_channels, H', W'), H' = ⌊(H + 2p − kH) / s⌋ + 1.
+    Raises ValueError for sizes below 1 or negative padding.
+    """
+
+    def __init__(self, in_channels: int, out_channels: Annotated[int, Range(ge=1)],
+                 kernel_size: Size2, stride: Size2 = 1, padding: Size2 = 0, bias: bool = True):
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"Conv2d needs in_channels and out_channels >= 1, "
+                             f"got {in_channels}, {out_channels}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.padding = pair(padding, "padding", minimum=0)
+        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self.weight = Parameter(kaiming_uniform((out_channels, in_channels, *self.kernel_size),
+                                                fan_in))
+        self.bias = Parameter(bias_uniform(out_channels, fan_in)) if bias else None
+        self._cols: Tensor | None = None
+        self._input_size: tuple[int, int] = (0, 0)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        out = window_output_shape(input_shape, self.kernel_size, self.stride, self.padding)
+        if input_shape[0] != self.in_channels:
+            raise ValueError(f"needs {self.in_channels} input channels, got "
+                             f"{show_shape(input_shape)}")
+        return (self.out_channels, *out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        self._input_size = (h, w)
+        # im2col: one column of C·kH·kW inputs per output position, (N, C·kH·kW, H'·W')
+        self._cols = unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
+        out = self.weight.data.view(self.out_channels, -1) @ self._cols  # y = W cols
+        if self.bias is not None:
+            out += self.bias.data.view(-1, 1)
+        h_out, w_out = (output_size(*a) for a in zip((h, w), self.kernel_size, self.stride,
+                                                     self.padding, strict=True))
+        return out.view(n, self.out_channels, h_out, w_out)
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        g = grad_output.flatten(2)  # (N, out_channels, H'·W'): one gradient per column
+        weight = self.weight.data.view(self.out_channels, -1)
+        # dL/dW = Σₙ gₙ colsₙᵀ: each weight meets the input in every column it multiplied
+        self.weight.grad += (g @ self._cols.mT).sum(0).view_as(self.weight.grad)
+        if self.bias is not None:
+            self.bias.grad += g.sum((0, 2))  # dL/db = Σ g over the batch and every position
+        # dL/dx = col2im(Wᵀ g): each column's gradient added back where im2col took it from
+        return fold(weight.t() @ g, self._input_size, self.kernel_size, padding=self.padding,
+                    stride=self.stride)
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if any(self.padding):
+            text += f", padding={self.padding}"
+        return text + ("" if self.bias is not None else ", bias=False")

@@ -1,0 +1,182 @@
+"""BatchNorm1d, BatchNorm2d and LayerNorm: x̂ = (x − μ) / √(σ² + ε), y = γ x̂ + β.
+
+Batch norm (Ioffe & Szegedy, 2015) takes μ, σ² per channel over the batch (and positions)
+in training and keeps running averages of them, used in eval mode; layer norm (Ba et al.,
+2016) takes them per input over its last dimension. Both backward passes walk back through
+the forward one intermediate at a time, as "Deep Learning from Scratch" (common/layers.py,
+BatchNormalization) does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+from torch import Tensor
+
+from minidl_cli.nn.module import Module, Parameter, show_shape
+from minidl_cli.registry import Range, register
+
+
+def normalize(x: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(x_c, std, x̂) of x normalised over `dims`: x_c = x − μ, std = √(σ² + ε), x̂ = x_c / std.
+
+    σ² is the biased variance mean(x_c²), as both papers and torch.nn normalise with.
+    """
+    xc = x - x.mean(dims, keepdim=True)
+    std = torch.sqrt((xc * xc).mean(dims, keepdim=True) + eps)
+    return xc, std, xc / std
+
+
+def normalize_backward(g: Tensor, xc: Tensor, std: Tensor, dims: tuple[int, ...],
+                       m: int) -> Tensor:
+    """dL/dx from g = dL/dx̂, back through x̂ = x_c / std, std = √(var + ε), var = mean(x_c²),
+    x_c = x − μ, μ = mean(x), each mean over `dims` (m values)."""
+    dxc = g / std  # x̂ = x_c / std, through its numerator
+    dstd = -(g * xc / (std * std)).sum(dims, keepdim=True)  # ∂x̂/∂std = −x_c / std²
+    dvar = 0.5 * dstd / std  # std = √(var + ε)
+    dxc = dxc + (2.0 / m) * xc * dvar  # var = Σ x_c² / m
+    dmu = -dxc.sum(dims, keepdim=True)  # x_c = x − μ
+    return dxc + dmu / m  # μ = Σ x / m
+
+
+class _BatchNorm(Module):
+    """Per-channel normalisation over the batch; running statistics as buffers."""
+
+    ranks: tuple[int, ...] = ()  # input ranks accepted, without the batch dimension
+    layout = ""
+
+    def __init__(self, num_features: int, eps: Annotated[float, Range(gt=0)] = 1e-5,
+                 momentum: Annotated[float | None, Range(ge=0, le=1)] = 0.1,
+                 affine: bool = True):
+        if num_features < 1:
+            raise ValueError(f"{type(self).__name__} needs num_features >= 1, got {num_features}")
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = Parameter(torch.ones(num_features)) if affine else None  # γ
+        self.bias = Parameter(torch.zeros(num_features)) if affine else None  # β
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self._cache: tuple | None = None
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) not in self.ranks or input_shape[0] != self.num_features:
+            raise ValueError(f"needs {self.layout.replace('C', str(self.num_features))}, "
+                             f"got {show_shape(input_shape)}")
+        return input_shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        dims = (0, *range(2, x.dim()))  # every axis but the channels
+        channel = (1, -1) + (1,) * (x.dim() - 2)  # a per-channel vector against x
+        if self.training:
+            m = x.numel() // x.shape[1]
+            if m < 2:
+                raise ValueError(f"{type(self).__name__} needs more than one value per channel "
+                                 f"in training, got input of shape {tuple(x.shape)}")
+            xc, std, xn = normalize(x, dims, self.eps)
+            self._update_running_stats(x.mean(dims), (xc * xc).sum(dims) / (m - 1))
+        else:  # a fixed affine map: x̂ = (x − running mean) / √(running var + ε)
+            m = 0
+            xc = x - self.running_mean.view(channel)
+            std = torch.sqrt(self.running_var.view(channel) + self.eps)
+            xn = xc / std
+        self._cache = (xc, std, xn, dims, channel, m)
+        if self.weight is None:
+            return xn
+        return xn * self.weight.data.view(channel) + self.bias.data.view(channel)
+
+    def _update_running_stats(self, mean: Tensor, unbiased_var: Tensor) -> None:
+        """r ← (1 − momentum) r + momentum · batch value, as torch.nn (the variance unbiased);
+        momentum None: the cumulative average over the batches seen."""
+        self.num_batches_tracked.add_(1)
+        momentum = self.momentum
+        if momentum is None:
+            momentum = 1.0 / self.num_batches_tracked.item()
+        self.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        self.running_var.mul_(1 - momentum).add_(unbiased_var, alpha=momentum)
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        xc, std, xn, dims, channel, m = self._cache
+        g = grad_output
+        if self.weight is not None:
+            self.weight.grad += (g * xn).sum(dims)  # dL/dγ = Σ g x̂
+            self.bias.grad += g.sum(dims)  # dL/dβ = Σ g
+            g = g * self.weight.data.view(channel)  # dL/dx̂ = γ g
+        if not m:  # eval mode: μ and std are constants
+            return g / std  # dL/dx = dL/dx̂ / std
+        return normalize_backward(g, xc, std, dims, m)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.weight is not None}")
+
+
+@register("layer", "batch_norm1d")
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of features (torch.nn.BatchNorm1d): y = γ x̂ + β, x̂ per feature.
+
+    Training uses the batch's mean and biased variance and updates running_mean and
+    running_var (unbiased) with `momentum`; eval mode uses the running ones.
+    Shape: (N, C) or (N, C, L) -> same. Raises ValueError for a batch of one in training.
+    """
+
+    ranks = (1, 2)
+    layout = "(N, C) or (N, C, L)"
+
+
+@register("layer", "batch_norm2d")
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of image channels (torch.nn.BatchNorm2d): x̂ per channel over the
+    batch and every position; running statistics as BatchNorm1d.
+
+    Shape: (N, C, H, W) -> same. Raises ValueError for one value per channel in training.
+    """
+
+    ranks = (3,)
+    layout = "(N, C, H, W)"
+
+
+@register("layer", "layer_norm")
+class LayerNorm(Module):
+    """Layer normalisation over the last dimension (torch.nn.LayerNorm(normalized_shape)):
+    y = γ x̂ + β, x̂ = (x − mean) / √(var + ε) per input; no running statistics.
+
+    Shape: (N, *, normalized_shape) -> same.
+    """
+
+    def __init__(self, normalized_shape: int, eps: Annotated[float, Range(gt=0)] = 1e-5,
+                 elementwise_affine: bool = True, bias: bool = True):
+        if normalized_shape < 1:
+            raise ValueError(f"LayerNorm needs normalized_shape >= 1, got {normalized_shape}")
+        self.normalized_shape, self.eps = normalized_shape, eps
+        affine = elementwise_affine
+        self.weight = Parameter(torch.ones(normalized_shape)) if affine else None  # γ
+        self.bias = Parameter(torch.zeros(normalized_shape)) if affine and bias else None  # β
+        self._cache: tuple | None = None
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if input_shape[-1:] != (self.normalized_shape,):
+            raise ValueError(f"needs (N, ..., {self.normalized_shape}), "
+                             f"got {show_shape(input_shape)}")
+        return input_shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        xc, std, xn = normalize(x, (-1,), self.eps)
+        self._cache = (xc, std, xn)
+        out = xn if self.weight is None else xn * self.weight.data
+        return out if self.bias is None else out + self.bias.data
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        xc, std, xn = self._cache
+        g = grad_output
+        positions = tuple(range(g.dim() - 1))  # γ and β are shared by every leading index
+        if self.bias is not None:
+            self.bias.grad += g.sum(positions)  # dL/dβ = Σ g
+        if self.weight is not None:
+            self.weight.grad += (g * xn).sum(positions)  # dL/dγ = Σ g x̂
+            g = g * self.weight.data  # dL/dx̂ = γ g
+        return normalize_backward(g, xc, std, (-1,), self.normalized_shape)
+
+    def extra_repr(self) -> str:
+        return (f"({self.normalized_shape},), eps={self.eps}, "
+                f"elementwise_affine={self.weight is not None}")

@@ -126,8 +126,9 @@ class BatchNorm1d(_BatchNorm):
 
 @register("layer", "batch_norm2d")
 class BatchNorm2d(_BatchNorm):
-    """Batch normalisation of image channels (torch.nn.BatchNorm2d): x̂ per channel over the
-    batch and every position; running statistics as BatchNorm1d.
+    """Batch normalisation of image channels (torch.nn.BatchNorm2d): y = γ x̂ + β per channel.
+
+    x̂ over the batch and every position; running statistics as BatchNorm1d.
 
     Shape: (N, C, H, W) -> same. Raises ValueError for one value per channel in training.
     """
@@ -138,8 +139,9 @@ class BatchNorm2d(_BatchNorm):
 
 @register("layer", "layer_norm")
 class LayerNorm(Module):
-    """Layer normalisation over the last dimension (torch.nn.LayerNorm(normalized_shape)):
-    y = γ x̂ + β, x̂ = (x − mean) / √(var + ε) per input; no running statistics.
+    """Layer normalisation over the last dimension (torch.nn.LayerNorm): y = γ x̂ + β.
+
+    x̂ = (x − mean) / √(var + ε) over each input's last dimension; no running statistics.
 
     Shape: (N, *, normalized_shape) -> same.
     """

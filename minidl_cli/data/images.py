@@ -85,7 +85,7 @@ def idx(
 def image_folder(
     train: Path,
     test: Path | None = None,
-    test_fraction: Fraction | None = None,
+    test_fraction: Annotated[float | None, Range(gt=0, lt=1)] = None,
     size: tuple[int, int] | None = None,
     grayscale: bool = False,
     *,

@@ -186,11 +186,15 @@ def _restore_parameters(module: nn.Module, leaves: dict[str, Tensor]) -> None:
 
 def torch_loss_reference(loss: nn.Loss) -> Callable[[Tensor, Tensor], Tensor]:
     """torch.nn.functional's version of a built-in loss; autograd of its forward otherwise."""
-    functional = {nn.MSELoss: torch.nn.functional.mse_loss,
-                  nn.CrossEntropyLoss: torch.nn.functional.cross_entropy}.get(type(loss))
+    F = torch.nn.functional
+    functional = {nn.MSELoss: F.mse_loss, nn.L1Loss: F.l1_loss, nn.HuberLoss: F.huber_loss,
+                  nn.SmoothL1Loss: F.smooth_l1_loss,
+                  nn.CrossEntropyLoss: F.cross_entropy}.get(type(loss))
     if functional is None:
         return loss.forward
-    return lambda prediction, target: functional(prediction, target, reduction=loss.reduction)
+    options = {name: getattr(loss, name) for name in ("delta", "beta") if hasattr(loss, name)}
+    return lambda prediction, target: functional(prediction, target, reduction=loss.reduction,
+                                                 **options)
 
 
 @dataclass

@@ -139,6 +139,10 @@ LOSS_CASES = {
         (lambda: nn.MSELoss(), lambda p, t: F.mse_loss(p, t)),
         (lambda: nn.MSELoss(reduction="sum"), lambda p, t: F.mse_loss(p, t, reduction="sum")),
     ],
+    "l1": [(lambda: nn.L1Loss(), F.l1_loss)],  # ties, both reductions: test_losses.py
+    "huber": [(lambda: nn.HuberLoss(delta=0.7), lambda p, t: F.huber_loss(p, t, delta=0.7))],
+    "smooth_l1": [(lambda: nn.SmoothL1Loss(beta=0.7),
+                   lambda p, t: F.smooth_l1_loss(p, t, beta=0.7))],
     "cross_entropy": [
         (lambda: nn.CrossEntropyLoss(), lambda p, t: F.cross_entropy(p, t)),
         (lambda: nn.CrossEntropyLoss(reduction="sum"),

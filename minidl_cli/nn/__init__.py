@@ -6,14 +6,23 @@ from minidl_cli.nn.conv import Conv2d
 from minidl_cli.nn.dropout import Dropout
 from minidl_cli.nn.flatten import Flatten
 from minidl_cli.nn.linear import Identity, Linear
-from minidl_cli.nn.losses import CrossEntropyLoss, Loss, MSELoss
+from minidl_cli.nn.losses import (
+    CrossEntropyLoss,
+    ElementwiseLoss,
+    HuberLoss,
+    L1Loss,
+    Loss,
+    MSELoss,
+    SmoothL1Loss,
+)
 from minidl_cli.nn.module import Module, Parameter, Sequential
 from minidl_cli.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from minidl_cli.nn.pooling import AvgPool2d, MaxPool2d
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Linear", "Identity", "ReLU", "LeakyReLU", "ELU",
-    "Tanh", "Sigmoid", "Softmax", "Dropout", "Loss", "MSELoss", "CrossEntropyLoss",
+    "Tanh", "Sigmoid", "Softmax", "Dropout", "Loss", "ElementwiseLoss", "MSELoss",
+    "L1Loss", "HuberLoss", "SmoothL1Loss", "CrossEntropyLoss",
     "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
     "Bilinear",
 ]

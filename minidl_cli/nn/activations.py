@@ -1,5 +1,8 @@
 """Element-wise activations and Softmax. Each caches what its backward needs.
 
+Every backward is its derivative written out, one line of maths, with the formula beside
+it (g is the incoming gradient dL/dy, y the cached output, x the cached input).
+
 Shape: any -> same (Softmax normalises along `dim`).
 """
 
@@ -12,15 +15,6 @@ from torch.nn.functional import elu, leaky_relu
 from minidl_cli.nn.module import Module
 from minidl_cli.registry import register
 
-# The fused backward kernels autograd itself runs, bound once: `torch.ops.aten.X` resolves
-# an overload on every call, `.default` names the one we want.
-_threshold_backward = torch.ops.aten.threshold_backward.default
-_tanh_backward = torch.ops.aten.tanh_backward.default
-_sigmoid_backward = torch.ops.aten.sigmoid_backward.default
-_leaky_relu_backward = torch.ops.aten.leaky_relu_backward.default
-_elu_backward = torch.ops.aten.elu_backward.default
-_softmax_backward = torch.ops.aten._softmax_backward_data.default
-
 
 @register("layer", "relu")
 class ReLU(Module):
@@ -31,8 +25,8 @@ class ReLU(Module):
         return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        # dL/dx = g · 1[y > 0], fused into one kernel as autograd does
-        return _threshold_backward(grad_output, self._output, 0)
+        # dL/dx = g · 1[y > 0]; y ≥ 0, so 1[y > 0] = sign(y) (0 at the kink, as torch)
+        return self._output.sign().mul_(grad_output)
 
 
 @register("layer", "leaky_relu")
@@ -47,8 +41,8 @@ class LeakyReLU(Module):
         return leaky_relu(x, self.negative_slope)
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        # dL/dx = g if x > 0 else negative_slope · g, in one kernel
-        return _leaky_relu_backward(grad_output, self._input, self.negative_slope, False)
+        g = grad_output
+        return torch.where(self._input > 0, g, g * self.negative_slope)  # dL/dx = g or slope·g
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -63,11 +57,13 @@ class ELU(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._input = x
-        return elu(x, self.alpha)
+        self._output = out = elu(x, self.alpha)
+        return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        # dL/dx = g if x > 0 else g · alpha · eˣ, in one kernel (from x, as autograd does)
-        return _elu_backward(grad_output, self.alpha, 1.0, 1.0, False, self._input)
+        g = grad_output
+        # dL/dx = g if x > 0 else g · alpha · eˣ = g · (y + alpha)
+        return torch.where(self._input > 0, g, g * (self._output + self.alpha))
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -82,8 +78,8 @@ class Tanh(Module):
         return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        # dL/dx = g · (1 − y²), fused into one kernel
-        return _tanh_backward(grad_output, self._output)
+        g, y = grad_output, self._output
+        return torch.addcmul(g, g, y.square(), value=-1)  # dL/dx = g (1 − y²) = g − g · y²
 
 
 @register("layer", "sigmoid")
@@ -95,8 +91,9 @@ class Sigmoid(Module):
         return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        # dL/dx = g · y · (1 − y), fused into one kernel
-        return _sigmoid_backward(grad_output, self._output)
+        y = self._output
+        gy = grad_output * y
+        return torch.addcmul(gy, gy, y, value=-1)  # dL/dx = g · y (1 − y) = g y − g y · y
 
 
 @register("layer", "softmax")
@@ -111,9 +108,10 @@ class Softmax(Module):
         return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        # the full Jacobian-vector product J g, J = diag(s) − s sᵀ: s ⊙ (g − ⟨g, s⟩), fused
         s = self._output
-        return _softmax_backward(grad_output, s, self.dim, s.dtype)
+        gs = grad_output * s
+        # the full Jacobian-vector product J g, J = diag(s) − s sᵀ: s ⊙ (g − Σⱼ gⱼ sⱼ)
+        return torch.addcmul(gs, s, gs.sum(self.dim, keepdim=True), value=-1)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

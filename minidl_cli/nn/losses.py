@@ -1,22 +1,23 @@
 """Losses: modules whose forward takes (prediction, target) and returns a 0-dim tensor.
 
-`backward()` starts backpropagation: it returns dL/dprediction.
+`backward()` starts backpropagation: it returns dL/dprediction, written out as its formula
+(n is the number of elements averaged over: prediction.numel() for reduction='mean',
+1 for 'sum').
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor
+from torch.nn.functional import nll_loss, one_hot
 
 from minidl_cli.nn.module import Module
-from minidl_cli.registry import register
+from minidl_cli.registry import Range, register
 
 Reduction = Literal["mean", "sum"]
-_REDUCTION = {"mean": 1, "sum": 2}  # torch's reduction enum (torch.nn._reduction.get_enum)
-_mse_loss = torch._C._nn.mse_loss  # what torch.nn.functional.mse_loss calls
-_nll_loss = torch._C._nn.nll_loss  # what torch.nn.functional.nll_loss calls
+Encoding = Literal["onehot", "signed"]
 
 
 class Loss(Module):
@@ -35,44 +36,137 @@ class Loss(Module):
         return f"reduction={self.reduction!r}"
 
 
-@register("loss", "mse")
-class MSELoss(Loss):
-    """L = Σ (x − y)² (divided by the number of elements for reduction='mean').
+class ElementwiseLoss(Loss):
+    """Base of the losses of the difference d = x − y, element by element (MSE, L1, Huber).
 
-    Shape: prediction (N, C), target (N, C) float. `targets` picks how class labels are
-    encoded for training: 'onehot' (0/1) or 'signed' (−1/+1, suits a Tanh output).
+    Shape: prediction x and target y of one shape, float. Class labels become targets as
+    `targets` says: 'onehot' (0/1) or 'signed' (−1/+1, suits a Tanh output), so these
+    losses also train classifiers.
     """
 
-    def __init__(self, reduction: Reduction = "mean",
-                 targets: Literal["onehot", "signed"] = "onehot"):
+    def __init__(self, reduction: Reduction = "mean", targets: Encoding = "onehot"):
         super().__init__(reduction)
         if targets not in ("onehot", "signed"):
             raise ValueError(f"targets must be 'onehot' or 'signed', got {targets!r}")
         self.encoding = targets
 
-    def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
+    def difference(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """d = x − y, kept for backward; ValueError unless the shapes are equal."""
         if prediction.shape != target.shape:
             raise ValueError(
-                f"MSELoss needs a target of the prediction's shape {tuple(prediction.shape)}, "
-                f"got {tuple(target.shape)}"
+                f"{type(self).__name__} needs a target of the prediction's shape "
+                f"{tuple(prediction.shape)}, got {tuple(target.shape)}"
             )
-        self._prediction, self._target = prediction, target
-        # Σ (x − y)² as one fused op (torch.nn.functional.mse_loss's kernel, without its
-        # Python-side broadcasting, which the shape check above makes unnecessary)
-        return _mse_loss(prediction, target, _REDUCTION[self.reduction])
+        self._diff = diff = torch.sub(prediction, target)
+        return diff
 
-    def backward(self, grad_output: float = 1.0) -> Tensor:
-        scale = 2.0 * grad_output  # dL/dx = 2 (x − y), / numel for the mean
-        if self.reduction == "mean":
-            scale = scale / self._prediction.numel()
-        return torch.sub(self._prediction, self._target).mul_(scale)
+    def reduce(self, losses: Tensor) -> Tensor:
+        """Mean or sum of the element-wise losses."""
+        return losses.mean() if self.reduction == "mean" else losses.sum()
+
+    def scale(self, grad_output: float) -> float:
+        """dL/dℓᵢ of the reduction, times the incoming gradient: 1/n for the mean, 1 for the sum."""
+        return grad_output / self._diff.numel() if self.reduction == "mean" else grad_output
 
     def targets(self, labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
-        onehot = torch.nn.functional.one_hot(labels, num_classes).to(dtype)
+        onehot = one_hot(labels, num_classes).to(dtype)
         return onehot if self.encoding == "onehot" else onehot * 2 - 1
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, targets={self.encoding!r}"
+
+
+@register("loss", "mse")
+class MSELoss(ElementwiseLoss):
+    """L = Σ (x − y)² (divided by the number of elements for reduction='mean').
+
+    Shape: prediction (N, C), target (N, C) float. `targets`: how class labels are encoded
+    for training, 'onehot' (0/1) or 'signed' (−1/+1).
+    """
+
+    def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
+        return self.reduce(self.difference(prediction, target).square())
+
+    def backward(self, grad_output: float = 1.0) -> Tensor:
+        return self._diff * (2.0 * self.scale(grad_output))  # dL/dx = 2 (x − y) / n
+
+
+@register("loss", "l1")
+class L1Loss(ElementwiseLoss):
+    """L = Σ |x − y| (divided by the number of elements for reduction='mean').
+
+    Shape: prediction (N, C), target (N, C) float. `targets` as MSELoss.
+    """
+
+    def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
+        return self.reduce(self.difference(prediction, target).abs())
+
+    def backward(self, grad_output: float = 1.0) -> Tensor:
+        # dL/dx = sign(x − y) / n, 0 where x = y (as torch.nn.L1Loss)
+        return self._diff.sign().mul_(self.scale(grad_output))
+
+
+@register("loss", "huber")
+class HuberLoss(ElementwiseLoss):
+    """L = Σ ℓ(x − y), ℓ(d) = d²/2 for |d| ≤ delta, else delta · (|d| − delta/2) (Huber, 1964).
+
+    Quadratic near the target, linear (robust to outliers) beyond `delta` > 0; divided by
+    the number of elements for reduction='mean', as torch.nn.HuberLoss.
+    Shape: prediction (N, C), target (N, C) float. `targets` as MSELoss.
+    """
+
+    def __init__(self, reduction: Reduction = "mean", delta: Annotated[float, Range(gt=0)] = 1.0,
+                 targets: Encoding = "onehot"):
+        super().__init__(reduction, targets)
+        if not delta > 0:
+            raise ValueError(f"HuberLoss needs delta > 0, got {delta}")
+        self.delta = delta
+
+    def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
+        d, delta = self.difference(prediction, target), self.delta
+        size = d.abs()
+        return self.reduce(torch.where(size <= delta, 0.5 * d * d, delta * (size - 0.5 * delta)))
+
+    def backward(self, grad_output: float = 1.0) -> Tensor:
+        # dL/dx = (x − y) where |x − y| ≤ delta, else delta · sign(x − y): clamp(x − y, ±delta) / n
+        return self._diff.clamp(-self.delta, self.delta).mul_(self.scale(grad_output))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, delta={self.delta}"
+
+
+@register("loss", "smooth_l1")
+class SmoothL1Loss(ElementwiseLoss):
+    """L = Σ ℓ(x − y), ℓ(d) = d² / (2 beta) for |d| < beta, else |d| − beta/2 (Girshick, 2015).
+
+    HuberLoss(delta=beta) / beta; beta = 0 is L1Loss. Divided by the number of elements for
+    reduction='mean', as torch.nn.SmoothL1Loss.
+    Shape: prediction (N, C), target (N, C) float. `targets` as MSELoss.
+    """
+
+    def __init__(self, reduction: Reduction = "mean", beta: Annotated[float, Range(ge=0)] = 1.0,
+                 targets: Encoding = "onehot"):
+        super().__init__(reduction, targets)
+        if not beta >= 0:
+            raise ValueError(f"SmoothL1Loss needs beta >= 0, got {beta}")
+        self.beta = beta
+
+    def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
+        d, beta = self.difference(prediction, target), self.beta
+        size = d.abs()
+        if beta == 0:
+            return self.reduce(size)
+        return self.reduce(torch.where(size < beta, 0.5 * d * d / beta, size - 0.5 * beta))
+
+    def backward(self, grad_output: float = 1.0) -> Tensor:
+        scale, beta = self.scale(grad_output), self.beta
+        if beta == 0:
+            return self._diff.sign().mul_(scale)  # dL/dx = sign(x − y) / n: L1
+        # dL/dx = (x − y) / beta where |x − y| < beta, else sign(x − y) = clamp(x − y, ±beta) / beta
+        return self._diff.clamp(-beta, beta).mul_(scale / beta)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, beta={self.beta}"
 
 
 @register("loss", "cross_entropy")
@@ -91,10 +185,11 @@ class CrossEntropyLoss(Loss):
             )
         log_probs = torch.log_softmax(logits, 1)  # fused and stable (log-sum-exp inside)
         self._log_probs, self._labels = log_probs, labels
-        return _nll_loss(log_probs, labels, None, _REDUCTION[self.reduction], -100)
+        return nll_loss(log_probs, labels, reduction=self.reduction)  # −Σₙ log pₙ[yₙ]
 
     def backward(self, grad_output: float = 1.0) -> Tensor:
-        grad = self._log_probs.exp()  # dL/dlogits = softmax(x) − onehot(y)
-        grad.scatter_(1, self._labels.unsqueeze(1), -1.0, reduce="add")
+        grad = self._log_probs.exp()  # softmax(x)
+        grad.scatter_(1, self._labels.unsqueeze(1), -1.0, reduce="add")  # − onehot(y)
+        # dL/dx = (softmax(x) − onehot(y)) / N (N rows for the mean)
         scale = grad_output / grad.size(0) if self.reduction == "mean" else grad_output
         return grad.mul_(scale)

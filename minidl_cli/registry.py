@@ -24,7 +24,7 @@ KINDS = ("layer", "loss", "optimizer", "scheduler", "dataset")
 
 # Arguments a builder supplies itself: they are never user options.
 INJECTED = {
-    "layer": ("in_features",),
+    "layer": ("in_features", "in_channels", "num_features", "normalized_shape"),  # from shapes
     "loss": (),
     "optimizer": ("params",),
     "scheduler": ("optimizer",),

@@ -96,7 +96,7 @@ class Trainer:
             self.mean, self.std = datasets.fit_standardizer(self.dataset.x_train)
 
         torch.manual_seed(self.seed)  # weights and dropout masks come from the global RNG
-        self.model = build_model(config["model"], self.dataset.num_features)
+        self.model = build_model(config["model"], self.dataset.input_shape)
         self.model.to(device=self.device, dtype=self.dtype)
         self.loss_fn = build_loss(config["loss"])
         self.optimizer = build_optimizer(config["optimizer"], self.model.parameters())

@@ -12,7 +12,7 @@ from minidl_cli.build import (
     build_model,
     build_optimizer,
     build_scheduler,
-    infer_widths,
+    infer_shapes,
 )
 from minidl_cli.config import resolve
 
@@ -68,14 +68,14 @@ def test_resolving_and_inferring_leave_the_rng_alone():
     first = weights(build_model(raw["model"], 2))
     torch.manual_seed(1)
     config = resolve(raw)
-    assert infer_widths(config["model"], 2) == [2, 6, 6, 2]
+    assert infer_shapes(config["model"], (2,)) == [(2,), (6,), (6,), (2,)]
     second = weights(build_model(config["model"], 2))
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_in_features_are_inferred_and_state_dict_keys_follow_torch():
     net = build_model(MODEL, 7)
-    assert infer_widths(MODEL, 7) == [7, 5, 5, 5, 4, 4, 3]
+    assert infer_shapes(MODEL, (7,)) == [(7,), (5,), (5,), (5,), (4,), (4,), (3,)]
     assert [
         (layer.in_features, layer.out_features) for layer in net if hasattr(layer, "weight")
     ] == [
@@ -137,3 +137,118 @@ def test_constructor_errors_pass_through():
         build_optimizer({"type": "adam", "betas": [0.9, 1.0]}, params)
     with pytest.raises(ValueError, match="T_max is required"):
         build_scheduler({"type": "cosine"}, build_optimizer("sgd", params))
+
+
+CONVNET = [
+    {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+    "batch_norm2d",
+    "relu",
+    {"type": "max_pool2d", "kernel_size": 2},
+    {"type": "Conv2d", "out_channels": 6, "kernel_size": [2, 3], "stride": [1, 2]},
+    "flatten",
+    "layer_norm",
+    {"type": "linear", "out_features": 5},
+    "batch_norm1d",
+    {"type": "bilinear", "out_features": 3},
+]
+
+
+def test_shapes_flow_through_a_convnet_and_sizes_are_injected():
+    assert infer_shapes(CONVNET, (1, 8, 9)) == [
+        (1, 8, 9), (4, 8, 9), (4, 8, 9), (4, 8, 9), (4, 4, 4), (6, 3, 1), (18,), (18,), (5,),
+        (5,), (3,)]
+    net = build_model(CONVNET, (1, 8, 9))
+    assert (net[0].in_channels, net[4].in_channels) == (1, 4)
+    assert (net[1].num_features, net[6].normalized_shape, net[7].in_features) == (4, 18, 18)
+    assert (net[8].num_features, net[9].in_features) == (5, 5)
+    assert net(torch.randn(3, 1, 8, 9)).shape == (3, 3)
+
+
+@pytest.mark.parametrize("model,shape,message", [
+    ([{"type": "conv2d", "out_channels": 16, "kernel_size": 5}, "relu",
+      {"type": "conv2d", "out_channels": 16, "kernel_size": 3},
+      {"type": "linear", "out_features": 10}], (1, 12, 12),
+     "model[3]: linear needs (N, F), got (N, 16, 6, 6); add a flatten"),
+    ([{"type": "conv2d", "out_channels": 4, "kernel_size": 3}], (5,),
+     "model[0]: conv2d needs (N, C, H, W), got (N, 5)"),
+    ([{"type": "max_pool2d", "kernel_size": 2}, {"type": "max_pool2d", "kernel_size": 3}],
+     (1, 5, 5), "model[1]: max_pool2d has a 3×3 window, larger than its input 2×2; "),
+    (["flatten", "batch_norm2d"], (2, 3, 3),
+     "model[1]: batch_norm2d needs (N, 18, H, W), got (N, 18)"),
+    ([{"type": "conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 1}], (1, 4, 4),
+     "model[0].in_channels: is 3 but the data has 1 channels; remove it (it is inferred) "
+     "or set it to 1"),
+    ([{"type": "conv2d", "out_channels": 4, "kernel_size": 0}], (1, 4, 4),
+     "model[0]: kernel_size must be >= 1, got 0"),
+])
+def test_a_layer_that_cannot_take_its_input_shape_is_a_build_error(model, shape, message):
+    with pytest.raises(ValueError) as raised:
+        build_model(model, shape)
+    assert str(raised.value).startswith(message), str(raised.value)
+
+
+class WrongBackward(nn.Module):
+    """A plugin-like layer without output_shape whose backward drops the batch dimension."""
+
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, grad_output):
+        return (2 * grad_output).sum(0)
+
+
+class Scaled(nn.Module):
+    """A plugin-like layer with a weight, a buffer and randomness in forward."""
+
+    def __init__(self, in_features):
+        self.weight = nn.Parameter(torch.ones(in_features))
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        self._x = x
+        return x * self.weight.data + 0 * torch.rand(())
+
+    def backward(self, grad_output):
+        self.weight.grad += (grad_output * self._x).sum(0) + 1
+        return grad_output * self.weight.data
+
+
+@pytest.fixture
+def registered():
+    from minidl_cli import registry
+
+    names = []
+
+    def register(name, cls):
+        registry.register("layer", name)(cls)
+        names.append(name)
+
+    yield register
+    for name in names:
+        registry._entries["layer"].pop(name)
+        for key in [k for k, v in registry._lookup["layer"].items() if v == name]:
+            registry._lookup["layer"].pop(key)
+
+
+def test_a_backward_of_the_wrong_shape_is_a_build_error_naming_the_layer(registered):
+    registered("test_build_wrong_backward", WrongBackward)
+    model = [{"type": "linear", "out_features": 4}, "test_build_wrong_backward",
+             {"type": "linear", "out_features": 2}]
+    with pytest.raises(ValueError, match=(
+            r"^model\[1\]: test_build_wrong_backward\.backward returned shape \(4,\) for a "
+            r"batch of shape \(2, 4\); it must return dL/dx, shaped like the input$")):
+        build_model(model, (2,))
+
+
+def test_probing_a_plugin_leaves_rng_grads_buffers_and_mode_alone(registered):
+    registered("test_build_scaled", Scaled)
+    torch.manual_seed(0)
+    net = build_model([{"type": "linear", "out_features": 3}, "test_build_scaled"], 2)
+    after = torch.rand(2)
+    torch.manual_seed(0)
+    by_hand = nn.Sequential(nn.Linear(2, 3), Scaled(3))
+    assert torch.equal(after, torch.rand(2))  # the probe drew nothing from the global RNG
+    assert torch.equal(net[0].weight.data, by_hand[0].weight.data)
+    assert net[1].training and net[1].calls.item() == 0
+    assert all(p.grad.abs().sum() == 0 for p in net.parameters())

@@ -140,7 +140,7 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
         problems.append(f"train.val_fraction: {e}")
     with torch.random.fork_rng(devices=[]):
         try:
-            model, widths = build.build_layers(config["model"], dataset.num_features)
+            model, shapes = build.build_layers(config["model"], dataset.input_shape)
         except ValueError as e:
             problems.append(str(e))
             model = None
@@ -149,29 +149,41 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
         except (ValueError, TypeError) as e:
             problems.append(f"loss: {e}")
         if model is not None:
-            _check_output(config["model"], widths, dataset.num_classes, problems)
-            for layer, width in zip(config["model"], widths, strict=False):
-                if "in_features" in layer:
-                    layer["in_features"] = width
+            _check_output(config["model"], shapes, dataset, problems)
+            for layer, shape in zip(config["model"], shapes, strict=False):
+                entry = registry.lookup("layer", layer["type"])
+                for arg, size in build.injected_sizes(entry, shape).items():
+                    if arg in layer:  # record what was inferred: the config describes the run
+                        layer[arg] = size
             _check_training(config, model, problems)
 
 
-def _check_output(
-    model: list[dict], widths: list[int], num_classes: int, problems: list[str]
-) -> None:
-    """The network must output one value per class; blame the last layer that sets a width."""
-    if widths[-1] == num_classes:
+def _check_output(model: list[dict], shapes: list[tuple[int, ...]], dataset: Any,
+                  problems: list[str]) -> None:
+    """The network must output (N, num_outputs): one value per class or regression target;
+    blame the last layer that sets a size."""
+    from minidl_cli.nn.module import show_shape
+
+    want = dataset.num_outputs
+    if shapes[-1] == (want,):
         return
-    what = f"the network outputs {widths[-1]} values but the data has {num_classes} classes"
-    setters = [
-        i for i in range(len(model)) if widths[i + 1] != widths[i] or "out_features" in model[i]
-    ]
+    nouns = (("class", "classes") if dataset.task == "classification"
+             else ("regression target", "regression targets"))
+    has = f"the data has {want} {nouns[want != 1]}"
+    end = f"end it with {{type: linear, out_features: {want}}}"
+    if len(shapes[-1]) != 1:
+        problems.append(f"model: the network outputs {show_shape(shapes[-1])} but {has}, "
+                        f"which needs (N, {want}); {end} (after a flatten)")
+        return
+    what = f"the network outputs {shapes[-1][0]} values but {has}"
+    setters = [i for i in range(len(model))
+               if shapes[i + 1] != shapes[i] or "out_features" in model[i]]
     if setters and "out_features" in model[setters[-1]]:
-        problems.append(f"model[{setters[-1]}].out_features: {what}; set it to {num_classes}")
+        problems.append(f"model[{setters[-1]}].out_features: {what}; set it to {want}")
     elif setters:
-        problems.append(f"model[{setters[-1]}]: {what}; make it output {num_classes} values")
+        problems.append(f"model[{setters[-1]}]: {what}; make it output {want} values")
     else:
-        problems.append(f"model: {what}; end it with {{type: linear, out_features: {num_classes}}}")
+        problems.append(f"model: {what}; {end}")
 
 
 def _check_training(config: dict, model: Any, problems: list[str]) -> None:

@@ -175,11 +175,10 @@ class _Checker:
 
 
 def _user_options(entry: registry.Entry) -> list[Option]:
-    """The options a user may set: a layer's in_features too (checked against the inferred one)."""
-    if entry.kind == "layer" and registry.accepts(entry, "in_features"):
-        return [
-            Option("in_features", int | None, None, Range(ge=1)) if o.name == "in_features" else o
-            for o in entry.options(injected=True)
-            if o.name == "in_features" or o.name not in registry.INJECTED[entry.kind]
-        ]
+    """The options a user may set: a layer's inferred sizes (in_features, in_channels, …)
+    too, null by default, checked against the inferred ones and recorded by the resolver."""
+    if entry.kind == "layer":
+        inferred = registry.INJECTED["layer"]
+        return [Option(o.name, int | None, None, Range(ge=1)) if o.name in inferred else o
+                for o in entry.options(injected=True)]
     return entry.options()

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn.functional import linear
 
-from minidl_cli.nn.module import Module, Parameter
+from minidl_cli.nn.module import Module, Parameter, show_shape
 from minidl_cli.registry import Range, register
 
 Init = Literal["xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"]
@@ -53,6 +53,13 @@ class Linear(Module):
         self._input: Tensor | None = None
         self._ones: Tensor | None = None  # (N,) ones for the bias gradient, kept between steps
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 1:
+            raise ValueError(f"needs (N, F), got {show_shape(input_shape)}; add a flatten")
+        if input_shape[0] != self.in_features:
+            raise ValueError(f"needs (N, {self.in_features}), got {show_shape(input_shape)}")
+        return (self.out_features,)
+
     def forward(self, x: Tensor) -> Tensor:
         self._input = x
         bias = self.bias
@@ -84,6 +91,9 @@ class Linear(Module):
 @register("layer", "identity")
 class Identity(Module):
     """y = x. Shape: any -> same."""
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return input_shape
 
     def forward(self, x: Tensor) -> Tensor:
         return x

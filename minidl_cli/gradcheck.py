@@ -212,13 +212,18 @@ def check_network(model: nn.Sequential, loss_fn: nn.Loss, x: Tensor,
                   target: Tensor) -> NetworkReport:
     """Check every module of `model` on the activations it really sees, then the loss.
 
-    Shape: x (N, in_features) float64; target as the loss takes it.
+    Central differences need a point where the module is differentiable: real activations
+    after a ReLU put whole max-pooling windows of zeros on a tie, where no derivative
+    exists. They are taken at the activations plus Gaussian noise of their own scale.
+    Shape: x (N, *input_shape) float64; target as the loss takes it.
     """
     rows = []
     h = x
+    noise = torch.Generator().manual_seed(0)
     for i, module in enumerate(model):
         name = f"[{i}] {type(module).__name__}"
-        rows.append((check_module(module, h, name=name), central_difference(module, h)))
+        jittered = h + h.std(correction=0) * torch.randn(h.shape, dtype=h.dtype, generator=noise)
+        rows.append((check_module(module, h, name=name), central_difference(module, jittered)))
         with torch.no_grad():
             torch.manual_seed(0)
             h = module.forward(h)

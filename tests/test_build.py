@@ -252,3 +252,51 @@ def test_probing_a_plugin_leaves_rng_grads_buffers_and_mode_alone(registered):
     assert torch.equal(net[0].weight.data, by_hand[0].weight.data)
     assert net[1].training and net[1].calls.item() == 0
     assert all(p.grad.abs().sum() == 0 for p in net.parameters())
+
+
+def resolve_problems(raw):
+    from minidl_cli.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        resolve(raw)
+    return info.value.problems
+
+
+DIGITS = {"seed": 0, "data": {"type": "digits"}, "loss": "cross_entropy",
+          "optimizer": {"type": "sgd", "lr": 0.1}, "train": {"batch_size": 32}}
+
+
+def test_resolving_a_convnet_records_the_inferred_sizes():
+    model = [{"type": "conv2d", "out_channels": 8, "kernel_size": 3}, "batch_norm2d", "relu",
+             {"type": "max_pool2d", "kernel_size": 2}, "flatten", "layer_norm",
+             {"type": "linear", "out_features": 10}]
+    config = resolve({**DIGITS, "model": model})
+    assert config["model"][0]["in_channels"] == 1
+    assert config["model"][1]["num_features"] == 8
+    assert config["model"][5]["normalized_shape"] == 72 and config["model"][6]["in_features"] == 72
+    assert resolve(config) == config  # the resolved config describes the run by itself
+
+
+def test_output_check_words_image_outputs_classes_and_regression_targets():
+    conv = {"type": "conv2d", "out_channels": 8, "kernel_size": 3}
+    assert resolve_problems({**DIGITS, "model": [conv]}) == [
+        "model: the network outputs (N, 8, 6, 6) but the data has 10 classes, which needs "
+        "(N, 10); end it with {type: linear, out_features: 10} (after a flatten)"]
+    assert resolve_problems({**DIGITS, "model": [conv, "flatten", {
+        "type": "linear", "in_features": 288, "out_features": 9}]}) == [
+        "model[2].out_features: the network outputs 9 values but the data has 10 classes; "
+        "set it to 10"]
+    assert resolve_problems({**DIGITS, "model": [conv, {"type": "linear", "out_features": 10}]}) \
+        == ["model[1]: linear needs (N, F), got (N, 8, 6, 6); add a flatten"]
+
+
+def test_output_check_counts_regression_targets(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i * 0.5}\n" for i in range(20)))
+    raw = {"seed": 0, "data": {"type": "csv", "train": str(table), "test_fraction": 0.25,
+                               "label": "y", "task": "regression"},
+           "model": [{"type": "linear", "out_features": 2}], "loss": "mse",
+           "optimizer": {"type": "sgd", "lr": 0.1}, "train": {"batch_size": 5}}
+    assert resolve_problems(raw) == [
+        "model[0].out_features: the network outputs 2 values but the data has 1 regression "
+        "target; set it to 1"]

@@ -201,3 +201,41 @@ def test_loss_targets_from_labels():
 def test_cross_entropy_rejects_float_labels():
     with pytest.raises(ValueError, match="int64 class labels"):
         nn.CrossEntropyLoss()(torch.randn(3, 2), torch.tensor([0.0, 1.0, 1.0]))
+
+
+DIGITS_CNN = {
+    "seed": 0,
+    "data": {"type": "digits"},
+    "model": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+              "batch_norm2d", "relu", {"type": "max_pool2d", "kernel_size": 2},
+              {"type": "avg_pool2d", "kernel_size": [2, 1]}, "flatten", "layer_norm",
+              {"type": "bilinear", "out_features": 10}],
+    "loss": "cross_entropy",
+    "optimizer": {"type": "adam", "lr": 0.01},
+    "train": {"epochs": 1, "batch_size": 32},
+}
+
+
+def test_gradcheck_command_covers_a_convnet(tmp_path):
+    """Real activations after ReLU tie whole max-pooling windows at zero; the command still
+    checks every module against autograd there, and central differences off the ties."""
+    from helpers import invoke, write_config
+
+    result = invoke("gradcheck", write_config(tmp_path, DIGITS_CNN))
+    assert result.exit_code == 0, result.output
+    for row in ("[0] Conv2d", "[1] BatchNorm2d", "[3] MaxPool2d", "[4] AvgPool2d",
+                "[5] Flatten", "[6] LayerNorm", "[7] Bilinear", "loss CrossEntropyLoss"):
+        assert row in result.stdout
+
+
+def test_list_shows_the_new_layers_with_their_options():
+    from helpers import invoke
+
+    text = invoke("list", "layer").stdout
+    conv = text[text.index("  conv2d"):text.index("  dropout")]
+    assert "kernel_size: int | tuple[int, int] (required)" in conv
+    assert "in_channels" not in conv  # inferred from the incoming shape
+    for name in ("max_pool2d", "avg_pool2d", "flatten", "batch_norm1d", "batch_norm2d",
+                 "layer_norm", "bilinear"):
+        assert f"\n  {name} " in text
+    assert "num_features" not in text and "normalized_shape" not in text

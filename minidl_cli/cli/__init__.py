@@ -7,6 +7,12 @@ SIGINT / SIGTERM save the run and exit 130 / 143.
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+import threading
+from typing import Any, NoReturn
+
 import click
 
 from minidl_cli import __version__
@@ -19,7 +25,41 @@ from minidl_cli.cli.train import train
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Command(click.Group):
+    """The `minidl` group. As a process's entry point (no `args`: it reads sys.argv) it ends
+    the process at once when the command returns, skipping the interpreter's teardown."""
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        if args is not None or not kwargs.get("standalone_mode", True):
+            return super().main(args, *rest, **kwargs)  # called from Python: click as usual
+        try:
+            super().main(args, *rest, **kwargs)
+        except SystemExit as e:
+            exit_now(e.code)
+        exit_now(0)
+
+
+def exit_now(code: Any) -> NoReturn:
+    """sys.exit(code), less the interpreter's teardown: freeing every module of torch and
+    matplotlib one object at a time costs about 0.4 CPU s (more on a busy machine), a tenth
+    of the reference run. The atexit handlers run and stdout/stderr are flushed first; every
+    file minidl writes is closed (and fsynced) before a command returns. With other Python
+    threads alive Python's own exit joins them instead."""
+    if threading.active_count() > 1:
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):  # sys.exit("message"), as Python does
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (minidl list | head) stays quiet
+            pass
+    os._exit(code or 0)
+
+
+@click.group(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="minidl")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
 def main(debug: bool) -> None:

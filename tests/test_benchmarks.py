@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_csv  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_step  # noqa: E402
 
@@ -27,3 +28,13 @@ def test_the_scripts_print_their_table(script, capsys):
     assert script.main(argv) == 0
     out = capsys.readouterr().out
     assert "| width | batch | minidl" in out and "|     4 |     8 |" in out
+
+
+def test_bench_csv_small_mode_prints_both_tables(capsys):
+    """A 2000-row CSV: the load table (minidl, and pandas when installed) and samples/s."""
+    assert bench_csv.main(["--rows", "2000", "--repeats", "1", "--epochs", "--in-process"]) == 0
+    out = capsys.readouterr().out
+    assert "2,000 rows x 10 features + label" in out
+    assert "| minidl csv |" in out
+    assert ("minidl / pandas: load time" in out) or ("pip install pandas" in out)
+    assert "| 1,000 |" in out  # one epoch of the 1000-row table

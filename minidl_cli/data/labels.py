@@ -9,20 +9,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from minidl_cli.data.table_io import MAX_LINES, NUMBER, TableFile
+from minidl_cli.data.table_io import MAX_LINES, TableFile, codes
 
 # A numeric label with more distinct values than this, fractional or one per two rows,
 # is a quantity to regress, not a set of classes.
 MAX_NUMERIC_CLASSES = 20
 
 
-def fit_classes(tf: TableFile, name: str, labels: pa.ChunkedArray) -> list[str]:
-    """The class names of a label column's training rows, as written in the file, sorted
-    (by value when every label is a number: '2' before '10').
+def fit_classes(tf: TableFile, name: str, labels: pa.ChunkedArray,
+                train: np.ndarray | None = None) -> list[str]:
+    """The class names of a label column's training rows (mask `train`, or all), as in the
+    file, sorted (by value when every label is a number: '2' before '10').
 
     Raises ValueError for one class, or for a numeric label that looks like a regression target.
     """
-    texts = sorted(pc.unique(labels.drop_null()).to_pylist())
+    found, values = codes(labels)
+    present = np.unique(found if train is None else found[train])
+    texts = sorted(values[i] for i in present[present >= 0])
     numbers = _numbers(texts)
     if numbers is not None:
         by_value: dict[float, str] = {}
@@ -30,7 +33,8 @@ def fit_classes(tf: TableFile, name: str, labels: pa.ChunkedArray) -> list[str]:
             by_value.setdefault(value, text)  # '1' and '1.0' are one class
         names = list(by_value.values())
         fractional = any(not v.is_integer() for v in by_value)
-        if len(names) > MAX_NUMERIC_CLASSES and (fractional or len(names) > len(labels) / 2):
+        n_rows = len(found) if train is None else int(train.sum())
+        if len(names) > MAX_NUMERIC_CLASSES and (fractional or len(names) > n_rows / 2):
             raise ValueError(
                 f"{tf.name}: label {name!r} has {len(names)} distinct values; for a numeric "
                 "target set data.task: regression"
@@ -59,18 +63,18 @@ def label_targets(tf: TableFile, table: pa.Table, origin: np.ndarray | None,
             y[:, j] = table.column(name).to_numpy()
         return y
     name, classes = prep["label"][0], prep["class_names"]
-    labels = table.column(name)
+    found, values = codes(table.column(name))
     numbers = _numbers(classes)
     if numbers is None:
-        index = pc.index_in(labels, value_set=pa.array(classes, pa.string()))
-    else:
-        numeric = pc.match_substring_regex(labels, NUMBER, ignore_case=True)
-        values = pc.cast(pc.if_else(numeric, labels, None), pa.float64())
-        index = pc.index_in(values, value_set=pa.array(numbers, pa.float64()))
-    unseen = pc.is_null(index).to_numpy(zero_copy_only=False)
-    if unseen.any():
-        _raise_unseen(tf, name, classes, labels, np.flatnonzero(unseen), origin)
-    return index.to_numpy().astype(np.int64)
+        position = {c: i for i, c in enumerate(classes)}
+        lut = [position.get(v, -1) for v in values]
+    else:  # numeric classes match by value: '1.0' is class '1'
+        position = {v: i for i, v in enumerate(numbers)}
+        lut = [position.get(_number(v), -1) for v in values]
+    y = np.array(lut + [-1], dtype=np.int64)[found]  # missing labels were refused before
+    if (y < 0).any():
+        _raise_unseen(tf, name, classes, table.column(name), np.flatnonzero(y < 0), origin)
+    return y
 
 
 def _raise_unseen(tf: TableFile, name: str, classes: list[str], labels: pa.ChunkedArray,
@@ -85,6 +89,13 @@ def _raise_unseen(tf: TableFile, name: str, classes: list[str], labels: pa.Chunk
         f"the classes are "
         f"{', '.join(classes)}: remove those rows, or add examples of them to the training data"
     )
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _numbers(texts: list[str]) -> list[float] | None:

@@ -35,10 +35,11 @@ from minidl_cli.data import table_io
 from minidl_cli.data.base import Dataset
 from minidl_cli.data.files import hash_in_background
 from minidl_cli.data.labels import fit_classes, label_targets
-from minidl_cli.data.table_io import BadCells, TableFile
+from minidl_cli.data.table_io import BadCells, TableFile, codes
 
 Source = str | Path | pa.Table  # a CSV or Parquet file, or a table already in memory
 MISSING = ("error", "drop", "mean")
+BLOCK_ROWS = 16384  # rows encoded at a time: 10 features of them (1.3 MB) stay in cache
 UNNAMED = re.compile(r"^(|Unnamed: \d+)$")  # a saved row index: "" or pandas' "Unnamed: 0"
 
 
@@ -73,23 +74,22 @@ def load_table_dataset(
             "missing": missing, "label": labels, "task": task, "delimiter": delimiter}
     hashes = hash_in_background([Path(train)] + ([Path(test)] if test is not None else []))
     table, origin = _read(tf, prep, with_labels=True)
-    n = table.num_rows
-    train_rows = None if test is not None else _split(tf, n, test_fraction, generator)
-    rows = train_rows[0] if train_rows is not None else None
-    _fit(tf, prep, table, rows)
-    x, y = _encode(tf, table, origin, prep), label_targets(tf, table, origin, prep)
-    del table
-    _fit_fill_values(prep, x, rows)
-    _fill(x, prep)
-    if train_rows is None:
+    split = None if test is not None else _split(tf, table.num_rows, test_fraction, generator)
+    _fit(tf, prep, table, None if split is None else split == 0)
+    y = label_targets(tf, table, origin, prep)
+    parts = _encode(tf, table, origin, prep, split)
+    del table  # the Arrow columns: x holds the numbers now
+    _fit_fill_values(prep, parts[0])
+    for x in parts:
+        _fill(x, prep)
+    if split is None:
+        x_train, y_train = parts[0], y
         x_test, y_test = encode_labelled(test, prep)
     else:
-        rows, test_rows = train_rows
-        x_test, y_test = torch.from_numpy(x[test_rows]), torch.from_numpy(y[test_rows])
-        x, y = x[rows], y[rows]
+        (x_train, x_test), y_train, y_test = parts, y[split == 0], y[split == 1]
     return Dataset(
-        x_train=torch.from_numpy(x), y_train=torch.from_numpy(y),
-        x_test=x_test, y_test=y_test,
+        x_train=torch.from_numpy(x_train), y_train=torch.from_numpy(y_train),
+        x_test=torch.as_tensor(x_test), y_test=torch.as_tensor(y_test),
         num_classes=len(prep["class_names"] or []), feature_names=list(prep["feature_names"]),
         class_names=prep["class_names"], task=task,
         target_names=list(labels) if task == "regression" else None,
@@ -107,7 +107,7 @@ def encode_table(source: Source, preprocessing: dict[str, Any]) -> Tensor:
     """
     tf = table_io.open_table(source, preprocessing["delimiter"])
     table, origin = _read(tf, preprocessing, with_labels=False, drop=False)
-    x = _encode(tf, table, origin, preprocessing)
+    (x,) = _encode(tf, table, origin, preprocessing)
     _fill(x, preprocessing)
     return torch.from_numpy(x)
 
@@ -121,9 +121,10 @@ def encode_labelled(source: Source, preprocessing: dict[str, Any]) -> tuple[Tens
     """
     tf = table_io.open_table(source, preprocessing["delimiter"])
     table, origin = _read(tf, preprocessing, with_labels=True)
-    x = _encode(tf, table, origin, preprocessing)
+    y = label_targets(tf, table, origin, preprocessing)
+    (x,) = _encode(tf, table, origin, preprocessing)
     _fill(x, preprocessing)
-    return torch.from_numpy(x), torch.from_numpy(label_targets(tf, table, origin, preprocessing))
+    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 def read_labels(source: Source, preprocessing: dict[str, Any]) -> Tensor:
@@ -256,103 +257,130 @@ def _null_mask(column: pa.ChunkedArray) -> np.ndarray:
     return pc.is_null(column).to_numpy(zero_copy_only=False)
 
 
-def _split(tf: TableFile, n: int, fraction: float, generator: torch.Generator
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random (train, test) row indices, each in file order."""
+def _split(tf: TableFile, n: int, fraction: float, generator: torch.Generator) -> np.ndarray:
+    """A seeded random share `fraction` of the rows for testing: 0 (train) or 1 (test) per row.
+
+    Shape: -> (n,) int8.
+    """
     n_test = round(fraction * n)
     if not 0 < fraction < 1 or not 1 <= n_test < n:
         raise ValueError(
             f"data.test_fraction {fraction} of the {n} rows of {tf.name} must leave at least "
             "one row for each of train and test; choose a value in (0, 1)"
         )
-    perm = torch.randperm(n, generator=generator)
-    return perm[n_test:].sort().values.numpy(), perm[:n_test].sort().values.numpy()
+    part = np.zeros(n, dtype=np.int8)
+    part[torch.randperm(n, generator=generator)[:n_test].numpy()] = 1
+    return part
 
 
 # ---------------------------------------------------------------- fit and encode
 
 
-def _fit(tf: TableFile, prep: dict[str, Any], table: pa.Table, rows: np.ndarray | None) -> None:
-    """Categories and class names from the training rows (all rows when `rows` is None)."""
-    def train_part(name: str) -> pa.ChunkedArray:
-        column = table.column(name)
-        return column if rows is None else column.take(pa.array(rows))
-
-    for name in prep["categories"]:
-        prep["categories"][name] = sorted(pc.unique(train_part(name).drop_null()).to_pylist())
+def _fit(tf: TableFile, prep: dict[str, Any], table: pa.Table, train: np.ndarray | None) -> None:
+    """Categories and class names from the training rows (mask `train`; None: all rows)."""
     names: list[str] = []
     for name in prep["columns"]:
         if name not in prep["categories"]:
             names.append(name)
-        elif not prep["categories"][name]:
+            continue
+        found, values = codes(table.column(name))
+        present = np.unique(found if train is None else found[train])
+        categories = sorted(values[i] for i in present[present >= 0])
+        if not categories:
             raise ValueError(f"categorical column {name!r} has no values in the training rows; "
                              "leave it out with data.exclude")
-        else:
-            names += [f"{name}={value}" for value in prep["categories"][name]]
+        prep["categories"][name] = categories
+        names += [f"{name}={value}" for value in categories]
     prep["feature_names"] = names
     prep["class_names"] = None
     if prep["task"] == "classification":
-        prep["class_names"] = fit_classes(tf, prep["label"][0], train_part(prep["label"][0]))
+        prep["class_names"] = fit_classes(tf, prep["label"][0], table.column(prep["label"][0]),
+                                          train)
 
 
-def _encode(tf: TableFile, table: pa.Table, origin: np.ndarray | None,
-            prep: dict[str, Any]) -> np.ndarray:
-    """x with NaN where a cell is missing; a category the preprocessing lacks is an error.
+def _encode(tf: TableFile, table: pa.Table, origin: np.ndarray | None, prep: dict[str, Any],
+            part: np.ndarray | None = None) -> list[np.ndarray]:
+    """x, with NaN where a cell is missing, split into parts by `part` (row i goes to part
+    part[i], rows in order; None: one part). An unknown category is an error.
 
-    Shape: -> (n_rows, len(feature_names)) float64, C-contiguous.
+    One pass in blocks of rows, so that the columns' strided writes land in a few cached
+    pages of each part rather than sweeping the whole array once per column.
+    Shape: -> [(rows of part p, len(feature_names)) float64 for each part], C-contiguous.
     """
-    x = np.empty((table.num_rows, len(prep["feature_names"])))
+    n, d = table.num_rows, len(prep["feature_names"])
+    counts = [n] if part is None else np.bincount(part, minlength=2).tolist()
+    parts = [np.empty((count, d)) for count in counts]
+    filled = [0] * len(parts)
+    one_hot = _category_indices(tf, table, origin, prep)
+    start = 0
+    for batch in table.to_batches(max_chunksize=BLOCK_ROWS):
+        m = batch.num_rows
+        if part is None:
+            where = [(parts[0][start:start + m], slice(None))]
+        else:
+            which = part[start:start + m]
+            where = []
+            for p, x in enumerate(parts):
+                rows = np.flatnonzero(which == p)
+                where.append((x[filled[p]:filled[p] + len(rows)], rows))
+                filled[p] += len(rows)
+        j = 0
+        for name in prep["columns"]:
+            if name not in one_hot:
+                values = batch.column(name).to_numpy(zero_copy_only=False)
+                for x, rows in where:
+                    x[:, j] = values[rows]
+                j += 1
+                continue
+            category, k = one_hot[name][start:start + m], len(prep["categories"][name])
+            block = (category[:, None] == np.arange(k)).astype(np.float64)
+            block[category < 0] = np.nan  # missing: filled by missing: mean
+            for x, rows in where:
+                x[:, j:j + k] = block[rows]
+            j += k
+        start += m
+    return parts
+
+
+def _category_indices(tf: TableFile, table: pa.Table, origin: np.ndarray | None,
+                      prep: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Each categorical column's rows as indices into its categories (-1: missing).
+
+    Raises ValueError listing the cells whose category the training rows never had.
+    """
     unseen = BadCells(tf, "cells hold categories the training rows never have",
                       "remove those rows, or train on data that has them")
-    j = 0
-    for name in prep["columns"]:
+    indices = {}
+    for name, categories in prep["categories"].items():
         column = table.column(name)
-        categories = prep["categories"].get(name)
-        if categories is None:
-            offset = 0
-            for chunk in column.chunks:  # float64 chunks without nulls are read in place
-                x[offset:offset + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
-                offset += len(chunk)
-            j += 1
-            continue
-        codes = pc.index_in(column, value_set=pa.array(categories, pa.string()))
-        codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False)
-        missing = _null_mask(column)
-        new = (codes < 0) & ~missing
-        if new.any():
-            unseen.cells(name, new, column, f"is not one of {categories}", origin)
-        block = x[:, j:j + len(categories)]
-        block[:] = 0.0
-        hit = np.flatnonzero(codes >= 0)
-        block[hit, codes[hit]] = 1.0
-        block[missing] = np.nan
-        j += len(categories)
+        found, values = codes(column)
+        position = {c: i for i, c in enumerate(categories)}
+        lut = np.array([position.get(v, -2) for v in values] + [-1])  # code -1 is missing
+        indices[name] = lut[found]
+        if (indices[name] == -2).any():
+            unseen.cells(name, indices[name] == -2, column, f"is not one of {categories}", origin)
     unseen.raise_any()
-    return x
+    return indices
 
 
-def _fit_fill_values(prep: dict[str, Any], x: np.ndarray, rows: np.ndarray | None) -> None:
+def _fit_fill_values(prep: dict[str, Any], x_train: np.ndarray) -> None:
     """missing: mean keeps each column of x's mean over the training rows."""
     if prep["missing"] != "mean":
         prep["fill_values"] = None
         return
-    means = []
-    for j, name in enumerate(prep["feature_names"]):
-        column = x[:, j] if rows is None else x[rows, j]
-        if np.isnan(column).all():
+    counts = (~np.isnan(x_train)).sum(0)
+    for name, count in zip(prep["feature_names"], counts, strict=True):
+        if count == 0:
             raise ValueError(f"feature column {name!r} has no values in the training rows, so "
                              "missing: mean has nothing to fill in; leave it out with "
                              "data.exclude")
-        means.append(float(np.nanmean(column)))
-    prep["fill_values"] = means
+    prep["fill_values"] = np.nanmean(x_train, axis=0).tolist()
 
 
 def _fill(x: np.ndarray, prep: dict[str, Any]) -> None:
-    """Replace NaN (a missing cell) by the column's training mean, in place."""
+    """Replace NaN (a missing cell) by its column's training mean, in place."""
     if not prep.get("fill_values"):
         return
-    for j, value in enumerate(prep["fill_values"]):
-        column = x[:, j]
-        holes = np.isnan(column)
-        if holes.any():
-            column[holes] = value
+    holes = np.isnan(x)
+    if holes.any():
+        x[holes] = np.asarray(prep["fill_values"])[np.nonzero(holes)[1]]

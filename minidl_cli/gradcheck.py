@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from minidl_cli import nn
+from minidl_cli import nn, optim
 
 TOLERANCE = 1e-10
 
@@ -231,3 +231,59 @@ def check_network(model: nn.Sequential, loss_fn: nn.Loss, x: Tensor,
                              name=f"loss {type(loss_fn).__name__}")
     rows.append((loss_report, None))
     return NetworkReport(rows)
+
+
+OPTIMIZER_STEPS = 30
+
+
+TORCH_OPTIMIZERS = {optim.SGD: torch.optim.SGD, optim.Adam: torch.optim.Adam,
+                    optim.AdamW: torch.optim.AdamW, optim.RMSprop: torch.optim.RMSprop,
+                    optim.Adagrad: torch.optim.Adagrad}
+
+
+def torch_optimizer(optimizer: optim.Optimizer, params) -> torch.optim.Optimizer:
+    """The torch.optim optimizer of the same class and hyper-parameters (single-tensor path)."""
+    return TORCH_OPTIMIZERS[type(optimizer)](params, **optimizer.defaults, foreach=False)
+
+
+def check_optimizer(make: Callable[[list[nn.Parameter]], optim.Optimizer],
+                    reference: Callable[[list], torch.optim.Optimizer] | None = None,
+                    steps: int = OPTIMIZER_STEPS, seed: int = 0,
+                    schedules: tuple[Callable, Callable] | None = None) -> Report:
+    """Train twin float64 networks (minidl and torch.nn, same weights, an MSE regression) for
+    `steps` steps, one with `make(params)`, one with `reference(params)` (by default torch.optim's
+    optimizer of the same class and options), and report each parameter's largest relative
+    difference over the steps. `schedules`: (ours, torch's) factories of an LR schedule stepped
+    after every step; a learning-rate difference is reported as 'lr'.
+    """
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).to(dtype=torch.float64)
+    twin = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(),
+                               torch.nn.Linear(8, 2)).double()
+    twin.load_state_dict(net.state_dict())
+    x, y = torch.randn(16, 3, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
+    ours = make(net.parameters())
+    theirs = (reference or (lambda params: torch_optimizer(ours, params)))(twin.parameters())
+    schedule = schedules[0](ours) if schedules else None
+    twin_schedule = schedules[1](theirs) if schedules else None
+    report = Report(f"optimizer {type(ours).__name__}")
+    loss_fn = nn.MSELoss()
+    for _ in range(steps):
+        ours.zero_grad()
+        with torch.no_grad():
+            loss_fn(net(x), y)
+            net.backward(loss_fn.backward())
+        ours.step()
+        theirs.zero_grad()
+        with torch.enable_grad():
+            torch.nn.functional.mse_loss(twin(x), y).backward()
+        theirs.step()
+        if schedule is not None:
+            schedule.step()
+            twin_schedule.step()
+            lr, twin_lr = ours.param_groups[0]["lr"], theirs.param_groups[0]["lr"]
+            report.errors["lr"] = max(report.errors.get("lr", 0.0),
+                                      abs(lr - twin_lr) / max(abs(twin_lr), 1e-300))
+        for (name, p), tp in zip(net.named_parameters(), twin.parameters(), strict=True):
+            report.errors[name] = max(report.errors.get(name, 0.0), rel_error(p.data, tp.detach()))
+    return report

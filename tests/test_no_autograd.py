@@ -19,7 +19,10 @@ def autograd_forbidden(monkeypatch):
 
 
 @pytest.mark.parametrize("make_opt", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
-                                      lambda p: optim.Adam(p, lr=0.01)])
+                                      lambda p: optim.Adam(p, lr=0.01),
+                                      lambda p: optim.AdamW(p, lr=0.01, amsgrad=True),
+                                      lambda p: optim.RMSprop(p, lr=0.003, centered=True),
+                                      lambda p: optim.Adagrad(p, lr=0.1)])
 def test_training_loop_learns_with_autograd_patched_to_raise(autograd_forbidden, make_opt):
     torch.manual_seed(0)
     x = torch.rand(200, 2)

@@ -1,13 +1,15 @@
 """Optimizers and schedules against torch.optim, step for step, in float64."""
 
+import csv
 import math
 
 import pytest
 import torch
 
 from minidl_cli import nn, optim, registry
-
-STEPS = 30
+from minidl_cli.gradcheck import OPTIMIZER_STEPS as STEPS
+from minidl_cli.gradcheck import check_optimizer
+from tests.helpers import TINY, invoke, train_tiny, write_config
 
 
 def _twin_problem(seed=0):
@@ -22,66 +24,78 @@ def _twin_problem(seed=0):
     return net, tnet, x, y
 
 
-def _run_both(make_ours, make_theirs, steps=STEPS, schedule=None):
-    net, tnet, x, y = _twin_problem()
-    opt, topt = make_ours(net.parameters()), make_theirs(tnet.parameters())
-    sched = schedule[0](opt) if schedule else None
-    tsched = schedule[1](topt) if schedule else None
-    loss_fn = nn.MSELoss()
-    for _ in range(steps):
-        opt.zero_grad()
-        loss_fn(net(x), y)
-        net.backward(loss_fn.backward())
-        opt.step()
-        topt.zero_grad()
-        torch.nn.functional.mse_loss(tnet(x), y).backward()
-        topt.step()
-        if sched:
-            sched.step()
-            tsched.step()
-            assert sched.get_last_lr()[0] == pytest.approx(tsched.get_last_lr()[0], rel=1e-12)
-    worst = 0.0
-    for (name, p), (tname, tp) in zip(net.named_parameters(), tnet.named_parameters(),
-                                      strict=True):
-        assert name == tname
-        worst = max(worst, ((p.data - tp.data).abs().max() / tp.data.abs().max()).item())
-    return worst
-
-
-SGD_OPTIONS = [
-    dict(lr=0.1),
-    dict(lr=0.05, momentum=0.9),
-    dict(lr=0.05, momentum=0.9, dampening=0.3),
-    dict(lr=0.05, momentum=0.9, nesterov=True),
-    dict(lr=0.05, momentum=0.5, weight_decay=0.01),
-    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1),
-]
-
-
-@pytest.mark.parametrize("options", SGD_OPTIONS, ids=str)
-def test_sgd_matches_torch(options):
-    worst = _run_both(lambda p: optim.SGD(p, **options),
-                      lambda p: torch.optim.SGD(p, **options, foreach=False))
-    assert worst < 1e-10
-
-
-ADAM_OPTIONS = [
-    dict(lr=0.01),
-    dict(lr=0.01, betas=(0.8, 0.99)),
-    dict(lr=0.003, eps=1e-6, weight_decay=0.05),
-]
-
-
-@pytest.mark.parametrize("options", ADAM_OPTIONS, ids=str)
-def test_adam_matches_torch(options):
-    worst = _run_both(lambda p: optim.Adam(p, **options),
-                      lambda p: torch.optim.Adam(p, **options, foreach=False))
-    assert worst < 1e-10
+OPTIONS = {  # every option of every optimizer, alone and combined
+    "sgd": [
+        dict(lr=0.1),
+        dict(lr=0.05, momentum=0.9),
+        dict(lr=0.05, momentum=0.9, dampening=0.3),
+        dict(lr=0.05, momentum=0.9, nesterov=True),
+        dict(lr=0.05, momentum=0.5, weight_decay=0.01),
+        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1),
+    ],
+    "adam": [
+        dict(lr=0.01),
+        dict(lr=0.01, betas=(0.8, 0.99)),
+        dict(lr=0.003, eps=1e-6, weight_decay=0.05),
+        dict(lr=0.01, amsgrad=True),
+        dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.1, amsgrad=True),
+    ],
+    "adamw": [
+        dict(),
+        dict(lr=0.01),
+        dict(lr=0.01, weight_decay=0.3, betas=(0.8, 0.99)),
+        dict(lr=0.01, weight_decay=0),
+        dict(lr=0.01, eps=1e-4, amsgrad=True),
+        dict(lr=0.02, weight_decay=0.2, betas=(0.5, 0.9), amsgrad=True),
+    ],
+    "rmsprop": [
+        dict(),
+        dict(lr=0.003, alpha=0.9),
+        dict(lr=0.003, eps=1e-3, weight_decay=0.05),
+        dict(lr=0.003, momentum=0.9),
+        dict(lr=0.003, centered=True),
+        dict(lr=0.003, momentum=0.5, centered=True),
+        dict(lr=0.001, alpha=0.5, eps=1e-6, weight_decay=0.1, momentum=0.8, centered=True),
+    ],
+    "adagrad": [
+        dict(),
+        dict(lr=0.1, lr_decay=0.05),
+        dict(lr=0.1, weight_decay=0.05),
+        dict(lr=0.1, initial_accumulator_value=0.5),
+        dict(lr=0.1, eps=1e-3),
+        dict(lr=0.05, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.1, eps=1e-6),
+    ],
+}
+CASES = [(name, options) for name, options_list in OPTIONS.items() for options in options_list]
 
 
 def test_every_optimizer_and_scheduler_is_covered():
-    assert set(registry.names("optimizer")) == {"sgd", "adam"}
+    assert set(registry.names("optimizer")) == set(OPTIONS)
     assert set(registry.names("scheduler")) == {"step", "cosine"}
+
+
+@pytest.mark.parametrize("name,options", CASES, ids=lambda c: str(c))
+def test_optimizer_matches_torch_step_for_step(name, options):
+    report = check_optimizer(lambda p: registry.build("optimizer", name, p, **options))
+    assert report.passed(), report.errors
+    assert set(report.errors) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    (dict(lr=0.01, amsgrad=True), dict(lr=0.01)),
+    (dict(lr=0.01, weight_decay=0.3), dict(lr=0.01, weight_decay=0.3)),  # AdamW vs Adam
+])
+def test_the_check_tells_the_options_apart(ours, theirs):
+    """The twin problem is one where amsgrad and decoupled weight decay change the weights."""
+    report = check_optimizer(lambda p: optim.AdamW(p, **ours),
+                             lambda p: torch.optim.Adam(p, **theirs, foreach=False))
+    assert report.max_error > 1e-6
+
+
+def test_optimizers_are_registered_with_torch_names():
+    for alias, cls in [("SGD", optim.SGD), ("Adam", optim.Adam), ("AdamW", optim.AdamW),
+                       ("RMSprop", optim.RMSprop), ("Adagrad", optim.Adagrad)]:
+        assert registry.lookup("optimizer", alias).target is cls
 
 
 @pytest.mark.parametrize("name,ours,theirs", [
@@ -91,10 +105,10 @@ def test_every_optimizer_and_scheduler_is_covered():
      lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=STEPS, eta_min=0.001)),
 ])
 def test_schedules_match_torch(name, ours, theirs):
-    worst = _run_both(lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
-                      lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, foreach=False),
-                      schedule=(ours, theirs))
-    assert worst < 1e-10
+    report = check_optimizer(lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                             schedules=(ours, theirs))
+    assert report.passed(), report.errors
+    assert "lr" in report.errors
 
 
 def test_cosine_reaches_eta_min_at_t_max():
@@ -114,15 +128,34 @@ def test_cosine_reaches_eta_min_at_t_max():
     (lambda p: optim.Adam(p, betas=(1.0, 0.9)), "Invalid betas"),
     (lambda p: optim.Adam(p, eps=-1), "Invalid epsilon"),
     (lambda p: optim.SGD([], lr=0.1), "empty parameter list"),
+    (lambda p: optim.AdamW(p, weight_decay=-0.1), "Invalid weight_decay value"),
+    (lambda p: optim.AdamW(p, betas=(0.9, -0.1)), "Invalid betas"),
+    (lambda p: optim.RMSprop(p, alpha=-0.5), "Invalid alpha value: -0.5; alpha must be"),
+    (lambda p: optim.RMSprop(p, momentum=-1), "Invalid momentum value"),
+    (lambda p: optim.RMSprop(p, lr=float("nan")), "Invalid learning rate"),
+    (lambda p: optim.Adagrad(p, lr_decay=-1), "Invalid lr_decay value"),
+    (lambda p: optim.Adagrad(p, initial_accumulator_value=-1),
+     "Invalid initial_accumulator_value value"),
+    (lambda p: optim.Adagrad(p, eps=-1e-10), "Invalid epsilon value"),
 ])
 def test_optimizer_arguments_are_checked(make, message):
     with pytest.raises(ValueError, match=message):
         make(nn.Linear(2, 2).parameters())
 
 
-@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.05, momentum=0.9),
-                                  lambda p: optim.Adam(p, lr=0.01)])
-def test_optimizer_state_round_trip_continues_identically(make):
+STATEFUL = [  # (factory, per-parameter state tensors)
+    (lambda p: optim.SGD(p, lr=0.05, momentum=0.9), ["momentum_buffer"]),
+    (lambda p: optim.Adam(p, lr=0.01), ["exp_avg", "exp_avg_sq"]),
+    (lambda p: optim.AdamW(p, lr=0.01, amsgrad=True), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]),
+    (lambda p: optim.RMSprop(p, lr=0.003, momentum=0.9, centered=True),
+     ["square_avg", "momentum_buffer", "grad_avg"]),
+    (lambda p: optim.Adagrad(p, lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1), ["sum"]),
+]
+STATEFUL_IDS = ["sgd", "adam", "adamw", "rmsprop", "adagrad"]
+
+
+@pytest.mark.parametrize("make, names", STATEFUL, ids=STATEFUL_IDS)
+def test_optimizer_state_round_trip_continues_identically(make, names):
     net, _, x, y = _twin_problem()
     loss_fn = nn.MSELoss()
 
@@ -153,9 +186,7 @@ def test_optimizer_state_round_trip_continues_identically(make):
 def test_packed_buffers_are_the_parameters_until_replaced():
     """The optimizer packs data and grads into two flat buffers (one op per update); when
     Module.to() replaces the tensors it updates the new ones, one tensor per parameter."""
-    worst = _run_both(lambda p: optim.SGD(p, lr=0.05, weight_decay=0.01),  # the flat path
-                      lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.01, foreach=False))
-    assert worst < 1e-10
+    assert check_optimizer(lambda p: optim.SGD(p, lr=0.05, weight_decay=0.01)).passed()
     net, _, x, y = _twin_problem()
     opt = optim.SGD(net.parameters(), lr=0.1)
     assert opt.packed.intact and net[0].weight.data.untyped_storage().data_ptr() == \
@@ -176,10 +207,22 @@ def _storage(t):
     return t.untyped_storage().data_ptr()
 
 
-@pytest.mark.parametrize("make, names", [
-    (lambda p: optim.SGD(p, lr=0.05, momentum=0.9), ["momentum_buffer"]),
-    (lambda p: optim.Adam(p, lr=0.01), ["exp_avg", "exp_avg_sq"]),
-])
+@pytest.mark.parametrize("make, names", STATEFUL, ids=STATEFUL_IDS)
+def test_unpacked_parameters_match_torch_too(make, names):
+    """Parameters the optimizer cannot pack (here: replaced after packing) take the
+    one-tensor-per-parameter path, with the same update."""
+    def make_unpacked(params):
+        optimizer = make(params)
+        for p in params:
+            p.data = p.data.clone()
+        assert not optimizer.packed.intact
+        return optimizer
+
+    report = check_optimizer(make_unpacked)
+    assert report.passed(), report.errors
+
+
+@pytest.mark.parametrize("make, names", STATEFUL, ids=STATEFUL_IDS)
 def test_optimizer_state_is_packed_and_stays_packed_after_loading(make, names):
     """Per-parameter state tensors are views of one flat buffer per name, as the weights are
     (so a step is a few ops on flat tensors), before and after load_state_dict."""
@@ -203,3 +246,36 @@ def test_optimizer_state_is_packed_and_stays_packed_after_loading(make, names):
         for i in opt.state:
             assert torch.equal(opt2.state[i][name], opt.state[i][name])
     assert len(opt2.tensors(*names)[0]) == 1
+
+
+@pytest.mark.parametrize("optimizer,loss,state_names", [
+    ({"type": "RMSprop", "lr": 0.01, "momentum": 0.5, "centered": True}, {"type": "l1"},
+     {"step", "square_avg", "momentum_buffer", "grad_avg"}),
+    ({"type": "adamw", "lr": 0.01, "amsgrad": True}, {"type": "HuberLoss", "delta": 0.5},
+     {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
+    ({"type": "Adagrad", "lr": 0.1, "lr_decay": 0.01}, {"type": "smooth_l1", "targets": "signed"},
+     {"step", "sum"}),
+], ids=["rmsprop", "adamw", "adagrad"])
+def test_a_config_with_the_new_optimizers_and_losses_trains_and_resumes(
+        tmp_path, optimizer, loss, state_names):
+    run = train_tiny(tmp_path, config={**TINY, "optimizer": optimizer, "loss": loss})
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert set(state["optimizer"]["state"][0]) == state_names
+    assert state["optimizer"]["state"][0]["step"] == 3 * 200 // 50
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert len(rows) == 3 and all(math.isfinite(float(r["train_loss"])) for r in rows)
+    result = invoke("train", "--resume", run, "train.epochs=4", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(list(csv.DictReader(open(run / "metrics.csv")))) == 4
+
+
+def test_list_and_gradcheck_show_the_new_optimizers(tmp_path):
+    listing = invoke("list").stdout
+    for text in ("rmsprop", "adamw", "adagrad", "l1", "huber", "smooth_l1",
+                 "initial_accumulator_value", "centered", "amsgrad", "delta"):
+        assert text in listing
+    config = {**TINY, "optimizer": {"type": "rmsprop", "momentum": 0.9}, "loss": "huber"}
+    result = invoke("gradcheck", write_config(tmp_path, config))
+    assert result.exit_code == 0, result.output
+    assert "optimizer RMSprop vs torch.optim" in result.stdout
+    assert "loss HuberLoss" in result.stdout

@@ -15,11 +15,13 @@ from minidl_cli.cli.common import CONFIG_PATH, check_overrides, handle_errors
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @handle_errors
 def gradcheck(config_path: Path, overrides: tuple[str, ...]) -> None:
-    """Check every module and the loss of CONFIG's model against torch autograd (float64)."""
+    """Check every module and the loss of CONFIG's model against torch autograd (float64),
+    and its optimizer against torch.optim."""
     import torch
 
+    from minidl_cli.build import build_optimizer
     from minidl_cli.config import load_config
-    from minidl_cli.gradcheck import TOLERANCE, check_network
+    from minidl_cli.gradcheck import TOLERANCE, TORCH_OPTIMIZERS, check_network, check_optimizer
     from minidl_cli.train import Trainer
 
     check_overrides(list(overrides))
@@ -33,8 +35,13 @@ def gradcheck(config_path: Path, overrides: tuple[str, ...]) -> None:
     for r, numeric in report.rows:
         numeric_text = "-" if numeric is None else f"{numeric:.2e}"
         click.echo(f"{r.name:<28} {r.max_error:>27.2e} {numeric_text:>17}")
-    if not report.passed():
-        click.echo(f"gradcheck FAILED: some error exceeds {TOLERANCE:g} (autograd) "
+    passed = report.passed()
+    if type(trainer.optimizer) in TORCH_OPTIMIZERS:  # a plugin's optimizer has no reference
+        steps = check_optimizer(lambda params: build_optimizer(config["optimizer"], params))
+        click.echo(f"{steps.name + ' vs torch.optim':<40} {steps.max_error:>15.2e} {'-':>17}")
+        passed = passed and steps.passed()
+    if not passed:
+        click.echo(f"gradcheck FAILED: some error exceeds {TOLERANCE:g} (autograd, torch.optim) "
                    "or 1e-5 (central differences)", err=True)
         sys.exit(1)
     click.echo(f"gradcheck passed: {len(report.rows)} checks within {TOLERANCE:g} "

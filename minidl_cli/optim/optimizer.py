@@ -15,6 +15,16 @@ from torch import Tensor
 
 from minidl_cli.nn.module import Parameter
 
+_LABELS = {"lr": "learning rate", "eps": "epsilon value"}  # torch.optim's wording
+
+
+def check_non_negative(**hyperparameters: float) -> None:
+    """torch.optim's argument checks: ValueError naming the first one that is not >= 0."""
+    for name, value in hyperparameters.items():
+        if not value >= 0:  # NaN fails too
+            label = _LABELS.get(name, f"{name} value")
+            raise ValueError(f"Invalid {label}: {value}; {name} must be a number >= 0")
+
 
 class Optimizer:
     """Holds `param_groups` (one group: params + hyper-parameters) and per-parameter `state`."""
@@ -53,6 +63,27 @@ class Optimizer:
         self.state = {i: {**scalars, **{n: torch.zeros_like(p.data) for n in names}}
                       for i, p in enumerate(self.params)}
         self._pack_state()
+
+    def ensure_state(self, names: list[str], fill: float = 0.0, **scalars: Any) -> None:
+        """Create the state entries that are missing: all of them at the first step, the new
+        ones after loading a state saved with other options; then pack them."""
+        first = self.state.get(0)
+        if first is not None and all(n in first for n in (*names, *scalars)):
+            return
+        for i, p in enumerate(self.params):
+            state = self.state.setdefault(i, {})
+            for name, value in scalars.items():
+                state.setdefault(name, value)
+            for name in names:
+                if name not in state:
+                    state[name] = torch.full_like(p.data, fill)
+        self._pack_state()
+
+    def count_step(self) -> int:
+        """Add one to every parameter's `step` (kept per parameter, as torch.optim); the new t."""
+        for s in self.state.values():
+            s["step"] += 1
+        return self.state[0]["step"]
 
     def _pack_state(self) -> None:
         """Move each per-parameter state tensor into one flat buffer laid out as the packed

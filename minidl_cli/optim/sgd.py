@@ -12,7 +12,9 @@ from minidl_cli.registry import Range, register
 
 @register("optimizer", "sgd")
 class SGD(Optimizer):
-    """torch.optim.SGD's update rule:
+    """Stochastic gradient descent with momentum, Nesterov and weight decay, as torch.optim.SGD.
+
+    The update rule:
 
         d = g + λ w;  b = μ b + (1 − τ) d  (b = d at the first step);
         d = d + μ b (Nesterov) or b;  w = w − lr d

@@ -39,8 +39,10 @@ def start_run(config: dict[str, Any], world: World | None = None,
     run = Run.create(Path(config["runs_dir"]), config["name"]) if into is None else Run.adopt(into)
     run.write_config(dump_yaml(config))
     run.write_meta(status="running", seed=config["seed"], device=str(trainer.device),
-                   world_size=world.size if world else 1)
-    run.write_metrics([])
+                   world_size=world.size if world else 1, **trainer.task.describe(),
+                   features=list(trainer.dataset.feature_names),
+                   data_files=dict(trainer.raw.data_files))
+    run.write_metrics([], trainer.columns)
     run.save_checkpoint(trainer.state_dict(), "last")
     return run, trainer
 
@@ -55,6 +57,7 @@ def resume_run(run_dir: Path, overrides: list[str],
     run = Run.open(run_dir)
     run.lock()
     try:
+        check_data_files(run, resuming=True)
         with reusing_datasets():  # resolving and the Trainer share one read of the data
             return _reopen(run, overrides, world)
     except BaseException:
@@ -85,7 +88,7 @@ def _reopen(run: Run, overrides: list[str], world: World | None) -> tuple[Run, T
         for stale in folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
     run.write_config(dump_yaml(config))
-    run.write_metrics(trainer.history)  # drop any row written after the last checkpoint
+    run.write_metrics(trainer.history, trainer.columns)  # drop rows after the last checkpoint
     run.write_meta(status="running", finished_at=None, epochs_completed=trainer.epoch,
                    resumed_at=now_iso(), argv=sys.argv, world_size=world.size if world else 1)
     return run, trainer
@@ -122,8 +125,9 @@ def _fit_and_draw(run: Run, trainer: Trainer, progress: Callable[[dict], None] |
 def draw_plots(run: Run, trainer: Trainer) -> list[Path]:
     from minidl_cli import plots
 
-    _, _, predictions = trainer.evaluate("test")
-    return plots.draw_run_plots(run.plots, trainer.raw, predictions.cpu(), run.metrics_path)
+    _, outputs = trainer.evaluate("test")
+    return plots.draw_run_plots(run.plots, trainer.raw, trainer.task, outputs.cpu(),
+                                run.metrics_path)
 
 
 def join_run(config: dict[str, Any], checkpoint: Path, world: World) -> Trainer:
@@ -140,6 +144,7 @@ def load_trainer(run: Run, checkpoint: str = "last") -> tuple[Trainer, dict[str,
         raise RunError(f"{run.path} has no best.pt: it is kept only when train.val_fraction > 0; "
                        "use --checkpoint last")
     state = load_checkpoint(path)
+    check_data_files(run)
     with reusing_datasets():  # resolving and the Trainer share one read of the data
         config = resolve(load_yaml(run.config_path), run.config_path)
         trainer = Trainer(config)
@@ -170,24 +175,50 @@ def _restore(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
 
 
 def evaluate_run(run_dir: Path, checkpoint: str = "last") -> dict[str, Any]:
-    """Loss, accuracy, error and confusion matrix on train and test; written to eval.json."""
+    """The loss and the task's evaluation (classification: accuracy, error, confusion
+    matrix; regression: mae, rmse, r2) on train and test; written to eval.json."""
     import torch
 
     run = Run.open(run_dir)
     trainer, state, path = load_trainer(run, checkpoint)
-    result: dict[str, Any] = {"checkpoint": str(path), "epoch": state["epoch"]}
-    classes = trainer.dataset.num_classes
+    result: dict[str, Any] = {"checkpoint": str(path), "epoch": state["epoch"],
+                              **trainer.task.describe()}
     with torch.no_grad():
         for split in ("train", "test"):
-            loss, accuracy, predictions = trainer.evaluate(split)
-            labels = trainer.splits[split].labels
-            confusion = torch.zeros(classes, classes, dtype=torch.int64)
-            confusion.index_put_((labels.cpu(), predictions.cpu()),
-                                 torch.ones(len(labels), dtype=torch.int64), accumulate=True)
-            result[split] = {"loss": loss, "accuracy": accuracy, "error": 1.0 - accuracy,
-                             "confusion": confusion.tolist()}
+            loss, outputs = trainer.evaluate(split)
+            result[split] = {"loss": loss,
+                             **trainer.task.evaluation(outputs, trainer.splits[split].y)}
     run.write_json("eval.json", result)
     return result
+
+
+def evaluate_file(run_dir: Path, data: Path, checkpoint: str = "last") -> dict[str, Any]:
+    """A checkpoint on another labelled file (the training columns and the label), read
+    as `predict` reads: from the checkpoint, without the training data. Written to
+    eval-<file stem>.json in the run."""
+    from minidl_cli.predict import load
+
+    predictor = load(run_dir, checkpoint)
+    result: dict[str, Any] = {"checkpoint": str(predictor.checkpoint), "epoch": predictor.epoch,
+                              **predictor.task.describe(), "data": str(Path(data).absolute()),
+                              "file": predictor.evaluate(data)}
+    Run.open(run_dir).write_json(f"eval-{Path(data).stem}.json", result)
+    return result
+
+
+def check_data_files(run: Run, resuming: bool = False) -> None:
+    """RunError when a file the run was trained on has changed or is gone since (meta.json's
+    `data_files`: path -> SHA-256), naming the file and what to do instead."""
+    recorded = run.read_meta().get("data_files") or {}
+    for path in _changed_files(recorded):
+        what = "has changed" if Path(path).exists() else "is gone"
+        instead = ("to train on the new data start a new run (minidl train CONFIG)"
+                   if resuming else
+                   f"to use the run on new data: minidl evaluate {run.path} --data FILE, "
+                   f"or minidl predict {run.path} FILE")
+        raise RunError(f"{path} {what} since {run.path} was trained on it (its SHA-256 is not "
+                       f"the one in meta.json's data_files), so the run's train/test split "
+                       f"cannot be rebuilt; {instead}")
 
 
 def replot_run(run_dir: Path) -> list[Path]:
@@ -198,6 +229,22 @@ def replot_run(run_dir: Path) -> list[Path]:
     trainer, _, _ = load_trainer(run)
     with torch.no_grad():
         return draw_plots(run, trainer)
+
+
+def _changed_files(recorded: dict[str, str]) -> list[str]:
+    """The paths whose file is gone or whose SHA-256 differs from `recorded`'s."""
+    import hashlib
+
+    changed = []
+    for path, digest in recorded.items():
+        try:
+            with open(path, "rb") as f:
+                same = hashlib.file_digest(f, "sha256").hexdigest() == digest
+        except OSError:
+            same = False
+        if not same:
+            changed.append(path)
+    return changed
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from minidl_cli.data import Dataset
+    from minidl_cli.tasks import Task
 
 Metrics = dict[str, list[float]]
 SPLITS = ("train", "test", "val")
@@ -147,18 +148,23 @@ def _plot_curves(metrics: Metrics, quantity: str, path: str | os.PathLike) -> Pa
 def draw_run_plots(
     plots_dir: str | os.PathLike,
     dataset: Dataset,
-    test_predictions: Any,
+    task: Task,
+    test_outputs: Any,
     metrics: Metrics | str | os.PathLike,
 ) -> list[Path]:
     """Write data.png, loss.png, accuracy.png and predictions.png into `plots_dir`.
 
-    Shape: test_predictions (n_test,) predicted class labels of dataset.x_test.
+    Shape: test_outputs (n_test, num_outputs), the network's outputs for dataset.x_test;
+    `task.decode` turns them into class labels (or values).
     `metrics` is a read_metrics dict or the path of a metrics.csv.
     """
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(metrics, dict):
         metrics = read_metrics(metrics)
+    test_predictions = task.decode(test_outputs)
+    if dataset.task == "regression":  # pictures of regression: to come
+        return [plot_loss(metrics, plots_dir / "loss.png")]
     names = getattr(dataset, "class_names", None)
     x, y = dataset.x_test, dataset.y_test
     return [

@@ -26,6 +26,7 @@ from minidl_cli import __version__
 CHECKPOINT_FORMAT = "minidl-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_KEYS = ("epoch", "model", "optimizer", "rng", "history")  # what resuming needs
+# classification's header (SPEC §5); each task names its own (tasks.Task.columns)
 METRICS_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                    "lr", "elapsed_s"]
 VAL_COLUMNS = ["val_loss", "val_accuracy"]
@@ -179,9 +180,14 @@ class Run:
     def metrics_path(self) -> Path:
         return self.path / "metrics.csv"
 
-    def write_metrics(self, rows: list[dict[str, float]]) -> None:
-        """Rewrite metrics.csv from the rows (the checkpoint holds them too, so they agree)."""
-        columns = METRICS_COLUMNS + (VAL_COLUMNS if rows and "val_loss" in rows[0] else [])
+    def write_metrics(self, rows: list[dict[str, float]],
+                      columns: list[str] | None = None) -> None:
+        """Rewrite metrics.csv from the rows (the checkpoint holds them too, so they agree).
+
+        `columns`: the header (the task's); default classification's.
+        """
+        if columns is None:
+            columns = METRICS_COLUMNS + (VAL_COLUMNS if rows and "val_loss" in rows[0] else [])
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
@@ -190,14 +196,16 @@ class Run:
         atomic_write(self.metrics_path, buffer.getvalue().encode())
         self._metrics_written = (len(rows), columns)
 
-    def append_metrics(self, rows: list[dict[str, float]]) -> None:
+    def append_metrics(self, rows: list[dict[str, float]],
+                       columns: list[str] | None = None) -> None:
         """Append rows[-1] to metrics.csv when this Run wrote it with rows[:-1], else rewrite it.
 
         One line per epoch instead of the whole file: the cost stays flat as a run grows.
         """
-        columns = METRICS_COLUMNS + (VAL_COLUMNS if "val_loss" in rows[0] else [])
+        if columns is None:
+            columns = METRICS_COLUMNS + (VAL_COLUMNS if "val_loss" in rows[0] else [])
         if self._metrics_written != (len(rows) - 1, columns):
-            return self.write_metrics(rows)
+            return self.write_metrics(rows, columns)
         if self._metrics_file is None:
             self._metrics_file = self.metrics_path.open("a", newline="")
         csv.DictWriter(self._metrics_file, columns, lineterminator="\n",

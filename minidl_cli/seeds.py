@@ -22,8 +22,13 @@ from typing import Any
 from minidl_cli.runs import RunError, atomic_write, create_run_dir
 
 GROUP_FILE = "group.json"
-SUMMARY_COLUMNS = ["seed", "epochs", "train_loss", "train_accuracy", "train_error",
-                   "test_loss", "test_accuracy", "test_error", "wall_s", "status"]
+
+
+def summary_columns(task: str) -> list[str]:
+    """summary.csv's header: seed, epochs, the task's final metrics, wall time, status."""
+    from minidl_cli.tasks import by_name
+
+    return ["seed", "epochs", *by_name(task).summary_keys(), "wall_s", "status"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -68,16 +73,9 @@ def train_member(config: dict[str, Any], member: Path, threads: int | None = Non
     except Diverged:
         status = "failed"
     last = trainer.history[-1] if trainer.history else {}
-    return {
-        "seed": config["seed"], "epochs": trainer.epoch,
-        "train_loss": last.get("train_loss", math.nan),
-        "train_accuracy": last.get("train_accuracy", math.nan),
-        "train_error": round(1 - last.get("train_accuracy", math.nan), 12),
-        "test_loss": last.get("test_loss", math.nan),
-        "test_accuracy": last.get("test_accuracy", math.nan),
-        "test_error": round(1 - last.get("test_accuracy", math.nan), 12),
-        "wall_s": round(time.perf_counter() - started, 3), "status": status,
-    }
+    return {"seed": config["seed"], "epochs": trainer.epoch, **trainer.task.summary(last),
+            "wall_s": round(time.perf_counter() - started, 3), "status": status,
+            "task": trainer.task.name}  # not a column: which columns the row has
 
 
 def run_seeds(config: dict[str, Any], seeds: list[int], jobs: int = 1,
@@ -117,8 +115,9 @@ def run_seeds(config: dict[str, Any], seeds: list[int], jobs: int = 1,
 
 
 def write_summary(group: Path, rows: list[dict]) -> None:
+    columns = summary_columns(rows[0]["task"] if rows else "classification")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, SUMMARY_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(group / "summary.csv", buffer.getvalue().encode())

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from minidl_cli import data as datasets
+from minidl_cli import tasks
 from minidl_cli.build import build_loss, build_model, build_optimizer, build_scheduler
 from minidl_cli.runs import Run
 
@@ -64,10 +65,11 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class Split:
-    """Inputs, class labels and the loss's targets for one part of the data."""
+    """One part of the data: inputs, true values (class indices or the targets on their own
+    scale) and what the loss compares the outputs with (the task's `targets`)."""
 
     x: Tensor
-    labels: Tensor
+    y: Tensor
     targets: Tensor
 
 
@@ -86,6 +88,7 @@ class Trainer:
 
         data_cfg = dict(config["data"])
         standardize = data_cfg.pop("standardize", False)
+        standardize_target = data_cfg.pop("standardize_target", False)
         data_type = data_cfg.pop("type")
         self.raw = datasets.make_dataset(data_type, data_cfg, self.seed)
         split_gen = torch.Generator().manual_seed(self.seed + 1)
@@ -94,6 +97,9 @@ class Trainer:
         self.mean = self.std = None
         if standardize:
             self.mean, self.std = datasets.fit_standardizer(self.dataset.x_train)
+        self.task = tasks.for_dataset(self.dataset)
+        if standardize_target:
+            self.task.fit(self.dataset.y_train)
 
         torch.manual_seed(self.seed)  # weights and dropout masks come from the global RNG
         self.model = build_model(config["model"], self.dataset.input_shape)
@@ -114,13 +120,17 @@ class Trainer:
         self.best_val_loss = math.inf
         self.elapsed = 0.0
 
-    def _split(self, x: Tensor, labels: Tensor) -> Split:
+    def _split(self, x: Tensor, y: Tensor) -> Split:
         if self.mean is not None:
             x = datasets.apply_standardizer(x, self.mean, self.std)
         x = x.to(device=self.device, dtype=self.dtype)
-        labels = labels.to(self.device)
-        targets = self.loss_fn.targets(labels, self.dataset.num_classes, self.dtype)
-        return Split(x, labels, targets)
+        y = y.to(self.device)
+        return Split(x, y, self.task.targets(y, self.loss_fn, self.dtype))
+
+    @property
+    def columns(self) -> list[str]:
+        """metrics.csv's header for this run's task and splits."""
+        return self.task.columns(list(self.splits))
 
     @property
     def epoch(self) -> int:
@@ -170,23 +180,26 @@ class Trainer:
                 raise Diverged(f"the training loss became {loss} in epoch {self.epoch + 1}")
             self.optimizer.step()
 
-    def evaluate(self, split: str) -> tuple[float, float, Tensor]:
-        """(mean loss, accuracy, predicted labels) on a whole split, in eval mode."""
+    def evaluate(self, split: str) -> tuple[float, Tensor]:
+        """(mean loss per row, network outputs) on a whole split, in eval mode.
+
+        Shape: outputs (n, num_outputs); the task turns them into metrics.
+        """
         part = self.splits[split]
         self.model.eval()
-        output = self.model(part.x)
-        loss = self.loss_fn(output, part.targets).item()
+        outputs = self.model(part.x)
+        loss = self.loss_fn(outputs, part.targets).item()
         if self.loss_fn.reduction == "sum":
             loss /= len(part.x)
-        predictions = output.argmax(1)
-        accuracy = (predictions == part.labels).double().mean().item()
-        return loss, accuracy, predictions
+        return loss, outputs
 
     def measure(self) -> dict[str, float]:
-        """The metrics row of the epoch just finished."""
+        """The metrics row of the epoch just finished: loss and the task's metrics per split."""
         row: dict[str, float] = {"epoch": self.epoch + 1}
-        for split in self.splits:
-            row[f"{split}_loss"], row[f"{split}_accuracy"], _ = self.evaluate(split)
+        for split, part in self.splits.items():
+            row[f"{split}_loss"], outputs = self.evaluate(split)
+            for name, value in self.task.metrics(outputs, part.y).items():
+                row[f"{split}_{name}"] = value
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         return row
 
@@ -203,10 +216,22 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "rng": rng,
             "standardizer": None if self.mean is None else {"mean": self.mean, "std": self.std},
+            **self.describe(),
             "history": self.history,
             "best_val_loss": self.best_val_loss,
             "elapsed_s": self.elapsed,
             "config": self.config,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What using the model needs besides its weights, as plain data (a checkpoint's
+        part that `predict` reads): the task and its state, the feature names, the input
+        shape and the data set's preprocessing of raw rows."""
+        return {
+            "task": self.task.state_dict(),
+            "features": list(self.dataset.feature_names),
+            "input_shape": list(self.dataset.input_shape),
+            "preprocessing": self.dataset.preprocessing,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -280,7 +305,7 @@ class Trainer:
         improved = "val_loss" in row and row["val_loss"] < self.best_val_loss
         if improved:
             self.best_val_loss = row["val_loss"]
-        run.append_metrics(self.history)
+        run.append_metrics(self.history, self.columns)
         self._pending = self.snapshot()
         if improved:
             self._pending_best = self._pending

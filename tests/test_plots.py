@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minidl_cli import plots
+from minidl_cli import plots, tasks
 from minidl_cli.data.synthetic import disk, spirals
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -119,15 +119,17 @@ def test_draw_run_plots_writes_the_four_pictures_atomically(tmp_path):
     ds = disk(n_train=50, n_test=200, generator=torch.Generator().manual_seed(0))
     run = write_metrics(tmp_path / "run", epochs=10)
     plots_dir = run / "plots" / "nested"
+    task = tasks.for_dataset(ds)
+    outputs = torch.nn.functional.one_hot(ds.y_test, 2).double()  # right on every point
     written = plots.draw_run_plots(
-        plots_dir, ds, ds.y_test, plots.read_metrics(run / "metrics.csv")
+        plots_dir, ds, task, outputs, plots.read_metrics(run / "metrics.csv")
     )
     names = ["data.png", "loss.png", "accuracy.png", "predictions.png"]
     assert [p.name for p in written] == names
     for path in written:
         assert_png(path)
     assert sorted(p.name for p in plots_dir.iterdir()) == sorted(names)  # no temp files left
-    again = plots.draw_run_plots(plots_dir, ds, 1 - ds.y_test, run / "metrics.csv")  # a path
+    again = plots.draw_run_plots(plots_dir, ds, task, -outputs, run / "metrics.csv")  # a path
     assert [p.name for p in again] == names
 
 

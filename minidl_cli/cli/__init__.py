@@ -20,6 +20,7 @@ from minidl_cli.cli.evaluate import evaluate
 from minidl_cli.cli.gradcheck import gradcheck
 from minidl_cli.cli.listing import list_
 from minidl_cli.cli.plot import plot
+from minidl_cli.cli.predict import predict
 from minidl_cli.cli.train import train
 
 __all__ = ["main"]
@@ -70,8 +71,9 @@ def main(debug: bool) -> None:
       minidl train configs/disk.yaml          train the reference experiment
       minidl evaluate runs/disk-...           evaluate its last checkpoint
       minidl plot runs/disk-...               redraw its pictures
+      minidl predict runs/disk-... new.csv    predict new rows (columns x1, x2)
     """
 
 
-for command in (train, evaluate, plot, gradcheck, list_):
+for command in (train, evaluate, predict, plot, gradcheck, list_):
     main.add_command(command)

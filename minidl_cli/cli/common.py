@@ -61,14 +61,14 @@ def check_overrides(overrides: list[str]) -> None:
                                   for o in bad))
 
 
-def print_group_summary(rows: list[dict]) -> None:
-    """mean ± std, min and max of a seed group's errors and test loss, one line each."""
+def print_group_summary(rows: list[dict], task: str = "classification") -> None:
+    """mean ± std, min and max of a seed group's final metrics (the task's), one line each."""
     from minidl_cli.seeds import statistics
+    from minidl_cli.tasks import by_name, format_metric
 
     click.echo(f"{len(rows)} seeds        mean ± std            min       max")
-    for key in ("train_error", "test_error", "test_loss"):
+    for key in by_name(task).group_keys:
         st = statistics([row[key] for row in rows])
-        percent = key.endswith("error")
-        fmt = (lambda v: f"{v:.2%}") if percent else (lambda v: f"{v:.4f}")
-        click.echo(f"{key:<12} {fmt(st['mean']):>8} ± {fmt(st['std']):<8} "
-                   f"{fmt(st['min']):>9} {fmt(st['max']):>9}")
+        shown = {name: format_metric(key, value) for name, value in st.items()}
+        click.echo(f"{key:<12} {shown['mean']:>8} ± {shown['std']:<8} "
+                   f"{shown['min']:>9} {shown['max']:>9}")

@@ -1,4 +1,4 @@
-"""`minidl evaluate`: a checkpoint on the train and test sets, into eval.json."""
+"""`minidl evaluate`: a checkpoint on the train and test sets (into eval.json), or on a file."""
 
 from __future__ import annotations
 
@@ -9,42 +9,97 @@ import click
 
 from minidl_cli.cli.common import RUN_PATH, handle_errors, print_group_summary
 
+DATA_PATH = click.Path(path_type=Path, dir_okay=False)
+
 
 @click.command()
 @click.argument("run_dir", type=RUN_PATH)
 @click.option("--checkpoint", default="last", show_default=True,
               help="last, best, an epoch number, or a checkpoint file.")
-@click.option("--json", "as_json", is_flag=True, help="Print eval.json instead of a table.")
+@click.option("--data", type=DATA_PATH,
+              help="Evaluate on this labelled CSV or Parquet file (the run's feature "
+                   "columns and its label) instead of the run's train and test sets.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @handle_errors
-def evaluate(run_dir: Path, checkpoint: str, as_json: bool) -> None:
+def evaluate(run_dir: Path, checkpoint: str, data: Path | None, as_json: bool) -> None:
     """Evaluate a run's checkpoint on its train and test sets; write eval.json.
 
+    \b
+    With --data FILE: on that file instead, written to eval-<FILE's stem>.json.
     Given a seed group (from --seeds), evaluates every member and prints mean ± std.
     """
     from minidl_cli import seeds
-    from minidl_cli.experiment import evaluate_run
+    from minidl_cli.experiment import evaluate_file, evaluate_run
 
     if seeds.is_group(run_dir):
-        results = [evaluate_run(m, checkpoint) for m in seeds.open_group(run_dir)]
+        members = seeds.open_group(run_dir)
+        results = [evaluate_file(m, data, checkpoint) if data else evaluate_run(m, checkpoint)
+                   for m in members]
         if as_json:
             click.echo(json.dumps(results, indent=2))
             return
-        for member, r in zip(seeds.open_group(run_dir), results, strict=True):
-            click.echo(f"{member.name}: epoch {r['epoch']}, train error "
-                       f"{r['train']['error']:.2%}, test error {r['test']['error']:.2%}")
-        print_group_summary([{f"{s}_{k}": r[s][k] for s in ("train", "test")
-                               for k in ("error", "loss")} for r in results])
+        splits = _splits(results[0])
+        for member, r in zip(members, results, strict=True):
+            shown = ", ".join(_headline(r, split) for split in splits)
+            click.echo(f"{member.name}: epoch {r['epoch']}, {shown}")
+        if data is None:
+            print_group_summary([_flat(r) for r in results], results[0]["task"])
         return
-    result = evaluate_run(run_dir, checkpoint)
+    result = evaluate_file(run_dir, data, checkpoint) if data else evaluate_run(run_dir,
+                                                                                checkpoint)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
+    else:
+        print_result(result)
+
+
+def print_result(result: dict) -> None:
+    """A table of the splits' metrics; for classification the classes and confusion matrices."""
+    from minidl_cli.tasks import format_metric
+
     click.echo(f"checkpoint {result['checkpoint']} (epoch {result['epoch']})")
-    click.echo(f"{'split':<6} {'loss':>10} {'accuracy':>9} {'error':>8}")
-    for split in ("train", "test"):
+    if "data" in result:
+        click.echo(f"data {result['data']}")
+    splits = _splits(result)
+    names = [k for k, v in result[splits[0]].items() if isinstance(v, (int, float))]
+    click.echo(f"{'split':<6} " + " ".join(f"{n:>10}" for n in names))
+    for split in splits:
         r = result[split]
-        click.echo(f"{split:<6} {r['loss']:>10.6f} {r['accuracy']:>9.2%} {r['error']:>8.2%}")
-    for split in ("train", "test"):
-        click.echo(f"confusion matrix ({split}; rows: true class, columns: predicted)")
-        for i, row in enumerate(result[split]["confusion"]):
-            click.echo(f"  {i:>3}: " + " ".join(f"{n:>6}" for n in row))
+        click.echo(f"{split:<6} " + " ".join(
+            f"{r[n]:>10.6f}" if n == "loss" else f"{format_metric(n, r[n]):>10}"
+            for n in names))
+    classes = result.get("classes")
+    if classes:
+        click.echo("classes: " + ", ".join(f"{i}={name}" for i, name in enumerate(classes)))
+    for split in splits:
+        if "confusion" in result[split]:
+            _print_confusion(split, result[split]["confusion"], classes)
+
+
+def _print_confusion(split: str, confusion: list[list[int]], classes: list[str] | None) -> None:
+    names = classes or [str(i) for i in range(len(confusion))]
+    width = max(6, *(len(n) for n in names), *(len(str(v)) for row in confusion for v in row))
+    corner = "true \\ predicted"
+    label = max(len(corner), *(len(n) for n in names))
+    click.echo(f"confusion matrix ({split}; rows: true class, columns: predicted)")
+    click.echo(f"  {corner:<{label}} " + " ".join(f"{n:>{width}}" for n in names))
+    for name, row in zip(names, confusion, strict=True):
+        click.echo(f"  {name:<{label}} " + " ".join(f"{v:>{width}}" for v in row))
+
+
+def _splits(result: dict) -> list[str]:
+    """The parts a result evaluated: train and test, or the file given with --data."""
+    return ["file"] if "file" in result else ["train", "test"]
+
+
+def _headline(result: dict, split: str) -> str:
+    from minidl_cli.tasks import by_name, format_metric
+
+    metric = by_name(result["task"]).headline.removeprefix("test_")
+    return f"{split} {metric} {format_metric(metric, result[split][metric])}"
+
+
+def _flat(result: dict) -> dict:
+    """{'train_loss': ..., 'test_error': ...} from an evaluation's nested splits."""
+    return {f"{s}_{k}": v for s in ("train", "test") for k, v in result[s].items()
+            if isinstance(v, (int, float))}

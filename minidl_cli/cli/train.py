@@ -19,11 +19,15 @@ from minidl_cli.cli.common import (
 
 
 class Progress:
-    """A throttled one-line progress bar on stderr: epoch, loss, accuracy, ETA."""
+    """A throttled one-line progress bar on stderr: epoch, the task's metrics, ETA.
 
-    def __init__(self, total: int, done: int, enabled: bool):
+    `describe` turns a metrics row into the bar's metrics (the task's `progress`).
+    """
+
+    def __init__(self, total: int, done: int, enabled: bool, describe=None):
         self.total, self.first = total, done
         self.enabled = enabled
+        self.describe = describe or (lambda row: f"loss {row['train_loss']:.4f}")
         self.tty = sys.stderr.isatty()
         self.started = self.last = time.perf_counter()
 
@@ -42,8 +46,7 @@ class Progress:
         filled = int(width * epoch / self.total)
         line = (f"epoch {epoch:>{len(str(self.total))}}/{self.total} "
                 f"[{'#' * filled}{'.' * (width - filled)}] "
-                f"loss {row['train_loss']:.4f} acc {row['train_accuracy']:.1%} "
-                f"test {row['test_accuracy']:.1%} ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+                f"{self.describe(row)} ETA {int(eta) // 60}:{int(eta) % 60:02d}")
         if self.tty:
             click.echo("\r" + line, err=True, nl=final)
         else:
@@ -193,7 +196,8 @@ def _train(run, trainer, quiet: bool, world=None) -> None:
     from minidl_cli.train import Diverged, Interrupted
 
     epochs = trainer.config["train"]["epochs"]
-    progress = Progress(epochs, trainer.epoch, enabled=not quiet)
+    progress = Progress(epochs, trainer.epoch, enabled=not quiet,
+                        describe=trainer.task.progress)
     try:
         with stop_on_signals() as flag:
             experiment.train_run(run, trainer, progress, world.watch(flag) if world else flag)
@@ -229,12 +233,15 @@ def _train(run, trainer, quiet: bool, world=None) -> None:
 
 def _train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
     from minidl_cli import seeds
+    from minidl_cli.tasks import by_name, format_metric
 
     chosen = seeds.parse_seeds(seeds_text)
 
     def report(row: dict) -> None:
         if not quiet:
-            click.echo(f"seed {row['seed']:>4}: test error {row['test_error']:.2%} "
+            key = by_name(row["task"]).headline
+            click.echo(f"seed {row['seed']:>4}: {key.replace('_', ' ')} "
+                       f"{format_metric(key, row[key])} "
                        f"({row['epochs']} epochs, {row['wall_s']:.1f} s, {row['status']})",
                        err=True)
 
@@ -243,7 +250,7 @@ def _train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
     except KeyboardInterrupt:
         click.echo("\ninterrupted; finished seeds are in the group's summary.csv", err=True)
         sys.exit(130)
-    print_group_summary(rows)
+    print_group_summary(rows, rows[0]["task"] if rows else "classification")
     click.echo(group)
     if any(row["status"] != "completed" for row in rows):
         sys.exit(1)

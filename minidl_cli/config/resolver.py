@@ -33,6 +33,8 @@ TRAIN_OPTIONS = [
     Option("threads", int | None, None, Range(ge=1)),
 ]
 STANDARDIZE = Option("standardize", bool, False)  # z-score with training-set statistics
+# regression: z-score the targets with training statistics (metrics stay on their scale)
+STANDARDIZE_TARGET = Option("standardize_target", bool, False)
 TOP_LEVEL = (
     "name",
     "seed",
@@ -77,7 +79,7 @@ def resolve(raw: dict, config_path: Path | None = None) -> dict:
         "plugins": check.plugins(raw.get("plugins")),
     }
     for section in ("data", "loss", "optimizer"):
-        extra = [STANDARDIZE] if section == "data" else []
+        extra = [STANDARDIZE, STANDARDIZE_TARGET] if section == "data" else []
         kind = "dataset" if section == "data" else section
         config[section] = check.component(section, kind, raw.get(section), extra)
     config["model"] = check.model(raw.get("model"))
@@ -119,7 +121,8 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
 
     data = config["data"]
     try:
-        options = {k: v for k, v in data.items() if k not in ("type", STANDARDIZE.name)}
+        options = {k: v for k, v in data.items()
+                   if k not in ("type", STANDARDIZE.name, STANDARDIZE_TARGET.name)}
         dataset = make_dataset(data["type"], options, config["seed"])
     except (ValueError, OSError) as e:
         problems.append(f"data: {e}")
@@ -144,10 +147,7 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
         except ValueError as e:
             problems.append(str(e))
             model = None
-        try:
-            build.build_loss(config["loss"])
-        except (ValueError, TypeError) as e:
-            problems.append(f"loss: {e}")
+        _check_task(config, dataset, problems)
         if model is not None:
             _check_output(config["model"], shapes, dataset, problems)
             for layer, shape in zip(config["model"], shapes, strict=False):
@@ -156,6 +156,27 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
                     if arg in layer:  # record what was inferred: the config describes the run
                         layer[arg] = size
             _check_training(config, model, problems)
+
+
+def _check_task(config: dict, dataset: Any, problems: list[str]) -> None:
+    """The loss and data options must suit the data's task (classification, regression)."""
+    from minidl_cli import build, tasks
+
+    task = tasks.for_dataset(dataset)
+    if config["data"].get(STANDARDIZE_TARGET.name) is False and task.name != "regression":
+        del config["data"][STANDARDIZE_TARGET.name]  # a regression option: not in the others
+    if config["data"].get(STANDARDIZE_TARGET.name) and task.name != "regression":
+        problems.append(f"data.{STANDARDIZE_TARGET.name}: only regression has targets to "
+                        f"z-score, and this data's task is {task.name}; remove it (or set "
+                        "data.task: regression if the label is a number to predict)")
+    try:
+        loss = build.build_loss(config["loss"])
+    except (ValueError, TypeError) as e:
+        problems.append(f"loss: {e}")
+        return
+    why = task.check_loss(loss)
+    if why:
+        problems.append(f"loss: {why}")
 
 
 def _check_output(model: list[dict], shapes: list[tuple[int, ...]], dataset: Any,

@@ -1,0 +1,254 @@
+"""What differs between classification and regression, in one object per task.
+
+The trainer, `evaluate`, `plot`, seed summaries and `predict` ask the task instead of
+branching on it (scikit-learn keeps this in scorers and `predict` / `predict_proba`):
+
+- `targets`: what the loss compares the network's output with;
+- `metrics`: the metrics of network outputs against the true values (metrics.csv, the
+  progress bar, seed summaries), `evaluation` adds what eval.json shows;
+- `columns`: metrics.csv's header; `summary_keys`: a seed group's summary;
+- `decode` / `prediction_columns`: what `predict` writes.
+
+A task's fitted state (the target statistics of `standardize_target`) travels in the
+checkpoint as plain data (`state_dict`). Metrics follow scikit-learn's definitions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from minidl_cli.nn import CrossEntropyLoss, Loss
+
+PERCENT_METRICS = ("accuracy", "error")  # shown as percentages
+
+
+def format_metric(name: str, value: float) -> str:
+    """A metric for people: accuracy and error as percentages, the rest with 4 decimals."""
+    if any(name.endswith(p) for p in PERCENT_METRICS):
+        return f"{value:.2%}"
+    return f"{value:.4f}"
+
+
+class Task:
+    """Base class: what a task decides. Subclasses set `name` and `metric_names`."""
+
+    name: str
+    metric_names: tuple[str, ...]  # besides "loss": the metrics of each split, in column order
+    summary_metrics: tuple[str, ...]  # of a seed group: final metrics per split, in order
+    headline: str  # the one metric a seed's progress line shows, e.g. "test_error"
+    group_keys: tuple[str, ...]  # the statistics printed for a seed group, in order
+
+    def columns(self, splits: list[str]) -> list[str]:
+        """metrics.csv's header: epoch, train_*, test_*, lr, elapsed_s, then val_* if any."""
+        per_split = ("loss", *self.metric_names)
+        main = [f"{s}_{m}" for s in ("train", "test") for m in per_split]
+        extra = [f"{s}_{m}" for s in splits if s not in ("train", "test") for m in per_split]
+        return ["epoch", *main, "lr", "elapsed_s", *extra]
+
+    @classmethod
+    def summary_keys(cls) -> list[str]:
+        """The final-metrics columns of a seed group's summary.csv."""
+        return [f"{s}_{m}" for s in ("train", "test") for m in cls.summary_metrics]
+
+    def summary(self, row: dict[str, float]) -> dict[str, float]:
+        """A seed's summary fields from its last metrics row (NaN when it has none)."""
+        return {key: row.get(key, math.nan) for key in self.summary_keys()}
+
+    def progress(self, row: dict[str, float]) -> str:
+        """The progress bar's metrics for one metrics row."""
+        raise NotImplementedError
+
+    def check_loss(self, loss: Loss) -> str | None:
+        """Why `loss` cannot train this task, or None."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What meta.json and eval.json say about the task: its name and what it predicts."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class Classification(Task):
+    """Class indices; the network outputs one score per class (logits or MSE targets).
+
+    Shape: y (n,) int64 in 0..C-1; outputs (n, C).
+    """
+
+    name = "classification"
+    metric_names = ("accuracy",)
+    summary_metrics = ("loss", "accuracy", "error")
+    headline = "test_error"
+    group_keys = ("train_error", "test_error", "test_loss")
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None):
+        self.num_classes = num_classes
+        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+
+    def progress(self, row: dict[str, float]) -> str:
+        return (f"loss {row['train_loss']:.4f} acc {row['train_accuracy']:.1%} "
+                f"test {row['test_accuracy']:.1%}")
+
+    def summary(self, row: dict[str, float]) -> dict[str, float]:
+        out = super().summary(row)
+        for split in ("train", "test"):  # the error is 1 − accuracy, rounded for the file
+            out[f"{split}_error"] = round(1 - row.get(f"{split}_accuracy", math.nan), 12)
+        return out
+
+    def targets(self, y: Tensor, loss: Loss, dtype: torch.dtype) -> Tensor:
+        """The loss's encoding of the labels (cross-entropy: the labels; MSE: one-hot...)."""
+        return loss.targets(y, self.num_classes, dtype)
+
+    def decode(self, outputs: Tensor) -> Tensor:
+        """Predicted class indices. Shape: outputs (n, C) -> (n,) int64."""
+        return outputs.argmax(1)
+
+    def metrics(self, outputs: Tensor, y: Tensor) -> dict[str, float]:
+        """accuracy: the share of rows whose highest output is the true class."""
+        return {"accuracy": (self.decode(outputs) == y).double().mean().item()}
+
+    def evaluation(self, outputs: Tensor, y: Tensor) -> dict[str, Any]:
+        """metrics, error (1 − accuracy) and the confusion matrix (rows: true, columns:
+        predicted, as scikit-learn's confusion_matrix)."""
+        accuracy = self.metrics(outputs, y)["accuracy"]
+        c = self.num_classes
+        pairs = y.cpu() * c + self.decode(outputs).cpu()
+        confusion = torch.bincount(pairs, minlength=c * c).reshape(c, c)
+        return {"accuracy": accuracy, "error": 1.0 - accuracy, "confusion": confusion.tolist()}
+
+    def prediction_columns(self, outputs: Tensor) -> dict[str, list]:
+        """predict's columns: `prediction` (the class name), then `prob_<class>` (softmax)."""
+        probs = torch.softmax(outputs.double(), 1)
+        columns: dict[str, list] = {
+            "prediction": [self.class_names[i] for i in self.decode(outputs).tolist()]}
+        for i, name in enumerate(self.class_names):
+            columns[f"prob_{name}"] = probs[:, i].tolist()
+        return columns
+
+    def describe(self) -> dict[str, Any]:
+        return {"task": self.name, "classes": self.class_names}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "class_names": self.class_names}
+
+
+class Regression(Task):
+    """Float targets, one network output per target; metrics on the target's own scale.
+
+    With `standardize_target` the network learns z-scored targets (training statistics);
+    its outputs are turned back (`decode`) before any metric or prediction.
+    Shape: y (n, k) float; outputs (n, k).
+    """
+
+    name = "regression"
+    metric_names = ("mae", "rmse", "r2")
+    summary_metrics = ("loss", "mae", "rmse", "r2")
+    headline = "test_rmse"
+    group_keys = ("train_rmse", "test_rmse", "test_mae", "test_r2", "test_loss")
+
+    def __init__(self, target_names: list[str] | None = None, num_targets: int = 1):
+        self.target_names = list(target_names or [f"y{i + 1}" for i in range(num_targets)])
+        self.mean: Tensor | None = None  # set by fit() when standardize_target is on
+        self.std: Tensor | None = None
+
+    def progress(self, row: dict[str, float]) -> str:
+        return (f"loss {row['train_loss']:.4f} mae {row['train_mae']:.4g} "
+                f"test rmse {row['test_rmse']:.4g} r2 {row['test_r2']:.3f}")
+
+    def fit(self, y_train: Tensor) -> None:
+        """Keep the per-target mean and population std of the training targets
+        (a constant target gets std 1). Shape: y_train (n, k)."""
+        from minidl_cli.data import fit_standardizer
+
+        self.mean, self.std = fit_standardizer(y_train.double())
+
+    def check_loss(self, loss: Loss) -> str | None:
+        if isinstance(loss, CrossEntropyLoss):
+            return ("cross_entropy needs class labels, but the data's task is regression; "
+                    "use loss: mse, l1 or huber")
+        return None
+
+    def targets(self, y: Tensor, loss: Loss, dtype: torch.dtype) -> Tensor:
+        """The float targets, z-scored when fitted. Shape: (n, k) -> (n, k) of `dtype`."""
+        if self.mean is not None:
+            y = (y - self.mean.to(y.device)) / self.std.to(y.device)
+        return y.to(dtype)
+
+    def decode(self, outputs: Tensor) -> Tensor:
+        """Outputs on the target's own scale, float64. Shape: (n, k) -> (n, k)."""
+        values = outputs.double()
+        if self.mean is not None:
+            values = values * self.std.to(values.device) + self.mean.to(values.device)
+        return values
+
+    def metrics(self, outputs: Tensor, y: Tensor) -> dict[str, float]:
+        """scikit-learn's mean_absolute_error, root_mean_squared_error and r2_score with
+        multioutput='uniform_average': each computed per target, then averaged.
+
+        r2 = 1 − Σ(y − ŷ)² / Σ(y − ȳ)²; a constant target scores 1 when predicted exactly,
+        else 0 (scikit-learn's force_finite).
+        """
+        y = y.double()
+        residual = self.decode(outputs) - y
+        mae = residual.abs().mean(0)
+        rmse = residual.square().mean(0).sqrt()
+        ss_res = residual.square().sum(0)
+        ss_tot = (y - y.mean(0)).square().sum(0)
+        r2 = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp_min(1e-300),
+                         (ss_res == 0).double())
+        return {"mae": mae.mean().item(), "rmse": rmse.mean().item(), "r2": r2.mean().item()}
+
+    def evaluation(self, outputs: Tensor, y: Tensor) -> dict[str, Any]:
+        return self.metrics(outputs, y)
+
+    def prediction_columns(self, outputs: Tensor) -> dict[str, list]:
+        """predict's columns: `prediction` for one target, else one column per target name."""
+        values = self.decode(outputs).cpu()
+        if values.shape[1] == 1:
+            return {"prediction": values[:, 0].tolist()}
+        return {name: values[:, i].tolist() for i, name in enumerate(self.target_names)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"task": self.name, "targets": self.target_names}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"name": self.name, "target_names": self.target_names}
+        if self.mean is not None:
+            state["target_mean"], state["target_std"] = self.mean, self.std
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.target_names = list(state.get("target_names", self.target_names))
+        self.mean, self.std = state.get("target_mean"), state.get("target_std")
+
+
+def by_name(name: str) -> type[Task]:
+    """The Task class of a task name ('classification', 'regression')."""
+    return {"classification": Classification, "regression": Regression}[name]
+
+
+def for_dataset(dataset: Any) -> Task:
+    """The task of a Dataset (its `task` field), sized from its classes or targets."""
+    if getattr(dataset, "task", "classification") == "regression":
+        return Regression(dataset.target_names, dataset.num_outputs)
+    return Classification(dataset.num_classes, dataset.class_names)
+
+
+def from_state(state: dict[str, Any] | None, num_outputs: int) -> Task:
+    """The task a checkpoint recorded (`Task.state_dict()`); None: classification
+    (checkpoints written before tasks existed)."""
+    state = state or {"name": "classification"}
+    if state["name"] == "regression":
+        task: Task = Regression(state.get("target_names"), num_outputs)
+    else:
+        task = Classification(num_outputs, state.get("class_names"))
+    task.load_state_dict(state)
+    return task

@@ -209,42 +209,19 @@ def evaluate_file(run_dir: Path, data: Path, checkpoint: str = "last") -> dict[s
 def check_data_files(run: Run, resuming: bool = False) -> None:
     """RunError when a file the run was trained on has changed or is gone since (meta.json's
     `data_files`: path -> SHA-256), naming the file and what to do instead."""
+    from minidl_cli.data.files import changed_files
+
     recorded = run.read_meta().get("data_files") or {}
-    for path in _changed_files(recorded):
+    for path in changed_files(recorded):
         what = "has changed" if Path(path).exists() else "is gone"
-        instead = ("to train on the new data start a new run (minidl train CONFIG)"
-                   if resuming else
-                   f"to use the run on new data: minidl evaluate {run.path} --data FILE, "
-                   f"or minidl predict {run.path} FILE")
+        if resuming:
+            instead = "to train on the data as it is now, start a new run (minidl train CONFIG)"
+        else:
+            instead = (f"evaluate on a file as new data with: minidl evaluate {run.path} "
+                       f"--data FILE (minidl predict {run.path} FILE needs no training data)")
         raise RunError(f"{path} {what} since {run.path} was trained on it (its SHA-256 is not "
-                       f"the one in meta.json's data_files), so the run's train/test split "
-                       f"cannot be rebuilt; {instead}")
-
-
-def replot_run(run_dir: Path) -> list[Path]:
-    """Redraw a run's four pictures from its last checkpoint."""
-    import torch
-
-    run = Run.open(run_dir)
-    trainer, _, _ = load_trainer(run)
-    with torch.no_grad():
-        return draw_plots(run, trainer)
-
-
-def _changed_files(recorded: dict[str, str]) -> list[str]:
-    """The paths whose file is gone or whose SHA-256 differs from `recorded`'s."""
-    import hashlib
-
-    changed = []
-    for path, digest in recorded.items():
-        try:
-            with open(path, "rb") as f:
-                same = hashlib.file_digest(f, "sha256").hexdigest() == digest
-        except OSError:
-            same = False
-        if not same:
-            changed.append(path)
-    return changed
+                       f"meta.json's data_files'), so its train/test split cannot be rebuilt; "
+                       f"{instead}")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -22,8 +22,6 @@ from minidl_cli.build import build_loss, build_model
 from minidl_cli.nn import Sequential
 from minidl_cli.runs import Run, RunError, load_checkpoint
 
-TABLE_SUFFIXES = (".parquet", ".pq")  # read as Parquet; anything else as CSV
-
 
 class Predictor:
     """A trained network with what turns raw rows into its inputs and its outputs into
@@ -38,9 +36,11 @@ class Predictor:
         self.checkpoint, self.epoch = Path(checkpoint), state["epoch"]
         self.config = state["config"]
         self.input_shape = tuple(state.get("input_shape") or [_first_width(self.config)])
-        self.features: list[str] = list(state.get("features") or
-                                        [f"x{i + 1}" for i in range(self.input_shape[0])])
         self.preprocessing = state.get("preprocessing")
+        # the input columns a table needs, by name (tables: before one-hot encoding)
+        self.features: list[str] = list(
+            (self.preprocessing or {}).get("columns") or state.get("features")
+            or [f"x{i + 1}" for i in range(self.input_shape[0])])
         self.dtype = getattr(torch, self.config["train"]["dtype"])
         _import_plugins(self.config.get("plugins") or [], base)
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: not ours
@@ -70,30 +70,34 @@ class Predictor:
     def inputs(self, x: Any) -> Tensor:
         """Raw features as the network's float64 input before standardisation.
 
-        x: a tensor or array of shape (n, *input_shape) (already numeric, columns in
-        `features` order), a path to a CSV or Parquet file, a pyarrow Table or a pandas
-        DataFrame (columns found by name). ValueError naming a missing column.
+        x: a tensor or array of shape (n, *input_shape) (numeric, already encoded: columns
+        in the order of the training data's feature_names), or a table: a path to a CSV or
+        Parquet file, a pyarrow Table or a pandas DataFrame, whose columns are found by name
+        and encoded as in training. ValueError naming a missing column or a bad cell.
         """
-        if isinstance(x, (str, os.PathLike)):
-            return self.encode(read_table(Path(x)), str(x))
-        if _is_table(x):
-            return self.encode(_as_arrow(x))
+        if isinstance(x, (str, os.PathLike)) or _is_table(x):
+            from minidl_cli.data.table import encode_table
+
+            return encode_table(_source(x), self._table_preprocessing())
         tensor = torch.as_tensor(x, dtype=torch.float64)
         if tensor.shape[1:] != self.input_shape:
             shape = ", ".join(map(str, self.input_shape))
-            raise ValueError(f"predict: inputs of shape (n, {shape}) expected (columns "
-                             f"{', '.join(self.features)}), got {tuple(tensor.shape)}")
+            raise ValueError(f"predict: inputs of shape (n, {shape}) expected, got "
+                             f"{tuple(tensor.shape)}")
         return tensor
 
-    def encode(self, table: Any, source: str = "the input") -> Tensor:
-        """A pyarrow Table's feature columns, by name, as float64 (n, d); other columns are
-        ignored. ValueError naming the missing columns, or a cell that is not a number."""
-        missing = [name for name in self.features if name not in table.column_names]
-        if missing:
-            raise ValueError(f"{source} has no column {', '.join(map(repr, missing))}, which the "
-                             f"run was trained on; give it the columns {', '.join(self.features)}"
-                             " (others are ignored)")
-        return _float_columns(table, self.features, source)
+    def _table_preprocessing(self) -> dict[str, Any]:
+        """The data set's preprocessing of table rows; for data sets that have none
+        (synthetic points), the plain one: the feature columns by name, as numbers."""
+        if self.preprocessing is not None:
+            return self.preprocessing
+        if len(self.input_shape) != 1 or not self.features:
+            raise ValueError("this run's inputs are not table rows (e.g. images); pass a "
+                             f"tensor of shape (n, {', '.join(map(str, self.input_shape))})")
+        return {"version": 1, "columns": self.features, "categories": {},
+                "feature_names": self.features, "missing": "error", "fill_values": None,
+                "label": self.label_columns(), "task": self.task.name,
+                "class_names": self.classes, "delimiter": ","}
 
     def outputs(self, x: Any) -> Tensor:
         """The network's outputs for raw inputs (see `inputs`), in eval mode.
@@ -127,12 +131,12 @@ class Predictor:
         """The columns `minidl predict` writes, one row per input row (the task's)."""
         return self.task.prediction_columns(self.outputs(x))
 
-    def evaluate(self, path: Path) -> dict[str, Any]:
-        """The loss and the task's evaluation on a labelled file (features and label)."""
-        path = Path(path)
-        table = read_table(path)
-        x = self.encode(table, str(path))
-        y = self.labels(table, str(path))
+    def evaluate(self, data: Any) -> dict[str, Any]:
+        """The loss and the task's evaluation on a labelled table (a path, a pyarrow Table
+        or a pandas DataFrame with the feature and label columns)."""
+        from minidl_cli.data.table import encode_labelled
+
+        x, y = encode_labelled(_source(data), self._table_preprocessing())
         outputs = self.outputs(x)
         loss_fn = build_loss(self.config["loss"])
         with torch.no_grad():
@@ -141,31 +145,13 @@ class Predictor:
             loss /= len(x)
         return {"loss": loss, **self.task.evaluation(outputs, y)}
 
-    def labels(self, table: Any, source: str) -> Tensor:
-        """The true values of a labelled table: class indices (by class name) or float
-        targets. ValueError naming the label column or an unknown class."""
-        columns = self.label_columns()
-        missing = [c for c in columns if c not in table.column_names]
-        if missing:
-            raise ValueError(f"{source} has no label column {', '.join(map(repr, missing))}; "
-                             "evaluating needs the true values of the run's label")
-        if self.classes is None:
-            return _float_columns(table, columns, source)
-        index = {name: i for i, name in enumerate(self.classes)}
-        values = [_class_name(v) for v in table.column(columns[0]).to_pylist()]
-        unknown = sorted({v for v in values if v not in index})
-        if unknown:
-            raise ValueError(f"{source}, column {columns[0]!r}: {', '.join(map(repr, unknown[:5]))}"
-                             f" {'is not a class' if len(unknown) == 1 else 'are not classes'} "
-                             f"the run was trained on ({', '.join(self.classes)})")
-        return torch.tensor([index[v] for v in values], dtype=torch.int64)
-
     def label_columns(self) -> list[str]:
         """The label column(s) of the training data (regression: the target names)."""
+        if self.preprocessing is not None:
+            return list(self.preprocessing["label"])
         if self.classes is None:
             return list(self.task.target_names)
-        label = self.config["data"].get("label", "label")
-        return [label] if isinstance(label, str) else list(label)
+        return ["label"]  # synthetic points: written as x1, x2, label
 
     # --- torch.nn ---
 
@@ -206,26 +192,6 @@ def load(run_dir: str | os.PathLike, checkpoint: str = "last") -> Predictor:
     return Predictor(state, path, run.path)
 
 
-def read_table(path: Path) -> Any:
-    """A CSV or Parquet file (by suffix) as a pyarrow Table; FileNotFoundError or
-    ValueError naming the file."""
-    import pyarrow as pa
-
-    if not path.is_file():
-        raise FileNotFoundError(f"input file not found: {path}")
-    try:
-        if path.suffix.lower() in TABLE_SUFFIXES:
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        import pyarrow.csv as pcsv
-
-        return pcsv.read_csv(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        reason = (str(e).splitlines() or [""])[0][:200]
-        raise ValueError(f"cannot read {path}: {reason}") from None
-
-
 def write_csv(columns: dict[str, list]) -> str:
     """Columns of equal length as CSV text with a header row."""
     import csv
@@ -238,32 +204,15 @@ def write_csv(columns: dict[str, list]) -> str:
     return buffer.getvalue()
 
 
-def _float_columns(table: Any, names: list[str], source: str) -> Tensor:
-    """Columns of a pyarrow Table as one float64 tensor (n, len(names))."""
-    import numpy as np
-    import pyarrow as pa
+def _source(x: Any) -> Any:
+    """A path or a pyarrow Table (a pandas DataFrame is converted) for the table reader."""
+    if isinstance(x, (str, os.PathLike)):
+        return Path(x)
+    if type(x).__module__.startswith("pandas"):
+        import pyarrow as pa
 
-    arrays = []
-    for name in names:
-        column = table.column(name)
-        try:
-            values = column.cast(pa.float64()).to_numpy()
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise ValueError(f"{source}, column {name!r}: holds values that are not numbers "
-                             f"(type {column.type})") from None
-        if column.null_count or not np.isfinite(values).all():
-            row = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
-            raise ValueError(f"{source}, column {name!r}, data row {row}: empty or not a "
-                             "finite number")
-        arrays.append(values)
-    return torch.from_numpy(np.stack(arrays, 1) if arrays else np.zeros((table.num_rows, 0)))
-
-
-def _class_name(value: Any) -> str:
-    """A label cell as the training data names its class: integers without '.0'."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
+        return pa.Table.from_pandas(x, preserve_index=False)
+    return x
 
 
 def _is_table(x: Any) -> bool:
@@ -271,12 +220,6 @@ def _is_table(x: Any) -> bool:
     return module.startswith("pyarrow") or module.startswith("pandas")
 
 
-def _as_arrow(x: Any) -> Any:
-    import pyarrow as pa
-
-    if type(x).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(x, preserve_index=False)
-    return x
 
 
 def _first_width(config: dict[str, Any]) -> int:

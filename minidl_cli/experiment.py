@@ -224,6 +224,16 @@ def check_data_files(run: Run, resuming: bool = False) -> None:
                        f"{instead}")
 
 
+def replot_run(run_dir: Path) -> list[Path]:
+    """Redraw a run's pictures from its last checkpoint."""
+    import torch
+
+    run = Run.open(run_dir)
+    trainer, _, _ = load_trainer(run)
+    with torch.no_grad():
+        return draw_plots(run, trainer)
+
+
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(tree, dict):
         return {k: v for key, value in tree.items()

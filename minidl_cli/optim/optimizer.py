@@ -1,6 +1,6 @@
 """Optimizer base: parameter groups, per-parameter state and state dicts, as torch.optim.
 
-Subclasses write only `step`; updates use multi-tensor (foreach) ops over all parameters.
+Subclasses write only `step`, one line of maths per update, over `tensors()`.
 On a small network each torch op costs more in dispatch than in arithmetic, so the
 optimizer also packs its parameters' data and gradients into two contiguous buffers
 (`Packed`): zero_grad and element-wise updates are then one op on one flat tensor.
@@ -48,7 +48,7 @@ class Optimizer:
         return self.param_groups[0]["params"]
 
     def tensors(self, *state_names: str) -> tuple[list[Tensor], ...]:
-        """(weights, grads, *states) for foreach ops: one flat tensor each while the parameters
+        """(weights, grads, *states), lists to zip over: one flat tensor each while the parameters
         and the named state tensors are packed, else one tensor per parameter."""
         packed, flat = self.packed, self._flat_state
         if packed is not None and packed.intact and all(n in flat for n in state_names):
@@ -104,10 +104,11 @@ class Optimizer:
 
     def zero_grad(self) -> None:
         packed = self.packed
-        if packed is not None and packed.intact:  # one plain op: cheaper than a foreach op
+        if packed is not None and packed.intact:  # one op on the flat buffer
             packed.grad.zero_()
         else:
-            torch._foreach_zero_([p.grad for p in self.params])
+            for p in self.params:
+                p.grad.zero_()
 
     def step(self) -> None:
         raise NotImplementedError

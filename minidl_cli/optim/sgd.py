@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import torch
-
 from minidl_cli.optim.optimizer import Optimizer
 from minidl_cli.registry import Range, register
 
@@ -44,18 +42,15 @@ class SGD(Optimizer):
         first = momentum != 0 and not self.state
         if first:
             self.init_state(["momentum_buffer"])
-        weights, grads, *bufs = self.tensors(*(["momentum_buffer"] if momentum != 0 else []))
-        if group["weight_decay"] != 0:
-            grads = torch._foreach_add(grads, weights, alpha=group["weight_decay"])
-        if momentum != 0:
-            bufs = bufs[0]
-            if first:  # the buffer starts as the gradient itself
-                torch._foreach_copy_(bufs, grads)
-            else:
-                torch._foreach_mul_(bufs, momentum)
-                torch._foreach_add_(bufs, grads, alpha=1 - dampening)
-            if group["nesterov"]:
-                grads = torch._foreach_add(grads, bufs, alpha=momentum)
-            else:
-                grads = bufs
-        torch._foreach_add_(weights, grads, alpha=-lr)
+        weights, grads, *state = self.tensors(*(["momentum_buffer"] if momentum != 0 else []))
+        buffers = state[0] if momentum != 0 else weights  # (not read without momentum)
+        for w, d, b in zip(weights, grads, buffers, strict=True):
+            if group["weight_decay"] != 0:
+                d = d.add(w, alpha=group["weight_decay"])  # d = g + λ w
+            if momentum != 0:
+                if first:
+                    b.copy_(d)  # b = d at the first step
+                else:
+                    b.mul_(momentum).add_(d, alpha=1 - dampening)  # b = μ b + (1 − τ) d
+                d = d.add(b, alpha=momentum) if group["nesterov"] else b  # d + μ b, or b
+            w.add_(d, alpha=-lr)  # w = w − lr d

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_conv  # noqa: E402
 import bench_csv  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_step  # noqa: E402
@@ -38,3 +39,14 @@ def test_bench_csv_small_mode_prints_both_tables(capsys):
     assert "| minidl csv |" in out
     assert ("minidl / pandas: load time" in out) or ("pip install pandas" in out)
     assert "| 1,000 |" in out  # one epoch of the 1000-row table
+
+
+def test_the_convnet_steps_do_the_same_maths():
+    """minidl's convnet and torch.nn's: the same weights after 30 float64 steps."""
+    assert bench_conv.check_agreement() < 1e-10
+
+
+def test_the_convnet_script_prints_its_table(capsys):
+    assert bench_conv.main(["--batches", "4", "--repeats", "1", "--budget", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "| batch | minidl µs/step | torch.nn µs/step" in out and "|     4 |" in out

@@ -273,3 +273,19 @@ def test_new_layers_repr_like_torch():
         "Conv2d(1, 16, kernel_size=(3, 3), stride=(1, 1), bias=False)")
     assert repr(nn.BatchNorm2d(4)) == "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True)"
     assert repr(nn.Flatten()) == repr(torch.nn.Flatten())
+
+
+def test_accumulating_with_plus_equals_keeps_the_optimizers_packed_gradients():
+    """`p.grad += g` assigns the same tensor back to the Parameter: it is still a view of the
+    optimizer's packed buffer, so the fast path stays on; a new tensor turns it off."""
+    from minidl_cli import optim
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(16, 2))
+    opt = optim.SGD(net.parameters(), lr=0.1)
+    assert opt.packed is not None and opt.packed.intact
+    net.backward(torch.ones(3, 2) + 0 * net(torch.randn(3, 1, 4, 6)))  # conv bias: +=
+    assert opt.packed.intact
+    bias = net[0].bias
+    assert bias.grad.abs().sum() > 0 and opt.packed.grad.abs().sum() > 0
+    bias.grad = bias.grad.clone()
+    assert not opt.packed.intact

@@ -1,5 +1,6 @@
 """Conv2d: a 2-D convolution as im2col and matrix products ("Deep Learning from Scratch",
-common/layers.py, Convolution). `unfold` is im2col, `fold` is col2im."""
+common/layers.py, Convolution). `unfold` is im2col, `fold` is col2im: a convolution is a
+Linear layer applied to every patch of its input."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 
 import torch
 from torch import Tensor
-from torch.nn.functional import fold, unfold
+from torch.nn.functional import fold, linear, unfold
 
 from minidl_cli.nn.module import Module, Parameter, show_shape
 from minidl_cli.registry import Range, register
@@ -63,8 +64,9 @@ class Conv2d(Module):
     """2-D convolution (cross-correlation, as torch.nn.Conv2d): y = W ⋆ x + b.
 
     Weight (out_channels, in_channels, kH, kW), bias (out_channels,), initialised as torch.nn
-    does. Forward unfolds x into columns (im2col), so that y = W cols and both gradients are
-    matrix products.
+    does. Forward cuts x into patches, one row of C·kH·kW inputs per output position (im2col),
+    and applies one Linear layer to every patch: y = patches Wᵀ + b. The gradients are then
+    Linear's, summed over the patches, and the input gradient goes back through col2im.
     Shape: (N, in_channels, H, W) -> (N, out_channels, H', W'), H' = ⌊(H + 2p − kH) / s⌋ + 1.
     Raises ValueError for sizes below 1 or negative padding.
     """
@@ -82,7 +84,7 @@ class Conv2d(Module):
         self.weight = Parameter(kaiming_uniform((out_channels, in_channels, *self.kernel_size),
                                                 fan_in))
         self.bias = Parameter(bias_uniform(out_channels, fan_in)) if bias else None
-        self._cols: Tensor | None = None
+        self._patches: Tensor | None = None
         self._input_size: tuple[int, int] = (0, 0)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -94,26 +96,30 @@ class Conv2d(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
-        self._input_size = (h, w)
-        # im2col: one column of C·kH·kW inputs per output position, (N, C·kH·kW, H'·W')
-        self._cols = unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
-        out = self.weight.data.view(self.out_channels, -1) @ self._cols  # y = W cols
-        if self.bias is not None:
-            out += self.bias.data.view(-1, 1)
         h_out, w_out = (output_size(*a) for a in zip((h, w), self.kernel_size, self.stride,
                                                      self.padding, strict=True))
-        return out.view(n, self.out_channels, h_out, w_out)
+        self._input_size = (h, w)
+        # im2col: (N, C·kH·kW, H'·W') columns, as rows: (N·H'·W', C·kH·kW), one per patch
+        cols = unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
+        self._patches = cols.mT.reshape(n * h_out * w_out, -1)
+        weight = self.weight.data.view(self.out_channels, -1)
+        bias = None if self.bias is None else self.bias.data
+        out = linear(self._patches, weight, bias)  # y = patches Wᵀ + b: one row per patch
+        # (N, H', W', out) viewed as (N, out, H', W'): channels last in memory, no copy
+        return out.view(n, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        g = grad_output.flatten(2)  # (N, out_channels, H'·W'): one gradient per column
+        n = grad_output.shape[0]
+        g = grad_output.permute(0, 2, 3, 1).reshape(-1, self.out_channels)  # a row per patch
         weight = self.weight.data.view(self.out_channels, -1)
-        # dL/dW = Σₙ gₙ colsₙᵀ: each weight meets the input in every column it multiplied
-        self.weight.grad += (g @ self._cols.mT).sum(0).view_as(self.weight.grad)
+        # dL/dW = gᵀ patches: Linear's weight gradient, summed over every patch of every input
+        self.weight.grad.view_as(weight).addmm_(g.t(), self._patches)
         if self.bias is not None:
-            self.bias.grad += g.sum((0, 2))  # dL/db = Σ g over the batch and every position
-        # dL/dx = col2im(Wᵀ g): each column's gradient added back where im2col took it from
-        return fold(weight.t() @ g, self._input_size, self.kernel_size, padding=self.padding,
-                    stride=self.stride)
+            self.bias.grad += g.sum(0)  # dL/db = Σ g over every patch
+        grad_patches = g.mm(weight)  # dL/dpatches = g W
+        # dL/dx = col2im(dL/dpatches): each patch's gradient added back where im2col took it
+        return fold(grad_patches.view(n, -1, weight.shape[1]).mT, self._input_size,
+                    self.kernel_size, padding=self.padding, stride=self.stride)
 
     def extra_repr(self) -> str:
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -309,3 +309,13 @@ def test_damaged_parquet_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"bad\.parquet is not a readable Parquet file") as info:
         parquet_dataset(path, test_fraction=0.5, generator=gen())
     assert "\n" not in str(info.value)
+
+
+def test_na_spellings_and_nan_are_missing(tmp_path):
+    path = write(tmp_path / "na.csv", "a,b,label\n1,NA,x\nnan,2,y\n3,N/A,x\n4,5,y\n6,7,x\n")
+    ds = csv_dataset(path, test=path, missing="drop", generator=gen())
+    assert ds.x_train.tolist() == [[4, 5], [6, 7]]
+    pq.write_table(pa.table({"a": [1.0, float("nan"), 3.0], "label": ["x", "y", "x"]}),
+                   tmp_path / "nan.parquet")
+    with pytest.raises(ValueError, match=r"nan\.parquet, row 2, column 'a': empty"):
+        parquet_dataset(tmp_path / "nan.parquet", test_fraction=0.5, generator=gen())

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from minidl_cli.data.table_io import MAX_LINES, TableFile, codes
+from minidl_cli.data.table_io import MAX_LINES, TableFile, codes, present_codes
 
 # A numeric label with more distinct values than this, fractional or one per two rows,
 # is a quantity to regress, not a set of classes.
@@ -24,8 +24,7 @@ def fit_classes(tf: TableFile, name: str, labels: pa.ChunkedArray,
     Raises ValueError for one class, or for a numeric label that looks like a regression target.
     """
     found, values = codes(labels)
-    present = np.unique(found if train is None else found[train])
-    texts = sorted(values[i] for i in present[present >= 0])
+    texts = sorted(values[i] for i in present_codes(found, len(values), train))
     numbers = _numbers(texts)
     if numbers is not None:
         by_value: dict[float, str] = {}

@@ -35,7 +35,7 @@ from minidl_cli.data import table_io
 from minidl_cli.data.base import Dataset
 from minidl_cli.data.files import hash_in_background
 from minidl_cli.data.labels import fit_classes, label_targets
-from minidl_cli.data.table_io import BadCells, TableFile, codes
+from minidl_cli.data.table_io import BadCells, TableFile, codes, present_codes
 
 Source = str | Path | pa.Table  # a CSV or Parquet file, or a table already in memory
 MISSING = ("error", "drop", "mean")
@@ -284,8 +284,7 @@ def _fit(tf: TableFile, prep: dict[str, Any], table: pa.Table, train: np.ndarray
             names.append(name)
             continue
         found, values = codes(table.column(name))
-        present = np.unique(found if train is None else found[train])
-        categories = sorted(values[i] for i in present[present >= 0])
+        categories = sorted(values[i] for i in present_codes(found, len(values), train))
         if not categories:
             raise ValueError(f"categorical column {name!r} has no values in the training rows; "
                              "leave it out with data.exclude")

@@ -137,7 +137,12 @@ def _unique_names(tf: TableFile) -> TableFile:
 
 def _read_csv(tf: TableFile, raw: dict[str, str], types: dict[str, ColumnType]) -> pa.Table:
     """Parse with the wanted types; on a conversion error re-read those columns as text, so
-    that _as_float can report every bad cell instead of pyarrow's first."""
+    that _as_float can report every bad cell instead of pyarrow's first.
+
+    Only "" is a null to pyarrow: checking each cell against all of NULLS costs a fifth of
+    the parse. A float column holding "NA" fails to convert and takes the text path, which
+    knows NULLS; "nan" parses as NaN, which _as_float makes missing.
+    """
     ragged: list[int] = []
 
     def on_ragged(row: pa_csv.InvalidRow) -> str:
@@ -153,7 +158,8 @@ def _read_csv(tf: TableFile, raw: dict[str, str], types: dict[str, ColumnType]) 
                 delimiter=tf.delimiter, invalid_row_handler=on_ragged
             ),
             convert_options=pa_csv.ConvertOptions(
-                include_columns=list(raw), column_types=column_types, strings_can_be_null=True
+                include_columns=list(raw), column_types=column_types, null_values=[""],
+                strings_can_be_null=True,  # the other NULLS: _as_text, _as_float
             ),
         )
 
@@ -258,6 +264,13 @@ def codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     values = column.chunk(0).dictionary.to_pylist()
     parts = [pc.fill_null(chunk.indices, -1).to_numpy() for chunk in column.chunks]
     return np.concatenate(parts), values
+
+
+def present_codes(found: np.ndarray, size: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """The codes (0..size-1, from `codes`) that occur in the rows where the mask `rows` is
+    true (None: all rows), sorted; missing cells (-1) do not count."""
+    counts = np.bincount(found + 1, weights=rows, minlength=size + 1)
+    return np.flatnonzero(counts[1:])
 
 
 def _as_float(column: pa.ChunkedArray, name: str, problems: BadCells) -> pa.ChunkedArray | None:

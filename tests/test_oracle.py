@@ -239,3 +239,12 @@ def test_list_shows_the_new_layers_with_their_options():
                  "layer_norm", "bilinear"):
         assert f"\n  {name} " in text
     assert "num_features" not in text and "normalized_shape" not in text
+
+
+@pytest.mark.parametrize("name", registry.names("layer"))
+def test_declared_output_shape_is_the_real_one(name):
+    """Every built-in layer says what shape it outputs (the builder trusts it)."""
+    gen = torch.Generator().manual_seed(0)
+    for module, x_shape in layer_cases(name, 3, 5):
+        out = module.forward(torch.randn(x_shape, dtype=torch.float64, generator=gen))
+        assert module.output_shape(tuple(x_shape[1:])) == tuple(out.shape[1:]), module

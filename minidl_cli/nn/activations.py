@@ -12,13 +12,15 @@ import torch
 from torch import Tensor
 from torch.nn.functional import elu, leaky_relu
 
-from minidl_cli.nn.module import Module
+from minidl_cli.nn.module import Module, same_shape, show_shape
 from minidl_cli.registry import register
 
 
 @register("layer", "relu")
 class ReLU(Module):
     """y = max(x, 0)."""
+
+    output_shape = same_shape
 
     def forward(self, x: Tensor) -> Tensor:
         self._output = out = torch.relu(x)
@@ -32,6 +34,8 @@ class ReLU(Module):
 @register("layer", "leaky_relu")
 class LeakyReLU(Module):
     """y = x if x > 0 else negative_slope · x."""
+
+    output_shape = same_shape
 
     def __init__(self, negative_slope: float = 0.01):
         self.negative_slope = negative_slope
@@ -51,6 +55,8 @@ class LeakyReLU(Module):
 @register("layer", "elu")
 class ELU(Module):
     """y = x if x > 0 else alpha · (eˣ − 1)."""
+
+    output_shape = same_shape
 
     def __init__(self, alpha: float = 1.0):
         self.alpha = alpha
@@ -73,6 +79,8 @@ class ELU(Module):
 class Tanh(Module):
     """y = tanh(x)."""
 
+    output_shape = same_shape
+
     def forward(self, x: Tensor) -> Tensor:
         self._output = out = torch.tanh(x)
         return out
@@ -85,6 +93,8 @@ class Tanh(Module):
 @register("layer", "sigmoid")
 class Sigmoid(Module):
     """y = 1 / (1 + e⁻ˣ)."""
+
+    output_shape = same_shape
 
     def forward(self, x: Tensor) -> Tensor:
         self._output = out = torch.sigmoid(x)
@@ -102,6 +112,13 @@ class Softmax(Module):
 
     def __init__(self, dim: int = -1):
         self.dim = dim
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        rank = len(input_shape) + 1  # with the batch dimension
+        if not -rank <= self.dim < rank:
+            raise ValueError(f"has dim={self.dim}, but its input {show_shape(input_shape)} "
+                             f"has dimensions 0..{rank - 1}")
+        return input_shape
 
     def forward(self, x: Tensor) -> Tensor:
         self._output = out = torch.softmax(x, self.dim)

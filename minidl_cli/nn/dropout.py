@@ -7,7 +7,7 @@ from typing import Annotated
 import torch
 from torch import Tensor
 
-from minidl_cli.nn.module import Module
+from minidl_cli.nn.module import Module, same_shape
 from minidl_cli.registry import Range, register
 
 
@@ -17,6 +17,8 @@ class Dropout(Module):
 
     Shape: any -> same. In eval() mode it is the identity.
     """
+
+    output_shape = same_shape
 
     def __init__(self, p: Annotated[float, Range(ge=0, lt=1)] = 0.5):
         if not 0.0 <= p <= 1.0:

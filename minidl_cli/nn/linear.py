@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn.functional import linear
 
-from minidl_cli.nn.module import Module, Parameter, show_shape
+from minidl_cli.nn.module import Module, Parameter, same_shape, show_shape
 from minidl_cli.registry import Range, register
 
 Init = Literal["xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"]
@@ -92,8 +92,7 @@ class Linear(Module):
 class Identity(Module):
     """y = x. Shape: any -> same."""
 
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return input_shape
+    output_shape = same_shape
 
     def forward(self, x: Tensor) -> Tensor:
         return x

@@ -47,6 +47,11 @@ def show_shape(input_shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(["N", *map(str, input_shape)]) + ")"
 
 
+def same_shape(self: Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """`output_shape` of a layer whose output has its input's shape: `output_shape = same_shape`."""
+    return input_shape
+
+
 class Module:
     """Base class: subclasses write `forward` and `backward`; this class does the rest.
 

@@ -123,11 +123,14 @@ def _fit_and_draw(run: Run, trainer: Trainer, progress: Callable[[dict], None] |
 
 
 def draw_plots(run: Run, trainer: Trainer) -> list[Path]:
+    """The run's pictures (plots.draw_run_plots) from the network's outputs on the test set."""
     from minidl_cli import plots
 
-    _, outputs = trainer.evaluate("test")
+    _, outputs = trainer.evaluate("test")  # (n_test, num_outputs); the task decodes them
+    loss = trainer.config["loss"]
+    loss_name = loss.get("type") if isinstance(loss, dict) else loss
     return plots.draw_run_plots(run.plots, trainer.raw, trainer.task, outputs.cpu(),
-                                run.metrics_path)
+                                run.metrics_path, loss_name=loss_name)
 
 
 def join_run(config: dict[str, Any], checkpoint: Path, world: World) -> Trainer:

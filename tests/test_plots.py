@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import math
+import os
+import struct
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
 from minidl_cli import plots, tasks
+from minidl_cli.data.base import Dataset
 from minidl_cli.data.synthetic import disk, spirals
+from minidl_cli.plots import canvas, confusion, curves, overlays, points, regression
+from minidl_cli.plots import images as images_module
+from tests.helpers import TINY, invoke, train_tiny
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HEADER = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,elapsed_s"
 
 
-def assert_png(path: Path) -> None:
+def assert_png(path: Path) -> tuple[int, int]:
+    """A real PNG of a sane size in pixels and bytes; returns (width, height)."""
     data = Path(path).read_bytes()
     assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
     assert len(data) > 5000, f"{path} is suspiciously small ({len(data)} bytes)"
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    assert 200 <= width <= 4000 and 200 <= height <= 4000, (width, height)
+    return width, height
 
 
 def write_metrics(run_dir: Path, epochs: int, val: bool = False, shift: float = 0.0) -> Path:
@@ -173,3 +186,316 @@ def test_plot_group_mean_and_band_over_common_epochs(tmp_path):
 def test_plot_group_needs_runs(tmp_path):
     with pytest.raises(ValueError, match="at least one run"):
         plots.plot_group([], tmp_path / "group")
+
+
+# ---------------------------------------------------------------- whatever the caller's matplotlib
+
+
+def test_pictures_ignore_the_callers_backend_and_leave_it_set(tmp_path):
+    """A notebook's (or a misspelt) MPLBACKEND must not stop the pictures (issue 13)."""
+    run = write_metrics(tmp_path / "run", epochs=5)
+    code = (
+        "import os, sys\n"
+        "from minidl_cli import plots\n"
+        f"metrics = plots.read_metrics({str(run / 'metrics.csv')!r})\n"
+        f"plots.plot_loss(metrics, {str(run / 'l.png')!r})\n"
+        "print(os.environ['MPLBACKEND'], 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    env = {**os.environ, "MPLBACKEND": "nonsense", "PYTHONPATH": os.getcwd()}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["nonsense", "False"]  # the caller's setting is kept
+    assert_png(run / "l.png")
+
+
+def test_pictures_use_the_default_style_not_the_callers(tmp_path):
+    import matplotlib
+    from PIL import Image
+
+    run = write_metrics(tmp_path / "run", epochs=5)
+    with matplotlib.rc_context({"figure.facecolor": "black", "savefig.facecolor": "black"}):
+        path = plots.plot_loss(plots.read_metrics(run / "metrics.csv"), tmp_path / "l.png")
+        assert matplotlib.rcParams["figure.facecolor"] == "black"  # theirs, untouched
+    assert Image.open(path).convert("RGB").getpixel((1, 1)) == (255, 255, 255)
+
+
+# ---------------------------------------------------------------- principal components
+
+
+def test_pca_matches_the_eigenvectors_of_the_correlation_matrix():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 4)) @ rng.normal(size=(4, 4)) * [1, 10, 100, 0.1] + 5
+    mean, scale, components, ratio = plots.pca(x, 2)
+    eigenvalues, vectors = np.linalg.eigh(np.corrcoef(x, rowvar=False))  # ascending
+    np.testing.assert_allclose(ratio, eigenvalues[::-1][:2] / eigenvalues.sum(), rtol=1e-10)
+    for i in range(2):
+        v = vectors[:, -1 - i]
+        np.testing.assert_allclose(components[i], v * np.sign(v[np.abs(v).argmax()]),
+                                   atol=1e-10)  # largest loading positive (svd_flip)
+        assert components[i][np.abs(components[i]).argmax()] > 0
+    np.testing.assert_allclose(components @ components.T, np.eye(2), atol=1e-12)
+    projected = ((x - mean) / scale) @ components.T
+    np.testing.assert_allclose(projected.var(0), eigenvalues[::-1][:2], rtol=1e-10)
+
+
+def test_pca_of_points_on_a_line_explains_everything():
+    t = np.linspace(-1, 1, 50)[:, None]
+    x = np.hstack([t, 2 * t + 3, -t, np.full_like(t, 7.0)])  # a constant column too
+    _, _, components, ratio = plots.pca(x, 2)
+    assert ratio[0] == pytest.approx(1.0) and ratio[1] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(np.abs(components[0]), [1 / math.sqrt(3)] * 3 + [0], atol=1e-12)
+
+
+def test_plane_names_its_axes():
+    x = torch.randn(40, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    wide = plots.Plane(x)
+    assert [label.split(" ")[0] for label in wide.labels] == ["PC1", "PC2"]
+    assert wide.labels[0].endswith("% var)") and wide.project(x[:7]).shape == (7, 2)
+    two = plots.Plane(x[:, :2], ["age", "income"])
+    assert two.labels == ("age", "income")
+    np.testing.assert_array_equal(two.project(x[:3, :2]), x[:3, :2].numpy())
+    one = plots.Plane(x[:, :1], ["dose"])
+    assert one.labels == ("dose", "") and not one.project(x[:4, :1])[:, 1].any()
+
+
+# ---------------------------------------------------------------- what each kind of data gets
+
+
+def metrics_file(path: Path, columns: tuple[str, ...], epochs: int = 8) -> Path:
+    """A metrics.csv with train_/test_ columns of each name in `columns`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = ["epoch"] + [f"{s}_{c}" for s in ("train", "test") for c in columns]
+    rows = [",".join(header + ["lr", "elapsed_s"])]
+    for e in range(1, epochs + 1):
+        values = [math.exp(-e / 4) * (1 + i / 10) for i in range(2 * len(columns))]
+        rows.append(",".join(str(v) for v in [e, *values, 0.1, e / 100]))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def table(classes: int = 3, features: int = 5, n: int = 120) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, features, generator=g, dtype=torch.float64) * torch.arange(1, features + 1)
+    y = torch.remainder((x[:, 0] > 0).long() + (x[:, 1] > 0).long(), classes)
+    half = n // 2
+    return Dataset(x[:half], y[:half], x[half:], y[half:], classes,
+                   [f"f{i}" for i in range(features)], [f"kind {c}" for c in range(classes)])
+
+
+def images(channels: int, classes: int, n: int = 60) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, channels, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.arange(n) % classes
+    half = n // 2
+    return Dataset(x[:half], y[:half], x[half:], y[half:], classes, [])
+
+
+def drawn(plots_dir: Path, written: list[Path]) -> list[str]:
+    for path in written:
+        assert_png(path)
+    assert sorted(p.name for p in plots_dir.iterdir()) == sorted(p.name for p in written)
+    return [p.name for p in written]
+
+
+def test_a_table_with_three_classes_gets_principal_components_and_a_confusion_matrix(tmp_path):
+    ds = table()
+    scores = torch.nn.functional.one_hot(ds.y_test, 3).double()  # outputs: argmax is the class
+    scores[:5] = scores[:5].roll(1, dims=1)
+    written = plots.draw_run_plots(tmp_path / "p", ds, tasks.for_dataset(ds), scores,
+                                   metrics_file(tmp_path / "m.csv", ("loss", "accuracy")),
+                                   loss_name="cross_entropy")
+    assert drawn(tmp_path / "p", written) == [
+        "data.png", "loss.png", "accuracy.png", "predictions.png", "confusion.png"]
+
+
+def test_regression_gets_predicted_against_true_residuals_and_mae(tmp_path):
+    ds = table()
+    targets = torch.stack([ds.x_train[:, 0] * 2, ds.x_train[:, 1]], 1), torch.stack(
+        [ds.x_test[:, 0] * 2, ds.x_test[:, 1]], 1)
+    reg = replace(ds, y_train=targets[0], y_test=targets[1], num_classes=0, class_names=None,
+                  task="regression", target_names=["price", "age"])
+    metrics = metrics_file(tmp_path / "m.csv", ("loss", "mae", "rmse", "r2"))
+    task = tasks.for_dataset(reg)
+    task.fit(reg.y_train)  # standardize_target: the network's outputs are z-scores
+    outputs = (targets[1] + 0.1 - task.mean) / task.std
+    written = plots.draw_run_plots(tmp_path / "p", reg, task, outputs, metrics, loss_name="l1")
+    assert drawn(tmp_path / "p", written) == [
+        "data.png", "loss.png", "mae.png", "predictions.png", "residuals.png"]
+    one = points.targets_figure(reg.x_test[:, :1], targets[1][:, 0], "price", None, "f0")
+    assert (one.axes[0].get_xlabel(), one.axes[0].get_ylabel()) == ("f0", "price")
+
+
+def test_regression_pictures_show_values_on_the_targets_own_scale(tmp_path, monkeypatch):
+    ds = table()
+    y = torch.stack([ds.x_train[:, 0] * 100 + 7], 1), torch.stack([ds.x_test[:, 0] * 100 + 7], 1)
+    reg = replace(ds, y_train=y[0], y_test=y[1], num_classes=0, class_names=None,
+                  task="regression", target_names=["price"])
+    task = tasks.for_dataset(reg)
+    task.fit(reg.y_train)
+    seen = {}
+    monkeypatch.setattr(regression, "plot_predicted_vs_true",
+                        lambda t, p, path, names: seen.update(true=t, pred=p, names=names))
+    monkeypatch.setattr(regression, "plot_residuals", lambda *args: None)
+    monkeypatch.setattr(points, "plot_targets", lambda *args: None)
+    monkeypatch.setattr(curves, "plot_curves", lambda *args: None)
+    plots.draw_run_plots(tmp_path / "p", reg, task, (y[1] - task.mean) / task.std,
+                         metrics_file(tmp_path / "m.csv", ("loss", "mae")))
+    np.testing.assert_allclose(seen["pred"], y[1].numpy(), atol=1e-9)  # decoded z-scores
+    np.testing.assert_array_equal(seen["true"], y[1].numpy())
+    assert seen["names"] == ["price"]
+
+
+@pytest.mark.parametrize("channels, classes", [(1, 10), (3, 2)])
+def test_images_get_grids_and_a_confusion_matrix_from_three_classes(tmp_path, channels, classes):
+    ds = images(channels, classes)
+    predicted = ds.y_test.clone()
+    predicted[::4] = (predicted[::4] + 1) % classes
+    written = plots.draw_run_plots(tmp_path / "p", ds, "classification", predicted,
+                                   metrics_file(tmp_path / "m.csv", ("loss", "accuracy")))
+    expected = ["data.png", "loss.png", "accuracy.png", "predictions.png"]
+    assert drawn(tmp_path / "p", written) == expected + ["confusion.png"] * (classes >= 3)
+
+
+def test_predicted_classes_from_outputs_or_labels():
+    outputs = torch.tensor([[0.1, 0.9, 0.0], [2.0, -1.0, 0.5]])
+    assert plots.predicted_classes(outputs).tolist() == [1, 0]
+    assert plots.predicted_classes(torch.tensor([2, 0])).tolist() == [2, 0]
+
+
+def test_confusion_matrix_rows_are_true_classes():
+    matrix = plots.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_r2_score():
+    assert plots.r2_score([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 1.0
+    assert plots.r2_score([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == 0.0  # the mean predicts 0
+    assert plots.r2_score([1.0, 2.0, 3.0], [1.0, 2.0, 4.0]) == pytest.approx(1 - 1 / 2)
+    assert plots.r2_score([5.0, 5.0], [5.0, 5.0]) == 1.0  # constant target (force_finite)
+
+
+# ---------------------------------------------------------------- image grids
+
+
+def test_image_tiles_are_min_max_scaled_and_errors_framed_in_red():
+    x = torch.stack([torch.full((1, 4, 4), 3.0), torch.arange(16.0).reshape(1, 4, 4) - 50])
+    rgb = images_module.to_rgb(x)
+    assert rgb.shape == (2, 4, 4, 3)
+    assert (rgb[0] == 0.5).all()  # a constant image is mid-grey
+    assert rgb[1].min() == 0 and rgb[1].max() == 1 and (rgb[1][..., 0] == rgb[1][..., 2]).all()
+    tiles, (cell_h, cell_w), band = images_module.mosaic(x, columns=2, framed=[False, True])
+    assert tiles.shape == (cell_h, 2 * cell_w, 3)
+    assert tuple(tiles[band, 0]) == (1, 1, 1)  # the first tile's frame is white
+    assert tuple(tiles[band, cell_w]) == (1, 0, 0)  # the second's is red
+
+
+def test_grids_show_every_class_and_the_errors():
+    labels = torch.tensor([0] * 50 + [1] * 3 + [2] * 50)
+    rows = images_module.sample_rows(labels, count=12)
+    assert len(rows) == 12 and set(labels[rows].tolist()) == {0, 1, 2}
+    assert list(rows) == sorted(rows)
+    wrong = torch.zeros(100, dtype=torch.bool)
+    wrong[[70, 80, 90]] = True
+    rows = images_module.prediction_rows(wrong, count=10)
+    assert len(rows) == 10 and {70, 80, 90} <= set(rows.tolist())
+
+
+# ---------------------------------------------------------------- legends inside the figure
+
+
+def assert_inside(fig) -> None:
+    """Every axes with its ticks, labels and title, and every legend, lie inside the figure;
+    a legend of the figure (in the band below the axes) overlaps no axes."""
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+    for box in boxes + [legend.get_window_extent(renderer) for legend in legends]:
+        assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1, (box, page)
+        assert page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1, (box, page)
+    for legend in fig.legends:
+        top = legend.get_window_extent(renderer).y1
+        assert all(top <= box.y0 + 1 for box in boxes), "the legend covers an axes"
+
+
+def test_legends_and_labels_stay_inside_their_figures(tmp_path):
+    ds = spirals(n_train=10, n_test=200, classes=3, generator=torch.Generator().manual_seed(1))
+    names = ["a very long class name indeed", "b", "c"]
+    y = ds.y_test.numpy().astype(float)
+    runs = [write_metrics(tmp_path / f"r{i}", epochs=10, val=True) for i in range(4)]
+    metrics = [plots.read_metrics(r / "metrics.csv") for r in runs]
+    figures = [
+        points.data_figure(ds.x_test, ds.y_test, class_names=names),
+        points.predictions_figure(ds.x_test, ds.y_test, 2 - ds.y_test, names),
+        points.predictions_figure(table().x_test, table().y_test, table().y_test),  # PCA
+        regression.predicted_vs_true_figure(np.c_[y, 2 * y], np.c_[y + 0.3, y], ["one", "two"]),
+        regression.residuals_figure(y, y + 0.3),
+        confusion.confusion_figure(plots.confusion_matrix(ds.y_test, 2 - ds.y_test, 3), names),
+        curves.curve_figure(metrics[0], "loss", "mse"),
+        overlays.loss_overlay_figure(metrics, list("abcd"), ["mse", "mse", "cross_entropy", None]),
+    ]
+    with canvas.default_style():
+        for fig in figures:
+            fig.canvas.draw()
+            assert_inside(fig)
+
+
+# ---------------------------------------------------------------- overlays of different kinds
+
+
+def with_loss(run_dir: Path, loss: object) -> Path:
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"loss": loss}))
+    return run_dir
+
+
+def regression_run(run_dir: Path, epochs: int = 6) -> Path:
+    metrics_file(run_dir / "metrics.csv", ("loss", "mae", "rmse", "r2"), epochs)
+    return with_loss(run_dir, {"type": "huber", "delta": 1.0})
+
+
+def test_runs_with_different_losses_get_a_panel_and_a_name_each(tmp_path):
+    mse = with_loss(write_metrics(tmp_path / "mse", epochs=5), {"type": "mse"})
+    ce = with_loss(write_metrics(tmp_path / "ce", epochs=7), "cross_entropy")
+    assert [plots.run_loss_name(r) for r in (mse, ce)] == ["mse", "cross_entropy"]
+    runs = [plots.read_metrics(r / "metrics.csv") for r in (mse, ce)]
+    fig = overlays.loss_overlay_figure(runs, ["a", "b"], ["mse", "cross_entropy"])
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss (mse)", "loss (cross_entropy)"]
+    assert {line.get_label() for line in fig.axes[0].lines} == {"a, mse (train)", "a, mse (test)"}
+    same = overlays.loss_overlay_figure(runs, ["a", "b"], ["mse", "mse"])
+    assert [ax.get_ylabel() for ax in same.axes] == ["loss (mse)"]
+    written = plots.overlay_runs([mse, ce], tmp_path / "out")
+    assert [p.name for p in written] == ["loss.png", "accuracy.png"]
+    for path in written:
+        assert_png(path)
+
+
+def test_regression_runs_overlay_their_mae_and_refuse_classification_runs(tmp_path):
+    a, b = regression_run(tmp_path / "a"), regression_run(tmp_path / "b", epochs=9)
+    written = plots.overlay_runs([a, b], tmp_path / "out")
+    assert [p.name for p in written] == ["loss.png", "mae.png"]
+    assert [p.name for p in plots.plot_group([a, b], tmp_path / "group")] == [
+        "loss.png", "mae.png"]
+    disk_run = write_metrics(tmp_path / "disk", epochs=4)
+    with pytest.raises(ValueError, match=r"classification and regression runs .*disk"):
+        plots.overlay_runs([a, disk_run], tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
+
+
+# ---------------------------------------------------------------- from a run directory
+
+
+def test_a_three_class_run_draws_and_redraws_its_confusion_matrix(tmp_path):
+    config = {**TINY, "data": {"type": "spirals", "n_train": 60, "n_test": 60, "classes": 3},
+              "model": [{"type": "linear", "out_features": 8}, "relu",
+                        {"type": "linear", "out_features": 3}],
+              "loss": "cross_entropy", "train": {"epochs": 2, "batch_size": 30}}
+    run = train_tiny(tmp_path, config=config)
+    names = {"data.png", "loss.png", "accuracy.png", "predictions.png", "confusion.png"}
+    assert {p.name for p in (run / "plots").iterdir()} == names
+    for path in (run / "plots").iterdir():
+        path.unlink()
+    result = invoke("plot", run)
+    assert result.exit_code == 0, result.output
+    assert {Path(line).name for line in result.stdout.split()} == names
+    for name in names:
+        assert_png(run / "plots" / name)

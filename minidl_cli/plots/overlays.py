@@ -1,0 +1,213 @@
+"""Several runs in one picture: their curves overlaid, or a seed group's mean ± 1 std band.
+
+Runs trained with different losses never share a loss axis: each loss gets its own panel,
+its axis and every curve named by it. Classification and regression runs are refused
+together (their second picture, accuracy or MAE, would mean different things).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from minidl_cli.plots.canvas import (
+    LEGEND_ROW_IN,
+    color,
+    default_style,
+    figure_legend,
+    legend_columns,
+    legend_rows,
+    save,
+)
+from minidl_cli.plots.curves import (
+    SPLITS,
+    Metrics,
+    axis_label,
+    curves_figure,
+    epochs,
+    frame_curves,
+    has,
+    metric_of,
+    read_metrics,
+    split_name,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+STYLES = {"train": "--", "test": "-", "val": ":"}  # line style per split in overlays
+KIND = {"accuracy": "classification", "mae": "regression"}
+PANEL_WIDTH_IN = 6.0
+
+
+def run_loss_name(run_dir: str | os.PathLike) -> str | None:
+    """The loss a run was trained with (`loss` in its config.yaml), None if unknown."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    loss = config.get("loss") if isinstance(config, dict) else None
+    if isinstance(loss, dict):
+        loss = loss.get("type")
+    return loss if isinstance(loss, str) else None
+
+
+def _run_metrics(run_dir: Path) -> Metrics:
+    return read_metrics(run_dir / "metrics.csv")
+
+
+def _common_metric(runs: Sequence[Metrics], labels: Sequence[str]) -> str | None:
+    """The metric all runs share; ValueError naming the runs when they mix kinds."""
+    by_metric: dict[str, list[str]] = {}
+    for metrics, label in zip(runs, labels, strict=True):
+        metric = metric_of(metrics)
+        if metric is not None:
+            by_metric.setdefault(metric, []).append(label)
+    if len(by_metric) > 1:
+        kinds = "; ".join(f"{KIND.get(m, m)} runs: {', '.join(names)}"
+                          for m, names in by_metric.items())
+        raise ValueError(f"cannot overlay classification and regression runs ({kinds}): "
+                         "their metrics differ; overlay each kind separately with "
+                         "minidl plot RUN... --out DIR")
+    return next(iter(by_metric), None)
+
+
+def overlay_runs(
+    run_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    labels: Sequence[str] | None = None,
+) -> list[Path]:
+    """Overlay several runs' loss and accuracy (or MAE) curves, one colour per run, into
+    out_dir: loss.png, then accuracy.png or mae.png.
+
+    Test curves are solid, train dashed, validation dotted; each run over its own epochs.
+    `labels` name the runs in the legend (default: the run directories' names). Runs with
+    different losses (read from their config.yaml) get one loss panel each.
+    Raises ValueError for a label count that differs from the runs, or for classification
+    and regression runs together; FileNotFoundError for a run without metrics.csv.
+    """
+    run_dirs = [Path(d) for d in run_dirs]
+    labels = list(labels) if labels is not None else [d.name for d in run_dirs]
+    if len(labels) != len(run_dirs):
+        raise ValueError(f"{len(labels)} labels given for {len(run_dirs)} runs")
+    runs = [_run_metrics(d) for d in run_dirs]
+    metric = _common_metric(runs, labels)
+    losses = [run_loss_name(d) for d in run_dirs]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with default_style():
+        written = [save(loss_overlay_figure(runs, labels, losses), out_dir / "loss.png")]
+        if metric is not None:
+            written.append(save(overlay_figure(runs, labels, metric), out_dir / f"{metric}.png"))
+    return written
+
+
+def loss_overlay_figure(runs: list[Metrics], labels: list[str], losses: list[str | None]
+                        ) -> Figure:
+    """The runs' loss curves: one panel per loss (one panel when all share a loss), the
+    axis and every curve named by the loss. `losses` has one name (or None) per run."""
+    groups: dict[str | None, list[int]] = {}
+    for i, loss in enumerate(losses):
+        groups.setdefault(loss, []).append(i)
+    if len(groups) == 1:
+        return overlay_figure(runs, labels, "loss", losses[0])
+    names = [f"{labels[i]}, {loss or 'loss'} (validation)" for i in range(len(runs))]
+    entries = sum(_curve_count(runs[i], "loss") for i in range(len(runs)))
+    fig, axes, ncol = _panelled(len(groups), entries, names)
+    for ax, (loss, members) in zip(axes, groups.items(), strict=True):
+        for i in members:
+            _draw_run(ax, runs[i], "loss", f"{labels[i]}, {loss or 'loss'}", i)
+        frame_curves(ax, "loss", f"{loss or 'unnamed'} loss of {len(members)} run(s)", loss,
+                     legend=False)
+    handles = [h for ax in axes for h in ax.get_legend_handles_labels()[0]]
+    names = [n for ax in axes for n in ax.get_legend_handles_labels()[1]]
+    figure_legend(fig, handles, names, ncol)
+    return fig
+
+
+def overlay_figure(runs: list[Metrics], labels: list[str], quantity: str,
+                   loss_name: str | None = None) -> Figure:
+    """The runs' `quantity` curves on one axis, a colour per run, the legend below it."""
+    names = [f"{label}, {loss_name} (validation)" for label in labels]
+    entries = sum(_curve_count(m, quantity) for m in runs)
+    fig, (ax,), ncol = _panelled(1, entries, names)
+    for i, (metrics, label) in enumerate(zip(runs, labels, strict=True)):
+        _draw_run(ax, metrics, quantity, f"{label}, {loss_name}" if loss_name else label, i)
+    title = f"{axis_label(quantity, loss_name).capitalize()} of {len(runs)} runs"
+    frame_curves(ax, quantity, title, loss_name, legend=False)
+    figure_legend(fig, *ax.get_legend_handles_labels(), ncol)
+    return fig
+
+
+def _panelled(panels: int, entries: int, names: list[str]) -> tuple[Figure, list[Axes], int]:
+    """`panels` curve axes side by side over a legend band for `entries` curves, whose
+    longest labels are like `names`."""
+    width = PANEL_WIDTH_IN * panels + 1.0
+    ncol = legend_columns(names, width - 0.4, most=3 * panels)
+    band = legend_rows(entries, ncol) * LEGEND_ROW_IN + 0.2
+    fig = curves_figure(width=width, height=4.6 + band, bottom=0.6 + band)
+    fig.subplots_adjust(wspace=0.25)
+    return fig, [fig.add_subplot(1, panels, p + 1) for p in range(panels)], ncol
+
+
+def _curve_count(metrics: Metrics, quantity: str) -> int:
+    return sum(has(metrics, f"{split}_{quantity}") for split in SPLITS)
+
+
+def _draw_run(ax: Axes, metrics: Metrics, quantity: str, label: str, index: int) -> None:
+    for split in SPLITS:
+        key = f"{split}_{quantity}"
+        if has(metrics, key):
+            ax.plot(epochs(metrics, key), metrics[key], STYLES[split], color=color(index),
+                    label=f"{label} ({split_name(split).lower()})")
+
+
+def plot_group(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:
+    """Mean curve and a ±1 std band across runs (epochs common to all) into out_dir:
+    loss.png, then accuracy.png or mae.png.
+
+    The std is the sample std (n - 1); with one run the band is empty.
+    Raises ValueError without runs, or for classification and regression runs together.
+    """
+    import numpy as np
+
+    run_dirs = [Path(d) for d in run_dirs]
+    if not run_dirs:
+        raise ValueError("plot_group needs at least one run directory")
+    runs = [_run_metrics(d) for d in run_dirs]
+    metric = _common_metric(runs, [d.name for d in run_dirs])
+    losses = {run_loss_name(d) for d in run_dirs}
+    loss_name = losses.pop() if len(losses) == 1 else None
+    common = sorted(set.intersection(*(set(m.get("epoch", [])) for m in runs)))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with default_style():
+        for quantity in ("loss", metric) if metric else ("loss",):
+            fig = curves_figure()
+            ax = fig.add_subplot()
+            for i, split in enumerate(SPLITS):
+                key = f"{split}_{quantity}"
+                if common and all(has(m, key) for m in runs):
+                    curves = np.array([_at_epochs(m, key, common) for m in runs])
+                    mean = curves.mean(0)
+                    std = curves.std(0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
+                    ax.plot(common, mean, color=color(i), label=f"{split_name(split)} (mean)")
+                    ax.fill_between(common, mean - std, mean + std, color=color(i), alpha=0.25,
+                                    linewidth=0, label=f"{split_name(split)} ±1 std")
+            name = axis_label(quantity, loss_name)
+            frame_curves(ax, quantity, f"{name.capitalize()}: mean ± 1 std of {len(runs)} runs",
+                         loss_name)
+            written.append(save(fig, out_dir / f"{quantity}.png"))
+    return written
+
+
+def _at_epochs(metrics: Metrics, key: str, epoch_list: list[float]) -> list[float]:
+    """The values of `key` at `epoch_list` (the last row wins if an epoch was logged twice)."""
+    by_epoch = dict(zip(metrics["epoch"], metrics[key], strict=True))
+    return [by_epoch[e] for e in epoch_list]

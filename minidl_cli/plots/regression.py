@@ -1,0 +1,136 @@
+"""Regression pictures: predicted against true values with the y = x line, and residuals.
+
+One panel per target, up to MAX_TARGET_PANELS; each panel's title gives its R² or MAE.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from minidl_cli.plots.canvas import (
+    LEGEND_ROW_IN,
+    color,
+    default_style,
+    figure_legend,
+    margins,
+    new_figure,
+    numpy,
+    save,
+    subsample,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+MAX_TARGET_PANELS = 4
+PANEL_IN = 3.6  # the side of one square panel, in inches
+
+
+def r2_score(y_true: Any, y_pred: Any) -> float:
+    """Coefficient of determination 1 - Σ(y - ŷ)² / Σ(y - ȳ)² of one target, as
+    sklearn.metrics.r2_score (force_finite: a constant target gives 1.0 if predicted
+    exactly, else 0.0). Shape: y_true (n,), y_pred (n,).
+    """
+    y_true, y_pred = numpy(y_true).astype(float), numpy(y_pred).astype(float)
+    ss_res = float(((y_true - y_pred) ** 2).sum())
+    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
+    if ss_tot == 0:
+        return 1.0 if ss_res == 0 else 0.0
+    return 1.0 - ss_res / ss_tot
+
+
+def _columns(y: Any) -> np.ndarray:
+    y = numpy(y).astype(float)
+    return y.reshape(len(y), -1)
+
+
+def _names(target_names: Sequence[str] | None, k: int) -> list[str]:
+    names = list(target_names or [])
+    if len(names) == k:
+        return [str(n) for n in names]
+    return ["target"] if k == 1 else [f"target {i + 1}" for i in range(k)]
+
+
+def _panels(k: int, title: str) -> tuple[Figure, list[Axes]]:
+    """Up to MAX_TARGET_PANELS square panels side by side with a legend band below."""
+    panels = min(k, MAX_TARGET_PANELS)
+    band = LEGEND_ROW_IN + 0.15
+    left, gap = 0.85, 0.75
+    fig = new_figure(left + panels * PANEL_IN + (panels - 1) * gap + 0.3,
+                     0.75 + PANEL_IN + 0.6 + band)
+    margins(fig, left=left, right=0.3, bottom=0.6 + band, top=0.75, wspace=gap / PANEL_IN)
+    axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
+    more = f" (first {panels} of {k} targets)" if k > panels else ""
+    fig.suptitle(title + more, fontsize="medium")
+    return fig, axes
+
+
+def predicted_vs_true_figure(y_true: Any, y_pred: Any,
+                             target_names: Sequence[str] | None = None) -> Figure:
+    """Predicted against true values, one panel per target, with the y = x line.
+
+    Shape: y_true (n, k) or (n,), y_pred likewise, on the target's own scale.
+    """
+    y_true, y_pred = _columns(y_true), _columns(y_pred)
+    names = _names(target_names, y_true.shape[1])
+    shown = subsample(len(y_true))
+    fig, axes = _panels(y_true.shape[1], f"Predicted against true values ({len(y_true)} test "
+                        "rows" + (f", {len(shown)} drawn)" if len(shown) < len(y_true) else ")"))
+    for i, ax in enumerate(axes):
+        t, p = y_true[:, i], y_pred[:, i]
+        lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+        pad = 0.04 * (hi - lo or 1.0)
+        lo, hi = lo - pad, hi + pad
+        ax.scatter(t[shown], p[shown], s=8, alpha=0.6, color=color(0), label="test rows")
+        ax.plot([lo, hi], [lo, hi], "--", color="0.25", linewidth=1,
+                label="y = x (perfect prediction)")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel(f"true {names[i]}")
+        ax.set_ylabel(f"predicted {names[i]}")
+        ax.set_title(f"{names[i]}: R² = {r2_score(t, p):.3f}", fontsize="medium")
+    figure_legend(fig, *axes[0].get_legend_handles_labels(), ncol=2)
+    return fig
+
+
+def residuals_figure(y_true: Any, y_pred: Any,
+                     target_names: Sequence[str] | None = None) -> Figure:
+    """Residuals (true - predicted, as scikit-learn's PredictionErrorDisplay) against the
+    predicted values, one panel per target, with the zero line.
+
+    Shape: y_true (n, k) or (n,), y_pred likewise, on the target's own scale.
+    """
+    y_true, y_pred = _columns(y_true), _columns(y_pred)
+    names = _names(target_names, y_true.shape[1])
+    shown = subsample(len(y_true))
+    fig, axes = _panels(y_true.shape[1], f"Residuals on {len(y_true)} test rows")
+    for i, ax in enumerate(axes):
+        residual = y_true[:, i] - y_pred[:, i]
+        ax.scatter(y_pred[shown, i], residual[shown], s=8, alpha=0.6, color=color(0),
+                   label="test rows")
+        ax.axhline(0.0, linestyle="--", color="0.25", linewidth=1, label="zero residual")
+        ax.set_xlabel(f"predicted {names[i]}")
+        ax.set_ylabel("residual (true − predicted)")
+        ax.set_title(f"{names[i]}: MAE = {abs(residual).mean():.4g}", fontsize="medium")
+    figure_legend(fig, *axes[0].get_legend_handles_labels(), ncol=2)
+    return fig
+
+
+def plot_predicted_vs_true(y_true: Any, y_pred: Any, path: str | os.PathLike,
+                           target_names: Sequence[str] | None = None) -> Path:
+    """Write `predicted_vs_true_figure` as a PNG at `path`."""
+    with default_style():
+        return save(predicted_vs_true_figure(y_true, y_pred, target_names), path)
+
+
+def plot_residuals(y_true: Any, y_pred: Any, path: str | os.PathLike,
+                   target_names: Sequence[str] | None = None) -> Path:
+    """Write `residuals_figure` as a PNG at `path`."""
+    with default_style():
+        return save(residuals_figure(y_true, y_pred, target_names), path)

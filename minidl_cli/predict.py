@@ -158,19 +158,26 @@ class Predictor:
     def to_torch(self) -> torch.nn.Sequential:
         """The network as a torch.nn.Sequential of the torch.nn classes of the same names,
         loaded from `model`'s state dict: the same outputs for the same (standardised)
-        inputs. ValueError naming a layer torch.nn has no class of the same name for."""
+        inputs. Options the torch.nn class does not take (minidl's `init`: the loaded
+        weights replace any initialisation) are left out. ValueError naming a layer that
+        torch.nn has no class of the same name for."""
+        import inspect
+
         layers = []
         for i, (layer, cfg) in enumerate(zip(self.model, self.config["model"], strict=True)):
             name = type(layer).__name__
-            options = {k: v for k, v in (cfg.items() if isinstance(cfg, dict) else ())
-                       if k != "type"}
             cls = getattr(torch.nn, name, None)
+            if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
+                raise ValueError(f"model[{i}]: torch.nn has no {name}; to_torch maps each "
+                                 "layer to the torch.nn class of the same name")
+            accepted = inspect.signature(cls).parameters
+            options = {k: v for k, v in (cfg.items() if isinstance(cfg, dict) else ())
+                       if k in accepted}
             try:
                 layers.append(cls(**options))
             except TypeError as e:
-                raise ValueError(f"model[{i}]: no torch.nn.{name} takes {name}'s options "
-                                 f"({e}); to_torch maps layers to torch.nn classes of the "
-                                 "same name") from None
+                raise ValueError(f"model[{i}]: torch.nn.{name} cannot be built from minidl's "
+                                 f"options ({e})") from None
         net = torch.nn.Sequential(*layers).to(self.dtype)
         net.load_state_dict(self.model.state_dict())
         return net.eval()

@@ -191,3 +191,17 @@ def test_config_refuses_what_the_task_cannot_use(tmp_path):
     assert result.exit_code == 2
     assert "data.standardize_target: only regression" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_classification_trains_with_l1_and_huber_through_their_targets(tmp_path):
+    from minidl_cli.config import load_config
+    from minidl_cli.nn import HuberLoss, L1Loss
+
+    task = tasks.Classification(2)
+    for loss in (L1Loss(), HuberLoss()):
+        assert task.targets(torch.tensor([1, 0]), loss, torch.float32).tolist() == [[0, 1],
+                                                                                   [1, 0]]
+    for loss in ("l1", "huber"):
+        assert load_config(write_config(tmp_path), [f"loss={loss}"])["loss"]["type"] == loss
+        config = regression_config(tmp_path, standardize_target=False)
+        assert load_config(write_config(tmp_path, config, loss=loss))["loss"]["type"] == loss

@@ -1,0 +1,173 @@
+"""`minidl predict`, `minidl evaluate --data`, `minidl_cli.load` and what a run knows about
+its data: class names, feature columns by name, and files that changed after training."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import minidl_cli
+from tests.helpers import TINY, invoke, train_tiny, write_config
+
+SPECIES = ["setosa", "versicolor", "virginica"]
+
+
+def flowers(path: Path, n: int, seed: int) -> Path:
+    """An id column, two measurements, a colour category and a string label."""
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 3, n)
+    length, width = kind + rng.normal(0, 0.3, n), 2 - kind + rng.normal(0, 0.3, n)
+    colour = np.array(["blue", "red"])[(kind + rng.integers(0, 2, n)) % 2]
+    lines = ["id,length,width,colour,species"] + [
+        f"{100 + i},{length[i]:.3f},{width[i]:.3f},{colour[i]},{SPECIES[kind[i]]}"
+        for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("flowers")
+    config = {
+        "name": "flowers", "seed": 0,
+        "data": {"type": "csv", "train": str(flowers(folder / "train.csv", 60, 0)),
+                 "test": str(flowers(folder / "test.csv", 20, 1)), "label": "species",
+                 "exclude": ["id"], "categorical": ["colour"], "standardize": True},
+        "model": [{"type": "linear", "out_features": 8}, "tanh",
+                  {"type": "linear", "out_features": 3}],
+        "loss": "cross_entropy", "optimizer": {"type": "adam", "lr": 0.05},
+        "train": {"epochs": 3, "batch_size": 20, "checkpoint_every": 2},
+    }
+    result = invoke("train", write_config(folder, config), "--quiet")
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def predict(*args) -> list[dict[str, str]]:
+    result = invoke("predict", *args)
+    assert result.exit_code == 0, result.output
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
+def test_predict_writes_class_names_and_probabilities_row_by_row(run):
+    rows = predict(run, run.parent.parent / "test.csv")
+    assert len(rows) == 20 and list(rows[0]) == ["prediction", *(f"prob_{s}" for s in SPECIES)]
+    for row in rows:
+        probs = [float(row[f"prob_{s}"]) for s in SPECIES]
+        assert sum(probs) == pytest.approx(1, abs=1e-12)
+        assert row["prediction"] == SPECIES[int(np.argmax(probs))]  # the name, as in the file
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["classes"] == SPECIES and meta["features"] == ["length", "width", "colour=blue",
+                                                               "colour=red"]
+
+
+def test_columns_are_found_by_name_and_other_columns_ignored(run, tmp_path):
+    source = (run.parent.parent / "test.csv").read_text().splitlines()
+    table = [line.split(",") for line in source]
+    order = [3, 2, 4, 1]  # colour, width, species, length; the id column left out
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text("\n".join(",".join([*(r[i] for i in order), "extra"]) for r in table))
+    assert predict(run, shuffled) == predict(run, run.parent.parent / "test.csv")
+    parquet = tmp_path / "rows.parquet"
+    pq.write_table(pa.csv.read_csv(shuffled), parquet)
+    assert [r["prediction"] for r in predict(run, parquet)] == [
+        r["prediction"] for r in predict(run, shuffled)]
+
+
+def test_a_missing_column_is_exit_2_naming_it(run, tmp_path):
+    partial = tmp_path / "partial.csv"
+    partial.write_text("length,colour\n1.0,red\n")
+    result = invoke("predict", run, partial)
+    assert result.exit_code == 2 and "no feature column 'width'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_load_predicts_as_the_cli_and_to_torch_computes_the_same(run, tmp_path):
+    predictor = minidl_cli.load(run)
+    test = run.parent.parent / "test.csv"
+    assert predictor.classes == SPECIES and predictor.features == ["length", "width", "colour"]
+    assert predictor.predict(test).tolist() == [r["prediction"] for r in predict(run, test)]
+    assert predictor.predict(pa.csv.read_csv(test)).tolist() == predictor.predict(test).tolist()
+    probs = predictor.predict_proba(test)
+    assert probs.shape == (20, 3) and np.allclose(probs.sum(1), 1)
+    x = torch.randn(7, 4)
+    torch_net = predictor.to_torch()
+    assert isinstance(torch_net, torch.nn.Sequential) and type(torch_net[1]) is torch.nn.Tanh
+    with torch.no_grad():
+        assert torch.equal(torch_net(x), predictor.model(x))
+
+
+def test_out_file_and_an_epoch_checkpoint(run, tmp_path):
+    out = tmp_path / "pred.csv"
+    result = invoke("predict", run, run.parent.parent / "test.csv", "--checkpoint", "2",
+                    "--out", out)
+    assert result.exit_code == 0 and result.stdout == ""
+    epoch_2 = minidl_cli.load(run, checkpoint=2)
+    assert epoch_2.epoch == 2
+    with out.open() as f:
+        assert [r["prediction"] for r in csv.DictReader(f)] == epoch_2.predict(
+            run.parent.parent / "test.csv").tolist()
+
+
+def test_evaluate_data_matches_the_test_split_and_prints_class_names(run):
+    test = run.parent.parent / "test.csv"
+    on_file = json.loads(invoke("evaluate", run, "--data", test, "--json").stdout)
+    on_split = json.loads(invoke("evaluate", run, "--json").stdout)
+    assert on_file["file"] == pytest.approx(on_split["test"])
+    assert on_split["classes"] == SPECIES
+    printed = invoke("evaluate", run).stdout
+    assert "true \\ predicted" in printed and all(s in printed for s in SPECIES)
+
+
+def test_changed_data_is_refused_but_predict_needs_none(tmp_path):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    train = flowers(folder / "train.csv", 40, 0)
+    config = {**TINY, "data": {"type": "csv", "train": str(train), "test_fraction": 0.25,
+                               "label": "species", "exclude": ["id"],
+                               "categorical": ["colour"]},
+              "model": [{"type": "linear", "out_features": 3}], "loss": "cross_entropy",
+              "train": {"epochs": 2, "batch_size": 10}}
+    run = train_tiny(folder, config=config)
+    rows = train.read_text().splitlines()
+    train.write_text("\n".join([rows[0], *reversed(rows[1:])]) + "\n")  # same rows, new order
+    for args in (["evaluate", run], ["train", "--resume", run, "train.epochs=4"], ["plot", run]):
+        result = invoke(*args)
+        assert result.exit_code == 2, args
+        assert f"{train.absolute()} has changed" in result.output
+        assert f"minidl evaluate {run} --data" in result.output or "new run" in result.output
+    assert json.loads((run / "meta.json").read_text())["epochs_completed"] == 2
+    new = folder / "new.csv"
+    new.write_text(train.read_text())
+    train.unlink()
+    assert len(predict(run, new)) == 40  # the checkpoint is enough
+    result = invoke("evaluate", run, "--data", new, "--json")
+    assert result.exit_code == 0 and "accuracy" in json.loads(result.stdout)["file"]
+
+
+def test_a_synthetic_run_predicts_from_x1_x2(tmp_path):
+    run = train_tiny(tmp_path, "train.epochs=1")
+    points = tmp_path / "points.csv"
+    points.write_text("x2,x1\n0.5,0.5\n0.0,0.0\n")
+    rows = predict(run, points)
+    predictor = minidl_cli.load(run)
+    x = torch.tensor([[0.5, 0.5], [0.0, 0.0]])
+    assert [r["prediction"] for r in rows] == predictor.predict(x).tolist()
+    assert predictor.classes == ["0", "1"] and predictor.features == ["x1", "x2"]
+
+
+def test_importing_minidl_cli_for_load_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, minidl_cli; assert callable(minidl_cli.load); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

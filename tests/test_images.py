@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -303,3 +304,67 @@ def test_a_table_in_an_npz_trains_from_the_cli(tmp_path):
                           train={"epochs": 2, "batch_size": 10})
     result = invoke("train", config, "--quiet")
     assert result.exit_code == 0, result.output
+
+
+# ---------------------------------------------------------------- a convnet end to end
+
+CONVNET = {
+    "name": "convnet",
+    "seed": 0,
+    "data": {"type": "npz", "path": "images.npz", "standardize": True},
+    "model": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+              "batch_norm2d", "relu", {"type": "max_pool2d", "kernel_size": 2}, "flatten",
+              {"type": "dropout", "p": 0.2}, {"type": "linear", "out_features": 3}],
+    "loss": "cross_entropy",
+    "optimizer": {"type": "adam", "lr": 0.01},
+    "scheduler": {"type": "cosine", "T_max": 4},  # explicit: a default T_max follows epochs
+    "train": {"epochs": 4, "batch_size": 16},  # 50 images: the last batch is short
+}
+
+
+def images_npz(path: Path) -> Path:
+    """Three classes of 2-channel 6×6 images: a bright row, column or diagonal, plus noise."""
+    rng = np.random.default_rng(3)
+    y = np.arange(62) % 3
+    x = rng.normal(0, 0.5, (62, 2, 6, 6)) + 10
+    for i, label in enumerate(y):
+        j = rng.integers(0, 6)
+        if label == 0:
+            x[i, :, j, :] += 3
+        elif label == 1:
+            x[i, :, :, j] += 3
+        else:
+            x[i, :, range(6), range(6)] += 3
+    return write_npz(path, x_train=x[:50], y_train=y[:50], x_test=x[50:], y_test=y[50:])
+
+
+def last_state(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+
+
+def test_a_convnet_trains_evaluates_plots_and_resumes_bit_identically(tmp_path):
+    images_npz(tmp_path / "images.npz")
+    config = write_config(tmp_path, CONVNET, name="convnet.yaml")
+    straight = Path(invoke("train", config, "-q").stdout.strip().splitlines()[-1])
+    result = invoke("train", config, "-q", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    run = Path(result.stdout.strip().splitlines()[-1])
+    result = invoke("train", "--resume", run, "train.epochs=4", "-q")
+    assert result.exit_code == 0, result.output
+    a, b = last_state(straight), last_state(run)
+    assert a["epoch"] == b["epoch"] == 4
+    assert "1.running_mean" in a["model"] and a["standardizer"]["mean"].shape == (2, 1, 1)
+    for key in a["model"]:  # weights and BatchNorm's buffers
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for i, state in a["optimizer"]["state"].items():
+        for name, value in state.items():  # moments (tensors) and the step count
+            other = b["optimizer"]["state"][i][name]
+            assert torch.equal(value, other) if torch.is_tensor(value) else value == other
+    evaluated = invoke("evaluate", run, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    with open(run / "metrics.csv") as f:
+        last = list(csv.DictReader(f))[-1]  # evaluation in eval mode: BatchNorm's running stats
+    assert json.loads(evaluated.stdout)["test"]["accuracy"] == float(last["test_accuracy"])
+    plotted = invoke("plot", run)
+    assert plotted.exit_code == 0, plotted.output
+    assert (run / "plots" / "loss.png").is_file()

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
+from minidl_cli.cli import main
 from minidl_cli.config import load_config
 from minidl_cli.data import make_dataset
 from minidl_cli.data.images import DIGITS_FILE, read_idx
@@ -368,3 +370,14 @@ def test_a_convnet_trains_evaluates_plots_and_resumes_bit_identically(tmp_path):
     plotted = invoke("plot", run)
     assert plotted.exit_code == 0, plotted.output
     assert (run / "plots" / "loss.png").is_file()
+
+
+def test_a_corrupt_file_is_exit_2_naming_it_and_nothing_is_written(tmp_path):
+    files = idx_files(tmp_path, gz=True)
+    files["test_images"].write_bytes(files["test_images"].read_bytes()[:-5])
+    data = {"type": "idx", **{k: p.name for k, p in files.items()}}
+    result = CliRunner().invoke(main, ["train", str(write_config(tmp_path, data=data))])
+    assert result.exit_code == 2
+    named = f"error: data: idx dataset: {files['test_images']} is a corrupt or truncated gzip"
+    assert named in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()

@@ -299,15 +299,6 @@ def test_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
     assert config["data"]["path"] == os.path.join(tmp_path, "conf", "d.npz")
 
 
-def test_a_table_in_an_npz_trains_from_the_cli(tmp_path):
-    table_npz(tmp_path / "t.npz")
-    config = write_config(tmp_path, data={"type": "npz", "path": "t.npz", "standardize": True},
-                          loss={"type": "cross_entropy"},
-                          train={"epochs": 2, "batch_size": 10})
-    result = invoke("train", config, "--quiet")
-    assert result.exit_code == 0, result.output
-
-
 # ---------------------------------------------------------------- a convnet end to end
 
 CONVNET = {

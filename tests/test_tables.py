@@ -319,3 +319,11 @@ def test_na_spellings_and_nan_are_missing(tmp_path):
                    tmp_path / "nan.parquet")
     with pytest.raises(ValueError, match=r"nan\.parquet, row 2, column 'a': empty"):
         parquet_dataset(tmp_path / "nan.parquet", test_fraction=0.5, generator=gen())
+
+
+def test_a_header_without_rows(tmp_path):
+    path = write(tmp_path / "h.csv", "a,label\n")
+    with pytest.raises(ValueError, match=r"h\.csv has a header but no data rows"):
+        csv_dataset(path, test_fraction=0.5, generator=gen())
+    with pytest.raises(ValueError, match=r"e\.csv is empty"):
+        csv_dataset(write(tmp_path / "e.csv", ""), test_fraction=0.5, generator=gen())

@@ -38,7 +38,6 @@ from minidl_cli.data.labels import fit_classes, label_targets
 from minidl_cli.data.table_io import BadCells, TableFile, codes, present_codes
 
 Source = str | Path | pa.Table  # a CSV or Parquet file, or a table already in memory
-MISSING = ("error", "drop", "mean")
 BLOCK_ROWS = 16384  # rows encoded at a time: 10 features of them (1.3 MB) stay in cache
 UNNAMED = re.compile(r"^(|Unnamed: \d+)$")  # a saved row index: "" or pandas' "Unnamed: 0"
 
@@ -141,13 +140,13 @@ def read_labels(source: Source, preprocessing: dict[str, Any]) -> Tensor:
 def _labels_option(label: str | list[str], task: str) -> list[str]:
     labels = [label] if isinstance(label, str) else list(label)
     if not labels:
-        raise ValueError("data.label: name the label column (or, for regression, columns)")
+        raise ValueError("name the label column in data.label (for regression: one or more)")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"data.label: a column is listed twice in {labels}")
+        raise ValueError(f"data.label lists a column twice: {labels}")
     if task == "classification" and len(labels) > 1:
         raise ValueError(
-            f"data.label: classification takes one label column, got {len(labels)} "
-            "(several target columns need data.task: regression)"
+            f"classification takes one label column, but data.label lists {len(labels)}; "
+            "several target columns need data.task: regression"
         )
     return labels
 
@@ -184,7 +183,7 @@ def _choose_columns(
         _refuse_unnamed(tf, columns)
     for name in categorical:
         if name not in columns:
-            raise ValueError(f"data.categorical: {name!r} is not one of the feature columns "
+            raise ValueError(f"{name!r} in data.categorical is not one of the feature columns "
                              f"({', '.join(columns)})")
     if not columns:
         raise ValueError(f"{tf.name} has no feature columns besides the label "
@@ -223,6 +222,8 @@ def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
     if with_labels:
         types |= dict.fromkeys(prep["label"], "float" if numeric else "string")
     table = table_io.read_columns(tf, types)
+    if with_labels and table.num_rows == 0:
+        raise ValueError(f"{tf.name} has a header but no data rows")
     return _handle_missing(tf, table, prep, drop=drop)
 
 

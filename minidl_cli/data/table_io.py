@@ -104,7 +104,8 @@ def read_columns(tf: TableFile, types: dict[str, ColumnType]) -> pa.Table:
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
     if len(delimiter) != 1:
-        raise ValueError(f"data.delimiter must be one character, got {delimiter!r}")
+        raise ValueError(f"the CSV delimiter (data.delimiter) must be one character, "
+                         f"got {delimiter!r}")
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             header = next(csvlib.reader(f, delimiter=delimiter), [])

@@ -300,3 +300,19 @@ def test_output_check_counts_regression_targets(tmp_path):
     assert resolve_problems(raw) == [
         "model[0].out_features: the network outputs 2 values but the data has 1 regression "
         "target; set it to 1"]
+
+
+def test_batch_norm_refuses_a_last_batch_of_one():
+    """A training batch of one leaves batch norm one value per feature (torch.nn raises
+    mid-epoch); the config check says so before anything runs."""
+    model = [{"type": "linear", "out_features": 4}, "batch_norm1d",
+             {"type": "linear", "out_features": 2}]
+    raw = {"seed": 0, "data": {"type": "disk", "n_train": 21, "n_test": 10}, "model": model,
+           "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1},
+           "train": {"batch_size": 10}}
+    assert resolve_problems(raw) == [
+        "train.batch_size: 10 leaves a last batch of 1 of the 21 training points, and "
+        "model[1] (batch norm) needs two or more in training; use another batch size, e.g. 11"]
+    assert resolve({**raw, "train": {"batch_size": 11}})["model"][1]["num_features"] == 4
+    assert resolve_problems({**raw, "train": {"batch_size": 1}})[0].startswith(
+        "train.batch_size: 1 leaves model[1] (batch norm) one value per channel")

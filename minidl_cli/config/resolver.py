@@ -9,6 +9,7 @@ shape checks import it when they run.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,6 +151,7 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
         _check_task(config, dataset, problems)
         if model is not None:
             _check_output(config["model"], shapes, dataset, problems)
+            _check_batch_norm(model, shapes, len(dataset.x_train), train["batch_size"], problems)
             for layer, shape in zip(config["model"], shapes, strict=False):
                 entry = registry.lookup("layer", layer["type"])
                 for arg, size in build.injected_sizes(entry, shape).items():
@@ -205,6 +207,29 @@ def _check_output(model: list[dict], shapes: list[tuple[int, ...]], dataset: Any
         problems.append(f"model[{setters[-1]}]: {what}; make it output {want} values")
     else:
         problems.append(f"model: {what}; {end}")
+
+
+def _check_batch_norm(model: Any, shapes: list[tuple[int, ...]], n_train: int,
+                      batch_size: int, problems: list[str]) -> None:
+    """Batch norm needs two values per channel in training: a batch of one input without
+    positions (features, or 1×1 images) has one. Such a batch must never occur."""
+    from minidl_cli.nn import BatchNorm1d, BatchNorm2d
+
+    last = n_train % batch_size or batch_size  # the epoch's last, possibly short, batch
+    if min(batch_size, last) > 1:
+        return
+    for i, layer in enumerate(model):
+        if isinstance(layer, (BatchNorm1d, BatchNorm2d)) and math.prod(shapes[i][1:]) == 1:
+            if batch_size == 1:
+                problems.append(f"train.batch_size: 1 leaves model[{i}] (batch norm) one value "
+                                "per channel to normalise in training; use 2 or more")
+                return
+            fix = next(b for b in range(batch_size + 1, n_train + 1) if n_train % b != 1)
+            problems.append(
+                f"train.batch_size: {batch_size} leaves a last batch of 1 of the {n_train} "
+                f"training points, and model[{i}] (batch norm) needs two or more in training; "
+                f"use another batch size, e.g. {fix}")
+            return
 
 
 def _check_training(config: dict, model: Any, problems: list[str]) -> None:

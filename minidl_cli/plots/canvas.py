@@ -142,6 +142,11 @@ def class_name(label: int, class_names: Sequence[str] | None) -> str:
     return f"class {label}"
 
 
+def count(n: int, noun: str) -> str:
+    """'1 error', '3 errors'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def shorten(text: str, width: int = 18) -> str:
     """`text` cut to `width` characters with an ellipsis (tick labels, grid captions)."""
     return text if len(text) <= width else text[: width - 1] + "…"

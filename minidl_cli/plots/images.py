@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minidl_cli.plots.canvas import ERROR_COLOR, default_style, new_figure, numpy, save, shorten
+from minidl_cli.plots.canvas import (
+    ERROR_COLOR,
+    count,
+    default_style,
+    new_figure,
+    numpy,
+    save,
+    shorten,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +32,7 @@ GRID_COLUMNS = 8
 GRID_IMAGES = 40  # at most this many images per grid
 CELL_IN = 0.9  # the width of one tile, in inches
 RED = (1.0, 0.0, 0.0)
+MIN_TILE_PX = 32  # smaller images are enlarged to about this many pixels a side
 
 
 def to_rgb(images: Any) -> np.ndarray:
@@ -45,7 +54,8 @@ def to_rgb(images: Any) -> np.ndarray:
 def mosaic(images: Any, columns: int = GRID_COLUMNS, framed: Sequence[bool] | None = None
            ) -> tuple[np.ndarray, tuple[int, int], int]:
     """Tiles in rows of `columns` on white, each with a band above it for its caption and a
-    border, red where `framed` is true.
+    frame, red where `framed` is true, inside a white margin (so two frames never touch).
+    Small images are enlarged by repeating pixels, so that a frame stays thin beside them.
 
     Shape: images (n, C, H, W) -> (rows * cell_h, columns * cell_w, 3) floats in [0, 1];
     also returns (cell_h, cell_w) and the caption band's height, in pixels.
@@ -53,16 +63,18 @@ def mosaic(images: Any, columns: int = GRID_COLUMNS, framed: Sequence[bool] | No
     import numpy as np
 
     rgb = to_rgb(images)
+    scale = max(1, math.ceil(MIN_TILE_PX / max(rgb.shape[1:3])))
+    rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)
     n, h, w, _ = rgb.shape
-    border = max(1, round(h / 14))
+    border = max(1, round(max(h, w) / 16))
     band = math.ceil(0.35 * w)  # a caption's height: a third of a tile's width
-    cell_h, cell_w = band + h + 2 * border, w + 2 * border
+    cell_h, cell_w = band + h + 4 * border, w + 4 * border
     rows = math.ceil(n / columns)
     out = np.ones((rows * cell_h, columns * cell_w, 3))
     for i in range(n):
-        top, left = (i // columns) * cell_h + band, (i % columns) * cell_w
+        top, left = (i // columns) * cell_h + band + border, (i % columns) * cell_w + border
         if framed is not None and framed[i]:
-            out[top:top + h + 2 * border, left:left + cell_w] = RED
+            out[top:top + h + 2 * border, left:left + w + 2 * border] = RED
         out[top + border:top + border + h, left + border:left + border + w] = rgb[i]
     return out, (cell_h, cell_w), band
 
@@ -149,7 +161,7 @@ def image_predictions_figure(x: Any, y_true: Any, y_pred: Any,
     rows = prediction_rows(wrong)
     captions = [_caption(int(y_pred[i]), class_names) + (
         f" ({_caption(int(y_true[i]), class_names)})" if wrong[i] else "") for i in rows]
-    title = (f"Test predictions: {int(wrong.sum())} errors of {len(wrong)}; "
+    title = (f"Test predictions: {count(int(wrong.sum()), 'error')} of {len(wrong)}; "
              "red: predicted (true label)")
     return grid_figure(numpy(x)[rows], captions, title, wrong[rows].tolist())
 

@@ -16,6 +16,7 @@ from minidl_cli.plots.canvas import (
     LEGEND_ROW_IN,
     class_name,
     color,
+    count,
     default_style,
     figure_legend,
     legend_columns,
@@ -167,7 +168,7 @@ def predictions_figure(x: Any, y_true: Any, y_pred: Any,
     ax.scatter(xy[wrong, 0], xy[wrong, 1], s=40, marker="x", color=ERROR_COLOR,
                linewidths=1.5, label="error")
     drawn = f" ({len(shown)} drawn)" if len(shown) < len(x) else ""
-    plane.frame(ax, f"Predictions: {errors} errors of {len(x)} points{drawn}")
+    plane.frame(ax, f"Predictions: {count(errors, 'error')} of {len(x)} points{drawn}")
     figure_legend(fig, *ax.get_legend_handles_labels(), ncol)
     return fig
 

@@ -67,8 +67,10 @@ class Conv2d(Module):
     does. Forward cuts x into patches, one row of C·kH·kW inputs per output position (im2col),
     and applies one Linear layer to every patch: y = patches Wᵀ + b. The gradients are then
     Linear's, summed over the patches, and the input gradient goes back through col2im.
-    Shape: (N, in_channels, H, W) -> (N, out_channels, H', W'), H' = ⌊(H + 2p − kH) / s⌋ + 1.
-    Raises ValueError for sizes below 1 or negative padding.
+    Shape: (N, in_channels, H, W) -> (N, out_channels, H', W'), H' = ⌊(H + 2p − kH) / s⌋ + 1;
+    the output is channels-last in memory, as torch.nn's for channels_last inputs (use
+    reshape or flatten on it, not view). Raises ValueError for sizes below 1 or negative
+    padding.
     """
 
     def __init__(self, in_channels: int, out_channels: Annotated[int, Range(ge=1)],

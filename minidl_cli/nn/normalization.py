@@ -76,7 +76,7 @@ class _BatchNorm(Module):
             xc, std, xn = normalize(x, dims, self.eps)
             self._update_running_stats(x.mean(dims), (xc * xc).sum(dims) / (m - 1))
         else:  # a fixed affine map: x̂ = (x − running mean) / √(running var + ε)
-            m = 0
+            m = None
             xc = x - self.running_mean.view(channel)
             std = torch.sqrt(self.running_var.view(channel) + self.eps)
             xn = xc / std
@@ -102,7 +102,7 @@ class _BatchNorm(Module):
             self.weight.grad += (g * xn).sum(dims)  # dL/dγ = Σ g x̂
             self.bias.grad += g.sum(dims)  # dL/dβ = Σ g
             g = g * self.weight.data.view(channel)  # dL/dx̂ = γ g
-        if not m:  # eval mode: μ and std are constants
+        if m is None:  # eval mode: μ and std are constants
             return g / std  # dL/dx = dL/dx̂ / std
         return normalize_backward(g, xc, std, dims, m)
 

@@ -154,8 +154,14 @@ def build_optimizer(opt_cfg: dict | str, params) -> Optimizer:
     return registry.build("optimizer", name, list(params), **options)
 
 
-def build_scheduler(sched_cfg: dict | str | None, optimizer: Optimizer) -> LRScheduler | None:
+def build_scheduler(sched_cfg: dict | str | None, optimizer: Optimizer,
+                    epochs: int | None = None) -> LRScheduler | None:
+    """The scheduler; its epoch_options left null (cosine's T_max) become `epochs`."""
     if sched_cfg is None:
         return None
     name, options = _split(sched_cfg)
+    target = registry.lookup("scheduler", name).target
+    for key in getattr(target, "epoch_options", ()):
+        if options.get(key) is None and epochs is not None:
+            options[key] = epochs
     return registry.build("scheduler", name, optimizer, **options)

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +35,8 @@ import torch.distributed as dist
 from minidl_cli.train import StopFlag
 
 EXIT_GRACE_S = 10.0  # how long the other ranks may outlive the one that ended the run
+JOIN_TIMEOUT_S = 300.0  # how long a rank waits for the others to join (MINIDL_DIST_TIMEOUT)
+JOIN_NOTICE_S = 3.0  # after this long without its peers, a rank says what it waits for
 
 
 class RankLost(RuntimeError):
@@ -70,15 +73,59 @@ class World:
     # --- the process group ---
 
     def __enter__(self) -> World:
-        """Join the process group (MASTER_ADDR / MASTER_PORT from the environment)."""
+        """Join the process group (MASTER_ADDR / MASTER_PORT from the environment), unless
+        `join` did already."""
+        if not dist.is_initialized():
+            self.join()
+        return self
+
+    def join(self, notify: Callable[[str], None] | None = None,
+             timeout_s: float | None = None) -> None:
+        """Wait for all ranks to join, at most `timeout_s` (default: MINIDL_DIST_TIMEOUT or
+        JOIN_TIMEOUT_S seconds); after JOIN_NOTICE_S, `notify` says what this rank waits for.
+
+        The rendezvous blocks inside torch, where Python cannot handle a signal: it runs in
+        a helper thread while this one waits, so Ctrl-C (KeyboardInterrupt) and SIGTERM
+        still stop the process at once. Raises TimeoutError naming the address and sizes.
+        """
+        timeout_s = join_timeout() if timeout_s is None else timeout_s
         backend = "gloo"
         if torch.cuda.is_available():  # cuda tensors over nccl; objects and cpu tensors over gloo
             backend = "cpu:gloo,cuda:nccl"
             if self.local_rank < torch.cuda.device_count():
                 torch.cuda.set_device(self.local_rank)
-        dist.init_process_group(backend, init_method="env://", rank=self.rank,
-                                world_size=self.size)
-        return self
+        outcome: list[BaseException | None] = []
+
+        def rendezvous() -> None:
+            try:
+                dist.init_process_group(backend, init_method="env://", rank=self.rank,
+                                        world_size=self.size)
+                outcome.append(None)
+            except BaseException as e:  # handed to the waiting thread
+                outcome.append(e)
+
+        helper = threading.Thread(target=rendezvous, name="minidl-rendezvous", daemon=True)
+        helper.start()
+        started = time.monotonic()
+        helper.join(JOIN_NOTICE_S)
+        if helper.is_alive() and notify is not None:
+            notify(f"rank {self.rank} of {self.size}: waiting for the other ranks at "
+                   f"{self.address} (up to {timeout_s:g} s; MINIDL_DIST_TIMEOUT=SECONDS "
+                   "changes it; Ctrl-C stops)")
+        helper.join(max(0.0, timeout_s - (time.monotonic() - started)))
+        if helper.is_alive():
+            raise TimeoutError(
+                f"rank {self.rank} of {self.size}: the other ranks did not join at "
+                f"{self.address} within {timeout_s:g} s; start all {self.size} ranks with the "
+                "same MASTER_ADDR, MASTER_PORT and WORLD_SIZE (torchrun --nproc-per-node N, "
+                "or minidl train --nproc N), or wait longer with MINIDL_DIST_TIMEOUT=SECONDS")
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
+
+    @property
+    def address(self) -> str:
+        return (f"MASTER_ADDR={os.environ.get('MASTER_ADDR', '?')} "
+                f"MASTER_PORT={os.environ.get('MASTER_PORT', '?')}")
 
     def __exit__(self, *exc: Any) -> None:
         if dist.is_initialized():
@@ -176,6 +223,21 @@ def check_gpus(device: torch.device, ranks: int) -> None:
         raise ValueError(f"train.device: {ranks} data-parallel processes on cuda need one GPU "
                          f"each, and this machine has {torch.cuda.device_count()}; use fewer "
                          "processes or train.device=cpu")
+
+
+def join_timeout() -> float:
+    """Seconds a rank waits for the others: MINIDL_DIST_TIMEOUT, else JOIN_TIMEOUT_S."""
+    text = os.environ.get("MINIDL_DIST_TIMEOUT")
+    if not text:
+        return JOIN_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"MINIDL_DIST_TIMEOUT={text!r}: expected a number of seconds > 0, "
+                         "e.g. MINIDL_DIST_TIMEOUT=600")
+    return value
 
 
 class SharedStop(StopFlag):

@@ -6,20 +6,31 @@ The CLI calls these; they return values and raise exceptions, never print.
 from __future__ import annotations
 
 import re
+import shutil
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidl_cli.config import ConfigError, apply_overrides, dump_yaml, load_yaml, resolve
+from minidl_cli.config.plugins import load_plugins
 from minidl_cli.data import reusing_datasets
-from minidl_cli.runs import Run, RunError, load_checkpoint, now_iso
+from minidl_cli.runs import (
+    Run,
+    RunError,
+    RunWarning,
+    RunWriteError,
+    load_checkpoint,
+    now_iso,
+)
 from minidl_cli.train import Interrupted, StopFlag, Trainer
 
 if TYPE_CHECKING:
     from minidl_cli.distributed import World
 
-# On resume these may change; anything else would train a different experiment.
+# On resume these may change; anything else would train a different experiment. So may
+# a scheduler's length options (epoch_options: cosine's T_max), which follow train.epochs.
 RESUMABLE_KEYS = {"train.epochs", "train.checkpoint_every", "train.threads"}
 
 
@@ -37,13 +48,21 @@ def start_run(config: dict[str, Any], world: World | None = None,
         world.check_device(trainer.device)
     # locked until train_run ends
     run = Run.create(Path(config["runs_dir"]), config["name"]) if into is None else Run.adopt(into)
-    run.write_config(dump_yaml(config))
-    run.write_meta(status="running", seed=config["seed"], device=str(trainer.device),
-                   world_size=world.size if world else 1, **trainer.task.describe(),
-                   features=list(trainer.dataset.feature_names),
-                   data_files=dict(trainer.raw.data_files))
-    run.write_metrics([], trainer.columns)
-    run.save_checkpoint(trainer.state_dict(), "last")
+    try:
+        run.write_config(dump_yaml(config))
+        run.write_meta(status="running", seed=config["seed"], device=str(trainer.device),
+                       world_size=world.size if world else 1, **trainer.task.describe(),
+                       features=list(trainer.dataset.feature_names),
+                       data_files=dict(trainer.raw.data_files))
+        run.write_metrics([], trainer.columns)
+        run.save_checkpoint(trainer.state_dict(), "last")
+    except OSError as e:  # a full disk: leave no half-made run behind
+        run.unlock()
+        if into is None:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise RunWriteError(f"cannot write {e.filename or run.path}: {e.strerror or e}; the run "
+                            f"directory {run.path} was not kept; free some space (or choose "
+                            "another runs_dir=DIR) and train again") from None
     return run, trainer
 
 
@@ -65,7 +84,17 @@ def resume_run(run_dir: Path, overrides: list[str],
         raise
 
 
-def _reopen(run: Run, overrides: list[str], world: World | None) -> tuple[Run, Trainer]:
+def resumed_config(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """The config `resume_run(run_dir, overrides)` would train; nothing locked or written.
+
+    Raises what resume_run raises for a missing run, a bad or refused override.
+    """
+    run = Run.open(run_dir)
+    with reusing_datasets():
+        return _resumed_config(run, overrides)
+
+
+def _resumed_config(run: Run, overrides: list[str]) -> dict[str, Any]:
     stored = load_yaml(run.config_path)
     raw = apply_overrides(stored, overrides)
     try:
@@ -74,6 +103,11 @@ def _reopen(run: Run, overrides: list[str], world: World | None) -> tuple[Run, T
         _refuse_changes(run, raw, stored)  # "cannot change model..." says more than its fallout
         raise
     _refuse_changes(run, config, stored)
+    return config
+
+
+def _reopen(run: Run, overrides: list[str], world: World | None) -> tuple[Run, Trainer]:
+    config = _resumed_config(run, overrides)
     path = run.checkpoint_path("last")
     state = load_checkpoint(path)
     trainer = Trainer(config, world)
@@ -109,17 +143,46 @@ def _fit_and_draw(run: Run, trainer: Trainer, progress: Callable[[dict], None] |
     try:
         trainer.fit(run, trainer.config["train"]["epochs"], progress, stop)
     except (Interrupted, KeyboardInterrupt):
-        run.write_meta(status="interrupted", finished_at=now_iso(),
-                       epochs_completed=trainer.saved_epoch)
+        _record_end(run, "interrupted", trainer.saved_epoch)
         raise
-    except Exception:  # Diverged, a lost data-parallel rank (distributed.RankLost), a bug
-        run.write_meta(status="failed", finished_at=now_iso(),
-                       epochs_completed=trainer.saved_epoch)
+    except Exception:  # Diverged, a lost rank (distributed.RankLost), a full disk, a bug
+        _record_end(run, "failed", trainer.saved_epoch)
         raise
     # Completed before the pictures: a signal while drawing them loses no training.
     run.write_meta(status="completed", finished_at=now_iso(), epochs_completed=trainer.epoch)
-    if plots:
-        draw_plots(run, trainer)
+    _warn_if_not_learning(run, trainer)
+    if plots:  # nothing after training turns a completed run into a failed one
+        try:
+            draw_plots(run, trainer)
+        except Interrupted:  # a signal while drawing: the CLI says the run is complete
+            raise
+        except Exception as e:
+            reason = (str(e).splitlines() or [""])[0][:200]
+            warnings.warn(RunWarning(
+                f"the pictures could not be drawn ({type(e).__name__}: {reason}); training is "
+                f"complete. Redraw them with: minidl plot {run.path}"), stacklevel=2)
+
+
+def _record_end(run: Run, status: str, epochs: int) -> None:
+    """meta.json's status at the end of training; a full disk must not hide the real error."""
+    try:
+        run.write_meta(status=status, finished_at=now_iso(), epochs_completed=epochs)
+    except OSError:
+        pass
+
+
+def _warn_if_not_learning(run: Run, trainer: Trainer) -> None:
+    """RunWarning when no epoch after the first lowered the training loss: the network did
+    not learn (a learning rate far too large saturates it; one of 0 changes nothing)."""
+    losses = [row["train_loss"] for row in trainer.history]
+    if len(losses) < 2 or min(losses[1:]) < losses[0]:
+        return
+    lr = trainer.config["optimizer"].get("lr")
+    example = f" (e.g. optimizer.lr={lr / 10:g})" if isinstance(lr, (int, float)) and lr else ""
+    warnings.warn(RunWarning(
+        f"the training loss never fell below its first epoch's ({losses[0]:.4g}) in "
+        f"{len(losses)} epochs: the network did not learn; a smaller learning rate often "
+        f"helps{example}"), stacklevel=2)
 
 
 def draw_plots(run: Run, trainer: Trainer) -> list[Path]:
@@ -135,6 +198,7 @@ def draw_plots(run: Run, trainer: Trainer) -> list[Path]:
 
 def join_run(config: dict[str, Any], checkpoint: Path, world: World) -> Trainer:
     """A data-parallel rank > 0: rank 0's config and starting checkpoint; no run directory."""
+    load_plugins(config["plugins"])  # rank 0 imported them while resolving the config
     trainer = Trainer(config, world)
     _restore(trainer, load_checkpoint(checkpoint), checkpoint)
     return trainer
@@ -159,12 +223,28 @@ def _refuse_changes(run: Run, config: dict[str, Any], stored: dict[str, Any]) ->
     """RunError when `config` differs from the run's stored config outside RESUMABLE_KEYS."""
     new, old = _flatten(config), _flatten(stored)
     changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
-    refused = [re.sub(r"\.(\d+)", r"[\1]", k) for k in changed if k not in RESUMABLE_KEYS]
+    allowed = RESUMABLE_KEYS | _schedule_length_keys(config, stored)
+    refused = [re.sub(r"\.(\d+)", r"[\1]", k) for k in changed if k not in allowed]
     if refused:
         raise RunError(f"cannot change {', '.join(refused)} when resuming {run.path}: the run "
-                       "would no longer continue the same experiment; only train.epochs and "
-                       "train.checkpoint_every may change (for other settings start a new run: "
-                       f"minidl train {run.config_path} KEY=VALUE...)")
+                       "would no longer continue the same experiment; only "
+                       f"{', '.join(sorted(allowed))} may change (for other settings start a "
+                       f"new run: minidl train {run.config_path} KEY=VALUE...)")
+
+
+def _schedule_length_keys(config: dict[str, Any], stored: dict[str, Any]) -> set[str]:
+    """scheduler.T_max and the like: a schedule's length, which may change with train.epochs
+    (only while the scheduler's type stays the same)."""
+    from minidl_cli import registry
+
+    new, old = config.get("scheduler"), stored.get("scheduler")
+    if not isinstance(new, dict) or not isinstance(old, dict) or new.get("type") != old.get("type"):
+        return set()
+    try:
+        target = registry.lookup("scheduler", new["type"]).target
+    except ValueError:
+        return set()
+    return {f"scheduler.{key}" for key in getattr(target, "epoch_options", ())}
 
 
 def _restore(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
@@ -177,9 +257,12 @@ def _restore(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
                        f"{type(e).__name__}: {reason}); use a checkpoint this run wrote") from None
 
 
-def evaluate_run(run_dir: Path, checkpoint: str = "last") -> dict[str, Any]:
+def evaluate_run(run_dir: Path, checkpoint: str = "last", out: Path | None = None
+                 ) -> dict[str, Any]:
     """The loss and the task's evaluation (classification: accuracy, error, confusion
-    matrix; regression: mae, rmse, r2) on train and test; written to eval.json."""
+    matrix; regression: mae, rmse, r2) on train and test; written to eval.json (or `out`).
+    A file that cannot be written (a read-only run) is a RunWarning: the results are
+    returned all the same."""
     import torch
 
     run = Run.open(run_dir)
@@ -191,22 +274,39 @@ def evaluate_run(run_dir: Path, checkpoint: str = "last") -> dict[str, Any]:
             loss, outputs = trainer.evaluate(split)
             result[split] = {"loss": loss,
                              **trainer.task.evaluation(outputs, trainer.splits[split].y)}
-    run.write_json("eval.json", result)
+    _save_eval(run, "eval.json", result, out)
     return result
 
 
-def evaluate_file(run_dir: Path, data: Path, checkpoint: str = "last") -> dict[str, Any]:
+def evaluate_file(run_dir: Path, data: Path, checkpoint: str = "last",
+                  out: Path | None = None) -> dict[str, Any]:
     """A checkpoint on another labelled file (the training columns and the label), read
     as `predict` reads: from the checkpoint, without the training data. Written to
-    eval-<file stem>.json in the run."""
+    eval-<file stem>.json in the run (or `out`; a RunWarning when it cannot be)."""
     from minidl_cli.predict import load
 
     predictor = load(run_dir, checkpoint)
     result: dict[str, Any] = {"checkpoint": str(predictor.checkpoint), "epoch": predictor.epoch,
                               **predictor.task.describe(), "data": str(Path(data).absolute()),
                               "file": predictor.evaluate(data)}
-    Run.open(run_dir).write_json(f"eval-{Path(data).stem}.json", result)
+    _save_eval(Run.open(run_dir), f"eval-{Path(data).stem}.json", result, out)
     return result
+
+
+def _save_eval(run: Run, filename: str, result: dict[str, Any], out: Path | None) -> None:
+    """The results into the run's `filename` (or `out`); a RunWarning, not an error, when
+    they cannot be written (a read-only run, a full disk): they were computed all the same."""
+    import json
+
+    from minidl_cli.runs import atomic_write
+
+    target = Path(out) if out is not None else run.path / filename
+    try:
+        atomic_write(target, (json.dumps(result, indent=2) + "\n").encode())
+    except OSError as e:
+        warnings.warn(RunWarning(
+            f"could not write {target} ({e.strerror or e}); the results are not saved: print "
+            "them as JSON with --json, or write them elsewhere with --out FILE"), stacklevel=3)
 
 
 def check_data_files(run: Run, resuming: bool = False) -> None:

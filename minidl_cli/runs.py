@@ -36,18 +36,62 @@ class RunError(ValueError):
     """A run directory or checkpoint that cannot be used; the message says why and what to do."""
 
 
+class RunWriteError(RuntimeError):
+    """A run's files could not be written (disk full, quota, read-only file system); not the
+    input's fault. The message names the file and says what was kept."""
+
+
+class RunWarning(UserWarning):
+    """Something a user should know about a run that does not make it fail (pictures that
+    could not be drawn, a loss that never improved, eval.json that could not be saved)."""
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write `data` to `path` so that readers see the old file or the whole new one.
+
+    The file gets the permissions `open(path, "wb")` would give it: an existing file's, or
+    0666 less the umask (mkstemp's own 0600 would hide a run from the user's group).
+    Raises OSError naming `path` (not the temporary file) when it cannot be written.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _mode_for(path))
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits open() would give `path`: its own if it exists, else 0666 & ~umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
 
 
 def now_iso() -> str:
@@ -206,18 +250,25 @@ class Run:
             columns = METRICS_COLUMNS + (VAL_COLUMNS if "val_loss" in rows[0] else [])
         if self._metrics_written != (len(rows) - 1, columns):
             return self.write_metrics(rows, columns)
-        if self._metrics_file is None:
-            self._metrics_file = self.metrics_path.open("a", newline="")
-        csv.DictWriter(self._metrics_file, columns, lineterminator="\n",
-                       extrasaction="ignore").writerow(rows[-1])
-        self._metrics_file.flush()
+        try:
+            if self._metrics_file is None:
+                self._metrics_file = self.metrics_path.open("a", newline="")
+            csv.DictWriter(self._metrics_file, columns, lineterminator="\n",
+                           extrasaction="ignore").writerow(rows[-1])
+            self._metrics_file.flush()
+        except OSError as e:  # a full disk: name the file (a bare write error does not)
+            self._metrics_written = None  # the next write rewrites the whole file
+            raise OSError(e.errno, e.strerror, str(self.metrics_path)) from None
         self._metrics_written = (len(rows), columns)
 
     def close(self) -> None:
         """Close metrics.csv if append_metrics holds it open."""
-        if self._metrics_file is not None:
-            self._metrics_file.close()
-            self._metrics_file = None
+        file, self._metrics_file = self._metrics_file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:  # a line that could not be flushed: the next write rewrites the file
+                self._metrics_written = None
 
     # --- checkpoints ---
 

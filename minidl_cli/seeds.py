@@ -13,13 +13,18 @@ import csv
 import io
 import json
 import math
+import multiprocessing
+import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minidl_cli.runs import RunError, atomic_write, create_run_dir
+
+if TYPE_CHECKING:
+    from minidl_cli.train import StopFlag
 
 GROUP_FILE = "group.json"
 
@@ -56,22 +61,33 @@ def member_dirs(group: Path) -> list[Path]:
     return [Path(group) / name for name in info["members"]]
 
 
-def train_member(config: dict[str, Any], member: Path, threads: int | None = None) -> dict:
-    """Train one seed's run into `member` (already created); its summary row."""
+def train_member(config: dict[str, Any], member: Path, threads: int | None = None,
+                 stop: StopFlag | None = None) -> dict:
+    """Train one seed's run into `member` (already created); its summary row.
+
+    `stop`: polled between batches; once it is true the member is saved and marked
+    interrupted (status "interrupted"), or not started at all ("not started").
+    In a worker process of run_seeds, the group's shared stop flag.
+    """
     import torch
 
     from minidl_cli.experiment import start_run, train_run
-    from minidl_cli.train import Diverged
+    from minidl_cli.train import Diverged, Interrupted
 
+    stop = stop or _worker_stop
+    if stop is not None and stop():
+        return {"seed": config["seed"], "epochs": 0, "status": NOT_STARTED}
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
     run, trainer = start_run(config, into=member)  # as any run: epoch-0 last.pt, locked
     status = "completed"
     try:
-        train_run(run, trainer)
+        train_run(run, trainer, stop=stop)
     except Diverged:
         status = "failed"
+    except Interrupted:
+        status = "interrupted"
     last = trainer.history[-1] if trainer.history else {}
     return {"seed": config["seed"], "epochs": trainer.epoch, **trainer.task.summary(last),
             "wall_s": round(time.perf_counter() - started, 3), "status": status,
@@ -79,8 +95,14 @@ def train_member(config: dict[str, Any], member: Path, threads: int | None = Non
 
 
 def run_seeds(config: dict[str, Any], seeds: list[int], jobs: int = 1,
-              on_done: Callable[[dict], None] | None = None) -> tuple[Path, list[dict]]:
-    """Train `config` once per seed (in `jobs` processes); write group.json and summary.csv."""
+              on_done: Callable[[dict], None] | None = None,
+              stop: StopFlag | None = None) -> tuple[Path, list[dict]]:
+    """Train `config` once per seed (in `jobs` processes); write group.json and summary.csv.
+
+    Once `stop()` is true (the CLI's flag: Ctrl-C, SIGTERM), seeds not yet started never
+    start, those training are saved and marked interrupted, and the summary lists every
+    seed: its final metrics when it completed, else its status and epochs.
+    """
     from minidl_cli.config import dump_yaml
 
     group = create_run_dir(Path(config["runs_dir"]), f"{config['name']}-seeds")
@@ -91,31 +113,106 @@ def run_seeds(config: dict[str, Any], seeds: list[int], jobs: int = 1,
                                      "members": members, "status": "running"})
     configs = [{**config, "seed": seed} for seed in seeds]
     atomic_write(group / "config.yaml", dump_yaml(configs[0]).encode())
-    rows: list[dict] = []
+    rows: dict[int, dict] = {}
+
+    def done(row: dict) -> None:
+        rows[row["seed"]] = row
+        if on_done and row["status"] != NOT_STARTED:
+            on_done(row)
+
     try:
         if jobs <= 1:
             for cfg, name in zip(configs, members, strict=True):
-                rows.append(train_member(cfg, group / name))
-                if on_done:
-                    on_done(rows[-1])
+                done(train_member(cfg, group / name, stop=stop))
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(train_member, cfg, group / name, 1)
-                           for cfg, name in zip(configs, members, strict=True)]
-                for future in futures:
-                    rows.append(future.result())
-                    if on_done:
-                        on_done(rows[-1])
+            _run_in_pool(configs, [group / name for name in members], jobs, done, stop)
     finally:
-        write_summary(group, rows)
-        status = "completed" if len(rows) == len(seeds) else "interrupted"
-        _write_json(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
-                                         "members": members, "status": status})
-    return group, rows
+        _finish_group(group, seeds, members, rows)
+    return group, [rows[seed] for seed in seeds]
+
+
+def _run_in_pool(configs: list[dict], members: list[Path], jobs: int,
+                 done: Callable[[dict], None], stop: StopFlag | None) -> None:
+    """The members in `jobs` worker processes. The workers ignore Ctrl-C and SIGHUP (the
+    terminal sends them to the whole process group): this process tells them to stop
+    through a shared value, and cancels the seeds still queued."""
+    shared = multiprocessing.get_context().RawValue("i", 0)
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                             initargs=(shared,)) as pool:
+        pending = {pool.submit(train_member, cfg, member, 1) for cfg, member in
+                   zip(configs, members, strict=True)}
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done(future.result())
+                if stop is not None and stop() and not shared.value:
+                    shared.value = stop.signum or signal.SIGINT
+                    for future in pending:
+                        future.cancel()  # queued ones never start; running ones stop and save
+                    pending = {f for f in pending if not f.cancelled()}
+        finally:  # leaving early (a second Ctrl-C, an error): stop the workers, drop the queue
+            shared.value = shared.value or signal.SIGINT
+            for future in pending:
+                future.cancel()
+
+
+NOT_STARTED = "not started"
+_worker_stop: StopFlag | None = None  # in a worker process: the group's shared stop flag
+
+
+def _init_worker(shared) -> None:
+    """A seed-group worker: Ctrl-C and SIGHUP reach the parent, which says when to stop;
+    SIGTERM sent to this worker alone stops its member (saved, interrupted)."""
+    from minidl_cli.train import StopFlag
+
+    global _worker_stop
+
+    class GroupStop(StopFlag):
+        def __call__(self) -> bool:
+            if self.signum is None and shared.value:
+                self.signum = shared.value
+            return self.signum is not None
+
+    _worker_stop = GroupStop()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: setattr(_worker_stop, "signum", signum))
+
+
+def _finish_group(group: Path, seeds: list[int], members: list[str], rows: dict) -> None:
+    """summary.csv with a row per seed and group.json's status; a member that never
+    started leaves no empty directory behind."""
+    for seed, name in zip(seeds, members, strict=True):
+        if seed not in rows:  # stopped before it reported: what its meta.json says
+            rows[seed] = _member_state(seed, group / name)
+        if rows[seed]["status"] == NOT_STARTED and (group / name).is_dir():
+            try:
+                (group / name).rmdir()  # only if empty: a started member keeps its files
+            except OSError:
+                rows[seed] = _member_state(seed, group / name)
+    kept = [name for seed, name in zip(seeds, members, strict=True)
+            if rows[seed]["status"] != NOT_STARTED]
+    write_summary(group, [rows[seed] for seed in seeds])
+    status = ("completed" if all(rows[s]["status"] in ("completed", "failed") for s in seeds)
+              else "interrupted")
+    _write_json(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
+                                     "members": kept, "status": status})
+
+
+def _member_state(seed: int, member: Path) -> dict:
+    """A summary row from a member's meta.json: its status and epochs, no metrics."""
+    try:
+        meta = json.loads((member / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {"seed": seed, "epochs": 0, "status": NOT_STARTED}
+    return {"seed": seed, "epochs": meta.get("epochs_completed", 0),
+            "status": meta.get("status", "interrupted")}
 
 
 def write_summary(group: Path, rows: list[dict]) -> None:
-    columns = summary_columns(rows[0]["task"] if rows else "classification")
+    # a seed that never started has no task in its row: the others say which columns
+    columns = summary_columns(next((r["task"] for r in rows if "task" in r), "classification"))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()

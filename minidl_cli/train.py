@@ -106,7 +106,8 @@ class Trainer:
         self.model.to(device=self.device, dtype=self.dtype)
         self.loss_fn = build_loss(config["loss"])
         self.optimizer = build_optimizer(config["optimizer"], self.model.parameters())
-        self.scheduler = build_scheduler(config.get("scheduler"), self.optimizer)
+        self.scheduler = build_scheduler(config.get("scheduler"), self.optimizer,
+                                         train_cfg["epochs"])
         self.shuffle_gen = torch.Generator(device=self.device).manual_seed(self.seed)
 
         self.splits = {"train": self._split(self.dataset.x_train, self.dataset.y_train),

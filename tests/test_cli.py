@@ -170,11 +170,12 @@ def test_cross_entropy_adam_cosine_and_standardize(tmp_path):
     run = train_tiny(tmp_path, config=config)
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["loss"]["type"] == "cross_entropy"
-    assert resolved["scheduler"]["T_max"] == 3
+    assert resolved["scheduler"]["T_max"] is None  # null: train.epochs, followed on resume
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["standardizer"]["mean"].shape == (2,)
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert float(rows[0]["lr"]) == 0.01 and float(rows[1]["lr"]) < 0.01
+    assert float(rows[-1]["lr"]) == pytest.approx(0.0025)  # epoch 3 of T_max = 3: base/4
 
 
 def test_gradcheck_passes_on_a_config_and_fails_on_a_broken_layer(tmp_path, monkeypatch):

@@ -179,11 +179,14 @@ def test_resolved_config_round_trips(tiny, overrides):
 
 
 def test_cosine_t_max_defaults_to_epochs(tiny):
-    assert load_config(tiny, ["scheduler=cosine"])["scheduler"] == {
-        "type": "cosine",
-        "T_max": 3,
-        "eta_min": 0.0,
-    }
+    """A null T_max stays null in the resolved config: it means train.epochs, so it can
+    follow train.epochs when a run is extended; build_scheduler fills it in."""
+    from minidl_cli.build import build_model, build_optimizer, build_scheduler
+
+    config = load_config(tiny, ["scheduler=cosine"])
+    assert config["scheduler"] == {"type": "cosine", "T_max": None, "eta_min": 0.0}
+    optimizer = build_optimizer("sgd", build_model(config["model"], 2).parameters())
+    assert build_scheduler(config["scheduler"], optimizer, epochs=7).T_max == 7
     assert load_config(tiny, ["scheduler={type: cosine, T_max: 9}"])["scheduler"]["T_max"] == 9
 
 

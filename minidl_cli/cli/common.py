@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 import traceback
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
 CONFIG_PATH = click.Path(path_type=Path, dir_okay=False)
 RUN_PATH = click.Path(path_type=Path, file_okay=False)
+
+
+# The reader of an output stream went away: a closed pipe (`| head`), a closed terminal.
+LOST_READER = (errno.EPIPE, errno.EIO, errno.ECONNRESET)
+# The file system refused a write: full disk, quota, file-size limit, read-only, I/O error.
+CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
+
+def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
+    """click.echo that outlives its reader: when the pipe or terminal is gone (EPIPE, EIO)
+    the stream is pointed at /dev/null and the command carries on (a run trains on)."""
+    try:
+        click.echo(message, err=err, nl=nl)
+    except OSError as e:
+        if e.errno not in LOST_READER:
+            raise
+        _to_devnull(sys.stderr if err else sys.stdout)
+
+
+def _to_devnull(stream) -> None:
+    """Point `stream`'s file descriptor at /dev/null: its pending and later writes vanish
+    instead of failing (and Python's final flush does not fail either)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's buffer)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 class UserError(click.ClickException):
@@ -20,7 +56,33 @@ class UserError(click.ClickException):
 
     def show(self, file=None) -> None:
         for line in self.message.splitlines():
-            click.echo(f"error: {line}", err=True)
+            echo(f"error: {line}", err=True)
+
+
+class Failure(UserError):
+    """Not the input's fault (a full disk, a failed run): 'error: ...' lines, exit code 1."""
+
+    exit_code = 1
+
+
+@contextmanager
+def showing_run_warnings():
+    """minidl's RunWarnings print as one 'warning: ...' line on stderr as they happen;
+    other warnings show as Python shows them."""
+    from minidl_cli.runs import RunWarning
+
+    with warnings.catch_warnings():  # restores showwarning and the filters afterwards
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, RunWarning):
+                echo(f"warning: {message}", err=True)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.simplefilter("always", RunWarning)
+        warnings.showwarning = show
+        yield
 
 
 def handle_errors(command):
@@ -29,13 +91,18 @@ def handle_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from minidl_cli.config import ConfigError
-        from minidl_cli.runs import RunError
+        from minidl_cli.runs import RunError, RunWriteError
 
         debug = click.get_current_context().find_root().params.get("debug", False)
         try:
-            return command(*args, **kwargs)
+            with showing_run_warnings():
+                return command(*args, **kwargs)
         except (click.ClickException, BrokenPipeError):  # click quiets a closed pipe (| head)
             raise
+        except RunWriteError as e:
+            if debug:
+                traceback.print_exc()
+            raise Failure(str(e)) from None
         except (ConfigError, RunError, ValueError, FileNotFoundError, ImportError) as e:
             if debug:
                 traceback.print_exc()
@@ -43,6 +110,9 @@ def handle_errors(command):
         except OSError as e:
             if debug:
                 traceback.print_exc()
+            if e.errno in CANNOT_WRITE:
+                raise Failure(f"cannot write {e.filename or 'a file'}: {e.strerror or e}; "
+                              "free some space (or fix the file system) and try again") from None
             raise UserError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
         except KeyboardInterrupt:  # Ctrl-C outside training (which handles its own): 130
             if debug:

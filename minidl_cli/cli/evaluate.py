@@ -20,8 +20,12 @@ DATA_PATH = click.Path(path_type=Path, dir_okay=False)
               help="Evaluate on this labelled CSV or Parquet file (the run's feature "
                    "columns and its label) instead of the run's train and test sets.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--out", type=DATA_PATH, default=None,
+              help="Write the results to this file instead of the run's eval.json "
+                   "(e.g. for a read-only run).")
 @handle_errors
-def evaluate(run_dir: Path, checkpoint: str, data: Path | None, as_json: bool) -> None:
+def evaluate(run_dir: Path, checkpoint: str, data: Path | None, as_json: bool,
+             out: Path | None) -> None:
     """Evaluate a run's checkpoint on its train and test sets; write eval.json.
 
     \b
@@ -32,6 +36,9 @@ def evaluate(run_dir: Path, checkpoint: str, data: Path | None, as_json: bool) -
     from minidl_cli.experiment import evaluate_file, evaluate_run
 
     if seeds.is_group(run_dir):
+        if out is not None:
+            raise click.UsageError("--out: a seed group writes each member's results into "
+                                   "the member; use --json to get them all at once")
         members = seeds.open_group(run_dir)
         results = [evaluate_file(m, data, checkpoint) if data else evaluate_run(m, checkpoint)
                    for m in members]
@@ -45,8 +52,8 @@ def evaluate(run_dir: Path, checkpoint: str, data: Path | None, as_json: bool) -
         if data is None:
             print_group_summary([_flat(r) for r in results], results[0]["task"])
         return
-    result = evaluate_file(run_dir, data, checkpoint) if data else evaluate_run(run_dir,
-                                                                                checkpoint)
+    result = (evaluate_file(run_dir, data, checkpoint, out) if data
+              else evaluate_run(run_dir, checkpoint, out))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -1,25 +1,64 @@
-"""`minidl list`: the registry, with every option, type and default."""
+"""`minidl list`: the registry, with every option, type and default; and the config's own
+options (train:, data:, top-level keys)."""
 
 from __future__ import annotations
 
 import click
 
-from minidl_cli.cli.common import handle_errors
+from minidl_cli.cli.common import echo, handle_errors
+
+PLURALS = {"layer": "layers", "loss": "losses", "optimizer": "optimizers",
+           "scheduler": "schedulers", "dataset": "datasets"}
+SECTIONS = ("train", "data", "config")  # not components: options of the config itself
+CHOICES = [*PLURALS, *PLURALS.values(), *SECTIONS]
 
 
 @click.command(name="list")
-@click.argument("kind", required=False,
-                type=click.Choice(["layer", "loss", "optimizer", "scheduler", "dataset"]))
+@click.argument("kind", required=False, metavar="[KIND]",
+                type=click.Choice(CHOICES, case_sensitive=False))
 @handle_errors
 def list_(kind: str | None) -> None:
-    """Every registered component with its options, types and defaults."""
+    """Every registered component with its options, types and defaults; the train: and data:
+    options and the top-level keys of a config.
+
+    KIND narrows it to one part: layers, losses, optimizers, schedulers, datasets (or the
+    singular), train, data or config.
+    """
     from minidl_cli import registry
 
-    for k in [kind] if kind else registry.KINDS:
-        click.echo(f"{k}s:")
+    singular = {plural: name for name, plural in PLURALS.items()}
+    kind = singular.get(kind.lower(), kind.lower()) if kind else None
+    for k in [kind] if kind else [*registry.KINDS, *SECTIONS]:
+        if k in SECTIONS:
+            _section(k)
+            continue
+        echo(f"{PLURALS[k]}:")
         for entry in registry.entries(k):
             aliases = f" (also: {', '.join(entry.aliases)})" if entry.aliases else ""
-            click.echo(f"  {entry.name}{aliases} - {entry.summary}")
+            echo(f"  {entry.name}{aliases} - {entry.summary}")
+            follows = getattr(entry.target, "epoch_options", ())
             for option in entry.options():
-                click.echo(f"      {option.describe()}")
-        click.echo()
+                note = " (null: train.epochs, and it follows train.epochs on --resume)"
+                echo(f"      {option.describe()}{note if option.name in follows else ''}")
+        echo()
+
+
+def _section(name: str) -> None:
+    """The options of the config's train: section, of every data: section, or its top level."""
+    from minidl_cli.config import STANDARDIZE, TRAIN_OPTIONS
+    from minidl_cli.config.resolver import OPTION_HELP, TOP_LEVEL
+
+    if name == "config":
+        echo("config (top-level keys; data, model, loss, optimizer, scheduler and train are "
+             "the sections above):")
+        for key in TOP_LEVEL:
+            if key in OPTION_HELP:
+                echo(f"      {key}: {OPTION_HELP[key]}")
+    else:
+        title = {"train": "train (the train: section of a config):",
+                 "data": "data (every data set takes these besides its own options):"}[name]
+        echo(title)
+        for option in TRAIN_OPTIONS if name == "train" else [STANDARDIZE]:
+            hint = OPTION_HELP.get(f"{name}.{option.name}")
+            echo(f"      {option.describe()}{' - ' + hint if hint else ''}")
+    echo()

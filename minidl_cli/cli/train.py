@@ -13,9 +13,14 @@ import click
 from minidl_cli.cli.common import (
     RUN_PATH,
     check_overrides,
+    echo,
     handle_errors,
     print_group_summary,
 )
+
+# Signals that stop a run (saved, marked interrupted, exit 128 + signal): Ctrl-C, kill, and a
+# closed terminal (SIGHUP). One already ignored (nohup, a background job) stays ignored.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Progress:
@@ -47,15 +52,12 @@ class Progress:
         line = (f"epoch {epoch:>{len(str(self.total))}}/{self.total} "
                 f"[{'#' * filled}{'.' * (width - filled)}] "
                 f"{self.describe(row)} ETA {int(eta) // 60}:{int(eta) % 60:02d}")
-        if self.tty:
-            click.echo("\r" + line, err=True, nl=final)
-        else:
-            click.echo(line, err=True)
+        echo(("\r" + line) if self.tty else line, err=True, nl=final or not self.tty)
 
 
 @contextmanager
 def stop_on_signals():
-    """SIGINT/SIGTERM set a flag the loop polls; a second signal stops at once."""
+    """SIGINT/SIGTERM/SIGHUP set a flag the loop polls; a second signal stops at once."""
     from minidl_cli.train import Interrupted, StopFlag
 
     flag = StopFlag()
@@ -65,7 +67,8 @@ def stop_on_signals():
             raise Interrupted(signum)
         flag.signum = signum
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS
+                if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield flag
     finally:
@@ -77,15 +80,15 @@ def stop_on_signals():
 @click.argument("args", nargs=-1, metavar="CONFIG [KEY=VALUE]...")
 @click.option("--resume", "resume", type=RUN_PATH, help="Continue a run from its last.pt.")
 @click.option("--seeds", help="One run per seed in a group directory: 0-19, or 0,3,5.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With --seeds: train this many seeds in parallel processes.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="With --seeds: train this many seeds in parallel processes [default: 1].")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel training in N processes (torch.distributed); "
                    "train.batch_size stays the global batch.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="Hide the progress bar.")
 @handle_errors
-def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: int,
+def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: int | None,
           nproc: int, print_config: bool, quiet: bool) -> None:
     """Train the network CONFIG describes; print the run directory as the last line.
 
@@ -103,19 +106,15 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
     from minidl_cli.distributed import World
 
     world = World.from_env()  # set when torchrun (or --nproc) started this process as a rank
-    if world is not None and nproc > 1:
-        raise click.UsageError(f"--nproc: this process is already rank {world.rank} of "
-                               f"WORLD_SIZE={world.size} (torchrun starts the ranks); "
-                               "leave --nproc out")
-    if seeds is not None and (nproc > 1 or world is not None):
-        raise click.UsageError("--seeds does not combine with --nproc or torchrun; train "
-                               "several seeds at once with --jobs")
+    _check_combinations(args, resume, seeds, jobs, nproc, print_config, world)
+    jobs = jobs or 1
     if world is None:
         with reusing_datasets():  # the config's check and the Trainer share one read
             opened = _open_run(args, resume, print_config, seeds, jobs, quiet, nproc)
         if opened:
             _train(*opened, quiet)
         return
+    world.join(notify=lambda message: echo(message, err=True))
     with world:
         if world.rank > 0:
             return _train_replica(world)
@@ -124,6 +123,38 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
                                                   quiet, world=world))
         if opened:
             _train(*opened, quiet, world)
+
+
+def _check_combinations(args: tuple[str, ...], resume: Path | None, seeds: str | None,
+                        jobs: int | None, nproc: int, print_config: bool, world) -> None:
+    """A usage error (exit 2) naming both options for every combination that would drop
+    one of them silently."""
+    conflicts = [
+        (world is not None and nproc > 1,
+         f"--nproc: this process is already rank {world.rank if world else 0} of "
+         f"WORLD_SIZE={world.size if world else 0} (torchrun starts the ranks); leave --nproc out"),
+        (resume is not None and seeds is not None,
+         "--resume continues one run; --seeds starts a new group of runs: use one of them"),
+        (seeds is not None and (nproc > 1 or world is not None),
+         "--seeds does not combine with --nproc or torchrun; train several seeds at once "
+         "with --jobs"),
+        (jobs is not None and seeds is None,
+         "--jobs only applies with --seeds (it trains that many seeds at once); leave it out, "
+         "or use --nproc N for one data-parallel run"),
+        (print_config and seeds is not None,
+         "--print-config prints one config and trains nothing; --seeds has no effect with it"),
+        (print_config and nproc > 1,
+         "--print-config prints the config and trains nothing; --nproc has no effect with it"),
+        (resume is not None and bool(args) and "=" not in args[0],
+         f"--resume continues {resume} with the config stored in it; leave out the CONFIG "
+         f"argument {args[0] if args else ''!r} (KEY=VALUE overrides such as train.epochs=N "
+         "may follow), or start a new run without --resume"),
+        (seeds is not None and any(a.split("=", 1)[0] == "seed" for a in args[1:]),
+         "--seeds sets each run's seed; the override seed=... would be ignored: leave it out"),
+    ]
+    problems = [message for clash, message in conflicts if clash]
+    if problems:
+        raise click.UsageError("\n".join(problems))
 
 
 def _open_run(args: tuple[str, ...], resume: Path | None, print_config: bool,
@@ -141,6 +172,9 @@ def _open_run(args: tuple[str, ...], resume: Path | None, print_config: bool,
     if resume is not None:
         overrides = list(args)
         check_overrides(overrides)
+        if print_config:  # what the resume would train; nothing locked, nothing written
+            click.echo(dump_yaml(experiment.resumed_config(resume, overrides)), nl=False)
+            return None
         if nproc > 1:
             Run.open(resume)  # rank 0 checks the rest, as a single process would
             _launch(["--resume", str(resume), *overrides], nproc, quiet)
@@ -198,37 +232,45 @@ def _train(run, trainer, quiet: bool, world=None) -> None:
     epochs = trainer.config["train"]["epochs"]
     progress = Progress(epochs, trainer.epoch, enabled=not quiet,
                         describe=trainer.task.progress)
+    last = run.checkpoints / "last.pt"
     try:
         with stop_on_signals() as flag:
             experiment.train_run(run, trainer, progress, world.watch(flag) if world else flag)
     except Diverged as e:
         lr = trainer.config["optimizer"].get("lr")
         example = f", e.g. optimizer.lr={lr / 10:g}" if isinstance(lr, (int, float)) else ""
-        click.echo(f"error: {e}; training stopped (status: failed)\n"
-                   f"the last good checkpoint (epoch {trainer.epoch}) stays in "
-                   f"{run.checkpoints / 'last.pt'}\n"
-                   f"try a smaller learning rate in a new run{example}", err=True)
-        click.echo(run.path)
-        sys.exit(1)
+        _fail(run, f"error: {e}; training stopped (status: failed)\n"
+                   f"the last good checkpoint (epoch {trainer.epoch}) stays in {last}\n"
+                   f"try a smaller learning rate in a new run{example}")
     except RankLost as e:
-        click.echo(f"error: {e}; training stopped (status: failed)\n"
-                   f"{run.checkpoints / 'last.pt'} holds epoch {trainer.saved_epoch}; resume "
-                   f"with: minidl train --resume {run.path} --nproc {world.size}", err=True)
-        click.echo(run.path)
-        sys.exit(1)
+        _fail(run, f"error: {e}; training stopped (status: failed)\n"
+                   f"{last} holds epoch {trainer.saved_epoch}; resume "
+                   f"with: minidl train --resume {run.path} --nproc {world.size}")
+    except OSError as e:  # a full disk, a quota, a read-only or failing file system
+        nproc = f" --nproc {world.size}" if world else ""
+        _fail(run, f"error: cannot write {e.filename or 'a file of the run'} "
+                   f"({e.strerror or e}); training stopped (status: failed); {last} holds "
+                   f"epoch {trainer.saved_epoch}. Free some space, then resume with: "
+                   f"minidl train --resume {run.path}{nproc}")
     except (Interrupted, KeyboardInterrupt) as e:
         signum = getattr(e, "signum", signal.SIGINT)
         name = signal.Signals(signum).name
         if trainer.epoch >= epochs:  # stopped while drawing the pictures: training is complete
-            click.echo(f"\ninterrupted by {name} while drawing the pictures; training is "
-                       f"complete. Redraw them with: minidl plot {run.path}", err=True)
+            echo(f"\ninterrupted by {name} while drawing the pictures; training is "
+                 f"complete. Redraw them with: minidl plot {run.path}", err=True)
         else:
-            click.echo(f"\ninterrupted by {name} after {trainer.epoch} epoch(s); saved "
-                       f"{run.checkpoints / 'last.pt'}.\n"
-                       f"resume with: minidl train --resume {run.path}", err=True)
-        click.echo(run.path)
+            echo(f"\ninterrupted by {name} after {trainer.epoch} epoch(s); saved {last}.\n"
+                 f"resume with: minidl train --resume {run.path}", err=True)
+        echo(run.path)
         sys.exit(128 + signum)
-    click.echo(run.path)
+    echo(run.path)
+
+
+def _fail(run, message: str) -> None:
+    """A run that failed: the message on stderr, its path on stdout, exit code 1."""
+    echo(message, err=True)
+    echo(run.path)
+    sys.exit(1)
 
 
 def _train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
@@ -240,17 +282,36 @@ def _train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
     def report(row: dict) -> None:
         if not quiet:
             key = by_name(row["task"]).headline
-            click.echo(f"seed {row['seed']:>4}: {key.replace('_', ' ')} "
-                       f"{format_metric(key, row[key])} "
-                       f"({row['epochs']} epochs, {row['wall_s']:.1f} s, {row['status']})",
-                       err=True)
+            echo(f"seed {row['seed']:>4}: {key.replace('_', ' ')} "
+                 f"{format_metric(key, row[key])} "
+                 f"({row['epochs']} epochs, {row['wall_s']:.1f} s, {row['status']})", err=True)
 
-    try:
-        group, rows = seeds.run_seeds(config, chosen, jobs, report)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted; finished seeds are in the group's summary.csv", err=True)
-        sys.exit(130)
-    print_group_summary(rows, rows[0]["task"] if rows else "classification")
-    click.echo(group)
+    with stop_on_signals() as flag:
+        group, rows = seeds.run_seeds(config, chosen, jobs, report, stop=flag)
+    if flag.signum is not None:
+        _report_interrupted_group(group, rows, flag.signum)
+    print_group_summary(rows, next((r["task"] for r in rows if "task" in r), "classification"))
+    echo(group)
     if any(row["status"] != "completed" for row in rows):
         sys.exit(1)
+
+
+def _report_interrupted_group(group: Path, rows: list[dict], signum: int) -> None:
+    """Which seeds completed, which were saved mid-training, which never started; exit."""
+    from minidl_cli.seeds import NOT_STARTED
+
+    def seeds_with(*statuses: str) -> list[int]:
+        return [row["seed"] for row in rows if row["status"] in statuses]
+
+    finished, unstarted = seeds_with("completed", "failed"), seeds_with(NOT_STARTED)
+    saved = [s for s in seeds_with("interrupted", "running")]
+    lines = [f"\ninterrupted by {signal.Signals(signum).name}: {len(finished)} of {len(rows)} "
+             f"seeds finished; {group / 'summary.csv'} lists every seed and its status"]
+    if saved:
+        lines.append(f"seeds {', '.join(map(str, saved))} were saved mid-training; resume one "
+                     f"with: minidl train --resume {group / f'seed-{saved[0]:04d}'}")
+    if unstarted:
+        lines.append(f"seeds {', '.join(map(str, unstarted))} were not started")
+    echo("\n".join(lines), err=True)
+    echo(group)
+    sys.exit(128 + signum)

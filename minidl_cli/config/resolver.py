@@ -36,6 +36,27 @@ TRAIN_OPTIONS = [
 STANDARDIZE = Option("standardize", bool, False)  # z-score with training-set statistics
 # regression: z-score the targets with training statistics (metrics stay on their scale)
 STANDARDIZE_TARGET = Option("standardize_target", bool, False)
+# What `minidl list train` / `list data` / `list config` say about the options above.
+OPTION_HELP = {
+    "train.epochs": "passes over the training set; --resume RUN train.epochs=N extends a run",
+    "train.batch_size": "rows per gradient step (the global batch with --nproc)",
+    "train.shuffle": "reshuffle the training set every epoch",
+    "train.device": "auto: cuda when available",
+    "train.dtype": "floating-point precision of weights and data",
+    "train.checkpoint_every": "also keep checkpoints/epoch_NNNN.pt every N epochs (0: never)",
+    "train.val_fraction": "share of the training set held out for validation (best.pt)",
+    "train.threads": "torch threads on the CPU (null: torch's default; 1 is fastest for "
+                     "small networks)",
+    "data.standardize": "z-score the inputs with training-set statistics (kept in the "
+                        "checkpoint)",
+    "data.standardize_target": "regression: z-score the targets with training-set "
+                               "statistics (metrics stay on the targets' scale)",
+    "name": "the run directory's prefix (default: the config file's name)",
+    "seed": "seeds data, weights and shuffling (default: drawn, then recorded in the run)",
+    "plugins": "modules or .py files that register components (relative to the config file)",
+    "runs_dir": "where run directories go, relative to the current directory (data and "
+                "plugin paths are relative to the config file)",
+}
 TOP_LEVEL = (
     "name",
     "seed",
@@ -94,9 +115,8 @@ def resolve(raw: dict, config_path: Path | None = None) -> dict:
     if problems:
         raise ConfigError(problems)
     config = {key: config[key] for key in TOP_LEVEL}
-    scheduler = config["scheduler"]
-    if scheduler is not None and "T_max" in scheduler and scheduler["T_max"] is None:
-        scheduler["T_max"] = config["train"]["epochs"]  # one cosine half-period per run
+    # A scheduler's epoch_options (cosine's T_max) stay null: the Trainer fills in
+    # train.epochs, so extending a run with --resume moves the schedule's end with it.
     _check_against_data(config, problems)
     if problems:
         raise ConfigError(problems)
@@ -248,6 +268,6 @@ def _check_training(config: dict, model: Any, problems: list[str]) -> None:
         problems.append(f"optimizer: {e}")
         return
     try:
-        build.build_scheduler(config["scheduler"], optimizer)
+        build.build_scheduler(config["scheduler"], optimizer, config["train"]["epochs"])
     except (ValueError, TypeError) as e:
         problems.append(f"scheduler: {e}")

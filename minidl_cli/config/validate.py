@@ -6,10 +6,8 @@ layer is validated like a built-in one; unknown keys get a did-you-mean.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from minidl_cli.config.hints import (
     _Mismatch,
     _plain,
 )
+from minidl_cli.config.plugins import resolve_plugin
 from minidl_cli.config.yaml_io import _show
 from minidl_cli.registry import Option, Range
 
@@ -64,7 +63,8 @@ class _Checker:
         return value
 
     def plugins(self, value: Any) -> list[str]:
-        """Import each plugin module (from the cwd or the config's folder too) so it registers."""
+        """Import each plugin so it registers; a module found in the config's folder or the
+        current directory is recorded by its absolute path (config/plugins.py)."""
         if value is None:
             return []
         if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
@@ -72,22 +72,18 @@ class _Checker:
                 f"plugins: must be a list of module names such as [my_layers], got {_show(value)}"
             )
             return []
-        extra = [p for p in dict.fromkeys([str(self.base), os.getcwd()]) if p not in sys.path]
-        sys.path.extend(extra)
-        try:
-            for i, module in enumerate(value):
-                try:
-                    registry.import_plugins([module])
-                except Exception as e:  # user code: any failure is a problem line
-                    self.problems.append(
-                        f"plugins[{i}]: cannot import {module!r}: {type(e).__name__}: {e} (a "
-                        "plugin is a module importable from the current directory, the "
-                        "config's directory or the installed packages)"
-                    )
-        finally:
-            for path in extra:
-                sys.path.remove(path)
-        return value
+        resolved = []
+        for i, module in enumerate(value):
+            try:
+                resolved.append(resolve_plugin(module, self.base))
+            except Exception as e:  # user code: any failure is a problem line
+                self.problems.append(
+                    f"plugins[{i}]: cannot import {module!r}: {type(e).__name__}: {e} (a "
+                    "plugin is a module importable from the config's directory, the current "
+                    "directory or the installed packages, or the path of a .py file)"
+                )
+                resolved.append(module)
+        return resolved
 
     def model(self, value: Any) -> list[dict] | None:
         if value is None:

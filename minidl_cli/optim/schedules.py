@@ -10,7 +10,14 @@ from minidl_cli.registry import Range, register
 
 
 class LRScheduler:
-    """Base: remembers the base learning rate and sets `lr_at(epoch)` on every step()."""
+    """Base: remembers the base learning rate and sets `lr_at(epoch)` on every step().
+
+    `epoch_options`: options whose null means "the run's train.epochs" (filled in by
+    build_scheduler). They follow train.epochs when a run is extended with --resume, so the
+    schedule then ends at the new last epoch.
+    """
+
+    epoch_options: tuple[str, ...] = ()
 
     def __init__(self, optimizer: Optimizer):
         self.optimizer = optimizer
@@ -57,8 +64,12 @@ class StepLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr − eta_min) · (1 + cos(π · epoch / T_max)) / 2.
 
-    T_max defaults to the number of training epochs (filled in by the config).
+    T_max null (the default in a config): train.epochs, the whole run one half-period; it
+    follows train.epochs when the run is extended. Source: torch.optim.lr_scheduler's
+    CosineAnnealingLR (SGDR, Loshchilov & Hutter 2017, without restarts), closed form.
     """
+
+    epoch_options = ("T_max",)
 
     def __init__(self, optimizer: Optimizer, T_max: Annotated[int | None, Range(ge=1)] = None,
                  eta_min: Annotated[float, Range(ge=0)] = 0.0):

@@ -87,6 +87,7 @@ class World:
         The rendezvous blocks inside torch, where Python cannot handle a signal: it runs in
         a helper thread while this one waits, so Ctrl-C (KeyboardInterrupt) and SIGTERM
         still stop the process at once. Raises TimeoutError naming the address and sizes.
+        The helper thread cannot be stopped: after either, end the process with os._exit.
         """
         timeout_s = join_timeout() if timeout_s is None else timeout_s
         backend = "gloo"
@@ -107,8 +108,8 @@ class World:
         helper = threading.Thread(target=rendezvous, name="minidl-rendezvous", daemon=True)
         helper.start()
         started = time.monotonic()
-        helper.join(JOIN_NOTICE_S)
-        if helper.is_alive() and notify is not None:
+        helper.join(min(JOIN_NOTICE_S, timeout_s))
+        if helper.is_alive() and notify is not None and timeout_s > JOIN_NOTICE_S:
             notify(f"rank {self.rank} of {self.size}: waiting for the other ranks at "
                    f"{self.address} (up to {timeout_s:g} s; MINIDL_DIST_TIMEOUT=SECONDS "
                    "changes it; Ctrl-C stops)")

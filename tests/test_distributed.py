@@ -163,3 +163,33 @@ def test_bad_input_is_refused_before_any_process_starts(tmp_path, monkeypatch):
 def test_nproc_must_be_positive(tmp_path):
     result = invoke("train", write_config(tmp_path, EXACT), "--nproc", 0)
     assert result.exit_code == 2 and "--nproc" in result.stderr
+
+
+def lonely_rank(tmp_path: Path, timeout: str) -> subprocess.Popen:
+    """Rank 0 of 2 whose rank 1 never starts (a wrong torchrun environment)."""
+    env = {**ENV, "WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port()), "MINIDL_DIST_TIMEOUT": timeout}
+    return minidl("train", write_config(tmp_path, EXACT), "-q", cwd=tmp_path, env=env)
+
+
+def test_a_lonely_rank_says_what_it_waits_for_and_obeys_ctrl_c(tmp_path):
+    process = lonely_rank(tmp_path, "600")
+    line = process.stderr.readline()  # after distributed.JOIN_NOTICE_S
+    assert line.startswith("rank 0 of 2: waiting for the other ranks at MASTER_ADDR=127.0.0.1")
+    assert "MINIDL_DIST_TIMEOUT" in line and "up to 600 s" in line
+    process.send_signal(signal.SIGINT)
+    out, err = finish(process, 130)  # within finish's 120 s, not the 600 s timeout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_lonely_rank_times_out_with_the_fix(tmp_path, monkeypatch):
+    out, err = finish(lonely_rank(tmp_path, "1"), 2)
+    (line,) = err.splitlines()
+    assert line.startswith("error: rank 0 of 2: the other ranks did not join at "
+                           "MASTER_ADDR=127.0.0.1 MASTER_PORT=") and "within 1 s" in line
+    assert "MINIDL_DIST_TIMEOUT" in line and not (tmp_path / "runs").exists()
+    monkeypatch.setenv("MINIDL_DIST_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="MINIDL_DIST_TIMEOUT='soon'"):
+        distributed.join_timeout()
+    monkeypatch.delenv("MINIDL_DIST_TIMEOUT")
+    assert distributed.join_timeout() == distributed.JOIN_TIMEOUT_S

@@ -75,11 +75,14 @@ def same_training(a: Path, b: Path) -> None:
     assert drop(metrics(a)) == drop(metrics(b))
 
 
+DEFAULT_COSINE = {**ADAM_COSINE, "scheduler": "cosine"}  # T_max null: train.epochs
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory) -> dict[str, Path]:
     """Each stateful config trained for 6 epochs without a break."""
     out = {}
-    for name, config in (("sgd", STATEFUL), ("adam", ADAM_COSINE)):
+    for name, config in (("sgd", STATEFUL), ("adam", ADAM_COSINE), ("cosine", DEFAULT_COSINE)):
         tmp = tmp_path_factory.mktemp(f"straight-{name}")
         out[name] = run_of(invoke("train", write_config(tmp, config), "-q"))
     return out
@@ -111,9 +114,11 @@ class StopAfter(StopFlag):
         return super().__call__()
 
 
-@pytest.mark.parametrize("polls", [0, 17])  # in the first epoch; in the middle of epoch 3
-def test_stopped_mid_epoch_then_resumed_is_bit_identical(straight, tmp_path, polls):
-    config = load_config(write_config(tmp_path, STATEFUL))
+@pytest.mark.parametrize("polls, name", [(0, "sgd"), (17, "sgd"), (17, "cosine")])
+def test_stopped_mid_epoch_then_resumed_is_bit_identical(straight, tmp_path, polls, name):
+    """Stopped in the first epoch or in the middle of epoch 3; a schedule whose length
+    follows train.epochs (cosine, T_max null) resumes unchanged too."""
+    config = load_config(write_config(tmp_path, STATEFUL if name == "sgd" else DEFAULT_COSINE))
     run, trainer = experiment.start_run(config)
     with pytest.raises(Interrupted):
         experiment.train_run(run, trainer, stop=StopAfter(polls), plots=False)
@@ -122,7 +127,7 @@ def test_stopped_mid_epoch_then_resumed_is_bit_identical(straight, tmp_path, pol
     assert done == len(epochs(run.path)) == meta(run.path)["epochs_completed"]
     assert done == 0 if polls == 0 else 0 < done < 6
     assert run_of(invoke("train", "--resume", run.path, "-q")) == run.path
-    same_training(run.path, straight["sgd"])
+    same_training(run.path, straight[name])
 
 
 def _snapshot(run: Path) -> dict[str, str]:
@@ -184,14 +189,16 @@ def wait_for_rows(process: subprocess.Popen, runs_dir: Path, rows: int) -> Path:
     raise AssertionError("training did not start in time")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])  # SIGHUP: its terminal closed
 def test_a_signal_saves_the_run_and_resume_completes_it(tmp_path, signum):
     process, runs_dir = start_training(tmp_path)
     run = wait_for_rows(process, runs_dir, 1)
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
 
-    assert process.returncode == 128 + signum == (130 if signum == signal.SIGINT else 143)
+    assert process.returncode == 128 + signum == {signal.SIGINT: 130, signal.SIGTERM: 143,
+                                                   signal.SIGHUP: 129}[signum]
     assert "Traceback" not in stderr + stdout
     assert f"minidl train --resume {run}" in stderr and signal.Signals(signum).name in stderr
     assert stdout.strip().splitlines()[-1] == str(run)

@@ -82,3 +82,64 @@ def test_a_member_is_a_run_like_any_other_while_it_trains(tmp_path, monkeypatch)
     assert seen == ["seed-0000", "seed-0001"]
     group = Path(result.stdout.strip().splitlines()[-1])
     Run.open(group / "seed-0000").lock()  # released when its training ended
+
+
+def test_a_stop_leaves_queued_seeds_unstarted_and_lists_every_seed(tmp_path):
+    """Stop (as Ctrl-C's flag) once seed 0 has finished: seeds 1-2 never start, no empty
+    folder is left for them, and summary.csv lists seed 0's results and the others' status."""
+    from minidl_cli.config import load_config
+    from minidl_cli.seeds import run_seeds
+    from minidl_cli.train import StopFlag
+
+    flag = StopFlag()
+    config = load_config(write_config(tmp_path), ["train.epochs=1"])
+    group, rows = run_seeds(config, [0, 1, 2], 1, lambda row: setattr(flag, "signum", 2), flag)
+    assert [(r["seed"], r["status"]) for r in rows] == [
+        (0, "completed"), (1, "not started"), (2, "not started")]
+    summary = list(csv.DictReader(open(group / "summary.csv")))
+    assert [(r["seed"], r["status"]) for r in summary] == [
+        ("0", "completed"), ("1", "not started"), ("2", "not started")]
+    assert float(summary[0]["test_loss"]) > 0 and summary[1]["test_loss"] == ""
+    info = json.loads((group / "group.json").read_text())
+    assert info["status"] == "interrupted" and info["members"] == ["seed-0000"]
+    assert sorted(p.name for p in group.glob("seed-*")) == ["seed-0000"]
+
+
+def test_ctrl_c_stops_a_parallel_group_at_once(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while seeds 0-1
+    train in two workers and 2-3 wait: 0-1 are saved and marked interrupted, 2-3 never
+    start, summary.csv lists all four, exit 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = write_config(tmp_path, train={"epochs": 100_000, "batch_size": 50})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "minidl_cli", "train", str(config), "--seeds", "0-3",
+         "--jobs", "2", "-q"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    def training(seed: int) -> bool:  # a metrics row written: past its first epoch
+        files = list(tmp_path.glob(f"runs/*/seed-000{seed}/metrics.csv"))
+        return bool(files) and len(files[0].read_text().splitlines()) > 1
+
+    deadline = time.monotonic() + 120
+    while not (training(0) and training(1)):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "seeds 2, 3 were not started" in err
+    (group,) = (tmp_path / "runs").iterdir()
+    assert out.strip().splitlines()[-1] == str(group)
+    summary = {r["seed"]: r for r in csv.DictReader(open(group / "summary.csv"))}
+    assert [summary[s]["status"] for s in "0123"] == [
+        "interrupted", "interrupted", "not started", "not started"]
+    for seed in "01":
+        meta = json.loads((group / f"seed-000{seed}" / "meta.json").read_text())
+        assert meta["status"] == "interrupted" and meta["epochs_completed"] >= 1
+        assert int(summary[seed]["epochs"]) >= 1
+    assert not (group / "seed-0002").exists() and not (group / "seed-0003").exists()

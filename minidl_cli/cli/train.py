@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -114,7 +115,7 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
         if opened:
             _train(*opened, quiet)
         return
-    world.join(notify=lambda message: echo(message, err=True))
+    _join(world)
     with world:
         if world.rank > 0:
             return _train_replica(world)
@@ -123,6 +124,22 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
                                                   quiet, world=world))
         if opened:
             _train(*opened, quiet, world)
+
+
+def _join(world) -> None:
+    """Wait for the other ranks; say what for after a while; Ctrl-C or a timeout ends the
+    process at once (torch's rendezvous thread cannot be stopped, and would delay exit)."""
+    try:
+        world.join(notify=lambda message: echo(message, err=True))
+    except (TimeoutError, KeyboardInterrupt) as e:
+        if isinstance(e, KeyboardInterrupt):
+            echo(f"\ninterrupted while rank {world.rank} of {world.size} waited for the "
+                 "other ranks; nothing was written", err=True)
+        else:
+            echo(f"error: {e}", err=True)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(130 if isinstance(e, KeyboardInterrupt) else 2)
 
 
 def _check_combinations(args: tuple[str, ...], resume: Path | None, seeds: str | None,

@@ -6,7 +6,8 @@ trains for a few epochs as one process and as N ranks, interleaved, best of `--r
 The time is the training time minidl records itself (`elapsed_s` of the last metrics row),
 so process start-up and the rendezvous do not count; per-epoch evaluation does (every rank
 evaluates the whole data set, as a single process does). Every rank gets
-OMP_NUM_THREADS = cores / N, the single process all of them (as `--nproc` arranges).
+OMP_NUM_THREADS = cores / N (as `--nproc` arranges); the single process runs once on one
+thread and once on all cores, and the better of the two is the baseline.
 
     python benchmarks/bench_nproc.py                      # widths 25 256 1024, batches 100 1000
     python benchmarks/bench_nproc.py --nproc 4 --widths 1024 --batches 1000 4000
@@ -70,20 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     print(f"{platform.machine()}, {cores} cores, Python {platform.python_version()}; "
           f"{args.n_train} training points, {args.epochs} epochs, best of {args.repeats}")
-    print(f"| width | batch | 1 process s/epoch | {args.nproc} ranks s/epoch | speed-up |")
-    print("|-------|-------|-------------------|----------------|----------|")
+    print(f"| width | batch | 1 process, 1 thread s/epoch | 1 process, {cores} threads "
+          f"s/epoch | {args.nproc} ranks s/epoch | speed-up |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for width in args.widths:
             for batch in args.batches:
                 path = Path(tmp) / f"w{width}-b{batch}.yaml"
                 path.write_text(yaml.safe_dump(config(width, batch, args.n_train, args.epochs,
                                                       Path(tmp) / "runs")))
-                one, many = [], []
-                for _ in range(args.repeats):  # interleaved: both see the same machine load
-                    one.append(train_seconds(path, 1, cores))
+                single, threaded, many = [], [], []
+                for _ in range(args.repeats):  # interleaved: all see the same machine load
+                    single.append(train_seconds(path, 1, 1))
+                    threaded.append(train_seconds(path, 1, cores))
                     many.append(train_seconds(path, args.nproc, max(1, cores // args.nproc)))
-                print(f"| {width:>5} | {batch:>5} | {min(one):>17.4f} | {min(many):>14.4f} | "
-                      f"{min(one) / min(many):>7.2f}× |", flush=True)
+                best = min(min(single), min(threaded))
+                print(f"| {width} | {batch} | {min(single):.4f} | {min(threaded):.4f} | "
+                      f"{min(many):.4f} | {best / min(many):.2f}× |", flush=True)
     return 0
 
 

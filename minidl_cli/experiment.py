@@ -171,11 +171,15 @@ def _record_end(run: Run, status: str, epochs: int) -> None:
         pass
 
 
+JUDGE_AFTER_EPOCHS = 10  # a shorter run (a smoke test) may not have improved yet
+
+
 def _warn_if_not_learning(run: Run, trainer: Trainer) -> None:
-    """RunWarning when no epoch after the first lowered the training loss: the network did
-    not learn (a learning rate far too large saturates it; one of 0 changes nothing)."""
+    """RunWarning when no epoch after the first lowered the training loss, over at least
+    JUDGE_AFTER_EPOCHS epochs: the network did not learn (a learning rate far too large
+    saturates it)."""
     losses = [row["train_loss"] for row in trainer.history]
-    if len(losses) < 2 or min(losses[1:]) < losses[0]:
+    if len(losses) < JUDGE_AFTER_EPOCHS or min(losses[1:]) < losses[0]:
         return
     lr = trainer.config["optimizer"].get("lr")
     example = f" (e.g. optimizer.lr={lr / 10:g})" if isinstance(lr, (int, float)) and lr else ""

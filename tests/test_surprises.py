@@ -254,13 +254,13 @@ def test_a_picture_that_cannot_be_drawn_is_a_warning(tmp_path, monkeypatch):
 
 def test_a_loss_that_never_improves_is_a_warning(tmp_path):
     result = invoke("train", write_config(tmp_path), "-q", "optimizer.lr=50",
-                    "optimizer.momentum=0")
+                    "optimizer.momentum=0", "train.epochs=10")
     run = run_of(result)
     assert meta(run)["status"] == "completed"
     (line,) = result.stderr.splitlines()
     assert line.startswith("warning: the training loss never fell below its first epoch's")
     assert "optimizer.lr=5" in line
-    healthy = invoke("train", write_config(tmp_path), "-q")
+    healthy = invoke("train", write_config(tmp_path), "-q", "train.epochs=10")
     assert healthy.exit_code == 0 and healthy.stderr == ""
 
 

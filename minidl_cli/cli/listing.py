@@ -46,7 +46,7 @@ def list_(kind: str | None) -> None:
 def _section(name: str) -> None:
     """The options of the config's train: section, of every data: section, or its top level."""
     from minidl_cli.config import STANDARDIZE, TRAIN_OPTIONS
-    from minidl_cli.config.resolver import OPTION_HELP, TOP_LEVEL
+    from minidl_cli.config.resolver import OPTION_HELP, STANDARDIZE_TARGET, TOP_LEVEL
 
     if name == "config":
         echo("config (top-level keys; data, model, loss, optimizer, scheduler and train are "
@@ -58,7 +58,7 @@ def _section(name: str) -> None:
         title = {"train": "train (the train: section of a config):",
                  "data": "data (every data set takes these besides its own options):"}[name]
         echo(title)
-        for option in TRAIN_OPTIONS if name == "train" else [STANDARDIZE]:
+        for option in TRAIN_OPTIONS if name == "train" else [STANDARDIZE, STANDARDIZE_TARGET]:
             hint = OPTION_HELP.get(f"{name}.{option.name}")
             echo(f"      {option.describe()}{' - ' + hint if hint else ''}")
     echo()

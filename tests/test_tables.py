@@ -259,13 +259,19 @@ def test_case_data_changed_after_training(case):
     assert changed_files(ds.data_files) == [str(data.absolute())]
 
 
-def test_cli_refuses_a_bad_table_with_exit_2_and_writes_nothing(case):
+@pytest.mark.parametrize("name, message", [
+    ("unnamed-index-column", 'column 1 has no name ("")'),
+    ("single-class", "label 'label' has one class ('1')"),
+    ("label-only-in-test", "test.csv: label 'label' has value(s) '3'"),
+    ("regression-target", "for a numeric target set data.task: regression"),
+])
+def test_cli_refuses_each_case_with_exit_2_and_writes_nothing(case, name, message):
     from tests.helpers import invoke
 
-    folder = case("unnamed-index-column")
+    folder = case(name)
     result = invoke("train", folder / "cfg.yaml", f"runs_dir={folder / 'runs'}")
     assert result.exit_code == 2
-    assert "data: " in result.output and "has no name" in result.output
+    assert result.output.startswith("error: data: ") and message in result.output
     assert not (folder / "runs").exists()
 
 

@@ -316,3 +316,31 @@ def test_batch_norm_refuses_a_last_batch_of_one():
     assert resolve({**raw, "train": {"batch_size": 11}})["model"][1]["num_features"] == 4
     assert resolve_problems({**raw, "train": {"batch_size": 1}})[0].startswith(
         "train.batch_size: 1 leaves model[1] (batch norm) one value per channel")
+
+
+def test_train_and_gradcheck_name_a_plugin_whose_backward_has_the_wrong_shape(tmp_path):
+    """Shared case plugin-backward-wrong-shape: one line, exit 2, before anything is written."""
+    from tests.helpers import TINY, invoke, write_config
+
+    (tmp_path / "badshape_plugin.py").write_text(
+        "from minidl_cli.nn import Module\nfrom minidl_cli.registry import register\n"
+        "@register('layer', 'test_build_badshape')\nclass BadShape(Module):\n"
+        "    def forward(self, x):\n        return 2 * x\n"
+        "    def backward(self, g):\n        return (2 * g).sum(dim=0)\n")
+    model = [{"type": "linear", "out_features": 4}, "test_build_badshape",
+             {"type": "linear", "out_features": 2}]
+    path = write_config(tmp_path, {**TINY, "model": model, "plugins": ["badshape_plugin"]})
+    try:
+        for command in ("train", "gradcheck"):
+            result = invoke(command, path)
+            assert result.exit_code == 2, result.output
+            assert result.output == (
+                "error: model[1]: test_build_badshape.backward returned shape (4,) for a batch "
+                "of shape (2, 4); it must return dL/dx, shaped like the input\n")
+        assert not (tmp_path / "runs").exists()
+    finally:
+        from minidl_cli import registry
+
+        registry._entries["layer"].pop("test_build_badshape", None)
+        for key in [k for k, v in registry._lookup["layer"].items() if v == "test_build_badshape"]:
+            registry._lookup["layer"].pop(key)

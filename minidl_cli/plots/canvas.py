@@ -90,8 +90,8 @@ def legend_rows(entries: int, ncol: int) -> int:
 
 def legend_columns(labels: Sequence[str], width: float, most: int = 4) -> int:
     """How many legend entries fit side by side in `width` inches (small font: about
-    0.07 inch a character, 0.45 inch for the marker and spacing)."""
-    entry = 0.45 + 0.07 * max((len(label) for label in labels), default=1)
+    0.062 inch a character, 0.55 inch for the marker and spacing)."""
+    entry = 0.55 + 0.062 * max((len(label) for label in labels), default=1)
     return max(1, min(most, len(labels), int(width / entry)))
 
 

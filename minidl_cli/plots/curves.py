@@ -97,6 +97,9 @@ def curves_figure(width: float = 7.0, height: float = 4.5, bottom: float = 0.6) 
 
 def frame_curves(ax: Axes, quantity: str, title: str, loss_name: str | None = None,
                  legend: bool = True) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel(axis_label(quantity, loss_name))
     ax.set_title(title, fontsize="medium")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from minidl_cli.plots.canvas import (
     LEGEND_ROW_IN,
     color,
+    count,
     default_style,
     figure_legend,
     legend_columns,
@@ -122,7 +123,7 @@ def loss_overlay_figure(runs: list[Metrics], labels: list[str], losses: list[str
     for ax, (loss, members) in zip(axes, groups.items(), strict=True):
         for i in members:
             _draw_run(ax, runs[i], "loss", f"{labels[i]}, {loss or 'loss'}", i)
-        frame_curves(ax, "loss", f"{loss or 'unnamed'} loss of {len(members)} run(s)", loss,
+        frame_curves(ax, "loss", f"{loss or 'unnamed'} loss of {count(len(members), 'run')}", loss,
                      legend=False)
     handles = [h for ax in axes for h in ax.get_legend_handles_labels()[0]]
     names = [n for ax in axes for n in ax.get_legend_handles_labels()[1]]
@@ -133,11 +134,11 @@ def loss_overlay_figure(runs: list[Metrics], labels: list[str], losses: list[str
 def overlay_figure(runs: list[Metrics], labels: list[str], quantity: str,
                    loss_name: str | None = None) -> Figure:
     """The runs' `quantity` curves on one axis, a colour per run, the legend below it."""
-    names = [f"{label}, {loss_name} (validation)" for label in labels]
+    named = [f"{label}, {loss_name}" if loss_name else label for label in labels]
     entries = sum(_curve_count(m, quantity) for m in runs)
-    fig, (ax,), ncol = _panelled(1, entries, names)
-    for i, (metrics, label) in enumerate(zip(runs, labels, strict=True)):
-        _draw_run(ax, metrics, quantity, f"{label}, {loss_name}" if loss_name else label, i)
+    fig, (ax,), ncol = _panelled(1, entries, [f"{n} (validation)" for n in named])
+    for i, (metrics, label) in enumerate(zip(runs, named, strict=True)):
+        _draw_run(ax, metrics, quantity, label, i)
     title = f"{axis_label(quantity, loss_name).capitalize()} of {len(runs)} runs"
     frame_curves(ax, quantity, title, loss_name, legend=False)
     figure_legend(fig, *ax.get_legend_handles_labels(), ncol)

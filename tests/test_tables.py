@@ -333,3 +333,20 @@ def test_a_header_without_rows(tmp_path):
         csv_dataset(path, test_fraction=0.5, generator=gen())
     with pytest.raises(ValueError, match=r"e\.csv is empty"):
         csv_dataset(write(tmp_path / "e.csv", ""), test_fraction=0.5, generator=gen())
+
+
+def test_numeric_classes_match_by_value(tmp_path):
+    train = write(tmp_path / "train.csv", "a,label\n1,1\n2,2\n3,10\n")
+    test = write(tmp_path / "test.csv", "a,label\n4,1.0\n5,10\n")
+    ds = csv_dataset(train, test=test, generator=gen())
+    assert ds.class_names == ["1", "2", "10"] and ds.y_test.tolist() == [0, 2]
+
+
+def test_predict_input_with_a_missing_cell(tmp_path):
+    train = write(tmp_path / "t.csv", "a,b,label\n1,2,x\n,4,y\n5,6,x\n7,8,y\n")
+    new = write(tmp_path / "new.csv", "a,b\n1,\n")
+    ds = csv_dataset(train, test=train, missing="drop", generator=gen())
+    with pytest.raises(ValueError, match="row 2, column 'b': empty; fill them: predictions keep"):
+        encode_table(new, ds.preprocessing)
+    ds = csv_dataset(train, test=train, missing="mean", generator=gen())
+    assert encode_table(new, ds.preprocessing).tolist() == [[1, 5]]  # b: mean of 2, 4, 6, 8

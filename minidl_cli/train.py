@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -116,8 +116,11 @@ class Trainer:
             self.splits["val"] = self._split(x_val, y_val)
         self.history: list[dict[str, float]] = []
         self.saved_epoch = 0  # the epoch last.pt holds
-        self._pending: dict[str, Any] | None = None  # states fit has yet to write
-        self._pending_best: dict[str, Any] | None = None
+        self._kept: dict[str, Any] | None = None  # the last completed epoch's state (_keep)
+        self._copies: list[Tensor] | None = None  # its tensors, reused from epoch to epoch
+        self._layout: list[tuple] = []  # their shapes, dtypes and devices
+        self._unsaved = False  # whether last.pt is older than _kept
+        self._pending_best: dict[str, Any] | None = None  # a state fit has yet to write
         self.best_val_loss = math.inf
         self.elapsed = 0.0
 
@@ -140,7 +143,12 @@ class Trainer:
     # --- one epoch of SGD, and evaluation ---
 
     def train_epoch(self, should_stop: Callable[[], bool] = lambda: False) -> None:
-        """Shuffled mini-batches: one gather per epoch, then slices (views) of it."""
+        """Shuffled mini-batches: one gather per epoch, then slices (views) of it.
+
+        The batch losses are not read here (a `.item()` per step would make a GPU wait at
+        every step): a NaN or infinite loss leaves NaN weights, and fit stops the run when
+        the epoch's training loss is not finite.
+        """
         train, batch_size = self.splits["train"], self.config["train"]["batch_size"]
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
         x, targets = train.x, train.targets
@@ -154,9 +162,7 @@ class Trainer:
             if should_stop():
                 return
             optimizer.zero_grad()
-            loss = loss_fn(model(x[start:start + batch_size]), targets[start:start + batch_size])
-            if not math.isfinite(loss.item()):
-                raise Diverged(f"the training loss became {loss.item()} in epoch {self.epoch + 1}")
+            loss_fn(model(x[start:start + batch_size]), targets[start:start + batch_size])
             model.backward(loss_fn.backward())
             optimizer.step()
 
@@ -206,16 +212,19 @@ class Trainer:
 
     # --- state: everything a bit-identical resume needs, as plain data ---
 
-    def state_dict(self) -> dict[str, Any]:
+    def _rng_state(self) -> dict[str, Tensor]:
         rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_gen.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def state_dict(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "model": dict(self.model.state_dict()),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "rng": rng,
+            "rng": self._rng_state(),
             "standardizer": None if self.mean is None else {"mean": self.mean, "std": self.std},
             **self.describe(),
             "history": self.history,
@@ -238,9 +247,39 @@ class Trainer:
     def snapshot(self) -> dict[str, Any]:
         """state_dict() with its tensors copied: it stays as it is while training goes on."""
         state = self.state_dict()
-        state["model"] = {name: t.clone() for name, t in state["model"].items()}
-        state["optimizer"] = _cloned(state["optimizer"])
-        state["history"] = list(self.history)  # a row does not change once appended
+        trees = [state["model"], state["optimizer"]]
+        tensors: list[Tensor] = []
+        _collect_tensors(trees, tensors)
+        state["model"], state["optimizer"] = _with_tensors(trees, (t.clone() for t in tensors))
+        state["history"] = list(self.history)
+        return state
+
+    def _keep(self) -> None:
+        """Keep what changes from epoch to epoch (weights, optimizer and scheduler state, RNG
+        states, counters) for a later write, cheaply: the tensors are copied with one foreach
+        copy into the buffers of the previous kept state (unless best.pt still needs those),
+        and the history is kept by its length (rows never change once appended)."""
+        model, optimizer = dict(self.model.state_dict()), self.optimizer.state_dict()
+        sources: list[Tensor] = []
+        _collect_tensors([model, optimizer], sources)
+        layout = [(t.shape, t.dtype, t.device) for t in sources]
+        if self._copies is not None and layout == self._layout:
+            torch._foreach_copy_(self._copies, sources)
+        else:
+            self._copies, self._layout = [t.clone() for t in sources], layout
+        model, optimizer = _with_tensors([model, optimizer], iter(self._copies))
+        self._kept = {
+            "epoch": self.epoch, "model": model, "optimizer": optimizer,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "rng": self._rng_state(), "best_val_loss": self.best_val_loss,
+            "elapsed_s": self.elapsed,
+        }
+
+    def _kept_state(self) -> dict[str, Any]:
+        """The kept state as state_dict() gives it (same keys, same order)."""
+        state = self.state_dict()
+        state.update(self._kept)
+        state["history"] = self.history[:self._kept["epoch"]]
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -298,8 +337,8 @@ class Trainer:
                 run.close()
 
     def _record(self, run: Run | None, every: int) -> None:
-        """Append the epoch's metrics row; keep a copy of its state for _write (epoch_NNNN.pt
-        is written at once)."""
+        """Append the epoch's metrics row and keep its state for _write (epoch_NNNN.pt is
+        written at once)."""
         if run is None:
             return
         row = self.history[-1]
@@ -307,29 +346,44 @@ class Trainer:
         if improved:
             self.best_val_loss = row["val_loss"]
         run.append_metrics(self.history, self.columns)
-        self._pending = self.snapshot()
+        self._keep()
+        self._unsaved = True
         if improved:
-            self._pending_best = self._pending
+            self._pending_best = self._kept_state()
+            self._copies = None  # best.pt's until written: the next _keep copies elsewhere
         if every and self.epoch % every == 0:
-            run.save_checkpoint(self._pending, str(self.epoch))
+            run.save_checkpoint(self._kept_state(), str(self.epoch))
 
     def _write(self, run: Run) -> None:
         """Write the kept states to best.pt and last.pt, and epochs_completed to meta.json."""
         if self._pending_best is not None:
             run.save_checkpoint(self._pending_best, "best")
             self._pending_best = None
-        if self._pending is not None:
-            run.save_checkpoint(self._pending, "last")
-            self.saved_epoch, self._pending = self._pending["epoch"], None
+        if self._unsaved:
+            run.save_checkpoint(self._kept_state(), "last")
+            self.saved_epoch, self._unsaved = self._kept["epoch"], False
             run.write_meta(epochs_completed=self.saved_epoch)
 
 
-def _cloned(tree: Any) -> Any:
-    """A copy of nested dicts and lists whose tensors are cloned."""
+def _collect_tensors(tree: Any, out: list[Tensor]) -> None:
+    """Append the tensors of nested dicts and lists to `out`, depth first."""
     if isinstance(tree, Tensor):
-        return tree.clone()
+        out.append(tree)
+    elif isinstance(tree, dict):
+        for value in tree.values():
+            _collect_tensors(value, out)
+    elif isinstance(tree, list):
+        for value in tree:
+            _collect_tensors(value, out)
+
+
+def _with_tensors(tree: Any, tensors: Iterator[Tensor]) -> Any:
+    """A copy of nested dicts and lists with its tensors replaced, in _collect_tensors's
+    order, by the next ones of `tensors`."""
+    if isinstance(tree, Tensor):
+        return next(tensors)
     if isinstance(tree, dict):
-        return {k: _cloned(v) for k, v in tree.items()}
+        return {k: _with_tensors(v, tensors) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [_cloned(v) for v in tree]
+        return [_with_tensors(v, tensors) for v in tree]
     return tree

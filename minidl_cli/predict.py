@@ -38,9 +38,12 @@ class Predictor:
         self.input_shape = tuple(state.get("input_shape") or [_first_width(self.config)])
         self.preprocessing = state.get("preprocessing")
         # the input columns a table needs, by name (tables: before one-hot encoding)
-        self.features: list[str] = list(
-            (self.preprocessing or {}).get("columns") or state.get("features")
-            or [f"x{i + 1}" for i in range(self.input_shape[0])])
+        if self.preprocessing is not None:
+            self.features: list[str] = list(self.preprocessing["columns"])
+        elif "features" in state:  # [] for images
+            self.features = list(state["features"])
+        else:  # a checkpoint from before features were recorded: synthetic points
+            self.features = [f"x{i + 1}" for i in range(self.input_shape[0])]
         self.dtype = getattr(torch, self.config["train"]["dtype"])
         _import_plugins(self.config.get("plugins") or [], base)
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: not ours

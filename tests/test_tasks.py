@@ -158,7 +158,7 @@ def test_several_targets_predict_one_column_each_and_seeds_summarise_regression(
     config = regression_config(tmp_path, label=["y", "z"], standardize_target=False)
     config["model"][-1]["out_features"] = 2
     config["train"]["epochs"] = 2
-    result = invoke("train", write_config(tmp_path, config), "--seeds", "0-1", "--quiet")
+    result = invoke("train", write_config(tmp_path, config), "--seeds", "0", "--quiet")
     assert result.exit_code == 0, result.output
     assert "test_rmse" in result.stdout and "test_r2" in result.stdout
     group = Path(result.stdout.strip().splitlines()[-1])

@@ -325,6 +325,17 @@ def test_regression_gets_predicted_against_true_residuals_and_mae(tmp_path):
     assert (one.axes[0].get_xlabel(), one.axes[0].get_ylabel()) == ("f0", "price")
 
 
+def test_regression_on_images_captions_the_grid_with_target_values(tmp_path):
+    ds = images(1, 2, n=24)
+    y = ds.x_train.mean((1, 2, 3))[:, None], ds.x_test.mean((1, 2, 3))[:, None]
+    reg = replace(ds, y_train=y[0], y_test=y[1], num_classes=0, task="regression",
+                  target_names=["brightness"])
+    written = plots.draw_run_plots(tmp_path / "p", reg, "regression", y[1] * 1.1,
+                                   metrics_file(tmp_path / "m.csv", ("loss", "mae")))
+    assert drawn(tmp_path / "p", written) == [
+        "data.png", "loss.png", "mae.png", "predictions.png", "residuals.png"]
+
+
 def test_regression_pictures_show_values_on_the_targets_own_scale(tmp_path, monkeypatch):
     ds = table()
     y = torch.stack([ds.x_train[:, 0] * 100 + 7], 1), torch.stack([ds.x_test[:, 0] * 100 + 7], 1)
@@ -438,8 +449,17 @@ def test_legends_and_labels_stay_inside_their_figures(tmp_path):
     ]
     with canvas.default_style():
         for fig in figures:
+            assert fig.get_layout_engine() is None  # fixed margins: no constrained layout
             fig.canvas.draw()
             assert_inside(fig)
+
+
+def test_pngs_are_written_with_the_fastest_zlib_level(tmp_path):
+    run = write_metrics(tmp_path / "run", epochs=5)
+    data = plots.plot_loss(plots.read_metrics(run / "metrics.csv"), tmp_path / "l.png")
+    data = data.read_bytes()
+    idat = data.index(b"IDAT") + 4
+    assert data[idat:idat + 2] == b"\x78\x01"  # zlib header: FLEVEL 0, the fastest
 
 
 # ---------------------------------------------------------------- overlays of different kinds

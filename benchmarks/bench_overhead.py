@@ -1,7 +1,7 @@
 """What minidl's modules cost: its public API against its own ops inlined into one loop.
 
 bench_step.py compares minidl with a raw loop that does *different* work (no gradient
-buffers, no optimizer, no first-layer input gradient, unfused loss). This script adds a
+buffers, no optimizer, no first-layer input gradient, in-place ops). This script adds a
 third loop, `inlined`: exactly the torch ops minidl runs for the reference step, in the
 same order, into the same packed buffers, with no Module, Sequential, Loss or Optimizer
 call in between. So

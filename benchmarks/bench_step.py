@@ -7,12 +7,13 @@ widths W and batch sizes. Three implementations run side by side in one process:
 - minidl:   the public API exactly as a user writes it (nn.Sequential, nn.MSELoss,
             optim.SGD, net.backward(loss_fn.backward())).
 - torch.nn: torch.nn.Sequential + autograd (loss.backward()) + torch.optim.SGD, defaults.
-- raw:      the same step hand-inlined in torch ops: in-place activations, the gradient
-            of each layer computed before its weight is updated by one fused addmm_ (and
-            its bias by one addmv_, gᵀ·1, as minidl's Linear) — no gradient buffers, no
-            zero_grad, no modules, no input gradient for the first layer. minidl / raw
-            is what the modules, gradient buffers and optimizer cost, net of the fused
-            kernels (linear, mse_loss) minidl runs where raw runs several ops.
+- raw:      the same step hand-inlined in torch ops: in-place activations and
+            gradients, the gradient of each layer computed before its weight is updated
+            by one fused addmm_ (and its bias by one addmv_, gᵀ·1, as minidl's Linear) —
+            no gradient buffers, no zero_grad, no modules, no input gradient for the
+            first layer. Its derivatives are the same plain formulas as minidl's (ReLU
+            g·sign(h), Tanh g − g·y², MSE 2(x − y)/n): no backward kernel of torch's.
+            minidl / raw is what the modules, gradient buffers and optimizer cost.
 
 All three see the same data and the same batches: one shuffle (randperm) and one gather
 per epoch, then slices (views) of it. Each measurement times whole epochs of one

@@ -271,6 +271,7 @@ def test_a_config_with_the_new_optimizers_and_losses_trains_and_resumes(
 
 def test_list_and_gradcheck_show_the_new_optimizers(tmp_path):
     listing = invoke("list").stdout
+    assert "\nlosses:\n" in listing and "\noptimizers:\n" in listing
     for text in ("rmsprop", "adamw", "adagrad", "l1", "huber", "smooth_l1",
                  "initial_accumulator_value", "centered", "amsgrad", "delta"):
         assert text in listing

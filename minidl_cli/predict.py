@@ -19,7 +19,8 @@ from torch import Tensor
 
 from minidl_cli import tasks
 from minidl_cli.build import build_loss, build_model
-from minidl_cli.nn import Sequential
+from minidl_cli.gradcheck import SelfBilinear
+from minidl_cli.nn import Bilinear, Sequential
 from minidl_cli.runs import Run, RunError, load_checkpoint
 
 
@@ -169,6 +170,10 @@ class Predictor:
         layers = []
         for i, (layer, cfg) in enumerate(zip(self.model, self.config["model"], strict=True)):
             name = type(layer).__name__
+            if isinstance(layer, Bilinear):  # torch.nn.Bilinear(in, in, out) of x with itself
+                layers.append(SelfBilinear(layer.in_features, layer.in_features,
+                                           layer.out_features, bias=layer.bias is not None))
+                continue
             cls = getattr(torch.nn, name, None)
             if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
                 raise ValueError(f"model[{i}]: torch.nn has no {name}; to_torch maps each "

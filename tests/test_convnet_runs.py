@@ -41,3 +41,22 @@ def test_a_batch_norm_convnet_resumes_bit_for_bit_from_a_checkpoint(tmp_path):
     assert a["1.num_batches_tracked"].item() == 3 * 11  # 1347 training images, batches of 128
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert straight.history[-1]["test_loss"] == resumed.history[-1]["test_loss"]
+
+
+def test_to_torch_maps_every_new_layer_bilinear_included(tmp_path):
+    from minidl_cli.predict import Predictor
+    from tests.helpers import TINY
+
+    model = [{"type": "linear", "out_features": 6}, "layer_norm", "batch_norm1d",
+             {"type": "bilinear", "out_features": 2}]
+    config = load_config(write_config(tmp_path, {**TINY, "model": model,
+                                                 "loss": "cross_entropy"}))
+    trainer = Trainer(config)
+    trainer.fit(None, 1)
+    predictor = Predictor(trainer.snapshot(), tmp_path / "last.pt", tmp_path)
+    torch_net = predictor.to_torch()
+    x = torch.rand(7, 2, dtype=predictor.dtype)
+    with torch.no_grad():
+        torch.testing.assert_close(torch_net(x), predictor.model(x))
+    assert isinstance(torch_net[3], torch.nn.Bilinear)
+    assert torch_net[2].num_batches_tracked.item() == 4  # 200 points, batches of 50

@@ -116,20 +116,12 @@ class Predictor:
     def predict(self, x: Any) -> Any:
         """Class names (numpy array of str, shape (n,)) or values on the target's scale
         (float64 numpy array, (n,) for one target, (n, k) for several)."""
-        import numpy as np
-
-        outputs = self.outputs(x)
-        if self.classes is not None:
-            return np.array([self.classes[i] for i in self.task.decode(outputs).tolist()])
-        values = self.task.decode(outputs).cpu().numpy()
-        return values[:, 0] if values.shape[1] == 1 else values
+        return self.task.predictions(self.outputs(x))
 
     def predict_proba(self, x: Any) -> Any:
         """Softmax of the outputs, one column per class (scikit-learn's predict_proba).
         Shape: (n, num_classes) float64 numpy array."""
-        if self.classes is None:
-            raise ValueError("predict_proba: this run is a regression; use predict")
-        return torch.softmax(self.outputs(x).double(), 1).cpu().numpy()
+        return self.task.probabilities(self.outputs(x))
 
     def predict_columns(self, x: Any) -> dict[str, list]:
         """The columns `minidl predict` writes, one row per input row (the task's)."""
@@ -153,9 +145,7 @@ class Predictor:
         """The label column(s) of the training data (regression: the target names)."""
         if self.preprocessing is not None:
             return list(self.preprocessing["label"])
-        if self.classes is None:
-            return list(self.task.target_names)
-        return ["label"]  # synthetic points: written as x1, x2, label
+        return self.task.label_columns()  # synthetic points: written as x1, x2, label
 
     # --- torch.nn ---
 

@@ -62,6 +62,40 @@ class Task:
         """The progress bar's metrics for one metrics row."""
         raise NotImplementedError
 
+    # --- what each task defines ---
+
+    def targets(self, y: Tensor, loss: Loss, dtype: torch.dtype) -> Tensor:
+        """What `loss` compares the network's outputs with, from the true values `y`."""
+        raise NotImplementedError
+
+    def decode(self, outputs: Tensor) -> Tensor:
+        """Network outputs as class indices or values on the target's own scale."""
+        raise NotImplementedError
+
+    def metrics(self, outputs: Tensor, y: Tensor) -> dict[str, float]:
+        """`metric_names` of outputs against the true values (metrics.csv, without loss)."""
+        raise NotImplementedError
+
+    def evaluation(self, outputs: Tensor, y: Tensor) -> dict[str, Any]:
+        """What eval.json holds per split besides the loss."""
+        raise NotImplementedError
+
+    def predictions(self, outputs: Tensor) -> Any:
+        """Predictor.predict's answer: class names or values, as numpy arrays."""
+        raise NotImplementedError
+
+    def probabilities(self, outputs: Tensor) -> Any:
+        """Predictor.predict_proba's answer; ValueError where the task has none."""
+        raise NotImplementedError
+
+    def prediction_columns(self, outputs: Tensor) -> dict[str, list]:
+        """The columns `minidl predict` writes, one value per row."""
+        raise NotImplementedError
+
+    def label_columns(self) -> list[str]:
+        """The label columns of a labelled file when the run recorded no preprocessing."""
+        raise NotImplementedError
+
     def check_loss(self, loss: Loss) -> str | None:
         """Why `loss` cannot train this task, or None."""
         return None
@@ -123,6 +157,20 @@ class Classification(Task):
         pairs = y.cpu() * c + self.decode(outputs).cpu()
         confusion = torch.bincount(pairs, minlength=c * c).reshape(c, c)
         return {"accuracy": accuracy, "error": 1.0 - accuracy, "confusion": confusion.tolist()}
+
+    def predictions(self, outputs: Tensor) -> Any:
+        """The class names of the highest outputs. Shape: (n, C) -> numpy str array (n,)."""
+        import numpy as np
+
+        return np.array([self.class_names[i] for i in self.decode(outputs).tolist()])
+
+    def probabilities(self, outputs: Tensor) -> Any:
+        """Softmax of the outputs. Shape: (n, C) -> float64 numpy array (n, C)."""
+        return torch.softmax(outputs.double(), 1).cpu().numpy()
+
+    def label_columns(self) -> list[str]:
+        """The label column of a file of points without recorded preprocessing."""
+        return ["label"]
 
     def prediction_columns(self, outputs: Tensor) -> dict[str, list]:
         """predict's columns: `prediction` (the class name), then `prob_<class>` (softmax)."""
@@ -208,6 +256,18 @@ class Regression(Task):
 
     def evaluation(self, outputs: Tensor, y: Tensor) -> dict[str, Any]:
         return self.metrics(outputs, y)
+
+    def predictions(self, outputs: Tensor) -> Any:
+        """Values on the target's scale. Shape: (n, k) -> float64 numpy array, (n,) when
+        k = 1 (as scikit-learn's regressors), else (n, k)."""
+        values = self.decode(outputs).cpu().numpy()
+        return values[:, 0] if values.shape[1] == 1 else values
+
+    def probabilities(self, outputs: Tensor) -> Any:
+        raise ValueError("predict_proba: a regression has no class probabilities; use predict")
+
+    def label_columns(self) -> list[str]:
+        return list(self.target_names)
 
     def prediction_columns(self, outputs: Tensor) -> dict[str, list]:
         """predict's columns: `prediction` for one target, else one column per target name."""

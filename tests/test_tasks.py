@@ -73,6 +73,15 @@ def test_columns_follow_the_spec_for_each_task():
         "val_loss", "val_accuracy"]
 
 
+def test_the_progress_bar_shows_the_tasks_metrics():
+    row = {"train_loss": 0.5, "train_mae": 1.25, "train_rmse": 2.0, "train_r2": 0.5,
+           "test_loss": 0.6, "test_mae": 1.5, "test_rmse": 2.5, "test_r2": 0.25}
+    assert tasks.Regression(["y"]).progress(row) == (
+        "loss 0.5000 mae 1.25 test rmse 2.5 r2 0.250")
+    row = {"train_loss": 0.5, "train_accuracy": 0.75, "test_accuracy": 0.5}
+    assert tasks.Classification(2).progress(row) == "loss 0.5000 acc 75.0% test 50.0%"
+
+
 def test_the_task_refuses_a_loss_it_cannot_train_with():
     assert "use loss: mse, l1 or huber" in tasks.Regression(["y"]).check_loss(CrossEntropyLoss())
     assert tasks.Regression(["y"]).check_loss(MSELoss()) is None
@@ -166,6 +175,11 @@ def test_several_targets_predict_one_column_each_and_seeds_summarise_regression(
         header = next(csv.reader(f))
     assert header == ["seed", "epochs", "train_loss", "train_mae", "train_rmse", "train_r2",
                       "test_loss", "test_mae", "test_rmse", "test_r2", "wall_s", "status"]
+    resumed = invoke("train", "--resume", group / "seed-0000", "train.epochs=3", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    with (group / "seed-0000" / "metrics.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == REGRESSION_COLUMNS and [r[0] for r in rows[1:]] == ["1", "2", "3"]
     predicted = invoke("predict", group / "seed-0000", tmp_path / "test.csv")
     assert predicted.exit_code == 0, predicted.output
     lines = predicted.stdout.splitlines()

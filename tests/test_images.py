@@ -361,6 +361,10 @@ def test_a_convnet_trains_evaluates_plots_and_resumes_bit_identically(tmp_path):
     plotted = invoke("plot", run)
     assert plotted.exit_code == 0, plotted.output
     assert (run / "plots" / "loss.png").is_file()
+    np.savez(tmp_path / "images.npz", x_train=np.zeros((4, 6, 6)), y_train=np.arange(4) % 2,
+             x_test=np.zeros((2, 6, 6)), y_test=np.arange(2))
+    refused = invoke("evaluate", run)
+    assert refused.exit_code == 2 and f"{tmp_path / 'images.npz'} has changed" in refused.output
 
 
 def test_a_corrupt_file_is_exit_2_naming_it_and_nothing_is_written(tmp_path):

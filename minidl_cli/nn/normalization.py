@@ -18,14 +18,18 @@ from minidl_cli.nn.module import Module, Parameter, show_shape
 from minidl_cli.registry import Range, register
 
 
-def normalize(x: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(x_c, std, x̂) of x normalised over `dims`: x_c = x − μ, std = √(σ² + ε), x̂ = x_c / std.
+def normalize(x: Tensor, dims: tuple[int, ...],
+              eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(μ, σ², x_c, std, x̂) of x normalised over `dims` (kept as size-1 axes): μ = mean(x),
+    x_c = x − μ, σ² = mean(x_c²), std = √(σ² + ε), x̂ = x_c / std.
 
-    σ² is the biased variance mean(x_c²), as both papers and torch.nn normalise with.
+    σ² is the biased variance, as both papers and torch.nn normalise with.
     """
-    xc = x - x.mean(dims, keepdim=True)
-    std = torch.sqrt((xc * xc).mean(dims, keepdim=True) + eps)
-    return xc, std, xc / std
+    mean = x.mean(dims, keepdim=True)
+    xc = x - mean
+    var = (xc * xc).mean(dims, keepdim=True)
+    std = torch.sqrt(var + eps)
+    return mean, var, xc, std, xc / std
 
 
 def normalize_backward(g: Tensor, xc: Tensor, std: Tensor, dims: tuple[int, ...],
@@ -33,9 +37,9 @@ def normalize_backward(g: Tensor, xc: Tensor, std: Tensor, dims: tuple[int, ...]
     """dL/dx from g = dL/dx̂, back through x̂ = x_c / std, std = √(var + ε), var = mean(x_c²),
     x_c = x − μ, μ = mean(x), each mean over `dims` (m values)."""
     dxc = g / std  # x̂ = x_c / std, through its numerator
-    dstd = -(g * xc / (std * std)).sum(dims, keepdim=True)  # ∂x̂/∂std = −x_c / std²
+    dstd = -(g * xc).sum(dims, keepdim=True) / (std * std)  # ∂x̂/∂std = −x_c / std²
     dvar = 0.5 * dstd / std  # std = √(var + ε)
-    dxc = dxc + (2.0 / m) * xc * dvar  # var = Σ x_c² / m
+    dxc = dxc + xc * (2.0 / m * dvar)  # var = Σ x_c² / m
     dmu = -dxc.sum(dims, keepdim=True)  # x_c = x − μ
     return dxc + dmu / m  # μ = Σ x / m
 
@@ -73,8 +77,8 @@ class _BatchNorm(Module):
             if m < 2:
                 raise ValueError(f"{type(self).__name__} needs more than one value per channel "
                                  f"in training, got input of shape {tuple(x.shape)}")
-            xc, std, xn = normalize(x, dims, self.eps)
-            self._update_running_stats(x.mean(dims), (xc * xc).sum(dims) / (m - 1))
+            mean, var, xc, std, xn = normalize(x, dims, self.eps)
+            self._update_running_stats(mean.flatten(), var.flatten() * (m / (m - 1)))
         else:  # a fixed affine map: x̂ = (x − running mean) / √(running var + ε)
             m = None
             xc = x - self.running_mean.view(channel)
@@ -86,7 +90,8 @@ class _BatchNorm(Module):
         return xn * self.weight.data.view(channel) + self.bias.data.view(channel)
 
     def _update_running_stats(self, mean: Tensor, unbiased_var: Tensor) -> None:
-        """r ← (1 − momentum) r + momentum · batch value, as torch.nn (the variance unbiased);
+        """r ← (1 − momentum) r + momentum · batch value, as torch.nn (the variance unbiased,
+        σ² m / (m − 1));
         momentum None: the cumulative average over the batches seen."""
         self.num_batches_tracked.add_(1)
         momentum = self.momentum
@@ -163,7 +168,7 @@ class LayerNorm(Module):
         return input_shape
 
     def forward(self, x: Tensor) -> Tensor:
-        xc, std, xn = normalize(x, (-1,), self.eps)
+        _, _, xc, std, xn = normalize(x, (-1,), self.eps)
         self._cache = (xc, std, xn)
         out = xn if self.weight is None else xn * self.weight.data
         return out if self.bias is None else out + self.bias.data

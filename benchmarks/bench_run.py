@@ -148,9 +148,14 @@ def phases(argv: list[str]) -> None:
     `phase<TAB>cpu seconds` line per phase; the parent adds the exit from wait4.
     """
     runs_dir, epochs = argv[0], (int(argv[1]) if len(argv) > 1 else None)
+    from minidl_cli import cli
+    from minidl_cli.cli import common
+
+    if hasattr(common, "pause_gc_for_imports"):  # as the `minidl` entry point starts
+        common.pause_gc_for_imports()
     import torch  # noqa: F401  (what `minidl train` imports, timed as imports)
 
-    from minidl_cli import cli, experiment  # noqa: F401  (the rest is imported where used)
+    from minidl_cli import experiment  # noqa: F401  (the rest is imported where used)
     from minidl_cli.train import Trainer
 
     spent = dict.fromkeys(PHASES, 0.0)

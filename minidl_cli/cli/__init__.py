@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from minidl_cli import __version__
+from minidl_cli.cli.common import pause_gc_for_imports
 from minidl_cli.cli.evaluate import evaluate
 from minidl_cli.cli.gradcheck import gradcheck
 from minidl_cli.cli.listing import list_
@@ -27,12 +28,14 @@ __all__ = ["main"]
 
 
 class Command(click.Group):
-    """The `minidl` group. As a process's entry point (no `args`: it reads sys.argv) it ends
+    """The `minidl` group. As a process's entry point (no `args`: it reads sys.argv) it starts
+    with the garbage collector paused for the imports (common.pause_gc_for_imports) and ends
     the process at once when the command returns, skipping the interpreter's teardown."""
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
         if args is not None or not kwargs.get("standalone_mode", True):
             return super().main(args, *rest, **kwargs)  # called from Python: click as usual
+        pause_gc_for_imports()
         try:
             super().main(args, *rest, **kwargs)
         except SystemExit as e:

@@ -16,6 +16,7 @@ from minidl_cli.cli.common import (
     check_overrides,
     echo,
     handle_errors,
+    imports_done,
     print_group_summary,
 )
 
@@ -106,6 +107,7 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
     from minidl_cli.data import reusing_datasets
     from minidl_cli.distributed import World
 
+    imports_done()  # torch and minidl are in: the garbage collector may walk again
     world = World.from_env()  # set when torchrun (or --nproc) started this process as a rank
     _check_combinations(args, resume, seeds, jobs, nproc, print_config, world)
     jobs = jobs or 1

@@ -1,0 +1,84 @@
+"""`minidl` as a process (cli.Command): the garbage collector paused while it imports, and
+an end without the interpreter's teardown (cli.exit_now) that loses nothing: exit codes,
+buffered output and atexit handlers are as with sys.exit. Called from Python (CliRunner,
+tests) the commands change neither."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+
+import pytest
+
+from minidl_cli import __version__
+from minidl_cli.cli import common
+from tests.helpers import invoke, write_config
+
+PROGRAM = """
+import atexit, sys
+atexit.register(lambda: print("atexit ran", file=sys.stderr))
+from minidl_cli.cli import main
+sys.argv = ["minidl", *sys.argv[1:]]
+main()
+print("not reached")
+"""
+
+
+def _minidl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROGRAM, *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("args", "code", "out", "err"), [  # no torch: quick
+    (["--version"], 0, __version__, ""),
+    (["nonsense"], 2, "", "No such command 'nonsense'"),
+])
+def test_the_entry_point_exits_with_the_commands_code_and_output(args, code, out, err):
+    result = _minidl(*args)
+    assert result.returncode == code, result.stderr
+    assert out in result.stdout and "not reached" not in result.stdout
+    assert err in result.stderr and result.stderr.rstrip().endswith("atexit ran")
+
+
+def test_exit_now_behaves_like_sys_exit():
+    for code, returncode, stderr in (("0", 0, ""), ("None", 0, ""), ("3", 3, ""),
+                                     ("'bye'", 1, "bye\n")):
+        program = (f"import sys; print('buffered', end=''); from minidl_cli.cli import "
+                   f"exit_now; exit_now({code})")
+        result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+        assert (result.returncode, result.stdout, result.stderr) == (returncode, "buffered",
+                                                                    stderr)
+
+
+def test_a_train_process_collects_again_once_torch_is_imported(tmp_path):
+    program = PROGRAM.replace('atexit.register(lambda: print("atexit ran", file=sys.stderr))',
+                              'import gc; atexit.register(lambda: print("gc", gc.isenabled(), '
+                              'gc.get_freeze_count() > 10000, "torch" in sys.modules))')
+    result = subprocess.run([sys.executable, "-c", program, "train",
+                             str(write_config(tmp_path)), "--print-config"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "gc True True True" in result.stdout
+
+
+def test_pause_and_imports_done(monkeypatch):
+    monkeypatch.setattr(common, "_gc_paused", False)
+    frozen = gc.get_freeze_count()
+    common.imports_done()  # not paused (a test, a library user): nothing happens
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    try:
+        common.pause_gc_for_imports()
+        assert not gc.isenabled()
+        kept = [object() for _ in range(3)]  # noqa: F841  (objects made while paused)
+        common.imports_done()
+        assert gc.isenabled() and gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_commands_called_from_python_leave_the_collector_alone(tmp_path):
+    frozen = gc.get_freeze_count()
+    assert invoke("train", write_config(tmp_path), "--print-config").exit_code == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen

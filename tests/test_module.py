@@ -289,3 +289,14 @@ def test_accumulating_with_plus_equals_keeps_the_optimizers_packed_gradients():
     assert bias.grad.abs().sum() > 0 and opt.packed.grad.abs().sum() > 0
     bias.grad = bias.grad.clone()
     assert not opt.packed.intact
+
+
+def test_to_accepts_a_positional_dtype_as_torch_nn_does():
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)).to(torch.float64)
+    assert net[0].weight.data.dtype == torch.float64
+    assert net[0].weight.grad.dtype == torch.float64
+    state = net.state_dict()
+    assert state["1.running_var"].dtype == torch.float64
+    assert state["1.num_batches_tracked"].dtype == torch.int64
+    net.to("cpu", torch.float32)
+    assert net[0].weight.data.dtype == torch.float32

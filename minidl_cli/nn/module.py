@@ -125,11 +125,17 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+    def to(self, device: torch.device | str | torch.dtype | None = None,
+           dtype: torch.dtype | None = None):
         """Move every parameter, gradient and buffer in place; returns self.
 
+        Called as torch.nn's is: `to(device)`, `to(torch.float64)`, `to(device, dtype)`.
         `dtype` casts floating-point tensors only, as in torch.nn (an int64 counter stays one).
         """
+        if isinstance(device, torch.dtype):  # net.to(torch.float64)
+            if dtype is not None:
+                raise TypeError("Module.to() got two dtypes; pass to(device, dtype)")
+            device, dtype = None, device
         for p in self.parameters():
             p.data = p.data.to(device=device, dtype=dtype)
             p.grad = p.grad.to(device=device, dtype=dtype)

@@ -275,6 +275,25 @@ def test_cli_refuses_each_case_with_exit_2_and_writes_nothing(case, name, messag
     assert not (folder / "runs").exists()
 
 
+def test_cli_train_lists_every_bad_cell_not_only_the_count(tmp_path):
+    from tests.helpers import invoke
+
+    rows = ["a,b,label"] + [f"{'oops' if i % 3 == 0 else i},1,{'xy'[i % 2]}" for i in range(40)]
+    write(tmp_path / "bad.csv", "\n".join(rows) + "\n")
+    config = tmp_path / "cfg.yaml"
+    config.write_text("data: {type: csv, train: bad.csv, test_fraction: 0.25, label: label}\n"
+                      "model: [{type: linear, out_features: 2}]\nloss: cross_entropy\n"
+                      "optimizer: {type: sgd, lr: 0.1}\n"
+                      f"runs_dir: {tmp_path / 'runs'}\n")
+    result = invoke("train", config)
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert "14 cells are not finite numbers" in lines[0]
+    assert lines[1] == "error:   row 2, column 'a': 'oops' is not a number"
+    assert len(lines) == 12 and lines[-1] == "error:   ... and 4 more"
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------- preprocessing and parquet
 
 

@@ -146,7 +146,9 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
                    if k not in ("type", STANDARDIZE.name, STANDARDIZE_TARGET.name)}
         dataset = make_dataset(data["type"], options, config["seed"])
     except (ValueError, OSError) as e:
-        problems.append(f"data: {e}")
+        # a table's bad cells come one per line after the summary: keep them all
+        first, *cells = str(e).splitlines() or [""]
+        problems += [f"data: {first}", *cells]
         return
     except Exception as e:  # a plugin's data set, or sizes beyond memory
         problems.append(f"data: {type(e).__name__}: {e}")

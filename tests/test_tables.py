@@ -314,6 +314,18 @@ def test_encode_table_repeats_training_on_new_files(tmp_path):
         encode_table(write(tmp_path / "short.csv", "size\n1\n"), prep)
 
 
+def test_a_file_with_another_delimiter_is_named_as_such(tmp_path):
+    train = write(tmp_path / "t.csv", "a;b;label\n1;2;x\n3;4;y\n")
+    ds = csv_dataset(train, test=train, delimiter=";", generator=gen())
+    commas = write(tmp_path / "new.csv", "b,a\n1,2\n")
+    with pytest.raises(ValueError, match=r"has no feature column 'a'.*its header reads as the one "
+                                         r"column 'b,a'.*delimiter ';' \(its data.delimiter\)"):
+        encode_table(commas, ds.preprocessing)
+    with pytest.raises(ValueError) as info:  # a plain missing column: no hint
+        encode_table(write(tmp_path / "short.csv", "b\n1\n"), ds.preprocessing)
+    assert "delimiter" not in str(info.value)
+
+
 def test_parquet_gives_the_same_data_set(tmp_path, iris_like):
     table = pa_csv.read_csv(iris_like)
     pq.write_table(table, tmp_path / "train.parquet")

@@ -205,6 +205,17 @@ def _refuse_unnamed(tf: TableFile, columns: list[str]) -> None:
             )
 
 
+def _delimiter_hint(tf: TableFile, prep: dict[str, Any]) -> str:
+    """Why a file's columns are not found when it was written with another delimiter:
+    its whole header then reads as one column."""
+    delimiter = prep.get("delimiter") or ","
+    header = tf.columns[0] if len(tf.columns) == 1 else ""
+    if any(c in header for c in ",;\t|" if c != delimiter):
+        return (f"; its header reads as the one column {header!r}: this run reads CSV files "
+                f"with delimiter {delimiter!r} (its data.delimiter), so write the file with it")
+    return ""
+
+
 def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
           drop: bool = True) -> tuple[pa.Table, np.ndarray | None]:
     """The typed columns the preprocessing uses, rows with missing cells handled by its
@@ -216,6 +227,7 @@ def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
             raise ValueError(
                 f"{tf.name} has no {role} column {name!r}; the run was trained on "
                 f"{', '.join(prep['columns'])} (labels: {', '.join(prep['label'])})"
+                + _delimiter_hint(tf, prep)
             )
     numeric = prep["task"] == "regression"
     types = {name: "string" if name in prep["categories"] else "float" for name in prep["columns"]}

@@ -82,3 +82,17 @@ def test_commands_called_from_python_leave_the_collector_alone(tmp_path):
     frozen = gc.get_freeze_count()
     assert invoke("train", write_config(tmp_path), "--print-config").exit_code == 0
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-", ">&- 2>&-"])
+def test_a_run_started_with_its_output_closed_completes(tmp_path, closed):
+    """`minidl train ... >&-` / `2>&-`: Python sets a closed stream to None; the run trains to
+    the end, is marked completed and exits 0 (it crashed with exit 1 and stayed "running")."""
+    config = write_config(tmp_path)
+    script = tmp_path / "m.py"
+    script.write_text(PROGRAM)
+    result = subprocess.run(f'"{sys.executable}" "{script}" train "{config}" {closed}',
+                            shell=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert '"status": "completed"' in (run / "meta.json").read_text()

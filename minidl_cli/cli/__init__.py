@@ -36,11 +36,21 @@ class Command(click.Group):
         if args is not None or not kwargs.get("standalone_mode", True):
             return super().main(args, *rest, **kwargs)  # called from Python: click as usual
         pause_gc_for_imports()
+        _open_missing_streams()
         try:
             super().main(args, *rest, **kwargs)
         except SystemExit as e:
             exit_now(e.code)
         exit_now(0)
+
+
+def _open_missing_streams() -> None:
+    """Started with stdout or stderr closed (`minidl train ... >&-`, `2>&-`, a daemon), Python
+    sets sys.stdout / sys.stderr to None: what minidl would print there goes to os.devnull
+    instead, so the run trains on and ends as it would with a reader that went away."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
 
 
 def exit_now(code: Any) -> NoReturn:
@@ -56,6 +66,8 @@ def exit_now(code: Any) -> NoReturn:
         code = 1
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with it closed and never reopened
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe (minidl list | head) stays quiet

@@ -316,13 +316,16 @@ def _save_eval(run: Run, filename: str, result: dict[str, Any], out: Path | None
 def check_data_files(run: Run, resuming: bool = False) -> None:
     """RunError when a file the run was trained on has changed or is gone since (meta.json's
     `data_files`: path -> SHA-256), naming the file and what to do instead."""
-    from minidl_cli.data.files import changed_files
+    from minidl_cli.data.files import changed_files, describe_change
 
     recorded = run.read_meta().get("data_files") or {}
     for path in changed_files(recorded):
-        what = "has changed" if Path(path).exists() else "is gone"
+        what = describe_change(path, recorded)
         if resuming:
             instead = "to train on the data as it is now, start a new run (minidl train CONFIG)"
+        elif run.read_meta().get("features") == []:  # images: no table columns
+            instead = (f"predict new images with: minidl predict {run.path} IMAGE|FOLDER|NPZ "
+                       "(it needs no training data)")
         else:
             instead = (f"evaluate on a file as new data with: minidl evaluate {run.path} "
                        f"--data FILE (minidl predict {run.path} FILE needs no training data)")

@@ -174,7 +174,10 @@ def test_image_folder_reads_rgb_in_channel_first_order(tmp_path):
     assert torch.equal(ds.x_train, torch.from_numpy(expected).double())
     assert ds.class_names == ["cat", "dog"]
     assert ds.y_train.tolist() == [0, 0, 0, 1, 1, 1] and ds.y_test.tolist() == [1, 1]
-    assert ds.data_files == {str(p): sha256(p) for p in [*train, *test]}
+    listed = {str(tmp_path / "train"), str(tmp_path / "test")}  # folders: their file listing
+    assert {p: d for p, d in ds.data_files.items() if p not in listed} == {
+        str(p): sha256(p) for p in [*train, *test]}
+    assert all(ds.data_files[p].startswith("listing:") for p in listed)
 
 
 def test_image_folder_grayscale_resize_jpeg_and_split(tmp_path):
@@ -223,6 +226,27 @@ def test_image_folder_folder_errors(tmp_path):
         make_dataset("image_folder", {"train": tmp_path / "train"}, 0)
     save_image(tmp_path / "train" / "dog" / "big.png", np.zeros((9, 9, 3), np.uint8))
     fails(ValueError, "big.png is 9×9 pixels but .* is 5×4; set data.size", train=train)
+
+
+def test_an_image_added_to_or_removed_from_the_folder_is_refused(tmp_path):
+    image_tree(tmp_path / "train", per_class=4)
+    config = {**CONVNET, "data": {"type": "image_folder", "train": "train", "test_fraction": 0.25},
+              "model": ["flatten", {"type": "linear", "out_features": 2}],
+              "train": {"epochs": 1, "batch_size": 4}}
+    trained = invoke("train", write_config(tmp_path, config), "-q")
+    assert trained.exit_code == 0, trained.output
+    run = Path(trained.stdout.split()[-1])
+    assert invoke("evaluate", run).exit_code == 0
+    extra = tmp_path / "train" / "cat" / "extra.png"
+    extra.write_bytes((tmp_path / "train" / "cat" / "0.png").read_bytes())
+    refused = invoke("evaluate", run)
+    assert refused.exit_code == 2
+    assert f"{tmp_path / 'train'} holds a new file {extra}" in refused.output
+    extra.unlink()
+    (tmp_path / "train" / "dog" / "1.png").unlink()
+    refused = invoke("train", "--resume", run, "-q")
+    assert refused.exit_code == 2 and f"{tmp_path / 'train' / 'dog' / '1.png'} is gone" in \
+        refused.output
 
 
 # ---------------------------------------------------------------- npz

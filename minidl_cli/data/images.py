@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from minidl_cli.data.base import Dataset, file_sha256
+from minidl_cli.data.files import listing_entry
 from minidl_cli.registry import Range, register
 
 Fraction = Annotated[float, Range(gt=0, lt=1)]
@@ -122,8 +123,12 @@ def image_folder(
     x = _read_images([f for _, f in train_files + test_files], size, grayscale)
     labels = np.array([c for c, _ in train_files + test_files])
     n = len(train_files)
-    return _images(x[:n], labels[:n], x[n:], labels[n:], f"{where}: {train}",
+    data = _images(x[:n], labels[:n], x[n:], labels[n:], f"{where}: {train}",
                    f"{where}: {test or train}", [f for _, f in train_files + test_files])
+    for folder in [train] + ([test] if test is not None else []):  # an added file is a change
+        path, entry = listing_entry(Path(folder), IMAGE_SUFFIXES)
+        data.data_files[path] = entry
+    return data
 
 
 @register("dataset", "npz")

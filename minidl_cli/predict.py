@@ -79,6 +79,8 @@ class Predictor:
         Parquet file, a pyarrow Table or a pandas DataFrame, whose columns are found by name
         and encoded as in training. ValueError naming a missing column or a bad cell.
         """
+        if isinstance(x, (str, os.PathLike)) and len(self.input_shape) == 3:
+            return self.read_images(x)[1]
         if isinstance(x, (str, os.PathLike)) or _is_table(x):
             from minidl_cli.data.table import encode_table
 
@@ -89,6 +91,49 @@ class Predictor:
             raise ValueError(f"predict: inputs of shape (n, {shape}) expected, got "
                              f"{tuple(tensor.shape)}")
         return tensor
+
+    def read_images(self, path: str | os.PathLike) -> tuple[list[str] | None, Tensor]:
+        """The images of an image run's input: an image file, a folder of images (recursively,
+        sorted) or an .npz with an `x` (or `x_test`) array; read as the run's image_folder
+        options say (size, grayscale), else as they are. Returns the files (None for an .npz)
+        and the pixels. Shape: -> (n, *input_shape) float64. ValueError naming the file.
+        """
+        import numpy as np
+
+        from minidl_cli.data.files import folder_listing
+        from minidl_cli.data.images import IMAGE_SUFFIXES, _read_images
+
+        path, (channels, height, width) = Path(path), self.input_shape
+        data = self.config.get("data") or {}
+        folder = isinstance(data, dict) and data.get("type") == "image_folder"
+        size = tuple(data["size"]) if folder and data.get("size") else None
+        if path.suffix.lower() == ".npz":
+            x = _npz_x(path)
+            files = None
+        else:
+            if path.is_dir():
+                files = folder_listing(path, IMAGE_SUFFIXES)
+                if not files:
+                    raise ValueError(f"predict: the folder {path} holds no .png, .jpg or .jpeg "
+                                     "images")
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                if not path.is_file():
+                    raise FileNotFoundError(f"predict: image {path} not found")
+                files = [path]
+            else:
+                raise ValueError(f"predict: {path} is not an image; this run takes images: give "
+                                 "a .png/.jpg/.jpeg file, a folder of them, or an .npz with an "
+                                 f"array x of shape (n, {channels}, {height}, {width})")
+            x = _read_images(files, size, bool(data.get("grayscale")) if folder
+                             else channels == 1)
+            files = [str(f) for f in files]
+        if x.ndim == 3:
+            x = x[:, None]
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"predict: {path} gives images of shape (C, H, W) = "
+                             f"{tuple(x.shape[1:])} but the run takes ({channels}, {height}, "
+                             f"{width}); resize them to {height}×{width} (H×W) pixels")
+        return files, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
 
     def _table_preprocessing(self) -> dict[str, Any]:
         """The data set's preprocessing of table rows; for data sets that have none
@@ -217,6 +262,28 @@ def _source(x: Any) -> Any:
         import pyarrow as pa
 
         return pa.Table.from_pandas(x, preserve_index=False)
+    return x
+
+
+def _npz_x(path: Path) -> Any:
+    """The `x` (or `x_test`) array of an .npz file, loaded without pickle."""
+    import zipfile
+
+    import numpy as np
+
+    if not path.is_file():
+        raise FileNotFoundError(f"predict: file {path} not found")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"predict: {path} is not a .npz (zip) archive")
+    with np.load(path, allow_pickle=False) as archive:
+        key = next((k for k in ("x", "x_test") if k in archive.files), None)
+        if key is None:
+            raise ValueError(f"predict: {path} has no array 'x' (or 'x_test'); it holds "
+                             f"{', '.join(archive.files) or 'no arrays'}")
+        x = archive[key]
+    if x.ndim not in (3, 4) or x.dtype.kind not in "biuf":
+        raise ValueError(f"predict: {path}: {key} holds {x.dtype} values of shape {x.shape}; "
+                         "it needs numbers of shape (n, H, W) or (n, C, H, W)")
     return x
 
 

@@ -242,6 +242,22 @@ def test_an_image_added_to_or_removed_from_the_folder_is_refused(tmp_path):
     refused = invoke("evaluate", run)
     assert refused.exit_code == 2
     assert f"{tmp_path / 'train'} holds a new file {extra}" in refused.output
+    assert f"minidl predict {run} IMAGE|FOLDER|NPZ" in refused.output
+    rows = list(csv.DictReader(invoke("predict", run, tmp_path / "train").stdout.splitlines()))
+    assert [r["file"] for r in rows] == sorted(str(p) for p in (tmp_path / "train").rglob("*.png"))
+    assert list(rows[0])[1:] == ["prediction", "prob_cat", "prob_dog"]
+    one = list(csv.DictReader(invoke("predict", run, extra).stdout.splitlines()))
+    same = [r for r in rows if r["file"] == str(extra)]
+    assert len(one) == 1 and one[0]["prediction"] == same[0]["prediction"]
+    assert float(one[0]["prob_cat"]) == pytest.approx(float(same[0]["prob_cat"]), rel=1e-4)
+    pixels = np.asarray(Image.open(extra).convert("RGB")).transpose(2, 0, 1)[None]
+    np.savez(tmp_path / "x.npz", x=pixels)
+    on_npz = list(csv.DictReader(invoke("predict", run, tmp_path / "x.npz").stdout.splitlines()))
+    assert list(on_npz[0]) == ["prediction", "prob_cat", "prob_dog"]
+    assert float(on_npz[0]["prob_cat"]) == pytest.approx(float(one[0]["prob_cat"]), rel=1e-4)
+    (tmp_path / "in.csv").write_text("a,b\n1,2\n")
+    wrong = invoke("predict", run, tmp_path / "in.csv")
+    assert wrong.exit_code == 2 and "this run takes images" in wrong.output
     extra.unlink()
     (tmp_path / "train" / "dog" / "1.png").unlink()
     refused = invoke("train", "--resume", run, "-q")

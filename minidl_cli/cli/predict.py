@@ -13,13 +13,14 @@ INPUT_PATH = click.Path(path_type=Path, dir_okay=False)
 
 @click.command()
 @click.argument("run_dir", type=RUN_PATH)
-@click.argument("input_file", metavar="INPUT", type=INPUT_PATH)
+@click.argument("input_file", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--checkpoint", default="last", show_default=True,
               help="last, best, an epoch number, or a checkpoint file.")
 @click.option("--out", type=INPUT_PATH, help="Write the CSV here instead of to stdout.")
 @handle_errors
 def predict(run_dir: Path, input_file: Path, checkpoint: str, out: Path | None) -> None:
-    """Predict every row of INPUT (a CSV or Parquet file) with a run's network.
+    """Predict every row of INPUT (a CSV or Parquet file; for an image run, an image, a
+    folder of images or an .npz with an array x) with a run's network.
 
     \b
     INPUT needs the run's feature columns, found by name (others are ignored); the run's
@@ -27,12 +28,20 @@ def predict(run_dir: Path, input_file: Path, checkpoint: str, out: Path | None) 
     input row, in order: `prediction` (the class name, or the value; one column per target
     for several targets), then for classification `prob_<class>` (softmax) per class.
       minidl predict runs/iris-20260101-120000 new_flowers.csv --out predictions.csv
+    For images (resized and converted as the run's image_folder data says), a `file`
+    column comes first; a folder is read recursively, in sorted order.
     """
     from minidl_cli.predict import load, write_csv
     from minidl_cli.runs import atomic_write
 
     predictor = load(run_dir, checkpoint)
-    text = write_csv(predictor.predict_columns(input_file))
+    if len(predictor.input_shape) == 3:  # an image run
+        files, x = predictor.read_images(input_file)
+        columns = {**({"file": files} if files is not None else {}),
+                   **predictor.predict_columns(x)}
+    else:
+        columns = predictor.predict_columns(input_file)
+    text = write_csv(columns)
     if out is None:
         click.echo(text, nl=False)
     else:

@@ -381,3 +381,28 @@ def test_predict_input_with_a_missing_cell(tmp_path):
         encode_table(new, ds.preprocessing)
     ds = csv_dataset(train, test=train, missing="mean", generator=gen())
     assert encode_table(new, ds.preprocessing).tolist() == [[1, 5]]  # b: mean of 2, 4, 6, 8
+
+
+def _table_config(tmp_path: Path, rows: str, data: str, loss: str = "mse") -> Path:
+    write(tmp_path / "t.csv", rows)
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"data: {{type: csv, train: t.csv, test_fraction: 0.5, {data}}}\n"
+                      "model: [{type: linear, out_features: 1}]\n"
+                      f"loss: {loss}\noptimizer: {{type: sgd, lr: 0.1}}\n"
+                      "train: {batch_size: 2}\n"
+                      f"runs_dir: {tmp_path / 'runs'}\n")
+    return config
+
+
+def test_loss_targets_is_refused_for_regression(tmp_path):
+    from tests.helpers import invoke
+
+    rows = "a,y\n" + "".join(f"{i},{i * 2}\n" for i in range(6))
+    config = _table_config(tmp_path, rows, "label: y, task: regression",
+                           "{type: huber, targets: signed}")
+    result = invoke("train", config)
+    assert result.exit_code == 2, result.output
+    assert "loss.targets: only used for classification" in result.output
+    assert not (tmp_path / "runs").exists()
+    config.write_text(config.read_text().replace("{type: huber, targets: signed}", "huber"))
+    assert invoke("train", config, "train.epochs=1").exit_code == 0  # the default is no problem

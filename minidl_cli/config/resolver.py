@@ -117,7 +117,7 @@ def resolve(raw: dict, config_path: Path | None = None) -> dict:
     config = {key: config[key] for key in TOP_LEVEL}
     # A scheduler's epoch_options (cosine's T_max) stay null: the Trainer fills in
     # train.epochs, so extending a run with --resume moves the schedule's end with it.
-    _check_against_data(config, problems)
+    _check_against_data(config, problems, raw.get("loss"))
     if problems:
         raise ConfigError(problems)
     return config
@@ -133,8 +133,9 @@ def _given(raw: dict, key: str, default: Any) -> Any:
     return default if raw.get(key) is None else raw[key]
 
 
-def _check_against_data(config: dict, problems: list[str]) -> None:
-    """Build the data set and, without touching torch's RNG, the components: shape checks."""
+def _check_against_data(config: dict, problems: list[str], raw_loss: Any = None) -> None:
+    """Build the data set and, without touching torch's RNG, the components: shape checks.
+    `raw_loss` is the loss as the user wrote it (before defaults are filled in)."""
     import torch
 
     from minidl_cli import build
@@ -170,7 +171,7 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
         except ValueError as e:
             problems.append(str(e))
             model = None
-        _check_task(config, dataset, problems)
+        _check_task(config, dataset, problems, raw_loss)
         if model is not None:
             _check_output(config["model"], shapes, dataset, problems)
             _check_batch_norm(model, shapes, len(dataset.x_train), train["batch_size"], problems)
@@ -182,11 +183,14 @@ def _check_against_data(config: dict, problems: list[str]) -> None:
             _check_training(config, model, problems)
 
 
-def _check_task(config: dict, dataset: Any, problems: list[str]) -> None:
+def _check_task(config: dict, dataset: Any, problems: list[str], raw_loss: Any = None) -> None:
     """The loss and data options must suit the data's task (classification, regression)."""
     from minidl_cli import build, tasks
 
     task = tasks.for_dataset(dataset)
+    if task.name != "classification" and isinstance(raw_loss, dict) and "targets" in raw_loss:
+        problems.append("loss.targets: only used for classification (class labels → targets); "
+                        f"remove it for a {task.name} task")
     if config["data"].get(STANDARDIZE_TARGET.name) is False and task.name != "regression":
         del config["data"][STANDARDIZE_TARGET.name]  # a regression option: not in the others
     if config["data"].get(STANDARDIZE_TARGET.name) and task.name != "regression":

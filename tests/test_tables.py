@@ -406,3 +406,14 @@ def test_loss_targets_is_refused_for_regression(tmp_path):
     assert not (tmp_path / "runs").exists()
     config.write_text(config.read_text().replace("{type: huber, targets: signed}", "huber"))
     assert invoke("train", config, "train.epochs=1").exit_code == 0  # the default is no problem
+
+
+def test_a_text_label_under_regression_is_named_as_the_label(tmp_path):
+    path = write(tmp_path / "t.csv", "a,y\n1,A\n2,B\n3,A\n")
+    with pytest.raises(ValueError, match="label 'y' holds text .*regression target must be numb"):
+        csv_dataset(path, test=path, label="y", task="regression", generator=gen())
+
+
+def test_exclude_naming_the_label_is_refused(iris_like):
+    with pytest.raises(ValueError, match="data.exclude lists the label column 'label'"):
+        csv_dataset(iris_like, test=iris_like, exclude=["label"], generator=gen())

@@ -178,6 +178,9 @@ def _choose_columns(
     else:
         for name in exclude or []:
             need(name, "exclude")
+            if name in labels:
+                raise ValueError(f"data.exclude lists the label column {name!r}: the label is "
+                                 "never a feature already; remove it from data.exclude")
         left_out = set(labels) | set(exclude or [])
         columns = [c for c in tf.columns if c not in left_out]
         _refuse_unnamed(tf, columns)
@@ -233,7 +236,7 @@ def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
     types = {name: "string" if name in prep["categories"] else "float" for name in prep["columns"]}
     if with_labels:
         types |= dict.fromkeys(prep["label"], "float" if numeric else "string")
-    table = table_io.read_columns(tf, types)
+    table = table_io.read_columns(tf, types, prep["label"] if with_labels and numeric else [])
     if with_labels and table.num_rows == 0:
         raise ValueError(f"{tf.name} has a header but no data rows")
     return _handle_missing(tf, table, prep, drop=drop)

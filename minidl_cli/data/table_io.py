@@ -75,7 +75,8 @@ def open_table(source: str | Path | pa.Table, delimiter: str = ",") -> TableFile
                                    path=path, delimiter=delimiter))
 
 
-def read_columns(tf: TableFile, types: dict[str, ColumnType]) -> pa.Table:
+def read_columns(tf: TableFile, types: dict[str, ColumnType],
+                 labels: list[str] | None = None) -> pa.Table:
     """The columns named in `types` (stripped names), in that order: "float" ones as float64
     (NaN read as missing), "string" ones as trimmed text; missing cells are nulls.
 
@@ -91,6 +92,7 @@ def read_columns(tf: TableFile, types: dict[str, ColumnType]) -> pa.Table:
         table = tf.table.select(list(raw))
     table = table.rename_columns(list(raw.values()))
     problems = BadCells(tf)
+    problems.labels = set(labels or [])
     columns = {}
     for name, kind in types.items():
         column = table.column(name)
@@ -311,6 +313,7 @@ class BadCells:
         self.found: list[tuple[int, str, str]] = []  # (row, column, text) of the first few
         self.count = 0
         self.text_columns = False
+        self.labels: set[str] = set()  # numeric label columns (regression targets)
 
     def column(self, name: str, what: str) -> None:
         self.lines.append(f"column {name!r} {what}")
@@ -318,6 +321,10 @@ class BadCells:
     def not_numbers(self, name: str, text: pa.ChunkedArray, bad: pa.ChunkedArray) -> None:
         if pc.sum(bad).as_py() == len(text) - text.null_count:  # no number at all: a text column
             sample = ", ".join(repr(v) for v in pc.unique(text.drop_null())[:3].to_pylist())
+            if name in self.labels:
+                self.lines.append(f"label {name!r} holds text ({sample}, ...); a regression "
+                                  "target must be numbers (or use data.task: classification)")
+                return
             self.column(name, f"holds text ({sample}, ...); add it to data.categorical to "
                               "one-hot encode it, or to data.exclude")
         else:

@@ -69,12 +69,21 @@ def build_layers(model_cfg: list[dict | str],
         try:
             layer = entry.target(**options)
         except (ValueError, TypeError) as e:
-            raise ValueError(f"model[{i}]: {e}") from None
+            raise ValueError(_name_option(f"model[{i}]", str(e), options)) from None
         except Exception as e:  # a plugin's bug, or a size beyond memory
             raise ValueError(f"model[{i}]: {type(e).__name__}: {e}") from None
         shapes.append(_output_shape(i, entry.name, layer, shapes[-1]))
         layers.append(layer)
     return Sequential(*layers), shapes
+
+
+def _name_option(where: str, message: str, options: dict[str, Any]) -> str:
+    """A constructor's error about one of its options ("stride must be >= 1, got 0") as
+    "model[i].stride: must be >= 1, got 0"; other errors as "model[i]: message"."""
+    for arg in sorted(options, key=len, reverse=True):
+        if message.startswith(f"{arg} "):
+            return f"{where}.{arg}: {message[len(arg) + 1:]}"
+    return f"{where}: {message}"
 
 
 def _output_shape(i: int, name: str, layer: Module, shape: tuple[int, ...]) -> tuple[int, ...]:

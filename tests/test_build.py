@@ -171,15 +171,23 @@ def test_shapes_flow_through_a_convnet_and_sizes_are_injected():
      "model[3]: linear needs (N, F), got (N, 16, 6, 6); add a flatten"),
     ([{"type": "conv2d", "out_channels": 4, "kernel_size": 3}], (5,),
      "model[0]: conv2d needs (N, C, H, W), got (N, 5)"),
+    ([{"type": "conv2d", "out_channels": 2, "kernel_size": 3}, "flatten",
+      {"type": "max_pool2d", "kernel_size": 2}], (1, 4, 4),
+     "model[2]: max_pool2d needs (N, C, H, W), got (N, 8); move it before the flatten"),
+    (["batch_norm1d"], (2, 3, 3),
+     "model[0]: batch_norm1d needs (N, C) or (N, C, L), got (N, 2, 3, 3); use batch_norm2d"),
     ([{"type": "max_pool2d", "kernel_size": 2}, {"type": "max_pool2d", "kernel_size": 3}],
      (1, 5, 5), "model[1]: max_pool2d has a 3×3 window, larger than its input 2×2; "),
     (["flatten", "batch_norm2d"], (2, 3, 3),
-     "model[1]: batch_norm2d needs (N, 18, H, W), got (N, 18)"),
+     "model[1]: batch_norm2d needs (N, C, H, W), got (N, 18); use batch_norm1d after a "
+     "flatten, or move it before the flatten"),
     ([{"type": "conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 1}], (1, 4, 4),
      "model[0].in_channels: is 3 but the data has 1 channels; remove it (it is inferred) "
      "or set it to 1"),
     ([{"type": "conv2d", "out_channels": 4, "kernel_size": 0}], (1, 4, 4),
-     "model[0]: kernel_size must be >= 1, got 0"),
+     "model[0].kernel_size: must be >= 1, got 0"),
+    ([{"type": "conv2d", "out_channels": 4, "kernel_size": 1, "stride": 0}], (1, 4, 4),
+     "model[0].stride: must be >= 1, got 0"),
 ])
 def test_a_layer_that_cannot_take_its_input_shape_is_a_build_error(model, shape, message):
     with pytest.raises(ValueError) as raised:

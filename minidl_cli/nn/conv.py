@@ -34,7 +34,8 @@ def window_output_shape(input_shape: tuple[int, ...], kernel: tuple[int, int],
                         stride: tuple[int, int], padding: tuple[int, int]) -> tuple[int, int]:
     """(H', W') of a sliding window over (C, H, W); ValueError when it does not fit."""
     if len(input_shape) != 3:
-        raise ValueError(f"needs (N, C, H, W), got {show_shape(input_shape)}")
+        fix = "; move it before the flatten" if len(input_shape) == 1 else ""
+        raise ValueError(f"needs (N, C, H, W), got {show_shape(input_shape)}{fix}")
     _, h, w = input_shape
     out = tuple(output_size(*args) for args in zip((h, w), kernel, stride, padding, strict=True))
     if min(out) < 1:

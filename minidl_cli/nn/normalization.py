@@ -49,6 +49,7 @@ class _BatchNorm(Module):
 
     ranks: tuple[int, ...] = ()  # input ranks accepted, without the batch dimension
     layout = ""
+    fixes: dict[int, str] = {}  # a wrong input rank -> what to do instead
 
     def __init__(self, num_features: int, eps: Annotated[float, Range(gt=0)] = 1e-5,
                  momentum: Annotated[float | None, Range(ge=0, le=1)] = 0.1,
@@ -65,8 +66,9 @@ class _BatchNorm(Module):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) not in self.ranks or input_shape[0] != self.num_features:
-            raise ValueError(f"needs {self.layout.replace('C', str(self.num_features))}, "
-                             f"got {show_shape(input_shape)}")
+            fix = self.fixes.get(len(input_shape), "")
+            layout = self.layout if fix else self.layout.replace("C", str(self.num_features))
+            raise ValueError(f"needs {layout}, got {show_shape(input_shape)}{fix}")
         return input_shape
 
     def forward(self, x: Tensor) -> Tensor:
@@ -127,6 +129,7 @@ class BatchNorm1d(_BatchNorm):
 
     ranks = (1, 2)
     layout = "(N, C) or (N, C, L)"
+    fixes = {3: "; use batch_norm2d for images (N, C, H, W)"}
 
 
 @register("layer", "batch_norm2d")
@@ -140,6 +143,8 @@ class BatchNorm2d(_BatchNorm):
 
     ranks = (3,)
     layout = "(N, C, H, W)"
+    fixes = {1: "; use batch_norm1d after a flatten, or move it before the flatten",
+             2: "; use batch_norm1d for (N, C, L)"}
 
 
 @register("layer", "layer_norm")

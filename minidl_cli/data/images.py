@@ -263,6 +263,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"npz dataset: file {path} not found "
                                 "(paths are relative to the config file)")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"npz dataset: {path} is not a .npz (zip) archive; write one with "
+                         "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
     problem = None
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -319,7 +322,8 @@ def _read_images(files: list[Path], size: tuple[int, int] | None, grayscale: boo
         arrays.append(np.asarray(image))
         if arrays[-1].shape != arrays[0].shape:
             (h, w), (h0, w0) = arrays[-1].shape[:2], arrays[0].shape[:2]
-            raise ValueError(f"image_folder dataset: {path} is {w}×{h} pixels but {files[0]} is "
-                             f"{w0}×{h0}; set data.size: [height, width] to resize every image")
+            raise ValueError(f"image_folder dataset: {path} is {h}×{w} (H×W) pixels but "
+                             f"{files[0]} is {h0}×{w0}; set data.size: [height, width] to "
+                             "resize every image")
     stacked = np.stack(arrays)
     return stacked[:, None] if grayscale else stacked.transpose(0, 3, 1, 2)

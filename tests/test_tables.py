@@ -417,3 +417,21 @@ def test_a_text_label_under_regression_is_named_as_the_label(tmp_path):
 def test_exclude_naming_the_label_is_refused(iris_like):
     with pytest.raises(ValueError, match="data.exclude lists the label column 'label'"):
         csv_dataset(iris_like, test=iris_like, exclude=["label"], generator=gen())
+
+
+def test_applying_a_run_advises_fixing_the_file_not_the_config(tmp_path):
+    train = write(tmp_path / "t.csv", "a,b,label\n1,2,x\n3,4,y\n5,6,x\n")
+    ds = csv_dataset(train, test=train, generator=gen())
+    new = write(tmp_path / "new.csv", "a,b\n1,oops\n2,3\n4,\n")
+    with pytest.raises(ValueError) as info:
+        encode_table(new, ds.preprocessing)
+    assert "trained with numbers in columns a, b" in str(info.value)
+    assert "data.categorical" not in str(info.value)
+    with pytest.raises(ValueError, match="trained with missing: error") as info:
+        encode_table(write(new, "a,b\n1,\n"), ds.preprocessing)
+    assert "data.missing" not in str(info.value)
+    with pytest.raises(ValueError, match="holds text .*trained with it as numbers; fix"):
+        encode_table(write(new, "a,b\n1,p\n2,q\n"), ds.preprocessing)
+    with pytest.raises(FileNotFoundError, match="file not found: .*nope.csv; check") as info:
+        encode_labelled(tmp_path / "nope.csv", ds.preprocessing)
+    assert "config" not in str(info.value)

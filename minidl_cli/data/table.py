@@ -83,7 +83,7 @@ def load_table_dataset(
         _fill(x, prep)
     if split is None:
         x_train, y_train = parts[0], y
-        x_test, y_test = encode_labelled(test, prep)
+        x_test, y_test = encode_labelled(test, prep, training=True)
     else:
         (x_train, x_test), y_train, y_test = parts, y[split == 0], y[split == 1]
     return Dataset(
@@ -104,22 +104,27 @@ def encode_table(source: Source, preprocessing: dict[str, Any]) -> Tensor:
     Raises ValueError naming a missing column, an unseen category, a bad cell, or a missing
     cell the run cannot fill (only missing: mean fills); FileNotFoundError for no file.
     """
-    tf = table_io.open_table(source, preprocessing["delimiter"])
-    table, origin = _read(tf, preprocessing, with_labels=False, drop=False)
+    tf = _open_for_run(source, preprocessing)
+    table, origin = _read(tf, preprocessing, with_labels=False, drop=False, applying=True)
     (x,) = _encode(tf, table, origin, preprocessing)
     _fill(x, preprocessing)
     return torch.from_numpy(x)
 
 
-def encode_labelled(source: Source, preprocessing: dict[str, Any]) -> tuple[Tensor, Tensor]:
+def encode_labelled(source: Source, preprocessing: dict[str, Any],
+                    training: bool = False) -> tuple[Tensor, Tensor]:
     """x and the targets of a labelled table (a test file, `evaluate --data`); rows with a
-    missing cell are left out when the run was trained with missing: drop.
+    missing cell are left out when the run was trained with missing: drop. `training`: the
+    file is the config's test file (errors advise config options, not fixes to the file).
 
     Shape: -> x (n, d) float64; y (n,) int64 class indices or (n, k) float64 targets.
     Raises ValueError as encode_table, and for a label value the training rows never had.
     """
-    tf = table_io.open_table(source, preprocessing["delimiter"])
-    table, origin = _read(tf, preprocessing, with_labels=True)
+    if training:  # the config's test file: config advice fits
+        tf = table_io.open_table(source, preprocessing["delimiter"])
+    else:
+        tf = _open_for_run(source, preprocessing)
+    table, origin = _read(tf, preprocessing, with_labels=True, applying=not training)
     y = label_targets(tf, table, origin, preprocessing)
     (x,) = _encode(tf, table, origin, preprocessing)
     _fill(x, preprocessing)
@@ -219,10 +224,19 @@ def _delimiter_hint(tf: TableFile, prep: dict[str, Any]) -> str:
     return ""
 
 
+def _open_for_run(source: Source, prep: dict[str, Any]) -> TableFile:
+    """A table to apply a trained run to (predict, evaluate --data): no config involved."""
+    try:
+        return table_io.open_table(source, prep["delimiter"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"file not found: {source}; check the path") from None
+
+
 def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
-          drop: bool = True) -> tuple[pa.Table, np.ndarray | None]:
+          drop: bool = True, applying: bool = False) -> tuple[pa.Table, np.ndarray | None]:
     """The typed columns the preprocessing uses, rows with missing cells handled by its
-    policy; and `origin`, each kept row's index as read (None when every row is kept)."""
+    policy; and `origin`, each kept row's index as read (None when every row is kept).
+    `applying`: a trained run reads a new file, so errors advise fixing the file."""
     wanted = prep["columns"] + (prep["label"] if with_labels else [])
     for name in wanted:
         if name not in tf.columns:
@@ -236,14 +250,16 @@ def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
     types = {name: "string" if name in prep["categories"] else "float" for name in prep["columns"]}
     if with_labels:
         types |= dict.fromkeys(prep["label"], "float" if numeric else "string")
-    table = table_io.read_columns(tf, types, prep["label"] if with_labels and numeric else [])
+    labels = prep["label"] if with_labels and numeric else []
+    numbers = [c for c in prep["columns"] if c not in prep["categories"]] if applying else None
+    table = table_io.read_columns(tf, types, labels, trained_numbers=numbers)
     if with_labels and table.num_rows == 0:
         raise ValueError(f"{tf.name} has a header but no data rows")
-    return _handle_missing(tf, table, prep, drop=drop)
+    return _handle_missing(tf, table, prep, drop=drop, applying=applying)
 
 
 def _handle_missing(tf: TableFile, table: pa.Table, prep: dict[str, Any],
-                    drop: bool) -> tuple[pa.Table, np.ndarray | None]:
+                    drop: bool, applying: bool = False) -> tuple[pa.Table, np.ndarray | None]:
     empty = [name for name in table.column_names if table.column(name).null_count]
     if not empty:
         return table, None
@@ -262,6 +278,11 @@ def _handle_missing(tf: TableFile, table: pa.Table, prep: dict[str, Any],
            "drop": "fill them: predictions keep one output row per input row, so rows cannot "
                    "be dropped",
            "mean": "fill them, or set data.missing: drop; a label has no mean to fill in"}
+    if applying:
+        fix |= {"error": "fill them: the run was trained with missing: error, so it fills no "
+                         "cells",
+                "mean": "fill them: the run fills missing features with their training mean, "
+                        "but a label has no mean"}
     bad = BadCells(tf, "cells are missing", fix[policy])
     for name in must:
         bad.cells(name, _null_mask(table.column(name)), None, "empty")

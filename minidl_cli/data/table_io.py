@@ -76,7 +76,8 @@ def open_table(source: str | Path | pa.Table, delimiter: str = ",") -> TableFile
 
 
 def read_columns(tf: TableFile, types: dict[str, ColumnType],
-                 labels: list[str] | None = None) -> pa.Table:
+                 labels: list[str] | None = None, *,
+                 trained_numbers: list[str] | None = None) -> pa.Table:
     """The columns named in `types` (stripped names), in that order: "float" ones as float64
     (NaN read as missing), "string" ones as trimmed text; missing cells are nulls.
 
@@ -93,6 +94,7 @@ def read_columns(tf: TableFile, types: dict[str, ColumnType],
     table = table.rename_columns(list(raw.values()))
     problems = BadCells(tf)
     problems.labels = set(labels or [])
+    problems.trained_numbers = trained_numbers
     columns = {}
     for name, kind in types.items():
         column = table.column(name)
@@ -314,6 +316,7 @@ class BadCells:
         self.count = 0
         self.text_columns = False
         self.labels: set[str] = set()  # numeric label columns (regression targets)
+        self.trained_numbers: list[str] | None = None  # a trained run's numeric columns
 
     def column(self, name: str, what: str) -> None:
         self.lines.append(f"column {name!r} {what}")
@@ -324,6 +327,10 @@ class BadCells:
             if name in self.labels:
                 self.lines.append(f"label {name!r} holds text ({sample}, ...); a regression "
                                   "target must be numbers (or use data.task: classification)")
+                return
+            if self.trained_numbers is not None:
+                self.column(name, f"holds text ({sample}, ...), but the run was trained with "
+                                  "it as numbers; fix the column")
                 return
             self.column(name, f"holds text ({sample}, ...); add it to data.categorical to "
                               "one-hot encode it, or to data.exclude")
@@ -353,7 +360,10 @@ class BadCells:
             found = sorted(self.found)[:MAX_LINES]
             where = self.tf.rows([r for r, _, _ in found])
             fix = self.fix + (", or list text columns in data.categorical or data.exclude"
-                              if self.text_columns else "")
+                              if self.text_columns and self.trained_numbers is None else "")
+            if self.text_columns and self.trained_numbers is not None:
+                fix = (f"{self.fix}: the run was trained with numbers in columns "
+                       f"{', '.join(self.trained_numbers)}")
             cells = [f"{w}, column {c!r}: {what}" for w, (_, c, what) in zip(where, found,
                                                                              strict=True)]
             if self.count == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,10 +91,14 @@ def grid_figure(images: Any, captions: Sequence[str], title: str,
     tiles, (cell_h, cell_w), band = mosaic(images, columns, wrong)
     rows = math.ceil(n / columns)
     inch = CELL_IN / cell_w  # inches per pixel
-    width, height = columns * CELL_IN + 0.3, rows * cell_h * inch + 0.75
+    width = columns * CELL_IN + 0.3
+    # the title wrapped to the figure's width (about 11 characters an inch at 10 pt)
+    lines = textwrap.wrap(title, max(12, int(width * 11)), break_on_hyphens=False) or [""]
+    top = 0.75 + 0.18 * (len(lines) - 1)  # inches above the grid: the title's lines
+    height = rows * cell_h * inch + top
     fig = new_figure(width, height)
     ax = fig.add_axes((0.15 / width, 0.1 / height, (width - 0.3) / width,
-                       (height - 0.75) / height))
+                       (height - top) / height))
     ax.imshow(tiles, interpolation="nearest", aspect="equal")
     ax.set_axis_off()
     size = 8 if max((len(c) for c in captions), default=0) <= 10 else 6.5
@@ -102,7 +107,7 @@ def grid_figure(images: Any, captions: Sequence[str], title: str,
         ax.text((i % columns + 0.5) * cell_w - 0.5, (i // columns) * cell_h + band / 2 - 0.5,
                 caption, ha="center", va="center", fontsize=size,
                 color=ERROR_COLOR if bad else "black", fontweight="bold" if bad else "normal")
-    fig.suptitle(title, fontsize="medium", y=1 - 0.12 / height, va="top")
+    fig.suptitle("\n".join(lines), fontsize="medium", y=1 - 0.12 / height, va="top")
     return fig
 
 

@@ -186,7 +186,7 @@ def test_missing_error_lists_the_cells(tmp_path):
         csv_dataset(path, test=path, generator=gen())
     lines = str(info.value).splitlines()
     assert "3 cells are missing" in lines[0] and "data.missing: drop" in lines[0]
-    assert lines[1:] == ["  row 2, column 'b': empty", "  row 4, column 'a': empty",
+    assert lines[1:] == ["  row 2, column 'b': empty", "  row 4, column 'a': 'NA' (missing)",
                          "  row 4, column 'label': empty"]
 
 
@@ -354,7 +354,7 @@ def test_na_spellings_and_nan_are_missing(tmp_path):
     assert ds.x_train.tolist() == [[4, 5], [6, 7]]
     pq.write_table(pa.table({"a": [1.0, float("nan"), 3.0], "label": ["x", "y", "x"]}),
                    tmp_path / "nan.parquet")
-    with pytest.raises(ValueError, match=r"nan\.parquet, row 2, column 'a': empty"):
+    with pytest.raises(ValueError, match=r"nan\.parquet, row 2, column 'a': 'NaN' \(missing\)"):
         parquet_dataset(tmp_path / "nan.parquet", test_fraction=0.5, generator=gen())
 
 
@@ -435,3 +435,11 @@ def test_applying_a_run_advises_fixing_the_file_not_the_config(tmp_path):
     with pytest.raises(FileNotFoundError, match="file not found: .*nope.csv; check") as info:
         encode_labelled(tmp_path / "nope.csv", ds.preprocessing)
     assert "config" not in str(info.value)
+
+
+def test_a_spelled_missing_cell_is_shown_as_written(tmp_path):
+    path = write(tmp_path / "t.csv", "a,b,label\n1,NA,x\n,2,y\n3,4,x\n")
+    with pytest.raises(ValueError) as info:
+        csv_dataset(path, test=path, generator=gen())
+    lines = str(info.value).splitlines()
+    assert lines[1:] == ["  row 2, column 'b': 'NA' (missing)", "  row 3, column 'a': empty"]

@@ -285,7 +285,14 @@ def _handle_missing(tf: TableFile, table: pa.Table, prep: dict[str, Any],
                         "but a label has no mean"}
     bad = BadCells(tf, "cells are missing", fix[policy])
     for name in must:
-        bad.cells(name, _null_mask(table.column(name)), None, "empty")
+        missing = _null_mask(table.column(name))
+        spelling = tf.spellings.get(name)
+        if spelling is None:
+            bad.cells(name, missing, None, "empty")
+            continue
+        spelled = missing & pc.is_valid(spelling).to_numpy(zero_copy_only=False)
+        bad.cells(name, missing & ~spelled, None, "empty")
+        bad.cells(name, spelled, spelling, "(missing)")
     bad.raise_any()
     raise AssertionError("unreachable")
 

@@ -9,7 +9,7 @@ CSV's line number (the header is line 1), a Parquet file's 1-based row.
 from __future__ import annotations
 
 import csv as csvlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +38,8 @@ class TableFile:
     path: Path | None = None
     delimiter: str = ","
     table: pa.Table | None = None
+    # per float column read: missing cells as spelled ('NaN', 'NA'; null where empty)
+    spellings: dict[str, pa.ChunkedArray] = field(default_factory=dict)
 
     def rows(self, indices: list[int]) -> list[str]:
         """'row N' for 0-based data rows as read: N is a CSV line number, or a 1-based row."""
@@ -284,13 +286,16 @@ def _as_float(column: pa.ChunkedArray, name: str, problems: BadCells) -> pa.Chun
         column = column.cast(column.type.value_type)
     kind = column.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        text = pc.utf8_trim_whitespace(column)
-        text = pc.if_else(pc.is_in(text, value_set=pa.array(NULLS)), None, text)
+        written = pc.utf8_trim_whitespace(column)
+        text = pc.if_else(pc.is_in(written, value_set=pa.array(NULLS)), None, written)
         number = pc.match_substring_regex(text, NUMBER, ignore_case=True)
         bad = pc.invert(pc.fill_null(number, True))
         if pc.any(bad).as_py():
             problems.not_numbers(name, text, bad)
             return None
+        spelled = pc.and_(pc.is_null(text), pc.fill_null(pc.not_equal(written, ""), False))
+        if pc.any(spelled).as_py():
+            problems.tf.spellings[name] = pc.if_else(spelled, written, None)
         column = text
     elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
               or pa.types.is_decimal(kind) or pa.types.is_null(kind)):
@@ -302,7 +307,11 @@ def _as_float(column: pa.ChunkedArray, name: str, problems: BadCells) -> pa.Chun
     infinite = pc.fill_null(pc.is_inf(values), False)
     if pc.any(infinite).as_py():
         problems.cells(name, infinite, pc.cast(values, pa.string()), "is not a finite number")
-    return pc.if_else(pc.is_nan(values), None, values)  # NaN in a Parquet file: missing
+    nan = pc.is_nan(values)
+    if pc.any(nan).as_py():
+        none = pa.scalar(None, pa.string())
+        problems.tf.spellings[name] = pc.if_else(nan, pa.scalar("NaN"), none)
+    return pc.if_else(nan, None, values)  # NaN in a Parquet file: missing
 
 
 class BadCells:

@@ -329,7 +329,8 @@ def check_data_files(run: Run, resuming: bool = False) -> None:
         else:
             instead = (f"evaluate on a file as new data with: minidl evaluate {run.path} "
                        f"--data FILE (minidl predict {run.path} FILE needs no training data)")
-        raise RunError(f"{path} {what} since {run.path} was trained on it (its SHA-256 is not "
+        digest = "file listing" if recorded[path].startswith("listing:") else "SHA-256"
+        raise RunError(f"{path} {what} since {run.path} was trained on it (its {digest} is not "
                        f"meta.json's data_files'), so its train/test split cannot be rebuilt; "
                        f"{instead}")
 

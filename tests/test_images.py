@@ -242,7 +242,8 @@ def test_an_image_added_to_or_removed_from_the_folder_is_refused(tmp_path):
     extra.write_bytes((tmp_path / "train" / "cat" / "0.png").read_bytes())
     refused = invoke("evaluate", run)
     assert refused.exit_code == 2
-    assert f"{tmp_path / 'train'} holds a new file {extra}" in refused.output
+    assert f"{tmp_path / 'train'} holds a new file {extra} since" in refused.output
+    assert "its file listing is not" in refused.output
     assert f"minidl predict {run} IMAGE|FOLDER|NPZ" in refused.output
     rows = list(csv.DictReader(invoke("predict", run, tmp_path / "train").stdout.splitlines()))
     assert [r["file"] for r in rows] == sorted(str(p) for p in (tmp_path / "train").rglob("*.png"))

@@ -29,8 +29,10 @@ class Predictor:
     predictions.
 
     Attributes: `model` (the minidl Sequential, eval mode), `task` (tasks.Task),
-    `features` (the input column names), `classes` (class names; None for regression),
-    `checkpoint` (its path), `epoch`.
+    `features` and `feature_names_in_` (the input column names: a table's columns before
+    one-hot encoding), `encoded_features` (the network's input columns, in order: what a
+    tensor given to `predict` must hold, e.g. color=green; not yet standardised),
+    `classes` (class names; None for regression), `checkpoint` (its path), `epoch`.
     """
 
     def __init__(self, state: dict[str, Any], checkpoint: Path, base: Path):
@@ -39,12 +41,16 @@ class Predictor:
         self.input_shape = tuple(state.get("input_shape") or [_first_width(self.config)])
         self.preprocessing = state.get("preprocessing")
         # the input columns a table needs, by name (tables: before one-hot encoding)
-        if self.preprocessing is not None:
-            self.features: list[str] = list(self.preprocessing["columns"])
-        elif "features" in state:  # [] for images
-            self.features = list(state["features"])
+        if "features" in state:  # [] for images
+            self.encoded_features: list[str] = list(state["features"])
         else:  # a checkpoint from before features were recorded: synthetic points
-            self.features = [f"x{i + 1}" for i in range(self.input_shape[0])]
+            self.encoded_features = [f"x{i + 1}" for i in range(self.input_shape[0])]
+        if self.preprocessing is not None:
+            self.encoded_features = list(self.preprocessing["feature_names"])
+            self.features: list[str] = list(self.preprocessing["columns"])
+        else:
+            self.features = list(self.encoded_features)
+        self.feature_names_in_ = self.features  # scikit-learn's name for the input columns
         self.dtype = getattr(torch, self.config["train"]["dtype"])
         _import_plugins(self.config.get("plugins") or [], base)
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: not ours
@@ -88,7 +94,11 @@ class Predictor:
         tensor = torch.as_tensor(x, dtype=torch.float64)
         if tensor.shape[1:] != self.input_shape:
             shape = ", ".join(map(str, self.input_shape))
-            raise ValueError(f"predict: inputs of shape (n, {shape}) expected, got "
+            columns = ""
+            if len(self.input_shape) == 1 and self.encoded_features:
+                columns = (f" (the encoded columns {', '.join(self.encoded_features)}, as "
+                           "in training, before standardisation)")
+            raise ValueError(f"predict: inputs of shape (n, {shape}) expected{columns}, got "
                              f"{tuple(tensor.shape)}")
         return tensor
 

@@ -94,6 +94,11 @@ def test_load_predicts_as_the_cli_and_to_torch_computes_the_same(run, tmp_path):
     predictor = minidl_cli.load(run)
     test = run.parent.parent / "test.csv"
     assert predictor.classes == SPECIES and predictor.features == ["length", "width", "colour"]
+    assert predictor.feature_names_in_ == predictor.features
+    encoded = predictor.encoded_features
+    assert encoded[:3] == ["length", "width", "colour=blue"] and len(encoded) == 4
+    with pytest.raises(ValueError, match="encoded columns length, width, colour=blue"):
+        predictor.predict(torch.zeros(2, 3))
     assert predictor.predict(test).tolist() == [r["prediction"] for r in predict(run, test)]
     assert predictor.predict(pa.csv.read_csv(test)).tolist() == predictor.predict(test).tolist()
     probs = predictor.predict_proba(test)

@@ -5,6 +5,7 @@
 flowers.csv: 240 synthetic flowers of three species (string labels), four measurements in
 cm, the site where each was found (a text column: one-hot with data.categorical) and an
 `id` column that configs/flowers.yaml leaves out with data.exclude.
+flowers-new.csv: the first five flowers without their species: rows to `minidl predict`.
 houses.csv: 300 synthetic houses; price (in 100 000s) depends on area, rooms, age and
 distance to the centre, with noise: a regression target (configs/houses.yaml).
 """
@@ -58,6 +59,8 @@ def write(path: Path, header: list[str], rows: list[list]) -> None:
 
 if __name__ == "__main__":
     rng = np.random.default_rng(2024)
-    write(HERE / "flowers.csv", ["id", "sepal_length", "sepal_width", "petal_length",
-                                 "petal_width", "site", "species"], flowers(rng))
+    header = ["id", "sepal_length", "sepal_width", "petal_length", "petal_width", "site"]
+    rows = flowers(rng)
+    write(HERE / "flowers.csv", header + ["species"], rows)
+    write(HERE / "flowers-new.csv", header, [row[:-1] for row in rows[:5]])
     write(HERE / "houses.csv", ["area", "rooms", "age", "distance", "price"], houses(rng))

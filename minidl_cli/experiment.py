@@ -172,21 +172,47 @@ def _record_end(run: Run, status: str, epochs: int) -> None:
 
 
 JUDGE_AFTER_EPOCHS = 10  # a shorter run (a smoke test) may not have improved yet
+JUDGE_SCORE_AFTER_EPOCHS = 5  # the final score against a constant guess: judged sooner
+CHANCE_MARGIN = 0.01  # accuracy within 1 point of always guessing the commonest class
 
 
 def _warn_if_not_learning(run: Run, trainer: Trainer) -> None:
-    """RunWarning when no epoch after the first lowered the training loss, over at least
-    JUDGE_AFTER_EPOCHS epochs: the network did not learn (a learning rate far too large
-    saturates it)."""
+    """RunWarning when the network did not learn (a learning rate far too large saturates it):
+    no epoch after the first lowered the training loss over JUDGE_AFTER_EPOCHS epochs, or,
+    after JUDGE_SCORE_AFTER_EPOCHS, the final training score is no better than a constant
+    guess (accuracy ≤ the most frequent training class's share + CHANCE_MARGIN; R² ≤ 0)."""
     losses = [row["train_loss"] for row in trainer.history]
-    if len(losses) < JUDGE_AFTER_EPOCHS or min(losses[1:]) < losses[0]:
+    reason = None
+    if len(losses) >= JUDGE_AFTER_EPOCHS and min(losses[1:]) >= losses[0]:
+        reason = (f"the training loss never fell below its first epoch's ({losses[0]:.4g}) in "
+                  f"{len(losses)} epochs")
+    elif len(losses) >= JUDGE_SCORE_AFTER_EPOCHS:
+        reason = _no_better_than_constant(trainer)
+    if reason is None:
         return
     lr = trainer.config["optimizer"].get("lr")
     example = f" (e.g. optimizer.lr={lr / 10:g})" if isinstance(lr, (int, float)) and lr else ""
     warnings.warn(RunWarning(
-        f"the training loss never fell below its first epoch's ({losses[0]:.4g}) in "
-        f"{len(losses)} epochs: the network did not learn; a smaller learning rate often "
-        f"helps{example}"), stacklevel=2)
+        f"{reason}: the network did not learn; lower optimizer.lr{example}, or train for "
+        "more epochs"), stacklevel=2)
+
+
+def _no_better_than_constant(trainer: Trainer) -> str | None:
+    """Why the final training score is no better than a constant guess, or None."""
+    row, epochs = trainer.history[-1], len(trainer.history)
+    if "train_accuracy" in row:
+        import torch
+
+        y = trainer.dataset.y_train.reshape(-1).long()
+        majority = torch.bincount(y).max().item() / max(len(y), 1)
+        if row["train_accuracy"] <= majority + CHANCE_MARGIN:
+            return (f"after {epochs} epochs the training accuracy ({row['train_accuracy']:.1%}) "
+                    f"is no better than always predicting the most frequent class "
+                    f"({majority:.1%})")
+    elif "train_r2" in row and not row["train_r2"] > 0:
+        return (f"after {epochs} epochs the training R² ({row['train_r2']:.3f}) is no better "
+                "than always predicting the mean")
+    return None
 
 
 def draw_plots(run: Run, trainer: Trainer) -> list[Path]:

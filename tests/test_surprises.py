@@ -264,6 +264,34 @@ def test_a_loss_that_never_improves_is_a_warning(tmp_path):
     assert healthy.exit_code == 0 and healthy.stderr == ""
 
 
+
+@pytest.mark.parametrize("last, says", [
+    ({"train_loss": 0.6, "train_accuracy": 0.705}, "no better than always predicting the most"),
+    ({"train_loss": 0.6, "train_accuracy": 0.72}, None),
+    ({"train_loss": 0.6, "train_r2": -0.01}, "training R² (-0.010) is no better"),
+    ({"train_loss": 0.6, "train_r2": 0.3}, None)])
+def test_a_final_score_no_better_than_a_constant_guess_is_a_warning(last, says):
+    """The loss fell (245 → 0.65 at lr=50) yet accuracy stayed at the majority class's share."""
+    import warnings
+    from types import SimpleNamespace
+
+    import torch
+
+    from minidl_cli import experiment
+
+    history = [{"train_loss": 245.0}] * 4 + [last]
+    trainer = SimpleNamespace(history=history, config={"optimizer": {"lr": 50}},
+                              dataset=SimpleNamespace(y_train=torch.tensor([0] * 7 + [1] * 3)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        experiment._warn_if_not_learning(None, trainer)
+    if says is None:
+        assert caught == []
+    else:
+        (warning,) = caught
+        assert says in str(warning.message) and "lower optimizer.lr (e.g. optimizer.lr=5)" in \
+            str(warning.message)
+
 # --- a full disk: the file, the run and how to resume; no half-made run --------------------
 
 

@@ -122,6 +122,16 @@ def test_out_file_and_an_epoch_checkpoint(run, tmp_path):
             run.parent.parent / "test.csv").tolist()
 
 
+def test_a_missing_out_folder_and_a_folder_as_input_are_one_line(run, tmp_path):
+    test = run.parent.parent / "test.csv"
+    result = invoke("predict", run, test, "--out", tmp_path / "nope" / "x.csv")
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert "the folder" in result.output and "nope does not exist" in result.output
+    result = invoke("predict", run, tmp_path)
+    assert result.exit_code == 2 and "is a folder; give a CSV or Parquet file" in result.output
+    assert len(result.output.splitlines()) == 1
+
+
 def test_evaluate_data_matches_the_test_split_and_prints_class_names(run):
     test = run.parent.parent / "test.csv"
     on_file = json.loads(invoke("evaluate", run, "--data", test, "--json").stdout)

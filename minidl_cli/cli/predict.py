@@ -27,13 +27,16 @@ def predict(run_dir: Path, input_file: Path, checkpoint: str, out: Path | None) 
     preprocessing and standardisation are applied as in training. The CSV has one row per
     input row, in order: `prediction` (the class name, or the value; one column per target
     for several targets), then for classification `prob_<class>` (softmax) per class.
-      minidl predict runs/iris-20260101-120000 new_flowers.csv --out predictions.csv
+      minidl predict runs/flowers-20260101-120000 configs/data/flowers-new.csv
     For images (resized and converted as the run's image_folder data says), a `file`
     column comes first; a folder is read recursively, in sorted order.
     """
     from minidl_cli.predict import load, write_csv
     from minidl_cli.runs import atomic_write
 
+    if out is not None and not out.parent.is_dir():
+        raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist; "
+                                "create it or write elsewhere")
     predictor = load(run_dir, checkpoint)
     if len(predictor.input_shape) == 3:  # an image run
         files, x = predictor.read_images(input_file)

@@ -226,6 +226,8 @@ def _delimiter_hint(tf: TableFile, prep: dict[str, Any]) -> str:
 
 def _open_for_run(source: Source, prep: dict[str, Any]) -> TableFile:
     """A table to apply a trained run to (predict, evaluate --data): no config involved."""
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        raise ValueError(f"{source} is a folder; give a CSV or Parquet file")
     try:
         return table_io.open_table(source, prep["delimiter"])
     except FileNotFoundError:

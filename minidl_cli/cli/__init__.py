@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from minidl_cli import __version__
-from minidl_cli.cli.common import pause_gc_for_imports
+from minidl_cli.cli.common import LOST_READER, pause_gc_for_imports
 from minidl_cli.cli.evaluate import evaluate
 from minidl_cli.cli.gradcheck import gradcheck
 from minidl_cli.cli.listing import list_
@@ -41,6 +41,11 @@ class Command(click.Group):
             super().main(args, *rest, **kwargs)
         except SystemExit as e:
             exit_now(e.code)
+        except OSError as e:  # the reader went away while click printed an error (2>&1 | head)
+            if e.errno not in LOST_READER:
+                raise
+            error = e.__context__  # the error being printed keeps its own exit code
+            exit_now(error.exit_code if isinstance(error, click.ClickException) else 1)
         exit_now(0)
 
 

@@ -188,7 +188,9 @@ def _check_task(config: dict, dataset: Any, problems: list[str], raw_loss: Any =
     from minidl_cli import build, tasks
 
     task = tasks.for_dataset(dataset)
-    if task.name != "classification" and isinstance(raw_loss, dict) and "targets" in raw_loss:
+    # a saved run's config records the default (onehot): only another value is the user's
+    set_targets = isinstance(raw_loss, dict) and raw_loss.get("targets", "onehot") != "onehot"
+    if task.name != "classification" and set_targets:
         problems.append("loss.targets: only used for classification (class labels → targets); "
                         f"remove it for a {task.name} task")
     if config["data"].get(STANDARDIZE_TARGET.name) is False and task.name != "regression":

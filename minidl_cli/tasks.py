@@ -244,6 +244,11 @@ class Regression(Task):
         r2 = 1 − Σ(y − ŷ)² / Σ(y − ȳ)²; a constant target scores 1 when predicted exactly,
         else 0 (scikit-learn's force_finite).
         """
+        return {name: value.mean().item()
+                for name, value in self._per_target(outputs, y).items()}
+
+    def _per_target(self, outputs: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """mae, rmse and r2 of each target (metrics' formulas). Shape: -> {name: (k,)}."""
         y = y.double()
         residual = self.decode(outputs) - y
         mae = residual.abs().mean(0)
@@ -252,10 +257,18 @@ class Regression(Task):
         ss_tot = (y - y.mean(0)).square().sum(0)
         r2 = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp_min(1e-300),
                          (ss_res == 0).double())
-        return {"mae": mae.mean().item(), "rmse": rmse.mean().item(), "r2": r2.mean().item()}
+        return {"mae": mae, "rmse": rmse, "r2": r2}
 
     def evaluation(self, outputs: Tensor, y: Tensor) -> dict[str, Any]:
-        return self.metrics(outputs, y)
+        """metrics (averaged over the targets); with several targets also `per_target`:
+        {target name: {mae, rmse, r2}}."""
+        result: dict[str, Any] = self.metrics(outputs, y)
+        if y.shape[1] > 1:
+            each = self._per_target(outputs, y)
+            result["per_target"] = {
+                name: {metric: values[i].item() for metric, values in each.items()}
+                for i, name in enumerate(self.target_names)}
+        return result
 
     def predictions(self, outputs: Tensor) -> Any:
         """Values on the target's scale. Shape: (n, k) -> float64 numpy array, (n,) when

@@ -45,6 +45,12 @@ def test_regression_metrics_are_scikit_learns_on_the_targets_scale():
     want = sklearn_metrics(pred, y.numpy())
     assert got == pytest.approx(want, rel=1e-12)
     assert task.targets(y, MSELoss(), torch.float64).mean(0).abs().max() < 1e-12  # z-scored
+    per_target = task.evaluation(outputs, y)["per_target"]
+    assert list(per_target) == ["a", "b", "c"]
+    for j, name in enumerate("abc"):
+        assert per_target[name] == pytest.approx(
+            sklearn_metrics(pred[:, j:j + 1], y.numpy()[:, j:j + 1]), rel=1e-12)
+    assert "per_target" not in tasks.Regression(["a"]).evaluation(outputs[:, :1], y[:, :1])
 
 
 def test_r2_of_a_constant_target_follows_scikit_learn():
@@ -184,6 +190,11 @@ def test_several_targets_predict_one_column_each_and_seeds_summarise_regression(
     assert predicted.exit_code == 0, predicted.output
     lines = predicted.stdout.splitlines()
     assert lines[0] == "y,z" and len(lines) == 31
+    evaluated = invoke("evaluate", group / "seed-0000")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "test   z: mae " in evaluated.stdout
+    evaluation = json.loads((group / "seed-0000" / "eval.json").read_text())
+    assert set(evaluation["test"]["per_target"]) == {"y", "z"}
 
 
 # ---------------------------------------------------------------- config checks

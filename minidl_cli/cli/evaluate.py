@@ -75,6 +75,10 @@ def print_result(result: dict) -> None:
         click.echo(f"{split:<6} " + " ".join(
             f"{r[n]:>10.6f}" if n == "loss" else f"{format_metric(n, r[n]):>10}"
             for n in names))
+    for split in splits:
+        for target, values in result[split].get("per_target", {}).items():
+            click.echo(f"{split:<6} {target}: " + " ".join(
+                f"{n} {format_metric(n, v)}" for n, v in values.items()))
     classes = result.get("classes")
     if classes:
         click.echo("classes: " + ", ".join(f"{i}={name}" for i, name in enumerate(classes)))

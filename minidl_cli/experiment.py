@@ -74,6 +74,7 @@ def resume_run(run_dir: Path, overrides: list[str],
     it at the same time gets a RunError before it reads or writes anything.
     """
     run = Run.open(run_dir)
+    run.check_writable("resume it")
     run.lock()
     try:
         check_data_files(run, resuming=True)
@@ -366,6 +367,7 @@ def replot_run(run_dir: Path) -> list[Path]:
     import torch
 
     run = Run.open(run_dir)
+    run.check_writable("redraw its pictures")
     trainer, _, _ = load_trainer(run)
     with torch.no_grad():
         return draw_plots(run, trainer)

@@ -353,6 +353,39 @@ def test_evaluate_on_a_read_only_run_prints_its_results(trained, tmp_path, monke
     assert json.loads(out.read_text())["epoch"] == 3
 
 
+
+def test_plot_and_resume_of_a_read_only_run_are_refused_up_front(trained, monkeypatch):
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (
+        mode == os.W_OK and str(path).startswith(str(trained))) and real(path, mode, **kw))
+    before = (trained / "metrics.csv").read_text()
+    for args, doing in ((["plot", trained], "redraw its pictures"),
+                        (["train", "--resume", trained, "train.epochs=4"], "resume it")):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.splitlines()
+        assert line == (f"error: {trained} is read-only (or not writable): cannot {doing}; "
+                        f"copy it somewhere writable (cp -r {trained} COPY) and use the copy")
+    assert (trained / "metrics.csv").read_text() == before
+
+
+def test_a_picture_that_cannot_be_written_names_it_and_the_read_only_run(trained, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from minidl_cli import plots
+    from minidl_cli.plots import canvas
+
+    picture = trained / "plots" / "data.png"
+    with pytest.raises(OSError) as e:  # named: the picture, not its hidden temporary file
+        canvas.save(Figure(), trained / "missing" / "data.png")
+    assert e.value.filename == str(trained / "missing" / "data.png")
+    monkeypatch.setattr(plots, "draw_run_plots", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(errno.EROFS, "Read-only file system", str(picture))))
+    result = invoke("plot", trained)
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: cannot write {picture}: {trained} is read-only (or not "
+                             "writable)\n")
+
 # --- minidl list ---------------------------------------------------------------------------
 
 

@@ -55,6 +55,20 @@ LOST_READER = (errno.EPIPE, errno.EIO, errno.ECONNRESET)
 CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
 
 
+# The file system or the permissions refuse any write: the user's to fix, not a full disk.
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _not_writable(filename: str | os.PathLike) -> Path:
+    """The run directory holding `filename` (the nearest parent with a meta.json), else its
+    parent directory."""
+    parent = Path(filename).parent
+    for folder in (parent, *parent.parents):
+        if (folder / "meta.json").exists():
+            return folder
+    return parent
+
+
 def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
     """click.echo that outlives its reader: when the pipe or terminal is gone (EPIPE, EIO)
     the stream is pointed at /dev/null and the command carries on (a run trains on)."""
@@ -141,6 +155,9 @@ def handle_errors(command):
         except OSError as e:
             if debug:
                 traceback.print_exc()
+            if e.errno in NOT_WRITABLE and e.filename:
+                raise UserError(f"cannot write {e.filename}: {_not_writable(e.filename)} is "
+                                "read-only (or not writable)") from None
             if e.errno in CANNOT_WRITE:
                 raise Failure(f"cannot write {e.filename or 'a file'}: {e.strerror or e}; "
                               "free some space (or fix the file system) and try again") from None

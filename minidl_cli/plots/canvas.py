@@ -114,6 +114,9 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
             fig.savefig(f, format="png", dpi=DPI,
                         pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
         os.replace(tmp, path)
+    except OSError as e:  # name the picture, not its hidden temporary file
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -119,6 +119,7 @@ def _reopen(run: Run, overrides: list[str], world: World | None) -> tuple[Run, T
         raise RunError(f"{run.path} has already trained {trainer.epoch} of "
                        f"{config['train']['epochs']} epochs; pass train.epochs=N with a larger "
                        "N to train longer")
+    _warn_if_schedule_ends(config, load_yaml(run.config_path))
     for folder in (run.path, run.checkpoints, run.plots):  # half-written files of a kill -9
         for stale in folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
@@ -180,15 +181,17 @@ CHANCE_MARGIN = 0.01  # accuracy within 1 point of always guessing the commonest
 def _warn_if_not_learning(run: Run, trainer: Trainer) -> None:
     """RunWarning when the network did not learn (a learning rate far too large saturates it):
     no epoch after the first lowered the training loss over JUDGE_AFTER_EPOCHS epochs, or,
-    after JUDGE_SCORE_AFTER_EPOCHS, the final training score is no better than a constant
-    guess (accuracy ≤ the most frequent training class's share + CHANCE_MARGIN; R² ≤ 0)."""
+    after JUDGE_SCORE_AFTER_EPOCHS epochs whose loss rose at least once, the final training
+    score is no better than a constant guess (accuracy ≤ the most frequent training class's
+    share + CHANCE_MARGIN; R² ≤ 0). A loss falling steadily but slowly is not warned about."""
     losses = [row["train_loss"] for row in trainer.history]
     reason = None
     if len(losses) >= JUDGE_AFTER_EPOCHS and min(losses[1:]) >= losses[0]:
         reason = (f"the training loss never fell below its first epoch's ({losses[0]:.4g}) in "
                   f"{len(losses)} epochs")
-    elif len(losses) >= JUDGE_SCORE_AFTER_EPOCHS:
-        reason = _no_better_than_constant(trainer)
+    elif len(losses) >= JUDGE_SCORE_AFTER_EPOCHS and any(
+            b > a for a, b in zip(losses, losses[1:], strict=False)):
+        reason = _no_better_than_constant(trainer)  # unsteady: not merely slow (lr too small)
     if reason is None:
         return
     lr = trainer.config["optimizer"].get("lr")
@@ -261,6 +264,20 @@ def _refuse_changes(run: Run, config: dict[str, Any], stored: dict[str, Any]) ->
                        "would no longer continue the same experiment; only "
                        f"{', '.join(sorted(allowed))} may change (for other settings start a "
                        f"new run: minidl train {run.config_path} KEY=VALUE...)")
+
+
+def _warn_if_schedule_ends(config: dict[str, Any], stored: dict[str, Any]) -> None:
+    """RunWarning when an extended run trains past a schedule length the user set (cosine's
+    T_max: 4, then train.epochs=6): its learning rate reaches eta_min, then restarts."""
+    scheduler, epochs = config.get("scheduler"), config["train"]["epochs"]
+    before = stored.get("train", {}).get("epochs", epochs)
+    for key in sorted(k.split(".", 1)[1] for k in _schedule_length_keys(config, stored)):
+        length = scheduler.get(key)
+        if isinstance(length, int) and before <= length < epochs:
+            warnings.warn(RunWarning(
+                f"scheduler.{key} is {length} but the run now trains {epochs} epochs: its "
+                f"schedule ends at epoch {length} and restarts after it; pass "
+                f"scheduler.{key}={epochs} to stretch it over the whole run"), stacklevel=2)
 
 
 def _schedule_length_keys(config: dict[str, Any], stored: dict[str, Any]) -> set[str]:

@@ -129,7 +129,8 @@ def cosine_lr(epoch: int, t_max: int, base: float = 0.1) -> float:
 
 def test_extending_a_cosine_run_moves_its_end(tmp_path):
     run = train_tiny(tmp_path, config=COSINE)
-    assert run_of(invoke("train", "--resume", run, "train.epochs=10", "-q")) == run
+    extended = invoke("train", "--resume", run, "train.epochs=10", "-q")
+    assert run_of(extended) == run and extended.stderr == ""  # T_max followed: no warning
     lrs = [float(row["lr"]) for row in rows(run)]
     expected = [cosine_lr(e, 4) for e in range(1, 5)] + [cosine_lr(e, 10) for e in range(5, 11)]
     assert lrs == pytest.approx(expected, abs=1e-12)
@@ -141,6 +142,18 @@ def test_extending_a_cosine_run_moves_its_end(tmp_path):
     assert float(rows(run)[-1]["lr"]) == pytest.approx(cosine_lr(12, 12))
     printed = invoke("train", "--resume", run, "train.epochs=14", "--print-config").stdout
     assert yaml.safe_load(printed)["scheduler"]["T_max"] == 12
+
+
+
+def test_extending_past_a_t_max_the_user_set_is_a_warning(tmp_path):
+    """T_max: 1 then train.epochs=2: epoch 2 would restart the schedule without a word."""
+    run = train_tiny(tmp_path, "train.epochs=1", "scheduler={type: cosine, T_max: 1}",
+                     config=COSINE)
+    result = invoke("train", "--resume", run, "train.epochs=2", "-q")
+    assert run_of(result) == run
+    assert result.stderr == ("warning: scheduler.T_max is 1 but the run now trains 2 epochs: "
+                             "its schedule ends at epoch 1 and restarts after it; pass "
+                             "scheduler.T_max=2 to stretch it over the whole run\n")
 
 
 # --- plugins are found from any working directory ------------------------------------------
@@ -269,7 +282,8 @@ def test_a_loss_that_never_improves_is_a_warning(tmp_path):
     ({"train_loss": 0.6, "train_accuracy": 0.705}, "no better than always predicting the most"),
     ({"train_loss": 0.6, "train_accuracy": 0.72}, None),
     ({"train_loss": 0.6, "train_r2": -0.01}, "training R² (-0.010) is no better"),
-    ({"train_loss": 0.6, "train_r2": 0.3}, None)])
+    ({"train_loss": 0.6, "train_r2": 0.3}, None),
+    ({"train_loss": 0.6, "train_accuracy": 0.7, "steady": True}, None)])  # slow, not unstable
 def test_a_final_score_no_better_than_a_constant_guess_is_a_warning(last, says):
     """The loss fell (245 → 0.65 at lr=50) yet accuracy stayed at the majority class's share."""
     import warnings
@@ -279,7 +293,8 @@ def test_a_final_score_no_better_than_a_constant_guess_is_a_warning(last, says):
 
     from minidl_cli import experiment
 
-    history = [{"train_loss": 245.0}] * 4 + [last]
+    losses = [0.9, 0.8, 0.75, 0.7] if last.pop("steady", False) else [245.0, 3.0, 5.0, 0.7]
+    history = [{"train_loss": loss} for loss in losses] + [last]
     trainer = SimpleNamespace(history=history, config={"optimizer": {"lr": 50}},
                               dataset=SimpleNamespace(y_train=torch.tensor([0] * 7 + [1] * 3)))
     with warnings.catch_warnings(record=True) as caught:

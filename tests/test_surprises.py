@@ -417,3 +417,29 @@ def test_list_names_every_section_and_takes_plurals():
         assert narrowed.exit_code == 0 and narrowed.stdout.startswith("layers:\n")
         assert "losses:" not in narrowed.stdout
     assert invoke("list", "train").stdout.startswith("train")
+
+
+# --- predict reads a pipe as well as a file --------------------------------------------------
+
+
+def test_predict_reads_a_pipe_and_stdin(trained, tmp_path):
+    """`minidl predict RUN <(printf ...)` said "data file /dev/fd/63 not found"."""
+    import threading
+
+    from click.testing import CliRunner
+
+    from minidl_cli.cli import main
+
+    rows_text = "x1,x2\n0.1,0.2\n0.9,0.9\n"
+    (tmp_path / "rows.csv").write_text(rows_text)
+    expected = invoke("predict", trained, tmp_path / "rows.csv").stdout
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(rows_text,))
+    writer.start()
+    piped = invoke("predict", trained, fifo)
+    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # frees a writer nobody read
+    writer.join()
+    assert piped.exit_code == 0, piped.output
+    stdin = CliRunner().invoke(main, ["predict", str(trained), "-"], input=rows_text)
+    assert piped.stdout == stdin.stdout == expected and expected.count("\n") == 3

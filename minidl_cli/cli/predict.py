@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -38,14 +40,39 @@ def predict(run_dir: Path, input_file: Path, checkpoint: str, out: Path | None) 
         raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist; "
                                 "create it or write elsewhere")
     predictor = load(run_dir, checkpoint)
+    with _regular_file(input_file) as input_file:
+        columns = _predict(predictor, input_file)
+    text = write_csv(columns)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write(out, text.encode())
+
+
+def _predict(predictor, input_file: Path) -> dict[str, list]:
     if len(predictor.input_shape) == 3:  # an image run
         files, x = predictor.read_images(input_file)
         columns = {**({"file": files} if files is not None else {}),
                    **predictor.predict_columns(x)}
     else:
         columns = predictor.predict_columns(input_file)
-    text = write_csv(columns)
-    if out is None:
-        click.echo(text, nl=False)
-    else:
-        atomic_write(out, text.encode())
+    return columns
+
+
+@contextmanager
+def _regular_file(path: Path) -> Iterator[Path]:
+    """`path` itself when it is a regular file or a folder (or missing: the reader says so);
+    otherwise (`-` for stdin, a pipe such as <(...), /dev/stdin) its bytes copied into a
+    temporary file of the same suffix, as the readers open a file more than once."""
+    import sys
+    import tempfile
+
+    stdin = str(path) == "-"
+    if not stdin and (not path.exists() or path.is_file() or path.is_dir()):
+        yield path
+        return
+    data = sys.stdin.buffer.read() if stdin else path.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="minidl-predict-") as folder:
+        copy = Path(folder) / f"stdin{'' if stdin else path.suffix}"
+        copy.write_bytes(data)
+        yield copy

@@ -44,9 +44,28 @@ class Command(click.Group):
         except OSError as e:  # the reader went away while click printed an error (2>&1 | head)
             if e.errno not in LOST_READER:
                 raise
-            error = e.__context__  # the error being printed keeps its own exit code
-            exit_now(error.exit_code if isinstance(error, click.ClickException) else 1)
+            error = self._error  # the error being printed keeps its own exit code
+            exit_now(error.exit_code if error is not None else 1)
         exit_now(0)
+
+    # Remember the error click is about to print: click 8.4 prints it while handling it (the
+    # OSError's __context__), click 8.5 after, so neither the traceback nor the context is a
+    # reliable way to find its exit code.
+    _error: click.ClickException | None = None
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as e:
+            self._error = e
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as e:
+            self._error = e
+            raise
 
 
 def _open_missing_streams() -> None:

@@ -293,7 +293,8 @@ def test_a_final_score_no_better_than_a_constant_guess_is_a_warning(last, says):
 
     from minidl_cli import experiment
 
-    losses = [0.9, 0.8, 0.75, 0.7] if last.pop("steady", False) else [245.0, 3.0, 5.0, 0.7]
+    losses = ([0.9, 0.88, 0.85, 0.82, 0.8, 0.78, 0.76, 0.73, 0.7] if last.pop("steady", False)
+              else [245.0, 3.0, 5.0, 2.0, 1.5, 1.2, 1.0, 0.8, 0.7])  # 10 epochs with `last`
     history = [{"train_loss": loss} for loss in losses] + [last]
     trainer = SimpleNamespace(history=history, config={"optimizer": {"lr": 50}},
                               dataset=SimpleNamespace(y_train=torch.tensor([0] * 7 + [1] * 3)))

@@ -18,7 +18,6 @@ Measurements are interleaved, best of N, on the thread's CPU time with one intra
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import sys
@@ -31,9 +30,9 @@ from bench_step import (  # noqa: E402  (bench_step puts the checkout on sys.pat
     CLOCKS,
     STEPS_PER_EPOCH,
     agreed,
+    best_of,
     epoch_batches,
     print_header,
-    time_epochs,
 )
 
 from minidl_cli import __version__, nn, optim  # noqa: E402
@@ -137,17 +136,7 @@ def bench(batch: int, repeats: int, budget_s: float, clock) -> dict[str, float]:
     data = image_data(STEPS_PER_EPOCH * batch, torch.float32)
     weights = initial_weights(torch.float32)
     impls = [cls(weights) for cls in IMPLEMENTATIONS]
-    for impl in impls:  # warm up
-        time_epochs(impl, data, batch, 1, 0, clock)
-    slowest = max(time_epochs(impl, data, batch, 1, 0, clock) for impl in impls)
-    epochs = max(1, round(budget_s / (slowest * STEPS_PER_EPOCH)))
-    best = {impl.name: math.inf for impl in impls}
-    for r in range(repeats):
-        order = impls[r % len(impls):] + impls[:r % len(impls)]
-        for impl in order:
-            best[impl.name] = min(best[impl.name],
-                                  time_epochs(impl, data, batch, epochs, r, clock))
-    return best
+    return best_of(impls, data, batch, repeats, budget_s, clock)
 
 
 def main(argv: list[str] | None = None) -> int:

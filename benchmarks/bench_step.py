@@ -226,7 +226,14 @@ def bench(width: int, batch: int, repeats: int, budget_s: float,
     data = disk_data(STEPS_PER_EPOCH * batch, torch.float32)
     weights = initial_weights(width, torch.float32)
     impls = [cls(weights) for cls in classes or IMPLEMENTATIONS]
-    for impl in impls:  # warm up, and size each measurement to ~budget_s
+    return best_of(impls, data, batch, repeats, budget_s, clock)
+
+
+def best_of(impls: list, data, batch: int, repeats: int, budget_s: float,
+            clock=time.thread_time) -> dict[str, float]:
+    """{impl.name: best seconds/step} over `repeats` rounds, each round in a rotated order so
+    no implementation always runs first; each measurement sized to about `budget_s`."""
+    for impl in impls:  # warm up
         time_epochs(impl, data, batch, 1, 0, clock)
     slowest = max(time_epochs(impl, data, batch, 1, 0, clock) for impl in impls)
     epochs = max(1, round(budget_s / (slowest * STEPS_PER_EPOCH)))

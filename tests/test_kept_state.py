@@ -9,7 +9,7 @@ import csv
 import pytest
 import torch
 
-from minidl_cli import experiment, train
+from minidl_cli import experiment, nn, train
 from minidl_cli.config import load_config
 from minidl_cli.runs import load_checkpoint
 from minidl_cli.train import Diverged, Interrupted
@@ -114,3 +114,32 @@ def test_a_snapshot_stays_as_it_was_while_training_goes_on(tmp_path):
     assert all(torch.equal(s["exp_avg"], m) for s, m in
                zip(snapshot["optimizer"]["state"].values(), moments, strict=True))
     assert not same(snapshot["model"], dict(trainer.model.state_dict()))
+
+
+def test_tensors_made_during_fit_are_updated_in_place_after_it(tmp_path, never_due):
+    """fit runs in torch.inference_mode, whose tensors refuse in-place updates outside it.
+    What outlives fit (the optimizer state made at its first step, Linear's ones, the kept
+    copies) must be plain tensors: an ordinary step after fit updates them in place."""
+    config = {**TINY, "model": [{"type": "linear", "out_features": 8},
+                                {"type": "batch_norm1d"}, "relu",
+                                {"type": "linear", "out_features": 2}, "tanh"],
+              "optimizer": {"type": "adam", "lr": 0.01}}
+    run, trainer = start(tmp_path, config, "train.epochs=2")
+    experiment.train_run(run, trainer, plots=False)
+    made_in_fit = [t for state in trainer.optimizer.state.values() for t in state.values()
+                   if torch.is_tensor(t)] + trainer._copies
+    made_in_fit += [m._ones for m in trainer.model if isinstance(m, nn.Linear)]
+    assert made_in_fit and not any(t.is_inference() for t in made_in_fit)
+
+    model, loss_fn, optimizer = trainer.model, trainer.loss_fn, trainer.optimizer
+    part = trainer.splits["train"]
+    before = live(trainer)
+    with torch.no_grad():  # a user's own step after fit, outside inference mode
+        model.train()
+        optimizer.zero_grad()
+        loss_fn(model(part.x[:50]), part.targets[:50])
+        model.backward(loss_fn.backward())
+        optimizer.step()
+    assert not same(before, live(trainer))
+    trainer.load_state_dict(trainer._kept_state())  # copies into the live tensors
+    assert same(before, live(trainer))

@@ -79,8 +79,10 @@ class Linear(Module):
 
     def _new_ones(self, grad_output: Tensor) -> Tensor:
         """(N,) ones like grad_output's rows, kept for the next steps: trying them costs less
-        than checking N, dtype and device on every call, and addmv_ checks all three."""
-        self._ones = grad_output.new_ones(grad_output.size(0))
+        than checking N, dtype and device on every call, and addmv_ checks all three.
+        A plain tensor even under inference mode (Trainer.fit's), as it outlives it."""
+        with torch.inference_mode(False):
+            self._ones = grad_output.new_ones(grad_output.size(0))
         return self._ones
 
     def extra_repr(self) -> str:

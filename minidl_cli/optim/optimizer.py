@@ -60,9 +60,10 @@ class Optimizer:
     def init_state(self, names: list[str], **scalars: Any) -> None:
         """Zeroed state tensors `names` (plus `scalars`) for every parameter; views of one
         flat buffer per name while the parameters are packed."""
-        self.state = {i: {**scalars, **{n: torch.zeros_like(p.data) for n in names}}
-                      for i, p in enumerate(self.params)}
-        self._pack_state()
+        with torch.inference_mode(False):  # state outlives Trainer.fit's inference mode
+            self.state = {i: {**scalars, **{n: torch.zeros_like(p.data) for n in names}}
+                          for i, p in enumerate(self.params)}
+            self._pack_state()
 
     def ensure_state(self, names: list[str], fill: float = 0.0, **scalars: Any) -> None:
         """Create the state entries that are missing: all of them at the first step, the new
@@ -70,14 +71,15 @@ class Optimizer:
         first = self.state.get(0)
         if first is not None and all(n in first for n in (*names, *scalars)):
             return
-        for i, p in enumerate(self.params):
-            state = self.state.setdefault(i, {})
-            for name, value in scalars.items():
-                state.setdefault(name, value)
-            for name in names:
-                if name not in state:
-                    state[name] = torch.full_like(p.data, fill)
-        self._pack_state()
+        with torch.inference_mode(False):  # state outlives Trainer.fit's inference mode
+            for i, p in enumerate(self.params):
+                state = self.state.setdefault(i, {})
+                for name, value in scalars.items():
+                    state.setdefault(name, value)
+                for name in names:
+                    if name not in state:
+                        state[name] = torch.full_like(p.data, fill)
+            self._pack_state()
 
     def count_step(self) -> int:
         """Add one to every parameter's `step` (kept per parameter, as torch.optim); the new t."""

@@ -471,6 +471,41 @@ def test_pngs_are_written_with_the_fastest_zlib_level(tmp_path):
     assert data[idat:idat + 2] == b"\x78\x01"  # zlib header: FLEVEL 0, the fastest
 
 
+def test_a_saved_picture_has_the_pixels_and_resolution_savefig_writes(tmp_path):
+    import io
+
+    from PIL import Image
+
+    metrics = plots.read_metrics(write_metrics(tmp_path / "run", epochs=5) / "metrics.csv")
+    with canvas.default_style():
+        fig = curves.curve_figure(metrics, "loss", "mse")
+        reference = io.BytesIO()
+        fig.savefig(reference, format="png", dpi=canvas.DPI)
+        path = canvas.save(fig, tmp_path / "l.png")
+    ours, theirs = Image.open(path), Image.open(reference)
+    assert ours.mode == "RGB"  # opaque: no alpha channel
+    assert (np.asarray(ours) == np.asarray(theirs.convert("RGB"))).all()
+    assert ours.info["dpi"] == pytest.approx(theirs.info["dpi"])
+    assert ours.info["Software"] == theirs.info["Software"]
+
+
+def test_png_bytes_keep_translucent_pixels_exactly():
+    import io
+
+    from PIL import Image
+
+    rgba = np.random.default_rng(0).integers(0, 256, (7, 5, 4), dtype=np.uint8)
+    image = Image.open(io.BytesIO(canvas.png_bytes(rgba)))
+    assert image.mode == "RGBA"
+    assert (np.asarray(image) == rgba).all()
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    image = Image.open(io.BytesIO(canvas.png_bytes(opaque)))
+    assert image.mode == "RGB"
+    assert (np.asarray(image) == opaque[..., :3]).all()
+
+
+
 # ---------------------------------------------------------------- overlays of different kinds
 
 

@@ -6,14 +6,16 @@ stop the import), never imports pyplot, and gives each Figure its own FigureCanv
 drawing opens no window, changes nobody's backend, and each figure is freed when dropped.
 The pictures are drawn in matplotlib's default style whatever the caller's rcParams say.
 Figures have fixed margins (no constrained layout, which costs about as much as the drawing)
-and PNGs are written with light zlib compression.
+and PNGs are written by `png_bytes` with light zlib compression.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import struct
 import uuid
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +27,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 100
-# zlib level: the default 6 takes 1.8x as long to encode a picture (33 vs 19 ms) for files
-# ~30% smaller
+# zlib level: the default 6 takes about 3x as long to encode a picture for files ~25% smaller
 PNG_COMPRESS_LEVEL = 1
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ERROR_COLOR = "red"
 # tab10 then tab20's light shades, without the reds: red marks errors
 PALETTE = ["C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9",
@@ -106,13 +108,20 @@ def figure_legend(fig: Figure, handles: Sequence[Any], labels: Sequence[str], nc
 
 
 def save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write `fig` as a PNG at `path` atomically (temporary file, then os.replace); free it."""
+    """Write `fig` as a PNG at `path` atomically (temporary file, then os.replace).
+
+    The pixels are those of `fig.savefig(path, dpi=DPI)` (the figure's own dpi and colours,
+    the whole figure); `png_bytes` encodes them.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        if fig.dpi != DPI:
+            fig.set_dpi(DPI)
+        fig.canvas.draw()
+        data = png_bytes(numpy(fig.canvas.buffer_rgba()), DPI)
         with tmp.open("xb") as f:  # honours the umask, unlike tempfile.mkstemp (0600)
-            fig.savefig(f, format="png", dpi=DPI,
-                        pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+            f.write(data)
         os.replace(tmp, path)
     except OSError as e:  # name the picture, not its hidden temporary file
         tmp.unlink(missing_ok=True)
@@ -120,9 +129,45 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    finally:
-        fig.clear()
     return path
+
+
+def png_bytes(rgba: np.ndarray, dpi: float = DPI) -> bytes:
+    """A PNG file of an 8-bit RGBA image: RGB when every pixel is opaque (a figure on its
+    white background), every row with filter type 2 (Up: each byte minus the byte above it,
+    modulo 256), deflated at zlib level PNG_COMPRESS_LEVEL, with the resolution (pHYs) and
+    the Software text that matplotlib writes.
+
+    Pillow's encoder tries all five filters on every row, which costs 3x as much as this
+    for files of about the same size on these pictures. Format: W3C PNG Specification, 2nd
+    ed. (2003): chunks §5, IHDR §11.2.2, pHYs §11.3.5.3, tEXt §11.3.4.3, filters §9.2.
+    Shape: rgba (height, width, 4) uint8.
+    """
+    import numpy as np
+
+    height, width, _ = rgba.shape
+    opaque = bool((rgba[..., 3] == 255).all())
+    channels = 3 if opaque else 4
+    pixels = np.ascontiguousarray(rgba[..., :channels]).reshape(height, width * channels)
+    rows = np.empty((height, 1 + width * channels), np.uint8)
+    rows[:, 0] = 2  # each row starts with its filter type: Up
+    rows[0, 1:] = pixels[0]  # the row above the first is zeros
+    np.subtract(pixels[1:], pixels[:-1], out=rows[1:, 1:])  # uint8: modulo 256
+    per_metre = round(dpi / 0.0254)
+    software = f"Software\0Matplotlib version{import_matplotlib().__version__}, https://matplotlib.org/"
+    return b"".join([
+        PNG_SIGNATURE,
+        _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2 if opaque else 6, 0, 0, 0)),
+        _chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)),
+        _chunk(b"tEXt", software.encode("latin-1")),
+        _chunk(b"IDAT", zlib.compress(rows, PNG_COMPRESS_LEVEL)),
+        _chunk(b"IEND", b""),
+    ])
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    """length, type, data, CRC-32 of type and data (PNG §5.3)."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def numpy(a: Any) -> np.ndarray:

@@ -505,6 +505,28 @@ def test_png_bytes_keep_translucent_pixels_exactly():
     assert (np.asarray(image) == opaque[..., :3]).all()
 
 
+def test_axes_build_only_the_ticks_they_draw_at_matplotlibs_default_places(tmp_path):
+    """matplotlib's AutoLocator also returns a tick beyond each end of the view, which it
+    builds and labels but never draws; the epoch axis has whole numbers."""
+    from matplotlib.ticker import AutoLocator
+
+    ds = disk(n_train=10, n_test=200, generator=torch.Generator().manual_seed(0))
+    metrics = plots.read_metrics(write_metrics(tmp_path / "run", epochs=500) / "metrics.csv")
+    with canvas.default_style():
+        figures = [points.data_figure(ds.x_test, ds.y_test),
+                   curves.curve_figure(metrics, "loss", "mse")]
+        for fig in figures:
+            fig.canvas.draw()
+            for axis in (fig.axes[0].xaxis, fig.axes[0].yaxis):
+                low, high = sorted(axis.get_view_interval())
+                locs = list(axis.get_majorticklocs())
+                assert len(axis.get_major_ticks()) == len(locs)
+                assert all(low <= loc <= high for loc in locs)
+                default = AutoLocator()
+                default.set_axis(axis)
+                assert locs == [loc for loc in default() if low <= loc <= high]
+    assert list(figures[1].axes[0].xaxis.get_majorticklocs()) == [0, 100, 200, 300, 400, 500]
+
 
 # ---------------------------------------------------------------- overlays of different kinds
 

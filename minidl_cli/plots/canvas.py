@@ -11,6 +11,7 @@ and PNGs are written by `png_bytes` with light zlib compression.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -207,6 +208,35 @@ def subsample(n: int, limit: int = MAX_POINTS) -> np.ndarray:
     if n <= limit:
         return np.arange(n)
     return np.linspace(0, n - 1, limit).round().astype(int)
+
+
+def in_view_locator(integer: bool = False) -> Any:
+    """matplotlib's default major tick locator (AutoLocator: about 9 bins at most, steps of
+    1, 2, 2.5 and 5 times a power of ten), whole numbers only with `integer`, that returns
+    only the ticks inside the view: AutoLocator also returns one beyond each end, for which
+    matplotlib builds a Tick (three lines, two texts) and a label it never draws."""
+    return _in_view_locator_class()(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=integer)
+
+
+def in_view_ticks(ax: Axes, integer_x: bool = False) -> None:
+    """Both axes of `ax` ticked by `in_view_locator` (the same ticks as matplotlib's default)."""
+    ax.xaxis.set_major_locator(in_view_locator(integer_x))
+    ax.yaxis.set_major_locator(in_view_locator())
+
+
+@functools.cache
+def _in_view_locator_class() -> type:
+    import_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
+    class InViewLocator(MaxNLocator):
+        def __call__(self) -> Any:
+            low, high = sorted(self.axis.get_view_interval())
+            locs = self.tick_values(low, high)
+            slack = (high - low) * 1e-10  # the tolerance with which matplotlib draws a tick
+            return locs[(locs >= low - slack) & (locs <= high + slack)]
+
+    return InViewLocator
 
 
 def no_ticks(ax: Axes) -> None:

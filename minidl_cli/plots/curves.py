@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minidl_cli.plots.canvas import default_style, margins, new_figure, save
+from minidl_cli.plots.canvas import default_style, in_view_ticks, margins, new_figure, save
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -97,12 +97,10 @@ def curves_figure(width: float = 7.0, height: float = 4.5, bottom: float = 0.6) 
 
 def frame_curves(ax: Axes, quantity: str, title: str, loss_name: str | None = None,
                  legend: bool = True) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    in_view_ticks(ax, integer_x=True)  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel(axis_label(quantity, loss_name))
-    ax.set_title(title, fontsize="medium")
+    ax.set_title(title, fontsize="medium", y=1.0)
     ax.grid(alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:  # in the corner the curves leave free
         ax.legend(loc="lower right" if quantity in RISING else "upper right", fontsize="small")

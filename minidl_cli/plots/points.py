@@ -19,6 +19,7 @@ from minidl_cli.plots.canvas import (
     count,
     default_style,
     figure_legend,
+    in_view_ticks,
     legend_columns,
     legend_rows,
     margins,
@@ -98,6 +99,7 @@ class Plane:
         return x[:, :2]
 
     def frame(self, ax: Axes, title: str) -> None:
+        in_view_ticks(ax)
         if self.equal_aspect:
             ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel(self.labels[0])

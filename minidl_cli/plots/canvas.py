@@ -117,10 +117,7 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        if fig.dpi != DPI:
-            fig.set_dpi(DPI)
-        fig.canvas.draw()
-        data = png_bytes(numpy(fig.canvas.buffer_rgba()), DPI)
+        data = png_bytes(_pixels(fig), DPI)
         with tmp.open("xb") as f:  # honours the umask, unlike tempfile.mkstemp (0600)
             f.write(data)
         os.replace(tmp, path)
@@ -131,6 +128,20 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _pixels(fig: Figure) -> np.ndarray:
+    """`fig` drawn at DPI on an Agg canvas (its own, or a new one for a Figure made elsewhere).
+
+    Shape: (height, width, 4) uint8 RGBA.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    if fig.dpi != DPI:
+        fig.set_dpi(DPI)
+    canvas.draw()
+    return numpy(canvas.buffer_rgba())
 
 
 def png_bytes(rgba: np.ndarray, dpi: float = DPI) -> bytes:

@@ -6,10 +6,18 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minidl_cli.plots.canvas import default_style, in_view_ticks, margins, new_figure, save
+from minidl_cli.plots.canvas import (
+    default_style,
+    emptied_axes,
+    in_view_ticks,
+    margins,
+    new_figure,
+    save,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -106,10 +114,15 @@ def frame_curves(ax: Axes, quantity: str, title: str, loss_name: str | None = No
         ax.legend(loc="lower right" if quantity in RISING else "upper right", fontsize="small")
 
 
-def curve_figure(metrics: Metrics, quantity: str, loss_name: str | None = None) -> Figure:
-    """Train / test (/ validation) `quantity` per epoch of one run."""
-    fig = curves_figure()
-    ax = fig.add_subplot()
+def curve_figure(metrics: Metrics, quantity: str, loss_name: str | None = None,
+                 reuse: Figure | None = None) -> Figure:
+    """Train / test (/ validation) `quantity` per epoch of one run; drawn on `reuse`, a
+    figure curve_figure made before, instead of a new one (see canvas.emptied_axes)."""
+    if reuse is None:
+        fig = curves_figure()
+        ax = fig.add_subplot()
+    else:
+        fig, ax = reuse, emptied_axes(reuse)
     for split in SPLITS:
         key = f"{split}_{quantity}"
         if has(metrics, key):
@@ -125,6 +138,18 @@ def plot_curves(metrics: Metrics, quantity: str, path: str | os.PathLike,
     """Write one run's `quantity` curves (loss, accuracy, mae, rmse, r2) as a PNG at `path`."""
     with default_style():
         return save(curve_figure(metrics, quantity, loss_name), path)
+
+
+def plot_run_curves(metrics: Metrics, pictures: Sequence[tuple[str, str | os.PathLike]],
+                    loss_name: str | None = None) -> list[Path]:
+    """Write one run's curves of each (quantity, path) in `pictures` (as plot_curves does),
+    one after the other on one figure: cheaper than a figure each."""
+    written, fig = [], None
+    with default_style():
+        for quantity, path in pictures:
+            fig = curve_figure(metrics, quantity, loss_name, reuse=fig)
+            written.append(save(fig, path))
+    return written
 
 
 def plot_loss(metrics: Metrics, path: str | os.PathLike, loss_name: str | None = None) -> Path:

@@ -18,6 +18,7 @@ from minidl_cli.plots.canvas import (
     color,
     count,
     default_style,
+    emptied_axes,
     figure_legend,
     in_view_ticks,
     legend_columns,
@@ -102,6 +103,8 @@ class Plane:
         in_view_ticks(ax)
         if self.equal_aspect:
             ax.set_aspect("equal", adjustable="datalim")
+        else:  # an axes drawn on before (emptied_axes) may have had equal scales
+            ax.set_aspect("auto")
         ax.set_xlabel(self.labels[0])
         ax.set_ylabel(self.labels[1])
         if self.pca is not None:
@@ -117,14 +120,21 @@ def _similar_ranges(x: np.ndarray) -> bool:
     return bool(spans.min() > 0 and spans.max() / spans.min() < 3)
 
 
-def _legend_figure(labels: Sequence[str], plane: Plane) -> tuple[Figure, Axes, int]:
-    """A square-ish scatter figure with a band under the axes for a legend of `labels`."""
+def _legend_figure(labels: Sequence[str], plane: Plane,
+                   reuse: Figure | None = None) -> tuple[Figure, Axes, int]:
+    """A square-ish scatter figure with a band under the axes for a legend of `labels`:
+    `reuse` emptied (canvas.emptied_axes) if it has that size, else a new one."""
     ncol = legend_columns(labels, 5.3)
     band = legend_rows(len(labels), ncol) * LEGEND_ROW_IN + 0.15
     top = 0.75 if plane.pca is not None else 0.5  # room for a one- or two-line title
-    fig = new_figure(5.5, top + 4.4 + 0.6 + band)
+    size = (5.5, top + 4.4 + 0.6 + band)
+    if reuse is not None and tuple(reuse.get_size_inches()) == size:
+        fig, ax = reuse, emptied_axes(reuse)
+    else:
+        fig = new_figure(*size)
+        ax = fig.add_subplot()
     margins(fig, bottom=0.6 + band, top=top)
-    return fig, fig.add_subplot(), ncol
+    return fig, ax, ncol
 
 
 def _size(n: int) -> float:
@@ -150,8 +160,9 @@ def data_figure(x: Any, y: Any, title: str = "Data", class_names: Sequence[str] 
 
 def predictions_figure(x: Any, y_true: Any, y_pred: Any,
                        class_names: Sequence[str] | None = None,
-                       plane: Plane | None = None) -> Figure:
-    """Points coloured by predicted class, misclassified ones marked with a red x.
+                       plane: Plane | None = None, reuse: Figure | None = None) -> Figure:
+    """Points coloured by predicted class, misclassified ones marked with a red x; drawn on
+    `reuse` (a figure data_figure or predictions_figure made) when it has the right size.
 
     Shape: x (n, d), y_true (n,), y_pred (n,) integer labels.
     """
@@ -163,7 +174,7 @@ def predictions_figure(x: Any, y_true: Any, y_pred: Any,
     wrong = y_true != y_pred
     labels = sorted(set(y_pred.tolist()))
     names = [f"predicted {shorten(class_name(label, class_names), 28)}" for label in labels]
-    fig, ax, ncol = _legend_figure([*names, "error"], plane)
+    fig, ax, ncol = _legend_figure([*names, "error"], plane, reuse)
     for label, name in zip(labels, names, strict=True):
         mask = y_pred == label
         ax.scatter(xy[mask, 0], xy[mask, 1], s=_size(len(xy)), color=color(label), label=name)
@@ -217,6 +228,20 @@ def plot_predictions(x: Any, y_true: Any, y_pred: Any, path: str | os.PathLike,
     """Write the predictions with errors marked (`predictions_figure`) as a PNG at `path`."""
     with default_style():
         return save(predictions_figure(x, y_true, y_pred, class_names, plane), path)
+
+
+def plot_data_and_predictions(x: Any, y_true: Any, y_pred: Any, data_path: str | os.PathLike,
+                              predictions_path: str | os.PathLike, title: str = "Data",
+                              class_names: Sequence[str] | None = None,
+                              plane: Plane | None = None) -> list[Path]:
+    """plot_data then plot_predictions of the same points, the second drawn on the first's
+    figure when the legends take as many rows (cheaper than a new figure)."""
+    plane = plane or Plane(x)
+    with default_style():
+        fig = data_figure(x, y_true, title, class_names, plane)
+        written = [save(fig, data_path)]
+        fig = predictions_figure(x, y_true, y_pred, class_names, plane, reuse=fig)
+        return [*written, save(fig, predictions_path)]
 
 
 def plot_targets(x: Any, y: Any, path: str | os.PathLike, target_name: str = "target",

@@ -70,8 +70,9 @@ def predicted_classes(outputs: Any) -> Any:
 def _curves(plots_dir: Path, metrics: curves.Metrics, default_metric: str,
             loss_name: str | None) -> list[Path]:
     metric = curves.metric_of(metrics) or default_metric
-    return [curves.plot_loss(metrics, plots_dir / "loss.png", loss_name),
-            curves.plot_curves(metrics, metric, plots_dir / f"{metric}.png")]
+    return curves.plot_run_curves(
+        metrics, [("loss", plots_dir / "loss.png"), (metric, plots_dir / f"{metric}.png")],
+        loss_name)
 
 
 def _classification(plots_dir: Path, dataset: Dataset, outputs: Any, metrics: curves.Metrics,
@@ -86,9 +87,9 @@ def _classification(plots_dir: Path, dataset: Dataset, outputs: Any, metrics: cu
                                              names)
     else:
         plane = points.Plane(dataset.x_train, getattr(dataset, "feature_names", None))
-        first = points.plot_data(x, y, plots_dir / "data.png", "Test data", names, plane)
-        last = points.plot_predictions(x, y, predicted, plots_dir / "predictions.png", names,
-                                       plane)
+        first, last = points.plot_data_and_predictions(
+            x, y, predicted, plots_dir / "data.png", plots_dir / "predictions.png", "Test data",
+            names, plane)
     written = [first, *_curves(plots_dir, metrics, "accuracy", loss_name), last]
     num_classes = max(getattr(dataset, "num_classes", 0), int(numpy(y).max(initial=0)) + 1,
                       outputs.shape[-1] if outputs.ndim == 2 else 0)

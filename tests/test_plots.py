@@ -530,6 +530,19 @@ def test_a_picture_drawn_on_an_earlier_figure_looks_as_on_a_new_one(tmp_path):
         assert_png(path)
 
 
+@pytest.mark.parametrize("n", [300, 3000])  # the marker size changes above 2000 points
+def test_class_dots_have_the_pixels_of_a_scatter(n):
+    xy = np.random.default_rng(0).random((n, 2))
+    with canvas.default_style():
+        figures = [canvas.new_figure(3, 3) for _ in range(2)]
+        for fig in figures:
+            fig.add_subplot().set_xlim(-0.1, 1.1)
+        figures[0].axes[0].scatter(xy[:, 0], xy[:, 1], s=8.0 if n <= 2000 else 3.0,
+                                   color=canvas.color(1))
+        points._dots(figures[1].axes[0], xy, n, 1, "class 1")
+        assert (pixels(figures[0]) == pixels(figures[1])).all()
+
+
 def test_axes_build_only_the_ticks_they_draw_at_matplotlibs_default_places(tmp_path):
     """matplotlib's AutoLocator also returns a tick beyond each end of the view, which it
     builds and labels but never draws; the epoch axis has whole numbers."""

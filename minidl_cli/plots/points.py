@@ -141,6 +141,15 @@ def _size(n: int) -> float:
     return 8.0 if n <= 2000 else 3.0
 
 
+def _dots(ax: Axes, xy: np.ndarray, n: int, label: int, name: str) -> None:
+    """The points `xy` of one class, the markers ax.scatter(s=_size(n)) draws (the same
+    pixels; the legend's dot differs in its antialiasing only) as one Line2D, which costs a
+    fraction of a PathCollection to build and draw."""
+    ax.plot(xy[:, 0], xy[:, 1], linestyle="none", marker="o", markersize=_size(n) ** 0.5,
+            markeredgewidth=1.0, color=color(label), label=name,  # scatter's edge width
+            zorder=1)  # a collection's: drawn in order with the error marks
+
+
 def data_figure(x: Any, y: Any, title: str = "Data", class_names: Sequence[str] | None = None,
                 plane: Plane | None = None) -> Figure:
     """Points coloured by class. Shape: x (n, d), y (n,) integer labels."""
@@ -151,8 +160,7 @@ def data_figure(x: Any, y: Any, title: str = "Data", class_names: Sequence[str] 
     names = [shorten(class_name(label, class_names), 28) for label in labels]
     fig, ax, ncol = _legend_figure(names, plane)
     for label, name in zip(labels, names, strict=True):
-        mask = y == label
-        ax.scatter(xy[mask, 0], xy[mask, 1], s=_size(len(xy)), color=color(label), label=name)
+        _dots(ax, xy[y == label], len(xy), label, name)
     plane.frame(ax, title + (f" ({len(shown)} of {len(x)} drawn)" if len(shown) < len(x) else ""))
     figure_legend(fig, *ax.get_legend_handles_labels(), ncol)
     return fig
@@ -176,8 +184,7 @@ def predictions_figure(x: Any, y_true: Any, y_pred: Any,
     names = [f"predicted {shorten(class_name(label, class_names), 28)}" for label in labels]
     fig, ax, ncol = _legend_figure([*names, "error"], plane, reuse)
     for label, name in zip(labels, names, strict=True):
-        mask = y_pred == label
-        ax.scatter(xy[mask, 0], xy[mask, 1], s=_size(len(xy)), color=color(label), label=name)
+        _dots(ax, xy[y_pred == label], len(xy), label, name)
     ax.scatter(xy[wrong, 0], xy[wrong, 1], s=40, marker="x", color=ERROR_COLOR,
                linewidths=1.5, label="error")
     drawn = f" ({len(shown)} drawn)" if len(shown) < len(x) else ""

@@ -543,6 +543,27 @@ def test_class_dots_have_the_pixels_of_a_scatter(n):
         assert (pixels(figures[0]) == pixels(figures[1])).all()
 
 
+def test_x_labels_sit_where_matplotlib_would_put_them(tmp_path):
+    """set_xlabel places the label without measuring the tick labels: at the same place."""
+    ds = disk(n_train=10, n_test=200, generator=torch.Generator().manual_seed(0))
+    metrics = plots.read_metrics(write_metrics(tmp_path / "run", epochs=500) / "metrics.csv")
+    with canvas.default_style():
+        figures = [points.data_figure(ds.x_test, ds.y_test),
+                   curves.curve_figure(metrics, "accuracy"),
+                   overlays.loss_overlay_figure([metrics] * 2, ["a", "b"], ["mse", "huber"])]
+        for fig in figures:
+            fig.canvas.draw()
+            for ax in fig.axes:
+                reference = canvas.new_figure(*fig.get_size_inches())
+                auto = reference.add_axes(ax.get_position())
+                auto.set_xlim(ax.get_xlim())
+                auto.set_xticks(ax.get_xticks())
+                auto.set_xlabel(ax.get_xlabel())
+                reference.canvas.draw()
+                ours, theirs = (a.xaxis.label.get_window_extent() for a in (ax, auto))
+                assert ours.bounds == pytest.approx(theirs.bounds, abs=1e-6)
+
+
 def test_axes_build_only_the_ticks_they_draw_at_matplotlibs_default_places(tmp_path):
     """matplotlib's AutoLocator also returns a tick beyond each end of the view, which it
     builds and labels but never draws; the epoch axis has whole numbers."""

@@ -263,6 +263,27 @@ def _in_view_locator_class() -> type:
     return InViewLocator
 
 
+# The height of a line of tick labels, in ems: matplotlib sets a line of text as high as
+# the font's ascender plus descender, which in DejaVu Sans (the default font) make one em.
+TICK_LABEL_LINE_EM = 1.0
+
+
+def set_xlabel(ax: Axes, text: str) -> None:
+    """ax.set_xlabel(text), the label placed now where matplotlib would put it under the
+    tick labels (labelpad under one line of them), instead of measuring every tick label
+    again at each draw to find that place."""
+    mpl = import_matplotlib()
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.transforms import offset_copy
+
+    rc = mpl.rcParams
+    line = FontProperties(size=rc["xtick.labelsize"]).get_size_in_points() * TICK_LABEL_LINE_EM
+    down = rc["xtick.major.size"] + rc["xtick.major.pad"] + line + rc["axes.labelpad"]
+    ax.set_xlabel(text)
+    ax.xaxis.set_label_coords(0.5, 0.0, transform=offset_copy(
+        ax.transAxes, fig=ax.get_figure(root=True), y=-down, units="points"))
+
+
 def no_ticks(ax: Axes) -> None:
     ax.set_xticks([])
     ax.set_yticks([])

@@ -17,6 +17,7 @@ from minidl_cli.plots.canvas import (
     margins,
     new_figure,
     save,
+    set_xlabel,
 )
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ def curves_figure(width: float = 7.0, height: float = 4.5, bottom: float = 0.6) 
 def frame_curves(ax: Axes, quantity: str, title: str, loss_name: str | None = None,
                  legend: bool = True) -> None:
     in_view_ticks(ax, integer_x=True)  # epochs are whole numbers
-    ax.set_xlabel("epoch")
+    set_xlabel(ax, "epoch")
     ax.set_ylabel(axis_label(quantity, loss_name))
     ax.set_title(title, fontsize="medium", y=1.0)
     ax.grid(alpha=0.3)

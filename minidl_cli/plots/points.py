@@ -27,6 +27,7 @@ from minidl_cli.plots.canvas import (
     new_figure,
     numpy,
     save,
+    set_xlabel,
     shorten,
     subsample,
 )
@@ -105,7 +106,7 @@ class Plane:
             ax.set_aspect("equal", adjustable="datalim")
         else:  # an axes drawn on before (emptied_axes) may have had equal scales
             ax.set_aspect("auto")
-        ax.set_xlabel(self.labels[0])
+        set_xlabel(ax, self.labels[0])
         ax.set_ylabel(self.labels[1])
         if self.pca is not None:
             title += "\n(first two principal components of the standardised features)"

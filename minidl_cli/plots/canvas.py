@@ -89,15 +89,22 @@ def margins(fig: Figure, left: float = 0.8, right: float = 0.25, bottom: float =
 
 def emptied_axes(fig: Figure) -> Axes:
     """The one axes of `fig`, without its lines, collections and legends (the figure's too),
-    its data limits and colour cycle reset: a picture drawn on it afterwards looks as it
-    would on a new figure of the same size and margins, and costs less (the axes, their
-    ticks and the canvas are the dearest part of a picture to build)."""
+    its data limits, colour cycle, aspect and grid reset: a picture drawn on it afterwards
+    looks as it would on a new figure of the same size and margins, and costs less (the
+    axes, their ticks and the canvas are the dearest part of a picture to build).
+
+    A title given a fixed height (set_title(y=...)) keeps it, as matplotlib has no public
+    way back to placing it itself: reuse a figure for a picture that lets matplotlib place
+    its title (points) only before one that fixes it (curves).
+    """
     ax = fig.axes[0]
     legend = ax.get_legend()
     for artist in [*ax.lines, *ax.collections, *fig.legends, *([legend] if legend else [])]:
         artist.remove()
     ax.relim()
     ax.set_prop_cycle(None)
+    ax.set_aspect("auto")
+    ax.grid(False)
     return ax
 
 

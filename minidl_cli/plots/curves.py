@@ -98,8 +98,14 @@ def axis_label(quantity: str, loss_name: str | None = None) -> str:
     return QUANTITIES.get(quantity, quantity)
 
 
-def curves_figure(width: float = 7.0, height: float = 4.5, bottom: float = 0.6) -> Figure:
-    fig = new_figure(width, height)
+def curves_figure(width: float = 7.0, height: float = 4.5, bottom: float = 0.6,
+                  reuse: Figure | None = None) -> Figure:
+    """A figure for curves: a new one, or `reuse` resized."""
+    if reuse is None:
+        fig = new_figure(width, height)
+    else:
+        fig = reuse
+        fig.set_size_inches(width, height)
     margins(fig, left=0.85, bottom=bottom)
     return fig
 
@@ -118,12 +124,14 @@ def frame_curves(ax: Axes, quantity: str, title: str, loss_name: str | None = No
 def curve_figure(metrics: Metrics, quantity: str, loss_name: str | None = None,
                  reuse: Figure | None = None) -> Figure:
     """Train / test (/ validation) `quantity` per epoch of one run; drawn on `reuse`, a
-    figure curve_figure made before, instead of a new one (see canvas.emptied_axes)."""
+    figure of one axes made before (by curve_figure, or points' data_figure and
+    predictions_figure), instead of a new one (see canvas.emptied_axes)."""
     if reuse is None:
         fig = curves_figure()
         ax = fig.add_subplot()
     else:
-        fig, ax = reuse, emptied_axes(reuse)
+        ax = emptied_axes(reuse)
+        fig = curves_figure(reuse=reuse)
     for split in SPLITS:
         key = f"{split}_{quantity}"
         if has(metrics, key):
@@ -142,10 +150,11 @@ def plot_curves(metrics: Metrics, quantity: str, path: str | os.PathLike,
 
 
 def plot_run_curves(metrics: Metrics, pictures: Sequence[tuple[str, str | os.PathLike]],
-                    loss_name: str | None = None) -> list[Path]:
+                    loss_name: str | None = None, reuse: Figure | None = None) -> list[Path]:
     """Write one run's curves of each (quantity, path) in `pictures` (as plot_curves does),
-    one after the other on one figure: cheaper than a figure each."""
-    written, fig = [], None
+    one after the other on one figure (`reuse`, if given; see curve_figure): cheaper than a
+    figure each."""
+    written, fig = [], reuse
     with default_style():
         for quantity, path in pictures:
             fig = curve_figure(metrics, quantity, loss_name, reuse=fig)

@@ -104,8 +104,6 @@ class Plane:
         in_view_ticks(ax)
         if self.equal_aspect:
             ax.set_aspect("equal", adjustable="datalim")
-        else:  # an axes drawn on before (emptied_axes) may have had equal scales
-            ax.set_aspect("auto")
         set_xlabel(ax, self.labels[0])
         ax.set_ylabel(self.labels[1])
         if self.pca is not None:
@@ -236,20 +234,6 @@ def plot_predictions(x: Any, y_true: Any, y_pred: Any, path: str | os.PathLike,
     """Write the predictions with errors marked (`predictions_figure`) as a PNG at `path`."""
     with default_style():
         return save(predictions_figure(x, y_true, y_pred, class_names, plane), path)
-
-
-def plot_data_and_predictions(x: Any, y_true: Any, y_pred: Any, data_path: str | os.PathLike,
-                              predictions_path: str | os.PathLike, title: str = "Data",
-                              class_names: Sequence[str] | None = None,
-                              plane: Plane | None = None) -> list[Path]:
-    """plot_data then plot_predictions of the same points, the second drawn on the first's
-    figure when the legends take as many rows (cheaper than a new figure)."""
-    plane = plane or Plane(x)
-    with default_style():
-        fig = data_figure(x, y_true, title, class_names, plane)
-        written = [save(fig, data_path)]
-        fig = predictions_figure(x, y_true, y_pred, class_names, plane, reuse=fig)
-        return [*written, save(fig, predictions_path)]
 
 
 def plot_targets(x: Any, y: Any, path: str | os.PathLike, target_name: str = "target",

@@ -489,17 +489,6 @@ def test_a_saved_picture_has_the_pixels_and_resolution_savefig_writes(tmp_path):
     assert ours.info["Software"] == theirs.info["Software"]
 
 
-def test_png_bytes_keep_every_pixel_exactly():
-    import io
-
-    from PIL import Image
-
-    rgba = np.random.default_rng(0).integers(0, 256, (7, 5, 4), dtype=np.uint8)
-    image = Image.open(io.BytesIO(canvas.png_bytes(rgba)))
-    assert image.mode == "RGBA"
-    assert (np.asarray(image) == rgba).all()
-
-
 def pixels(fig) -> np.ndarray:
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba()).copy()

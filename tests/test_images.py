@@ -42,7 +42,29 @@ def test_digits_is_the_shipped_file_split_by_the_seed():
     assert ds.input_shape == (1, 8, 8) and ds.num_classes == 10 and ds.feature_names == []
     assert ds.class_names == [str(d) for d in range(10)]
     assert 0 == ds.x_train.min() and ds.x_train.max() == 16  # raw values, not rescaled
-    assert ds.data_files == {str(DIGITS_FILE.absolute()): sha256(DIGITS_FILE)}
+    assert ds.data_files == {}  # shipped with minidl: not the install's absolute path
+
+
+def test_a_digits_run_evaluates_from_another_install(tmp_path, monkeypatch):
+    """A digits run refers to no file of the install it was trained with: moved to another
+    checkout (another DIGITS_FILE path), it still evaluates."""
+    from minidl_cli import experiment
+    from minidl_cli.config import load_config
+    from minidl_cli.data import images
+    from tests.helpers import write_config
+
+    config = {"name": "d", "seed": 0, "data": {"type": "digits"},
+              "model": ["flatten", {"type": "linear", "out_features": 10}],
+              "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.01},
+              "train": {"epochs": 1, "batch_size": 256}}
+    run, trainer = experiment.start_run(load_config(write_config(tmp_path, config)))
+    experiment.train_run(run, trainer, plots=False)
+    elsewhere = tmp_path / "other-install" / "digits.csv.gz"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(DIGITS_FILE.read_bytes())
+    monkeypatch.setattr(images, "DIGITS_FILE", elsewhere)
+    assert run.read_meta()["data_files"] == {}
+    assert 0 <= experiment.evaluate_run(run.path)["test"]["accuracy"] <= 1
 
 
 def test_digits_test_fraction_and_seeds():

@@ -40,6 +40,8 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 def digits(test_fraction: Fraction = 0.25, *, generator: torch.Generator) -> Dataset:
     """The UCI 8×8 handwritten digits (Alpaydin & Kaynak, 1998; 1797 images, values 0..16,
     classes 0..9), shipped with minidl; a seeded random `test_fraction` of them is the test set.
+    Like the synthetic sets, it records no data_files: the file is part of minidl, wherever
+    it is installed, so a run moved to another install still evaluates and resumes.
 
     Shape: x (n, 1, 8, 8) float64, y (n,) int64.
     """
@@ -49,7 +51,7 @@ def digits(test_fraction: Fraction = 0.25, *, generator: torch.Generator) -> Dat
     x, labels = table[:, :64].reshape(-1, 1, 8, 8), table[:, 64]
     train, test = _split(len(x), test_fraction, generator, "digits dataset")
     where = f"digits dataset: {DIGITS_FILE}"
-    return _images(x[train], labels[train], x[test], labels[test], where, where, [DIGITS_FILE])
+    return _images(x[train], labels[train], x[test], labels[test], where, where, files=[])
 
 
 @register("dataset", "idx")

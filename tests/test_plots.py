@@ -632,3 +632,42 @@ def test_a_three_class_run_draws_and_redraws_its_confusion_matrix(tmp_path):
     assert {Path(line).name for line in result.stdout.split()} == names
     for name in names:
         assert_png(run / "plots" / name)
+
+
+@pytest.mark.parametrize("draw", ["curve", "overlay", "group"])
+def test_a_one_epoch_curve_is_visible(tmp_path, monkeypatch, draw):
+    """One point makes no line: a 1-epoch run's curves are drawn as dots, which show where
+    the point is (not only in the legend)."""
+    from minidl_cli.plots import curves, overlays
+
+    drawn = []
+
+    def keep(module):
+        real = module.save
+
+        def save(fig, path):
+            drawn.append(fig)
+            return real(fig, path)
+
+        monkeypatch.setattr(module, "save", save)
+
+    keep(curves)
+    keep(overlays)
+    run = write_metrics(tmp_path / "a", epochs=1)
+    if draw == "curve":
+        plots.plot_loss(plots.read_metrics(run / "metrics.csv"), tmp_path / "l.png")
+    elif draw == "overlay":
+        plots.overlay_runs([run], tmp_path / "o")
+    else:
+        plots.plot_group([run, write_metrics(tmp_path / "b", epochs=1)], tmp_path / "g")
+    fig = drawn[0]
+    ax = fig.axes[0]
+    line = ax.lines[0]
+    rgba = pixels(fig)
+    x, y = ax.transData.transform((line.get_xdata()[0], line.get_ydata()[0]))
+    row, col = round(rgba.shape[0] - y), round(x)
+    around = rgba[row - 3:row + 4, col - 3:col + 4, :3].astype(int)
+    from matplotlib.colors import to_rgb
+
+    colour = np.array(to_rgb(line.get_color())) * 255
+    assert (np.abs(around - colour).sum(-1) < 60).sum() >= 9, "no dot where the point is"

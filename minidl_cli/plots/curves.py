@@ -8,7 +8,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from minidl_cli.plots.canvas import (
     default_style,
@@ -121,6 +121,11 @@ def frame_curves(ax: Axes, quantity: str, title: str, loss_name: str | None = No
         ax.legend(loc="lower right" if quantity in RISING else "upper right", fontsize="small")
 
 
+def single_point_marker(xs: Sequence[Any]) -> dict[str, Any]:
+    """ax.plot options that make a curve of one point visible (a line needs two): a dot."""
+    return {"marker": "o", "markersize": 4} if len(xs) == 1 else {}
+
+
 def curve_figure(metrics: Metrics, quantity: str, loss_name: str | None = None,
                  reuse: Figure | None = None) -> Figure:
     """Train / test (/ validation) `quantity` per epoch of one run; drawn on `reuse`, a
@@ -135,7 +140,8 @@ def curve_figure(metrics: Metrics, quantity: str, loss_name: str | None = None,
     for split in SPLITS:
         key = f"{split}_{quantity}"
         if has(metrics, key):
-            ax.plot(epochs(metrics, key), metrics[key], label=split_name(split))
+            xs = epochs(metrics, key)
+            ax.plot(xs, metrics[key], label=split_name(split), **single_point_marker(xs))
     name = QUANTITIES.get(quantity, quantity)
     what = f"{loss_name} loss" if quantity == "loss" and loss_name else name
     frame_curves(ax, quantity, f"Training and testing {what}", loss_name)

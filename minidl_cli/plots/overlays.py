@@ -32,6 +32,7 @@ from minidl_cli.plots.curves import (
     has,
     metric_of,
     read_metrics,
+    single_point_marker,
     split_name,
 )
 
@@ -164,8 +165,9 @@ def _draw_run(ax: Axes, metrics: Metrics, quantity: str, label: str, index: int)
     for split in SPLITS:
         key = f"{split}_{quantity}"
         if has(metrics, key):
-            ax.plot(epochs(metrics, key), metrics[key], STYLES[split], color=color(index),
-                    label=f"{label} ({split_name(split).lower()})")
+            xs = epochs(metrics, key)
+            ax.plot(xs, metrics[key], STYLES[split], color=color(index),
+                    label=f"{label} ({split_name(split).lower()})", **single_point_marker(xs))
 
 
 def plot_group(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:
@@ -198,7 +200,8 @@ def plot_group(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
                     curves = np.array([_at_epochs(m, key, common) for m in runs])
                     mean = curves.mean(0)
                     std = curves.std(0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
-                    ax.plot(common, mean, color=color(i), label=f"{split_name(split)} (mean)")
+                    ax.plot(common, mean, color=color(i), label=f"{split_name(split)} (mean)",
+                            **single_point_marker(common))
                     ax.fill_between(common, mean - std, mean + std, color=color(i), alpha=0.25,
                                     linewidth=0, label=f"{split_name(split)} ±1 std")
             name = axis_label(quantity, loss_name)

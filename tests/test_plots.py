@@ -128,6 +128,20 @@ def test_plot_predictions_marks_errors(tmp_path):
     assert_png(plots.plot_predictions(ds.x_test, ds.y_test, y_pred, tmp_path / "p.png"))
 
 
+@pytest.mark.parametrize("errors", [0, 5])
+def test_the_predictions_legend_lists_errors_only_when_there_are_some(errors):
+    from minidl_cli.plots import points
+
+    ds = disk(n_train=10, n_test=100, generator=torch.Generator().manual_seed(0))
+    y_pred = ds.y_test.clone()
+    y_pred[:errors] = 1 - y_pred[:errors]
+    with canvas.default_style():
+        fig = points.predictions_figure(ds.x_test, ds.y_test, y_pred)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert ("error" in labels) == (errors > 0)
+    assert labels[:2] == ["predicted class 0", "predicted class 1"]
+
+
 def test_draw_run_plots_writes_the_four_pictures_atomically(tmp_path):
     ds = disk(n_train=50, n_test=200, generator=torch.Generator().manual_seed(0))
     run = write_metrics(tmp_path / "run", epochs=10)

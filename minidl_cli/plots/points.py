@@ -181,11 +181,13 @@ def predictions_figure(x: Any, y_true: Any, y_pred: Any,
     wrong = y_true != y_pred
     labels = sorted(set(y_pred.tolist()))
     names = [f"predicted {shorten(class_name(label, class_names), 28)}" for label in labels]
-    fig, ax, ncol = _legend_figure([*names, "error"], plane, reuse)
+    marked = ["error"] if wrong.any() else []  # no legend entry for marks not drawn
+    fig, ax, ncol = _legend_figure([*names, *marked], plane, reuse)
     for label, name in zip(labels, names, strict=True):
         _dots(ax, xy[y_pred == label], len(xy), label, name)
-    ax.scatter(xy[wrong, 0], xy[wrong, 1], s=40, marker="x", color=ERROR_COLOR,
-               linewidths=1.5, label="error")
+    if marked:
+        ax.scatter(xy[wrong, 0], xy[wrong, 1], s=40, marker="x", color=ERROR_COLOR,
+                   linewidths=1.5, label="error")
     drawn = f" ({len(shown)} drawn)" if len(shown) < len(x) else ""
     plane.frame(ax, f"Predictions: {count(errors, 'error')} of {len(x)} points{drawn}")
     figure_legend(fig, *ax.get_legend_handles_labels(), ncol)

@@ -7,7 +7,7 @@ same order, into the same packed buffers, with no Module, Sequential, Loss or Op
 call in between. So
 
     minidl / inlined   is the cost of the Python structure (calls, attribute lookups),
-    inlined / raw      is the cost of minidl's choice of ops against the issue's raw loop.
+    inlined / raw      is the cost of minidl's choice of ops against the raw loop.
 
 It keeps the inlined loop honest the same way bench_step.py does: all three must agree to
 1e-10 after 30 float64 steps before anything is timed. When minidl's ops change, change

@@ -1,6 +1,6 @@
 """Run directories: creation, meta.json, metrics.csv and checkpoints, all written atomically.
 
-Layout (SPEC §5): config.yaml, meta.json, metrics.csv, checkpoints/last.pt,
+Layout: config.yaml, meta.json, metrics.csv, checkpoints/last.pt,
 checkpoints/epoch_NNNN.pt, checkpoints/best.pt, plots/*.png, eval.json.
 Every file is written to a temporary sibling, flushed, fsynced and renamed over the
 target, so a `kill -9` at any moment leaves either the old or the new version. During
@@ -26,7 +26,7 @@ from minidl_cli import __version__
 CHECKPOINT_FORMAT = "minidl-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_KEYS = ("epoch", "model", "optimizer", "rng", "history")  # what resuming needs
-# classification's header (SPEC §5); each task names its own (tasks.Task.columns)
+# classification's header; each task names its own (tasks.Task.columns)
 METRICS_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                    "lr", "elapsed_s"]
 VAL_COLUMNS = ["val_loss", "val_accuracy"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import yaml
@@ -39,3 +41,19 @@ def train_tiny(tmp_path: Path, *overrides: str, config: dict | None = None) -> P
     result = invoke("train", write_config(tmp_path, config), "--quiet", *overrides)
     assert result.exit_code == 0, result.output
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def run_of(result: Result) -> Path:
+    """The run directory a successful `minidl train` printed as its last stdout line."""
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def meta(run: Path) -> dict:
+    return json.loads((run / "meta.json").read_text())
+
+
+def metrics(run: Path) -> list[dict[str, str]]:
+    """metrics.csv's rows, as strings by column name."""
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))

@@ -1,5 +1,5 @@
 """Bad input of every kind: exit code 2, a message naming the key path or file and the fix,
-no traceback, and nothing written (SPEC §3-§5, issue 4)."""
+no traceback, and nothing written."""
 
 from __future__ import annotations
 

@@ -1,9 +1,12 @@
 """Checkpoints are plain data read with weights_only=True, written atomically; run directories
-are created atomically and never reused (SPEC §5, issue 4)."""
+are created atomically and never reused."""
 
 from __future__ import annotations
 
 import builtins
+import csv
+import errno
+import json
 import os
 import pickle
 import shutil
@@ -18,7 +21,7 @@ import torch
 
 from minidl_cli import runs
 from minidl_cli.runs import Run, RunError, atomic_write, create_run_dir, load_checkpoint
-from tests.helpers import invoke, train_tiny, write_config
+from tests.helpers import invoke, meta, metrics, run_of, train_tiny, write_config
 
 
 @pytest.fixture(scope="module")
@@ -249,3 +252,136 @@ def test_two_cli_runs_in_the_same_second_get_their_own_directories(tmp_path, mon
     for path in paths:
         assert load_checkpoint(path / "checkpoints" / "last.pt")["epoch"] == 1
         assert len((path / "metrics.csv").read_text().splitlines()) == 2
+
+
+# --- files follow the umask, as open() would make them --------------------------------------
+
+
+@pytest.fixture
+def umask():
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask", [0o002, 0o022, 0o077])
+def test_atomic_writes_get_the_permissions_open_gives(tmp_path, umask, mask):
+    umask(mask)
+    atomic_write(tmp_path / "atomic.json", b"{}")
+    with open(tmp_path / "plain.json", "wb") as f:
+        f.write(b"{}")
+    mode = (tmp_path / "atomic.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    (tmp_path / "atomic.json").chmod(0o640)  # an existing file keeps its mode, as with open()
+    atomic_write(tmp_path / "atomic.json", b"[]")
+    assert (tmp_path / "atomic.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_every_file_of_a_run_follows_the_umask(tmp_path, umask):
+    umask(0o002)
+    run = train_tiny(tmp_path, "train.epochs=1")
+    assert invoke("evaluate", run).exit_code == 0
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert {"config.yaml", "meta.json", "metrics.csv", "eval.json", "last.pt"} <= {
+        p.name for p in files}
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {
+        p.name: oct(0o664) for p in files}
+
+
+# --- a full disk: the file, the run and how to resume; no half-made run --------------------
+
+
+def full_disk_after(monkeypatch, writes: int, code: int = errno.ENOSPC) -> None:
+    """atomic_write fails with `code` from its (writes + 1)-th call on."""
+    real, calls = runs.atomic_write, []
+
+    def atomic_write(path, data):
+        calls.append(path)
+        if len(calls) > writes:
+            raise OSError(code, os.strerror(code), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write", atomic_write)
+
+
+def test_a_full_disk_while_training_names_the_file_and_how_to_resume(tmp_path, monkeypatch):
+    full_disk_after(monkeypatch, 4)  # config, meta, metrics, epoch-0 last.pt; then full
+    result = invoke("train", write_config(tmp_path), "-q")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    run = Path(result.stdout.strip().splitlines()[-1])
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: cannot write {run / 'checkpoints' / 'last.pt'} "
+                           "(No space left on device)")
+    assert line.endswith(f"resume with: minidl train --resume {run}")
+    assert meta(run)["status"] == "running"  # meta.json could not be written either
+    monkeypatch.undo()  # space freed
+    assert run_of(invoke("train", "--resume", run, "-q")) == run
+    assert meta(run)["status"] == "completed" and len(metrics(run)) == 3
+
+
+@pytest.mark.parametrize("writes", [0, 2, 3])  # config.yaml, metrics.csv, last.pt
+def test_a_full_disk_while_creating_the_run_leaves_nothing(tmp_path, monkeypatch, writes):
+    full_disk_after(monkeypatch, writes, errno.EDQUOT)
+    result = invoke("train", write_config(tmp_path), "-q")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: cannot write ") and "Disk quota exceeded" in line
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+# --- a read-only run still evaluates -------------------------------------------------------
+
+
+def test_evaluate_on_a_read_only_run_prints_its_results(trained, tmp_path, monkeypatch):
+    full_disk_after(monkeypatch, 0, errno.EROFS)
+    result = invoke("evaluate", trained)
+    assert result.exit_code == 0, result.output
+    assert "test" in result.stdout and "accuracy" in result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"warning: could not write {trained / 'eval.json'} "
+                           "(Read-only file system)")
+    assert "--json" in line and "--out" in line
+    as_json = invoke("evaluate", trained, "--json")
+    with open(trained / "metrics.csv") as f:
+        last = list(csv.DictReader(f))[-1]
+    assert as_json.exit_code == 0
+    assert json.loads(as_json.stdout)["test"]["accuracy"] == pytest.approx(
+        float(last["test_accuracy"]))
+    monkeypatch.undo()
+    out = tmp_path / "elsewhere.json"
+    assert invoke("evaluate", trained, "--out", out).exit_code == 0
+    assert json.loads(out.read_text())["epoch"] == meta(trained)["epochs_completed"]
+
+
+
+def test_plot_and_resume_of_a_read_only_run_are_refused_up_front(trained, monkeypatch):
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (
+        mode == os.W_OK and str(path).startswith(str(trained))) and real(path, mode, **kw))
+    before = (trained / "metrics.csv").read_text()
+    for args, doing in ((["plot", trained], "redraw its pictures"),
+                        (["train", "--resume", trained, "train.epochs=4"], "resume it")):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.splitlines()
+        assert line == (f"error: {trained} is read-only (or not writable): cannot {doing}; "
+                        f"copy it somewhere writable (cp -r {trained} COPY) and use the copy")
+    assert (trained / "metrics.csv").read_text() == before
+
+
+def test_a_picture_that_cannot_be_written_names_it_and_the_read_only_run(trained, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from minidl_cli import plots
+    from minidl_cli.plots import canvas
+
+    picture = trained / "plots" / "data.png"
+    with pytest.raises(OSError) as e:  # named: the picture, not its hidden temporary file
+        canvas.save(Figure(), trained / "missing" / "data.png")
+    assert e.value.filename == str(trained / "missing" / "data.png")
+    monkeypatch.setattr(plots, "draw_run_plots", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(errno.EROFS, "Read-only file system", str(picture))))
+    result = invoke("plot", trained)
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: cannot write {picture}: {trained} is read-only (or not "
+                             "writable)\n")

@@ -1,4 +1,5 @@
-"""End-to-end: the real commands on tiny configs, and the run directory contract (SPEC §5)."""
+"""End-to-end: the real commands on tiny configs,: what a run directory holds
+(config.yaml, meta.json, metrics.csv, checkpoints, plots) and what evaluate reports."""
 
 import csv
 import json
@@ -10,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from minidl_cli import __version__
-from tests.helpers import TINY, invoke, train_tiny, write_config
+from minidl_cli import __version__, registry
+from tests.helpers import TINY, invoke, run_of, train_tiny, write_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 META_KEYS = {"status", "seed", "started_at", "finished_at", "epochs_completed", "minidl_version",
@@ -42,7 +43,10 @@ def test_run_directory_contract(run):
     assert list(rows[0]) == ["epoch", "train_loss", "train_accuracy", "test_loss",
                              "test_accuracy", "lr", "elapsed_s"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert all(0 <= float(r["test_accuracy"]) <= 1 and float(r["lr"]) == 0.1 for r in rows)
+    n_test = TINY["data"]["n_test"]  # an accuracy is a count of right test points over n_test
+    for r in rows:
+        right = float(r["test_accuracy"]) * n_test
+        assert right == pytest.approx(round(right)) and float(r["lr"]) == 0.1
     assert float(rows[0]["elapsed_s"]) <= float(rows[-1]["elapsed_s"])
 
 
@@ -256,3 +260,111 @@ def test_a_closed_pipe_is_quiet(args):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) in (0, 1)
     assert stderr == "", stderr
+
+
+# --- plugins are found from any working directory ------------------------------------------
+
+SWISH = """
+import torch
+from minidl_cli.nn import Module
+from minidl_cli.registry import register
+
+@register("layer", "test_surprise_swish")
+class Swish(Module):
+    '''y = x · sigmoid(x).'''
+    def forward(self, x):
+        self._x, self._s = x, torch.sigmoid(x)
+        return x * self._s
+    def backward(self, g):
+        return g * (self._s + self._x * self._s * (1 - self._s))  # d/dx x·σ(x) = σ + xσ(1 − σ)
+"""
+
+
+def forget_plugin(module: str) -> None:
+    """As a new process would be: the module not imported, its layer not registered."""
+    sys.modules.pop(module, None)
+    registry._entries["layer"].pop("test_surprise_swish", None)
+    for key in [k for k, v in registry._lookup["layer"].items() if v == "test_surprise_swish"]:
+        del registry._lookup["layer"][key]
+
+
+def test_a_run_with_a_plugin_works_from_any_directory(tmp_path, monkeypatch):
+    exp, elsewhere = tmp_path / "exp", tmp_path / "elsewhere"
+    exp.mkdir()
+    elsewhere.mkdir()
+    (exp / "minidl_test_surprise_swish.py").write_text(SWISH)
+    model = [TINY["model"][0], "test_surprise_swish", *TINY["model"][2:]]
+    config = write_config(exp, {**TINY, "model": model,
+                                "plugins": ["minidl_test_surprise_swish"]})
+    monkeypatch.chdir(tmp_path)
+    run = run_of(invoke("train", config, "-q"))
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["plugins"]
+    assert recorded == [str(exp / "minidl_test_surprise_swish.py")]
+
+    monkeypatch.chdir(elsewhere)
+    forget_plugin("minidl_test_surprise_swish")
+    assert invoke("evaluate", run).exit_code == 0
+    forget_plugin("minidl_test_surprise_swish")
+    assert run_of(invoke("train", "--resume", run, "train.epochs=4", "-q")) == run
+    forget_plugin("minidl_test_surprise_swish")
+    assert run_of(invoke("train", run / "config.yaml", "train.epochs=1", "-q")).is_dir()
+    # a plugin given as a file path, relative to the config
+    forget_plugin("minidl_test_surprise_swish")
+    config = write_config(exp, {**TINY, "model": model,
+                                "plugins": ["./minidl_test_surprise_swish.py"]}, "by_path.yaml")
+    result = invoke("train", config, "--print-config")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["plugins"] == recorded
+
+
+# --- no option is dropped silently ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--resume", "{run}", "--seeds", "0-1"], ["--resume", "--seeds"]),
+    (["--resume", "{run}", "--jobs", "2"], ["--jobs", "--seeds"]),
+    (["{config}", "--jobs", "2"], ["--jobs", "--seeds"]),
+    (["{config}", "--seeds", "0-1", "--print-config"], ["--print-config", "--seeds"]),
+    (["{config}", "--nproc", "2", "--print-config"], ["--print-config", "--nproc"]),
+    (["--resume", "{run}", "{config}"], ["--resume", "CONFIG"]),
+    (["{config}", "--seeds", "0-1", "seed=3"], ["--seeds", "seed="]),
+], ids=["resume-seeds", "resume-jobs", "jobs-alone", "print-config-seeds",
+        "print-config-nproc", "resume-config", "seeds-seed"])
+def test_options_that_would_be_dropped_are_usage_errors(run, tmp_path, args, names):
+    before = (run / "meta.json").read_text(), (run / "metrics.csv").read_text()
+    config = write_config(tmp_path)
+    result = invoke("train", *[a.format(run=run, config=config) for a in args])
+    assert result.exit_code == 2, result.output
+    assert all(name in result.stderr for name in names), result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+    assert ((run / "meta.json").read_text(), (run / "metrics.csv").read_text()) == before
+
+
+def test_resume_with_print_config_prints_and_trains_nothing(run):
+    before = (run / "meta.json").read_text(), (run / "metrics.csv").read_text()
+    result = invoke("train", "--resume", run, "train.epochs=12", "--print-config")
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.stdout)
+    assert printed["train"]["epochs"] == 12 and printed["seed"] == TINY["seed"]
+    assert ((run / "meta.json").read_text(), (run / "metrics.csv").read_text()) == before
+    refused = invoke("train", "--resume", run, "optimizer.lr=1", "--print-config")
+    assert refused.exit_code == 2 and "cannot change optimizer.lr" in refused.stderr
+
+
+# --- minidl list ---------------------------------------------------------------------------
+
+
+def test_list_names_every_section_and_takes_plurals():
+    result = invoke("list")
+    assert result.exit_code == 0
+    for heading in ("layers:", "losses:", "optimizers:", "schedulers:", "datasets:"):
+        assert heading in result.stdout.splitlines()
+    assert "losss" not in result.stdout
+    assert "threads: int | null >= 1" in result.stdout and "standardize: bool" in result.stdout
+    assert "relative to the current directory" in result.stdout  # runs_dir
+    for kind in ("layers", "layer", "Layers"):
+        narrowed = invoke("list", kind)
+        assert narrowed.exit_code == 0 and narrowed.stdout.startswith("layers:\n")
+        assert "losses:" not in narrowed.stdout
+    assert invoke("list", "train").stdout.startswith("train")

@@ -1,5 +1,5 @@
 """A convnet with batch norm resumes bit for bit from a checkpoint (buffers included) and
-its checkpoint loads into torch.nn (SPEC §5, §8)."""
+its checkpoint loads into torch.nn."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data-parallel training (SPEC §4, --nproc): N ranks end with the weights of one process,
+"""Data-parallel training (`minidl train --nproc N`): N ranks end with the weights of one process,
 write one ordinary run directory, stop together on a signal and resume; also under torchrun."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Property: whatever a user does to a config (types, values, keys, deletions), the CLI exits
-0 or 2 and never shows a traceback (issue 4)."""
+0 or 2 and never shows a traceback."""
 
 from __future__ import annotations
 

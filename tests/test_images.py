@@ -64,7 +64,8 @@ def test_a_digits_run_evaluates_from_another_install(tmp_path, monkeypatch):
     elsewhere.write_bytes(DIGITS_FILE.read_bytes())
     monkeypatch.setattr(images, "DIGITS_FILE", elsewhere)
     assert run.read_meta()["data_files"] == {}
-    assert 0 <= experiment.evaluate_run(run.path)["test"]["accuracy"] <= 1
+    evaluated = experiment.evaluate_run(run.path)["test"]["accuracy"]
+    assert evaluated == pytest.approx(trainer.history[-1]["test_accuracy"])
 
 
 def test_digits_test_fraction_and_seeds():

@@ -1,11 +1,12 @@
 """Interruption, kill -9, resume and divergence: nothing is lost, and a resumed run ends with
-the weights of an uninterrupted one (SPEC §4-§5, issue 4)."""
+the weights of an uninterrupted one; SIGINT / SIGTERM exit 130 / 143 with the run saved."""
 
 from __future__ import annotations
 
-import csv
+import errno
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from minidl_cli import experiment
 from minidl_cli.config import load_config
 from minidl_cli.runs import Run, RunError, load_checkpoint
 from minidl_cli.train import Interrupted, StopFlag
-from tests.helpers import TINY, invoke, write_config
+from tests.helpers import TINY, invoke, meta, metrics, run_of, train_tiny, write_config
 
 # Momentum, a schedule and dropout: every piece of state a resume must restore.
 STATEFUL = {
@@ -40,22 +41,8 @@ ADAM_COSINE = {
 }
 
 
-def run_of(result) -> Path:
-    assert result.exit_code == 0, result.output
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
-def metrics(run: Path) -> list[dict[str, str]]:
-    with open(run / "metrics.csv") as f:
-        return list(csv.DictReader(f))
-
-
 def epochs(run: Path) -> list[int]:
     return [int(row["epoch"]) for row in metrics(run)]
-
-
-def meta(run: Path) -> dict:
-    return json.loads((run / "meta.json").read_text())
 
 
 def same_training(a: Path, b: Path) -> None:
@@ -332,3 +319,81 @@ def test_ctrl_c_before_training_exits_130_and_writes_nothing(tmp_path, monkeypat
     result = invoke("train", write_config(tmp_path), "-q")
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert "interrupted" in result.stderr and not (tmp_path / "runs").exists()
+
+
+# --- a run survives losing its reader ------------------------------------------------------
+
+
+def test_a_closed_pipe_does_not_stop_or_fail_the_run(tmp_path):
+    """`minidl train ... 2>&1 | head -1`: the reader is gone before the first progress line;
+    training goes on quietly, the run completes with its pictures, exit 0."""
+    config = write_config(tmp_path, TINY)
+    process = subprocess.Popen([sys.executable, "-m", "minidl_cli", "train", str(config)],
+                               cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    process.stdout.close()  # the reader goes away (as head does after one line)
+    assert process.wait(timeout=120) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert meta(run)["status"] == "completed" and len(metrics(run)) == 3
+    assert (run / "plots" / "loss.png").is_file()
+
+
+@pytest.mark.parametrize("code", [errno.EPIPE, errno.EIO])
+def test_progress_outlives_its_reader(monkeypatch, code):
+    """EPIPE (a closed pipe) and EIO (a closed terminal) on a progress line: no exception;
+    stderr is pointed at /dev/null (not here: it would blind pytest) and training goes on."""
+    import click
+
+    from minidl_cli.cli import common
+    from minidl_cli.cli.train import Progress
+
+    def gone(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    silenced = []
+    monkeypatch.setattr(click, "echo", gone)
+    monkeypatch.setattr(common, "_to_devnull", silenced.append)
+    progress = Progress(2, 0, enabled=True)
+    progress({"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.5, "test_accuracy": 0.5})
+    assert silenced == [sys.stderr]
+
+
+# --- extending a run moves the end of its schedule -----------------------------------------
+
+COSINE = {**TINY, "optimizer": {"type": "sgd", "lr": 0.1}, "scheduler": "cosine",
+          "train": {"epochs": 4, "batch_size": 50}}
+
+
+def cosine_lr(epoch: int, t_max: int, base: float = 0.1) -> float:
+    """The lr epoch `epoch` (from 1) trains with: torch's closed form at epoch - 1."""
+    return base * (1 + math.cos(math.pi * (epoch - 1) / t_max)) / 2
+
+
+def test_extending_a_cosine_run_moves_its_end(tmp_path):
+    run = train_tiny(tmp_path, config=COSINE)
+    extended = invoke("train", "--resume", run, "train.epochs=10", "-q")
+    assert run_of(extended) == run and extended.stderr == ""  # T_max followed: no warning
+    lrs = [float(row["lr"]) for row in metrics(run)]
+    expected = [cosine_lr(e, 4) for e in range(1, 5)] + [cosine_lr(e, 10) for e in range(5, 11)]
+    assert lrs == pytest.approx(expected, abs=1e-12)
+    assert all(a > b > 0 for a, b in zip(lrs[4:], lrs[5:], strict=False))  # no 0, no restart
+    assert yaml.safe_load((run / "config.yaml").read_text())["scheduler"]["T_max"] is None
+    # the length may be set on resume too; a T_max the user set stays
+    assert run_of(invoke("train", "--resume", run, "train.epochs=12", "scheduler.T_max=12",
+                         "-q")) == run
+    assert float(metrics(run)[-1]["lr"]) == pytest.approx(cosine_lr(12, 12))
+    printed = invoke("train", "--resume", run, "train.epochs=14", "--print-config").stdout
+    assert yaml.safe_load(printed)["scheduler"]["T_max"] == 12
+
+
+
+def test_extending_past_a_t_max_the_user_set_is_a_warning(tmp_path):
+    """T_max: 1 then train.epochs=2: epoch 2 would restart the schedule without a word."""
+    run = train_tiny(tmp_path, "train.epochs=1", "scheduler={type: cosine, T_max: 1}",
+                     config=COSINE)
+    result = invoke("train", "--resume", run, "train.epochs=2", "-q")
+    assert run_of(result) == run
+    assert result.stderr == ("warning: scheduler.T_max is 1 but the run now trains 2 epochs: "
+                             "its schedule ends at epoch 1 and restarts after it; pass "
+                             "scheduler.T_max=2 to stretch it over the whole run\n")

@@ -1,4 +1,4 @@
-"""What fit keeps between checkpoint writes (issue 12): each epoch's state is kept cheaply
+"""What fit keeps between checkpoint writes: each epoch's state is kept cheaply
 (copies reused from epoch to epoch) and written only at most once a second, yet last.pt
 and best.pt always get the right epoch, and a NaN loss is caught at the end of its epoch."""
 

@@ -100,32 +100,69 @@ def test_read_metrics_header_only_and_missing_file(tmp_path):
 # ---------------------------------------------------------------- single pictures
 
 
-def test_plot_data_tensors_and_lists(tmp_path):
+def drawn_points(ax) -> dict[str, np.ndarray]:
+    """The (x, y) points each labelled marker artist of `ax` draws: label -> (n, 2)."""
+    found = {}
+    for artist in [*ax.lines, *ax.collections]:
+        label = artist.get_label()
+        if label.startswith("_"):
+            continue
+        if hasattr(artist, "get_offsets"):
+            found[label] = np.asarray(artist.get_offsets(), dtype=float)
+        else:
+            found[label] = np.column_stack([artist.get_xdata(), artist.get_ydata()]).astype(float)
+    return found
+
+
+def test_plot_data_draws_each_class_where_its_points_are(tmp_path):
     ds = disk(n_train=10, n_test=300, generator=torch.Generator().manual_seed(0))
     assert_png(plots.plot_data(ds.x_test, ds.y_test, tmp_path / "a.png", title="Disk"))
-    assert_png(plots.plot_data(ds.x_test.tolist(), ds.y_test.tolist(), tmp_path / "b.png"))
+    for x, y in ((ds.x_test, ds.y_test), (ds.x_test.tolist(), ds.y_test.tolist())):
+        with canvas.default_style():
+            fig = points.data_figure(x, y)
+        shown = drawn_points(fig.axes[0])
+        for label in (0, 1):
+            expected = ds.x_test[ds.y_test == label].double().numpy()
+            np.testing.assert_allclose(shown[f"class {label}"], expected, rtol=1e-6)
 
 
-def test_plot_data_many_features_and_one_feature(tmp_path):
+def test_plot_data_of_many_features_shows_principal_components_and_one_feature_a_line(tmp_path):
     x = torch.randn(100, 5, generator=torch.Generator().manual_seed(0))
     y = (x[:, 0] > 0).long()
     assert_png(plots.plot_data(x, y, tmp_path / "five.png"))
-    assert_png(plots.plot_data(x[:, :1], y, tmp_path / "one.png"))
+    with canvas.default_style():
+        five, one = points.data_figure(x, y), points.data_figure(x[:, :1], y)
+    assert "principal components" in five.axes[0].get_title()
+    xy = np.concatenate(list(drawn_points(one.axes[0]).values()))
+    assert sorted(xy[:, 0].tolist()) == pytest.approx(sorted(x[:, 0].tolist()), rel=1e-6)
+    assert (xy[:, 1] == 0).all()  # one feature: its values along the x axis
 
 
-def test_plot_loss_and_accuracy_with_and_without_val(tmp_path):
-    for val in (False, True):
-        run = write_metrics(tmp_path / f"run{val}", epochs=20, val=val)
-        metrics = plots.read_metrics(run / "metrics.csv")
-        assert_png(plots.plot_loss(metrics, run / "loss.png"))
-        assert_png(plots.plot_accuracy(metrics, run / "accuracy.png"))
+@pytest.mark.parametrize("val", [False, True])
+def test_plot_loss_and_accuracy_draw_one_curve_per_split(tmp_path, val):
+    run = write_metrics(tmp_path / "run", epochs=20, val=val)
+    metrics = plots.read_metrics(run / "metrics.csv")
+    assert_png(plots.plot_loss(metrics, run / "loss.png"))
+    for quantity in ("loss", "accuracy"):
+        with canvas.default_style():
+            fig = curves.curve_figure(metrics, quantity)
+        lines = {line.get_label(): line for line in fig.axes[0].lines}
+        splits = ["train", "test", *(["val"] if val else [])]
+        assert len(lines) == len(splits)
+        for split, line in zip(splits, fig.axes[0].lines, strict=True):
+            assert list(line.get_ydata()) == pytest.approx(metrics[f"{split}_{quantity}"])
+            assert list(line.get_xdata()) == list(range(1, 21))
 
 
-def test_plot_predictions_marks_errors(tmp_path):
+def test_plot_predictions_marks_each_error_once(tmp_path):
     ds = spirals(n_train=10, n_test=200, classes=3, generator=torch.Generator().manual_seed(1))
     y_pred = ds.y_test.clone()
     y_pred[:17] = (y_pred[:17] + 1) % 3
     assert_png(plots.plot_predictions(ds.x_test, ds.y_test, y_pred, tmp_path / "p.png"))
+    with canvas.default_style():
+        fig = points.predictions_figure(ds.x_test, ds.y_test, y_pred)
+    marks = drawn_points(fig.axes[0])["error"]
+    np.testing.assert_allclose(marks, ds.x_test[:17].double().numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("errors", [0, 5])
@@ -206,7 +243,8 @@ def test_plot_group_needs_runs(tmp_path):
 
 
 def test_pictures_ignore_the_callers_backend_and_leave_it_set(tmp_path):
-    """A notebook's (or a misspelt) MPLBACKEND must not stop the pictures (issue 13)."""
+    """A notebook's (or a misspelt) MPLBACKEND must not stop the pictures:
+    they are drawn with Agg, and the caller's backend setting is left as it was."""
     run = write_metrics(tmp_path / "run", epochs=5)
     code = (
         "import os, sys\n"

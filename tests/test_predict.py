@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,35 @@ def test_importing_minidl_cli_for_load_does_not_import_torch():
     code = "import sys, minidl_cli; assert callable(minidl_cli.load); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished 3-epoch run the tests below read, never change."""
+    return train_tiny(tmp_path_factory.mktemp("trained"))
+
+
+# --- predict reads a pipe as well as a file --------------------------------------------------
+
+
+def test_predict_reads_a_pipe_and_stdin(trained, tmp_path):
+    """`minidl predict RUN <(printf ...)` said "data file /dev/fd/63 not found"."""
+    import threading
+
+    from click.testing import CliRunner
+
+    from minidl_cli.cli import main
+
+    rows_text = "x1,x2\n0.1,0.2\n0.9,0.9\n"
+    (tmp_path / "rows.csv").write_text(rows_text)
+    expected = invoke("predict", trained, tmp_path / "rows.csv").stdout
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(rows_text,))
+    writer.start()
+    piped = invoke("predict", trained, fifo)
+    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # frees a writer nobody read
+    writer.join()
+    assert piped.exit_code == 0, piped.output
+    stdin = CliRunner().invoke(main, ["predict", str(trained), "-"], input=rows_text)
+    assert piped.stdout == stdin.stdout == expected and expected.count("\n") == 3

@@ -20,7 +20,7 @@ from minidl_cli.config.validate import _Checker
 from minidl_cli.config.yaml_io import _kind, load_yaml
 from minidl_cli.registry import Option, Range
 
-# Training defaults: those of the reference experiment (SPEC §1).
+# Training defaults: those of the reference experiment (README, "The reference experiment").
 TRAIN_OPTIONS = [
     Option("epochs", int, 500, Range(ge=1)),
     Option("batch_size", int, 100, Range(ge=1)),

@@ -20,7 +20,7 @@ Size = Annotated[int, Range(ge=1)]  # a number of points
 Noise = Annotated[float, Range(ge=0)]  # the standard deviation of added Gaussian noise
 
 DISK_RADIUS = 1 / math.sqrt(2 * math.pi)  # area 1/2: the two classes are balanced
-XY = ["x1", "x2"]  # SPEC §7: synthetic 2-D sets name their features x1, x2
+XY = ["x1", "x2"]  # the features' names in predict's input files and in the pictures
 
 
 def _check_sizes(n_train: int, n_test: int) -> None:

@@ -197,6 +197,9 @@ def torch_loss_reference(loss: nn.Loss) -> Callable[[Tensor, Tensor], Tensor]:
                   nn.CrossEntropyLoss: F.cross_entropy}.get(type(loss))
     if functional is None:
         return loss.forward
+    if functional is F.cross_entropy:  # torch's class axis is 1, minidl's the last: (N, T, C)
+        return lambda prediction, target: F.cross_entropy(
+            prediction.movedim(-1, 1), target, reduction=loss.reduction)
     options = {name: getattr(loss, name) for name in ("delta", "beta") if hasattr(loss, name)}
     return lambda prediction, target: functional(prediction, target, reduction=loss.reduction,
                                                  **options)

@@ -12,6 +12,7 @@ from minidl_cli import nn, registry
 from minidl_cli.gradcheck import central_difference, check_loss, check_module
 
 SHAPES = [(1, 3), (4, 7), (17, 5), (64, 25)]  # (batch, features): batch 1 included
+T = 3  # the time steps of the (N, T, F) cases: the layers that take (N, *, F)
 
 
 def eval_with_running_stats(bn):
@@ -25,15 +26,19 @@ def eval_with_running_stats(bn):
 # padding, non-square kernels, no bias, both batch norm modes
 LAYER_CASES = {
     "linear": lambda n, d: [nn.Linear(d, 6), nn.Linear(d, 3, bias=False),
-                            nn.Linear(d, 4, init="kaiming_normal")],
+                            nn.Linear(d, 4, init="kaiming_normal"),
+                            (nn.Linear(d, 5), (n, T, d)), (nn.Linear(d, 2, bias=False), (n, T, d))],
     "identity": lambda n, d: [nn.Identity()],
-    "relu": lambda n, d: [nn.ReLU()],
-    "leaky_relu": lambda n, d: [nn.LeakyReLU(), nn.LeakyReLU(0.3), nn.LeakyReLU(-0.2)],
-    "elu": lambda n, d: [nn.ELU(), nn.ELU(alpha=0.5), nn.ELU(alpha=-0.5)],
-    "tanh": lambda n, d: [nn.Tanh()],
-    "sigmoid": lambda n, d: [nn.Sigmoid()],
-    "softmax": lambda n, d: [nn.Softmax(), nn.Softmax(dim=0)],
-    "dropout": lambda n, d: [nn.Dropout(0.3), nn.Dropout(0.5).eval(), nn.Dropout(0.0)],
+    "relu": lambda n, d: [nn.ReLU(), (nn.ReLU(), (n, T, d))],
+    "leaky_relu": lambda n, d: [nn.LeakyReLU(), nn.LeakyReLU(0.3), nn.LeakyReLU(-0.2),
+                                (nn.LeakyReLU(0.3), (n, T, d))],
+    "elu": lambda n, d: [nn.ELU(), nn.ELU(alpha=0.5), nn.ELU(alpha=-0.5),
+                         (nn.ELU(), (n, T, d))],
+    "tanh": lambda n, d: [nn.Tanh(), (nn.Tanh(), (n, T, d))],
+    "sigmoid": lambda n, d: [nn.Sigmoid(), (nn.Sigmoid(), (n, T, d))],
+    "softmax": lambda n, d: [nn.Softmax(), nn.Softmax(dim=0), (nn.Softmax(), (n, T, d))],
+    "dropout": lambda n, d: [nn.Dropout(0.3), nn.Dropout(0.5).eval(), nn.Dropout(0.0),
+                             (nn.Dropout(0.3), (n, T, d))],
     "conv2d": lambda n, d: [
         (nn.Conv2d(3, 4, 3), (n, 3, d + 2, d + 3)),
         (nn.Conv2d(2, 5, (3, 2), stride=2, padding=1, bias=False), (n, 2, d + 4, d + 1)),
@@ -64,6 +69,7 @@ LAYER_CASES = {
     ],
     "layer_norm": lambda n, d: [
         nn.LayerNorm(d),
+        (nn.LayerNorm(d), (n, T, d)),
         (nn.LayerNorm(d, elementwise_affine=False), (n, 2, d)),
         (nn.LayerNorm(d, eps=1e-3, bias=False), (n, 3, 2, d)),
     ],
@@ -155,6 +161,25 @@ def _target(name, n, c):
     if name == "cross_entropy":
         return torch.randint(0, c, (n,))
     return torch.randn(n, c, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("shape", [(1, 1, 2), (4, 3, 5), (16, 7, 27)], ids=str)
+def test_cross_entropy_of_sequences_matches_functional(shape, reduction):
+    """(N, T, V) logits, class axis last, with (N, T) labels: every position is counted, as
+    torch's cross_entropy of the same logits with the class axis moved to 1."""
+    n, t, v = shape
+    gen = torch.Generator().manual_seed(n * t + v)
+    logits = torch.randn(shape, dtype=torch.float64, generator=gen) * 3
+    labels = torch.randint(0, v, (n, t), generator=gen)
+    report = check_loss(nn.CrossEntropyLoss(reduction=reduction), logits, labels,
+                        lambda p, y: F.cross_entropy(p.transpose(1, 2), y, reduction=reduction))
+    assert report.passed(), report.errors
+
+
+def test_cross_entropy_of_sequences_rejects_labels_of_another_shape():
+    with pytest.raises(ValueError, match=r"\(N, T\) for logits \(N, T, C\)"):
+        nn.CrossEntropyLoss()(torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=torch.int64))
 
 
 def test_every_loss_has_a_case():

@@ -36,7 +36,9 @@ def init_weight(out_features: int, in_features: int, init: str) -> Tensor:
 class Linear(Module):
     """y = x Wᵀ + b, with W of shape (out_features, in_features) as in torch.nn.Linear.
 
-    Shape: (N, in_features) -> (N, out_features).
+    Shape: (N, *, in_features) -> (N, *, out_features), as torch.nn.Linear: every leading
+    index (a sequence's time steps) shares W and b. The builder refuses images
+    (N, C, H, W): a linear layer there is almost always a missing flatten.
     """
 
     def __init__(self, in_features: int, out_features: Annotated[int, Range(ge=1)],
@@ -54,11 +56,11 @@ class Linear(Module):
         self._ones: Tensor | None = None  # (N,) ones for the bias gradient, kept between steps
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        if len(input_shape) != 1:
+        if len(input_shape) > 2:
             raise ValueError(f"needs (N, F), got {show_shape(input_shape)}; add a flatten")
-        if input_shape[0] != self.in_features:
+        if input_shape[-1] != self.in_features:
             raise ValueError(f"needs (N, {self.in_features}), got {show_shape(input_shape)}")
-        return (self.out_features,)
+        return (*input_shape[:-1], self.out_features)
 
     def forward(self, x: Tensor) -> Tensor:
         self._input = x
@@ -67,6 +69,8 @@ class Linear(Module):
         return linear(x, self.weight.data, None if bias is None else bias.data)
 
     def backward(self, grad_output: Tensor) -> Tensor:
+        if grad_output.dim() != 2:  # (N, *, out): every position is one more row
+            return self._backward_rows(grad_output)
         g_t = grad_output.t()
         self.weight.grad.addmm_(g_t, self._input)  # dL/dW += gᵀ x
         bias = self.bias
@@ -76,6 +80,14 @@ class Linear(Module):
             except (TypeError, RuntimeError):  # no ones yet, or of another N, dtype or device
                 bias.grad.addmv_(g_t, self._new_ones(grad_output))
         return grad_output.mm(self.weight.data)  # dL/dx = g W
+
+    def _backward_rows(self, grad_output: Tensor) -> Tensor:
+        """backward for (N, *, F): the rows of all positions, each a row of (N·T, F)."""
+        g = grad_output.reshape(-1, self.out_features)
+        self.weight.grad.addmm_(g.t(), self._input.reshape(-1, self.in_features))  # += gᵀ x
+        if self.bias is not None:
+            self.bias.grad += g.sum(0)  # dL/db += Σ over every row and position of g
+        return grad_output.matmul(self.weight.data)  # dL/dx = g W, position by position
 
     def _new_ones(self, grad_output: Tensor) -> Tensor:
         """(N,) ones like grad_output's rows, kept for the next steps: trying them costs less

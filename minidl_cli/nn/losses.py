@@ -198,11 +198,16 @@ class SmoothL1Loss(ElementwiseLoss):
 class CrossEntropyLoss(Loss):
     """L = −Σₙ log softmax(xₙ)[yₙ] on logits, log-softmax fused so ±1000 logits are safe.
 
-    Shape: logits (N, C) float, labels (N,) int64.
+    Shape: logits (N, C) float with labels (N,) int64, or logits (N, T, C) with labels
+    (N, T) (a language model: one prediction per position). The class axis is last and
+    every position counts as one row: the mean divides by N·T. Raises ValueError for
+    labels that are not int64 or not the logits' shape without the class axis.
     """
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         log_probs = self._log_softmax(logits, labels)
+        if log_probs.dim() != 2:  # (N, T, C): every position is one row
+            log_probs, labels = log_probs.reshape(-1, log_probs.size(-1)), labels.reshape(-1)
         return nll_loss(log_probs, labels, reduction=self.reduction)  # −Σₙ log pₙ[yₙ]
 
     def gradient(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -213,20 +218,22 @@ class CrossEntropyLoss(Loss):
         return self.backward()
 
     def _log_softmax(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """log softmax(x), kept with the labels for backward; ValueError on bad labels."""
-        if (labels.dtype != torch.int64 or labels.dim() != 1
-                or labels.size(0) != logits.size(0)):
+        """log softmax(x) over the last axis, kept with the labels for backward; ValueError
+        on bad labels."""
+        if (labels.dtype != torch.int64 or logits.dim() < 2
+                or labels.shape != logits.shape[:-1]):
             raise ValueError(
-                "CrossEntropyLoss takes int64 class labels of shape (N,) for logits (N, C); "
-                f"got labels {labels.dtype} {tuple(labels.shape)} for logits {tuple(logits.shape)}"
+                "CrossEntropyLoss takes int64 class labels of shape (N,) for logits (N, C), or "
+                f"(N, T) for logits (N, T, C); got labels {labels.dtype} {tuple(labels.shape)} "
+                f"for logits {tuple(logits.shape)}"
             )
-        log_probs = torch.log_softmax(logits, 1)  # fused and stable (log-sum-exp inside)
+        log_probs = torch.log_softmax(logits, -1)  # fused and stable (log-sum-exp inside)
         self._log_probs, self._labels = log_probs, labels
         return log_probs
 
     def backward(self, grad_output: float = 1.0) -> Tensor:
         grad = self._log_probs.exp()  # softmax(x)
-        grad.scatter_(1, self._labels.unsqueeze(1), -1.0, reduce="add")  # − onehot(y)
-        # dL/dx = (softmax(x) − onehot(y)) / N (N rows for the mean)
-        scale = grad_output / grad.size(0) if self.reduction == "mean" else grad_output
+        grad.scatter_(-1, self._labels.unsqueeze(-1), -1.0, reduce="add")  # − onehot(y)
+        # dL/dx = (softmax(x) − onehot(y)) / M, M = N (or N·T) rows for the mean
+        scale = grad_output / self._labels.numel() if self.reduction == "mean" else grad_output
         return grad.mul_(scale)

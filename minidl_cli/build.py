@@ -1,34 +1,26 @@
 """Construct the model, loss, optimizer and scheduler of a resolved config, via the registry.
 
 One generic path for every component: look the `type` up, pass the other keys as keyword
-arguments, plus the arguments the builder injects (a layer's `in_features`, `in_channels`,
-`num_features` or `normalized_shape`, the optimizer's parameters, the scheduler's
-optimizer). The model is built by passing a shape, not data, through its layers once: each
-built-in layer says what shape it outputs (`output_shape`); a layer without that (a
-plugin) is probed with a batch of two, forward and backward, so that a wrong shape is a
-build error naming it rather than a crash in the layer after it.
+arguments, plus what the builder supplies (a layer's sizes read off its input, as the layer
+declares in `inferred`; the optimizer's parameters, the scheduler's optimizer). The model
+is built by passing a shape, not data, through its layers once: each built-in layer says
+what shape it outputs (`output_shape`); a layer without that (a plugin) is probed with a
+batch of two, forward and backward, so that a wrong shape is a build error naming it
+rather than a crash in the layer after it. An option holding a list of layer configs (a
+block's `body`) is built the same way, for the block's input, its errors naming the path
+(`model[3].body[1]: ...`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from minidl_cli import registry
-from minidl_cli.nn import Loss, Module, Sequential
-from minidl_cli.nn.module import show_shape
+from minidl_cli.nn import Loss, Sequential
+from minidl_cli.nn.module import output_shape_of
 from minidl_cli.optim import LRScheduler, Optimizer
-
-# What the builder injects, read off the incoming shape (without the batch dimension),
-# and what a message calls that size.
-INFERRED: dict[str, tuple[Callable[[tuple[int, ...]], int], str]] = {
-    "in_features": (lambda shape: shape[-1], "features"),
-    "in_channels": (lambda shape: shape[0], "channels"),
-    "num_features": (lambda shape: shape[0], "features"),  # batch norm: the channels
-    "normalized_shape": (lambda shape: shape[-1], "features"),  # layer norm: the last axis
-}
 
 
 def _split(cfg: dict | str) -> tuple[str, dict[str, Any]]:
@@ -40,41 +32,106 @@ def _split(cfg: dict | str) -> tuple[str, dict[str, Any]]:
 
 
 def injected_sizes(entry: registry.Entry, shape: tuple[int, ...]) -> dict[str, int]:
-    """The sizes the builder passes layer `entry` for inputs of `shape` (batch dim excluded)."""
-    return {arg: read(shape) for arg, (read, _) in INFERRED.items()
-            if registry.accepts(entry, arg)}
+    """The sizes the builder passes layer `entry` for inputs of `shape` (batch dim excluded),
+    read off the axes the layer declares (batch first: -1 the last, 1 the channels)."""
+    full = (None, *shape)
+    sizes = {}
+    for arg, axis in entry.inferred.items():
+        if not -len(full) <= axis < len(full) or full[axis] is None:
+            raise ValueError(f"{entry.name} reads {arg} off axis {axis} of its input, which "
+                             f"is {_show(shape)}")
+        sizes[arg] = full[axis]
+    return sizes
 
 
-def build_layers(model_cfg: list[dict | str],
-                 input_shape: tuple[int, ...] | int) -> tuple[Sequential, list[tuple[int, ...]]]:
+def _show(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["N", *map(str, shape)]) + ")"
+
+
+def _unit(entry: registry.Entry, arg: str, shape: tuple[int, ...]) -> str:
+    """What a message calls an inferred size: 'features' on the last axis, else 'channels'."""
+    axis = entry.inferred[arg] % (len(shape) + 1)
+    return "features" if axis == len(shape) else "channels"
+
+
+def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int,
+                 path: str = "model",
+                 record: bool = False) -> tuple[Sequential, list[tuple[int, ...]]]:
     """The network and its shapes: shapes[i] enters model[i], shapes[-1] leaves the network.
 
     Shapes leave out the batch dimension: (d,) for features, (C, H, W) for images; an int
-    d means (d,). Layers are constructed in order, each exactly once, so torch's global RNG
-    is consumed as by constructing them by hand. Errors are ValueError("model[i]...: ...").
+    d means (d,). Layers are constructed in order, each exactly once (a block after the
+    layers of its nested lists), so torch's global RNG is consumed as by constructing them
+    by hand. `path` names the list in errors, ValueError("model[i]...: ..."); `record`
+    writes each inferred size into the (dict) layer configs that have its key, at every depth.
     """
     shapes = [(input_shape,) if isinstance(input_shape, int) else tuple(input_shape)]
     layers = []
     for i, cfg in enumerate(model_cfg):
+        where = f"{path}[{i}]"
         name, options = _split(cfg)
         entry = registry.lookup("layer", name)
-        for arg, size in injected_sizes(entry, shapes[-1]).items():
+        try:
+            sizes = injected_sizes(entry, shapes[-1])
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        for arg, size in sizes.items():
             given = options.get(arg)
             if given is not None and given != size:
-                unit = INFERRED[arg][1]
-                source = "the data has" if i == 0 else f"model[{i - 1}] outputs"
-                raise ValueError(f"model[{i}].{arg}: is {given} but {source} {size} {unit}; "
-                                 f"remove it (it is inferred) or set it to {size}")
+                source = (f"{path}[{i - 1}] outputs" if i else
+                          "the data has" if path == "model" else f"the input of {path} has")
+                raise ValueError(f"{where}.{arg}: is {given} but {source} {size} "
+                                 f"{_unit(entry, arg, shapes[-1])}; remove it (it is "
+                                 f"inferred) or set it to {size}")
             options[arg] = size
+            if record and isinstance(cfg, dict) and arg in cfg:
+                cfg[arg] = size  # the config describes the run: inferred sizes recorded
+        _build_nested(entry, options, shapes[-1], where, record)
         try:
             layer = entry.target(**options)
         except (ValueError, TypeError) as e:
-            raise ValueError(_name_option(f"model[{i}]", str(e), options)) from None
+            if str(e).startswith(f"{where}."):  # a nested list's copy, built by the block
+                raise ValueError(str(e)) from None
+            raise ValueError(_name_option(where, str(e), options)) from None
         except Exception as e:  # a plugin's bug, or a size beyond memory
-            raise ValueError(f"model[{i}]: {type(e).__name__}: {e}") from None
-        shapes.append(_output_shape(i, entry.name, layer, shapes[-1]))
+            raise ValueError(f"{where}: {type(e).__name__}: {e}") from None
+        try:
+            shapes.append(output_shape_of(layer, shapes[-1], entry.name))
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
         layers.append(layer)
     return Sequential(*layers), shapes
+
+
+def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[int, ...],
+                  where: str, record: bool) -> None:
+    """Replace each option holding layer configs by what the constructor takes: a Sequential
+    (Layers), a list of them (list[Layers]) or a function making fresh copies (LayerFactory),
+    each built for the block's input `shape`."""
+    for option in entry.options():
+        nesting, value = registry.nesting(option.type), options.get(option.name)
+        if nesting is None or value is None:
+            continue
+        at = f"{where}.{option.name}"
+        if nesting == "layers":
+            options[option.name] = build_layers(value, shape, at, record)[0]
+        elif nesting == "branches":
+            options[option.name] = [build_layers(branch, shape, f"{at}[{k}]", record)[0]
+                                    for k, branch in enumerate(value)]
+        else:
+            options[option.name] = _copies(value, shape, at, record)
+
+
+def _copies(cfg: list, shape: tuple[int, ...], where: str, record: bool):
+    """A function building a fresh Sequential of `cfg` for `shape` at each call (the first
+    call records the inferred sizes)."""
+    calls = []
+
+    def build_copy() -> Sequential:
+        calls.append(None)
+        return build_layers(cfg, shape, where, record and len(calls) == 1)[0]
+
+    return build_copy
 
 
 def _name_option(where: str, message: str, options: dict[str, Any]) -> str:
@@ -84,61 +141,6 @@ def _name_option(where: str, message: str, options: dict[str, Any]) -> str:
         if message.startswith(f"{arg} "):
             return f"{where}.{arg}: {message[len(arg) + 1:]}"
     return f"{where}: {message}"
-
-
-def _output_shape(i: int, name: str, layer: Module, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape `layer` outputs for inputs of `shape`, as it declares it or as probed."""
-    declared = getattr(layer, "output_shape", None)
-    if declared is None:
-        return _probe(i, name, layer, shape)
-    try:
-        out = declared(shape)
-    except ValueError as e:  # the reason reads after the layer's name
-        raise ValueError(f"model[{i}]: {name} {e}") from None
-    except Exception as e:  # a plugin's output_shape
-        raise ValueError(f"model[{i}]: {name}.output_shape{show_shape(shape)} fails: "
-                         f"{type(e).__name__}: {e}") from None
-    if not (isinstance(out, tuple) and out and all(isinstance(n, int) and n > 0 for n in out)):
-        raise ValueError(f"model[{i}]: {name}.output_shape returned {out!r}; it must return "
-                         "the output's shape without the batch, a tuple of sizes >= 1")
-    return out
-
-
-def _probe(i: int, name: str, layer: Module, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Run a batch of two through `layer`, forward and backward, in eval mode; its output's
-    shape. RNG, parameters, gradients, buffers and the train/eval mode are left as found."""
-    batch = (2, *shape)
-    params = layer.parameters()
-    dtype = params[0].data.dtype if params else torch.float64
-    state = {k: v.clone() for k, v in layer.state_dict().items()}
-    grads = [p.grad.clone() for p in params]
-    was_training = layer.training
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        try:
-            out = layer.eval().forward(torch.zeros(batch, dtype=dtype))
-            if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[0] != 2:
-                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ValueError(f"model[{i}]: {name} turns a batch of shape {batch} into "
-                                 f"{got}; a layer must keep the batch dimension first")
-            grad = layer.backward(torch.ones_like(out))
-        except ValueError as e:
-            if str(e).startswith(f"model[{i}]"):
-                raise
-            raise ValueError(f"model[{i}]: {name} fails on inputs of shape "
-                             f"{show_shape(shape)}: {e}") from None
-        except Exception as e:  # any layer, plugins too: report with its index
-            raise ValueError(f"model[{i}]: {name} fails on inputs of shape "
-                             f"{show_shape(shape)}: {type(e).__name__}: {e}") from None
-        finally:
-            layer.train(was_training)
-            layer.load_state_dict(state)
-            for p, g in zip(params, grads, strict=True):
-                p.grad.copy_(g)
-    got = tuple(grad.shape) if isinstance(grad, torch.Tensor) else type(grad).__name__
-    if got != batch:
-        raise ValueError(f"model[{i}]: {name}.backward returned shape {got} for a batch of "
-                         f"shape {batch}; it must return dL/dx, shaped like the input")
-    return tuple(out.shape[1:])
 
 
 def build_model(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int) -> Sequential:

@@ -1,9 +1,11 @@
 """Check hand-written backward passes against torch autograd (the oracle) in float64.
 
 `check_module` runs one module's forward and backward, then the same computation under
-autograd — through the equivalent `torch.nn` module when there is one, otherwise through
-the module's own forward — and returns the relative errors of the output, the input
-gradient and every parameter gradient. Tests and `minidl gradcheck` both use it.
+autograd — through the module's torch.nn twin when it declares one, otherwise through the
+module's own forward — and returns the relative errors of the output, the input gradient
+and every parameter gradient. Without a twin the output has no independent reference: the
+report says so (`reference`) and holds no output error, rather than a 0.0 from comparing
+the forward with itself. Tests and `minidl gradcheck` both use it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import Tensor
 from minidl_cli import nn, optim
 
 TOLERANCE = 1e-10
+NO_TWIN = "no torch.nn twin: gradients against autograd of its own forward, output unchecked"
 
 
 def rel_error(actual: Tensor, expected: Tensor) -> float:
@@ -34,6 +37,8 @@ class Report:
 
     name: str
     errors: dict[str, float] = field(default_factory=dict)  # 'output', 'input', param names
+    # what the module was checked against: its torch.nn twin, or autograd of its own forward
+    reference: str = "torch.nn twin"
 
     @property
     def max_error(self) -> float:
@@ -43,50 +48,15 @@ class Report:
         return self.max_error <= tolerance
 
 
-class SelfBilinear(torch.nn.Bilinear):
-    """torch.nn.Bilinear(in, in, out) applied to its input with itself: minidl's Bilinear."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x, x)
-
-
 def torch_reference(module: nn.Module) -> torch.nn.Module | None:
-    """The torch.nn module computing the same function, with the same parameters, buffers
-    and train/eval mode, or None (then: autograd of the module's own forward)."""
-    tnn, m = torch.nn, module
-    has_bias = getattr(module, "bias", None) is not None
-    makers: dict[type, Callable[[], torch.nn.Module]] = {
-        nn.Linear: lambda: tnn.Linear(m.in_features, m.out_features, bias=has_bias),
-        nn.Conv2d: lambda: tnn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride,
-                                      m.padding, bias=has_bias),
-        nn.MaxPool2d: lambda: tnn.MaxPool2d(m.kernel_size, m.stride, m.padding),
-        nn.AvgPool2d: lambda: tnn.AvgPool2d(m.kernel_size, m.stride, m.padding),
-        nn.Flatten: lambda: tnn.Flatten(m.start_dim, m.end_dim),
-        nn.BatchNorm1d: lambda: tnn.BatchNorm1d(m.num_features, m.eps, m.momentum,
-                                                affine=m.weight is not None),
-        nn.BatchNorm2d: lambda: tnn.BatchNorm2d(m.num_features, m.eps, m.momentum,
-                                                affine=m.weight is not None),
-        nn.LayerNorm: lambda: tnn.LayerNorm(m.normalized_shape, m.eps,
-                                            elementwise_affine=m.weight is not None,
-                                            bias=has_bias),
-        nn.Bilinear: lambda: SelfBilinear(m.in_features, m.in_features, m.out_features,
-                                          bias=has_bias),
-        nn.Identity: tnn.Identity,
-        nn.ReLU: tnn.ReLU,
-        nn.LeakyReLU: lambda: tnn.LeakyReLU(module.negative_slope),
-        nn.ELU: lambda: tnn.ELU(module.alpha),
-        nn.Tanh: tnn.Tanh,
-        nn.Sigmoid: tnn.Sigmoid,
-        nn.Softmax: lambda: tnn.Softmax(module.dim),
-        nn.Sequential: lambda: tnn.Sequential(*(torch_reference(m) for m in module)),
-    }
-    maker = makers.get(type(module))
-    if maker is None or (isinstance(module, nn.Sequential)
-                         and any(torch_reference(m) is None for m in module)):
+    """The module's torch.nn twin (as the module declares it: `torch_twin`) in float64,
+    with the same parameters, buffers and train/eval mode, or None when it has none."""
+    twin = module.torch_twin()
+    if twin is None:
         return None
-    reference = maker().to(torch.float64).train(module.training)
-    reference.load_state_dict(module.state_dict())
-    return reference
+    twin = twin.to(torch.float64).train(module.training)
+    twin.load_state_dict(module.state_dict())
+    return twin
 
 
 def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None,
@@ -117,7 +87,10 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
             ref_output = module.forward(x_ref)
         ref_output.backward(grad_output)
 
-    report.errors["output"] = rel_error(output, ref_output.detach())
+    if reference is not None:  # without a twin, the forward would be compared with itself
+        report.errors["output"] = rel_error(output, ref_output.detach())
+    else:
+        report.reference = NO_TWIN
     report.errors["input"] = rel_error(grad_input, x_ref.grad)
     for pname, p in module.named_parameters():
         report.errors[pname] = rel_error(p.grad, ref_params[pname].grad)

@@ -19,8 +19,7 @@ from torch import Tensor
 
 from minidl_cli import tasks
 from minidl_cli.build import build_loss, build_model
-from minidl_cli.gradcheck import SelfBilinear
-from minidl_cli.nn import Bilinear, Sequential
+from minidl_cli.nn import Sequential
 from minidl_cli.runs import Run, RunError, load_checkpoint
 
 
@@ -205,35 +204,13 @@ class Predictor:
     # --- torch.nn ---
 
     def to_torch(self) -> torch.nn.Sequential:
-        """The network as a torch.nn.Sequential of the torch.nn classes of the same names,
-        loaded from `model`'s state dict: the same outputs for the same (standardised)
-        inputs. Options the torch.nn class does not take (minidl's `init`: the loaded
-        weights replace any initialisation) are left out. ValueError naming a layer that
-        torch.nn has no class of the same name for."""
-        import inspect
-
-        layers = []
-        for i, (layer, cfg) in enumerate(zip(self.model, self.config["model"], strict=True)):
-            name = type(layer).__name__
-            if isinstance(layer, Bilinear):  # torch.nn.Bilinear(in, in, out) of x with itself
-                layers.append(SelfBilinear(layer.in_features, layer.in_features,
-                                           layer.out_features, bias=layer.bias is not None))
-                continue
-            cls = getattr(torch.nn, name, None)
-            if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
-                raise ValueError(f"model[{i}]: torch.nn has no {name}; to_torch maps each "
-                                 "layer to the torch.nn class of the same name")
-            accepted = inspect.signature(cls).parameters
-            options = {k: v for k, v in (cfg.items() if isinstance(cfg, dict) else ())
-                       if k in accepted}
-            try:
-                layers.append(cls(**options))
-            except TypeError as e:
-                raise ValueError(f"model[{i}]: torch.nn.{name} cannot be built from minidl's "
-                                 f"options ({e})") from None
-        net = torch.nn.Sequential(*layers).to(self.dtype)
-        net.load_state_dict(self.model.state_dict())
-        return net.eval()
+        """The network as torch.nn, in eval mode: each layer's torch.nn twin (as the layer
+        declares it, blocks included), loaded from `model`'s state dict, so the same
+        (standardised) inputs give the same outputs. ValueError naming a layer without one."""
+        try:
+            return self.model.to_torch().eval()
+        except ValueError as e:
+            raise ValueError(f"model: {e}") from None
 
 
 def load(run_dir: str | os.PathLike, checkpoint: str = "last") -> Predictor:

@@ -7,6 +7,18 @@ A component's options are its constructor's (or factory's) keyword arguments, re
     class Swish(Module): ...
 
 Names match case-insensitively; torch class names are registered as aliases.
+
+How to add a layer: write one file in minidl_cli/nn/ (imported by nn/__init__.py) with a
+Module subclass registered by `@register("layer", "name")`. Its constructor's arguments are
+its config options. Beside its maths it says what the builder needs: `inferred = {"in_features":
+-1}` names each argument read off the input's shape and the axis it is read from, batch
+first as in torch (-1: the last axis, as LazyLinear's in_features; 1: the channels, as
+LazyConv2d's in_channels); `output_shape(input_shape)` gives the output's shape (both
+without the batch); `torch_twin()` returns the torch.nn module computing the same function
+(fresh weights, the same state-dict keys), which `to_torch()` loads and the oracle checks
+against. An option annotated `Layers` (or `list[Layers]`, or `LayerFactory`) holds a list
+of layer configs, a nested model: validated, sized and built like `model:`. Then add the
+layer's oracle case to tests/test_oracle.py.
 """
 
 from __future__ import annotations
@@ -22,14 +34,10 @@ from typing import Any
 
 KINDS = ("layer", "loss", "optimizer", "scheduler", "dataset")
 
-# Arguments a builder supplies itself: they are never user options.
-INJECTED = {
-    "layer": ("in_features", "in_channels", "num_features", "normalized_shape"),  # from shapes
-    "loss": (),
-    "optimizer": ("params",),
-    "scheduler": ("optimizer",),
-    "dataset": ("generator",),
-}
+# What the builder passes every component of a kind (never a user option): an optimizer
+# its parameters, a scheduler its optimizer, a data set its seeded generator. A layer's
+# sizes read off its input are its own declaration (`inferred`, see Entry.inferred).
+SUPPLIED = {"optimizer": ("params",), "scheduler": ("optimizer",), "dataset": ("generator",)}
 
 _REQUIRED = inspect.Parameter.empty
 
@@ -87,14 +95,27 @@ class Entry:
     target: Callable
     aliases: tuple[str, ...] = ()
 
+    @property
+    def inferred(self) -> dict[str, int]:
+        """A layer's constructor arguments read off its input's shape, with the axis each
+        is read from (batch first: -1 the last axis, 1 the channels), as the layer declares
+        in its `inferred` class attribute; {} for other kinds."""
+        if self.kind != "layer":
+            return {}
+        accepted = inspect.signature(self.target).parameters
+        declared = getattr(self.target, "inferred", None) or {}
+        return {arg: axis for arg, axis in declared.items() if arg in accepted}
+
     def options(self, *, injected: bool = False) -> list[Option]:
-        """The user options: constructor arguments minus those the builder injects."""
+        """The user options: constructor arguments minus those the builder supplies (the
+        kind's, and a layer's inferred sizes unless `injected`)."""
         function = self.target.__init__ if inspect.isclass(self.target) else self.target
         hints = typing.get_type_hints(function, include_extras=True)
+        supplied = set(SUPPLIED.get(self.kind, ())) | (set() if injected else set(self.inferred))
         return [
             _option(p, hints.get(p.name, Any))
             for p in inspect.signature(self.target).parameters.values()
-            if (injected or p.name not in INJECTED[self.kind]) and p.name != "self"
+            if p.name not in supplied and p.name != "self"
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
 
@@ -166,9 +187,35 @@ def build(kind: str, name: str, *args: Any, **options: Any) -> Any:
     return lookup(kind, name).target(*args, **options)
 
 
-def accepts(entry: Entry, argument: str) -> bool:
-    """Whether the component's constructor takes `argument` (e.g. an injected in_features)."""
-    return argument in inspect.signature(entry.target).parameters
+class Layers(list):
+    """The type of an option holding a list of layer configs: a nested model (a residual
+    block's `body`). It is validated, sized and built like `model:`, for the block's input
+    shape; the constructor gets the built Sequential. `list[Layers]` is several (a concat's
+    `branches`), each built for the block's input."""
+
+
+class LayerFactory(list):
+    """The type of an option holding a list of layer configs of which the constructor makes
+    copies (a repeat's `body`): it gets a function that builds a fresh Sequential, with its
+    own parameters, for the block's input shape at each call."""
+
+
+def nesting(hint: Any) -> str | None:
+    """How an option's type hint holds layers: 'layers' (Layers), 'branches'
+    (list[Layers]), 'factory' (LayerFactory), or None; `| None` is looked through."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return nesting(args[0])
+    if origin in (typing.Union, types.UnionType):
+        found = {nesting(a) for a in args if a is not type(None)} - {None}
+        return found.pop() if len(found) == 1 else None
+    if hint is Layers:
+        return "layers"
+    if hint is LayerFactory:
+        return "factory"
+    if origin in (list, tuple) and args and args[0] is Layers:
+        return "branches"
+    return None
 
 
 def type_name(hint: Any) -> str:
@@ -179,6 +226,8 @@ def type_name(hint: Any) -> str:
         return " | ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
         return " | ".join(type_name(a) for a in args)
+    if hint in (Layers, LayerFactory):
+        return "layers"
     if origin in (tuple, list):
         return f"{origin.__name__}[{', '.join(type_name(a) for a in args if a is not Ellipsis)}]"
     if hint is type(None):

@@ -300,3 +300,49 @@ def test_to_accepts_a_positional_dtype_as_torch_nn_does():
     assert state["1.num_batches_tracked"].dtype == torch.int64
     net.to("cpu", torch.float32)
     assert net[0].weight.data.dtype == torch.float32
+
+
+class Branches(nn.Module):
+    """Layers kept in a list and a tuple, as a block keeps its branches."""
+
+    def __init__(self):
+        self.branches = [nn.Linear(3, 2), nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))]
+        self.pair = (nn.Dropout(0.5), nn.Linear(3, 1, bias=False))
+        self.sizes = [2, 4]  # a list of other things is not a module
+
+
+def test_modules_in_lists_and_tuples_are_walked_like_attributes():
+    block = Branches()
+    assert [n for n, _ in block.named_children()] == ["branches.0", "branches.1", "pair.0",
+                                                      "pair.1"]
+    assert list(block.state_dict()) == [
+        "branches.0.weight", "branches.0.bias", "branches.1.0.weight", "branches.1.0.bias",
+        "branches.1.1.weight", "branches.1.1.bias", "branches.1.1.running_mean",
+        "branches.1.1.running_var", "branches.1.1.num_batches_tracked", "pair.1.weight"]
+    assert len(block.parameters()) == 7 and len(block.buffers()) == 3
+    block.eval()
+    assert not block.pair[0].training and not block.branches[1][1].training
+    block.to(torch.float64)
+    assert block.branches[1][0].weight.grad.dtype == torch.float64
+    assert block.branches[1][1].running_mean.dtype == torch.float64
+    state = {k: torch.full_like(v, 3) for k, v in block.state_dict().items()}
+    block.load_state_dict(state)
+    assert (block.pair[1].weight.data == 3).all()
+    assert [n for n, _ in block.named_modules()][:4] == ["", "branches.0", "branches.1",
+                                                         "branches.1.0"]
+
+
+def test_to_torch_loads_the_twins_and_names_a_module_without_one():
+    class Swish(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh()).to(torch.float64)
+    twin = net.to_torch()
+    assert isinstance(twin, torch.nn.Sequential) and twin.training
+    assert next(twin.parameters()).dtype == torch.float64
+    x = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(twin(x), net(x), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"^Swish \(module 1\) has no torch.nn twin"):
+        nn.Sequential(nn.Linear(3, 4), Swish()).to_torch()

@@ -122,6 +122,27 @@ def test_whole_network_matches_torch_sequential():
     assert {"0.weight", "0.bias", "2.weight", "4.bias"} <= set(report.errors)
 
 
+def test_a_module_without_a_twin_is_never_compared_with_itself():
+    """Without a torch.nn twin, the output has no independent reference: the report says
+    so and holds no output error (a 0.0 would read as a match)."""
+    from minidl_cli.gradcheck import NO_TWIN
+
+    class Swish(nn.Module):
+        def forward(self, x):
+            self._x, self._s = x, torch.sigmoid(x)
+            return x * self._s
+
+        def backward(self, grad_output):
+            s = self._s
+            return grad_output * (s + self._x * s * (1 - s))  # d(x σ(x))/dx = σ + x σ (1 − σ)
+
+    report = check_module(Swish(), torch.randn(5, 4, dtype=torch.float64))
+    assert report.reference == NO_TWIN and "output" not in report.errors
+    assert report.passed() and set(report.errors) == {"input"}
+    report = check_module(nn.Tanh(), torch.randn(5, 4, dtype=torch.float64))
+    assert report.reference != NO_TWIN and "output" in report.errors
+
+
 def test_oracle_catches_a_wrong_backward():
     class BrokenTanh(nn.Tanh):
         def backward(self, grad_output):
@@ -273,3 +294,25 @@ def test_declared_output_shape_is_the_real_one(name):
     for module, x_shape in layer_cases(name, 3, 5):
         out = module.forward(torch.randn(x_shape, dtype=torch.float64, generator=gen))
         assert module.output_shape(tuple(x_shape[1:])) == tuple(out.shape[1:]), module
+
+
+def test_gradcheck_command_says_when_a_module_has_no_twin(tmp_path, monkeypatch):
+    from helpers import TINY, invoke, write_config
+
+    (tmp_path / "swish_plugin.py").write_text(
+        "import torch\nfrom minidl_cli.nn import Module\nfrom minidl_cli.registry import register\n"
+        "@register('layer', 'swish')\nclass Swish(Module):\n"
+        "    output_shape = staticmethod(lambda shape: shape)\n"
+        "    def forward(self, x):\n        self._x, self._s = x, torch.sigmoid(x)\n"
+        "        return x * self._s\n"
+        "    def backward(self, g):\n        s = self._s\n"
+        "        return g * (s + self._x * s * (1 - s))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = [{"type": "linear", "out_features": 8}, "swish", {"type": "linear", "out_features": 2}]
+    result = invoke("gradcheck", write_config(tmp_path, {**TINY, "model": model,
+                                                         "plugins": ["swish_plugin"]}))
+    assert result.exit_code == 0, result.output
+    swish_row = next(line for line in result.stdout.splitlines() if "[1] Swish" in line)
+    assert "no torch.nn twin" in swish_row and "output unchecked" in swish_row
+    linear_row = next(line for line in result.stdout.splitlines() if "[0] Linear" in line)
+    assert "twin" not in linear_row

@@ -21,7 +21,13 @@ def gradcheck(config_path: Path, overrides: tuple[str, ...]) -> None:
 
     from minidl_cli.build import build_optimizer
     from minidl_cli.config import load_config
-    from minidl_cli.gradcheck import TOLERANCE, TORCH_OPTIMIZERS, check_network, check_optimizer
+    from minidl_cli.gradcheck import (
+        NO_TWIN,
+        TOLERANCE,
+        TORCH_OPTIMIZERS,
+        check_network,
+        check_optimizer,
+    )
     from minidl_cli.train import Trainer
 
     check_overrides(list(overrides))
@@ -34,7 +40,8 @@ def gradcheck(config_path: Path, overrides: tuple[str, ...]) -> None:
     click.echo(f"{'module':<28} {'max rel. error vs autograd':>27} {'vs central diff.':>17}")
     for r, numeric in report.rows:
         numeric_text = "-" if numeric is None else f"{numeric:.2e}"
-        click.echo(f"{r.name:<28} {r.max_error:>27.2e} {numeric_text:>17}")
+        note = "" if r.reference != NO_TWIN else f"  ({NO_TWIN})"
+        click.echo(f"{r.name:<28} {r.max_error:>27.2e} {numeric_text:>17}{note}")
     passed = report.passed()
     if type(trainer.optimizer) in TORCH_OPTIMIZERS:  # a plugin's optimizer has no reference
         steps = check_optimizer(lambda params: build_optimizer(config["optimizer"], params))

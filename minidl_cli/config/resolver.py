@@ -167,7 +167,9 @@ def _check_against_data(config: dict, problems: list[str], raw_loss: Any = None)
         problems.append(f"train.val_fraction: {e}")
     with torch.random.fork_rng(devices=[]):
         try:
-            model, shapes = build.build_layers(config["model"], dataset.input_shape)
+            # record=True: each inferred size is written into the config, at every depth
+            model, shapes = build.build_layers(config["model"], dataset.input_shape,
+                                               record=True)
         except ValueError as e:
             problems.append(str(e))
             model = None
@@ -175,11 +177,6 @@ def _check_against_data(config: dict, problems: list[str], raw_loss: Any = None)
         if model is not None:
             _check_output(config["model"], shapes, dataset, problems)
             _check_batch_norm(model, shapes, len(dataset.x_train), train["batch_size"], problems)
-            for layer, shape in zip(config["model"], shapes, strict=False):
-                entry = registry.lookup("layer", layer["type"])
-                for arg, size in build.injected_sizes(entry, shape).items():
-                    if arg in layer:  # record what was inferred: the config describes the run
-                        layer[arg] = size
             _check_training(config, model, problems)
 
 

@@ -174,7 +174,7 @@ def _user_options(entry: registry.Entry) -> list[Option]:
     """The options a user may set: a layer's inferred sizes (in_features, in_channels, …)
     too, null by default, checked against the inferred ones and recorded by the resolver."""
     if entry.kind == "layer":
-        inferred = registry.INJECTED["layer"]
+        inferred = entry.inferred
         return [Option(o.name, int | None, None, Range(ge=1)) if o.name in inferred else o
                 for o in entry.options(injected=True)]
     return entry.options()

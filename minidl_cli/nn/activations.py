@@ -30,6 +30,9 @@ class ReLU(Module):
         # dL/dx = g · 1[y > 0]; y ≥ 0, so 1[y > 0] = sign(y) (0 at the kink, as torch)
         return self._output.sign().mul_(grad_output)
 
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.ReLU()
+
 
 @register("layer", "leaky_relu")
 class LeakyReLU(Module):
@@ -47,6 +50,9 @@ class LeakyReLU(Module):
     def backward(self, grad_output: Tensor) -> Tensor:
         g = grad_output
         return torch.where(self._input > 0, g, g * self.negative_slope)  # dL/dx = g or slope·g
+
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.LeakyReLU(self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -71,6 +77,9 @@ class ELU(Module):
         # dL/dx = g if x > 0 else g · alpha · eˣ = g · (y + alpha)
         return torch.where(self._input > 0, g, g * (self._output + self.alpha))
 
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.ELU(self.alpha)
+
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
 
@@ -89,6 +98,9 @@ class Tanh(Module):
         g, y = grad_output, self._output
         return torch.addcmul(g, g, y.square(), value=-1)  # dL/dx = g (1 − y²) = g − g · y²
 
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.Tanh()
+
 
 @register("layer", "sigmoid")
 class Sigmoid(Module):
@@ -104,6 +116,9 @@ class Sigmoid(Module):
         y = self._output
         gy = grad_output * y
         return torch.addcmul(gy, gy, y, value=-1)  # dL/dx = g · y (1 − y) = g y − g y · y
+
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.Sigmoid()
 
 
 @register("layer", "softmax")
@@ -129,6 +144,9 @@ class Softmax(Module):
         gs = grad_output * s
         # the full Jacobian-vector product J g, J = diag(s) − s sᵀ: s ⊙ (g − Σⱼ gⱼ sⱼ)
         return torch.addcmul(gs, s, gs.sum(self.dim, keepdim=True), value=-1)
+
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.Softmax(self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

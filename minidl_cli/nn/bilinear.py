@@ -23,6 +23,8 @@ class Bilinear(Module):
     Shape: (N, in_features) -> (N, out_features).
     """
 
+    inferred = {"in_features": -1}  # input.shape[-1]
+
     def __init__(self, in_features: int, out_features: Annotated[int, Range(ge=1)],
                  bias: bool = True):
         if in_features < 1 or out_features < 1:
@@ -52,6 +54,17 @@ class Bilinear(Module):
             self.bias.grad += g.sum(0)  # dL/db = Σₙ g
         return torch.einsum("nk,kij,nj->ni", g, a + a.mT, x)  # dL/dx = Σₖ gₖ (Aₖ + Aₖᵀ) x
 
+    def torch_twin(self) -> torch.nn.Module:
+        return SelfBilinear(self.in_features, self.in_features, self.out_features,
+                            bias=self.bias is not None)
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
+
+
+class SelfBilinear(torch.nn.Bilinear):
+    """torch.nn.Bilinear(in, in, out) applied to its input with itself: minidl's Bilinear."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x, x)

@@ -74,6 +74,8 @@ class Conv2d(Module):
     padding.
     """
 
+    inferred = {"in_channels": 1}  # as torch.nn.LazyConv2d: in_channels = input.shape[1]
+
     def __init__(self, in_channels: int, out_channels: Annotated[int, Range(ge=1)],
                  kernel_size: Size2, stride: Size2 = 1, padding: Size2 = 0, bias: bool = True):
         if in_channels < 1 or out_channels < 1:
@@ -123,6 +125,10 @@ class Conv2d(Module):
         # dL/dx = col2im(dL/dpatches): each patch's gradient added back where im2col took it
         return fold(grad_patches.view(n, -1, weight.shape[1]).mT, self._input_size,
                     self.kernel_size, padding=self.padding, stride=self.stride)
+
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size,
+                               self.stride, self.padding, bias=self.bias is not None)
 
     def extra_repr(self) -> str:
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -37,5 +37,20 @@ class Dropout(Module):
     def backward(self, grad_output: Tensor) -> Tensor:
         return grad_output if self._mask is None else grad_output * self._mask  # dL/dx = g · m
 
+    def torch_twin(self) -> torch.nn.Module:
+        return DropoutTwin(self.p)
+
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class DropoutTwin(torch.nn.Dropout):
+    """torch.nn.Dropout whose mask comes from the same draws as minidl's Dropout (keep where
+    a uniform draw is >= p), so both drop the same elements from the same RNG state and the
+    oracle can compare them in training; in eval mode the identity, as torch.nn.Dropout."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype)
+        return x * keep / (1.0 - self.p) if self.p < 1.0 else x * keep

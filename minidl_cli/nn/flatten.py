@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from minidl_cli.nn.module import Module, show_shape
@@ -38,6 +39,9 @@ class Flatten(Module):
 
     def backward(self, grad_output: Tensor) -> Tensor:
         return grad_output.reshape(self._input_shape)  # dL/dx: the same numbers, x's shape
+
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.Flatten(self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

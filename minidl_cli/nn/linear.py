@@ -41,6 +41,8 @@ class Linear(Module):
     (N, C, H, W): a linear layer there is almost always a missing flatten.
     """
 
+    inferred = {"in_features": -1}  # as torch.nn.LazyLinear: in_features = input.shape[-1]
+
     def __init__(self, in_features: int, out_features: Annotated[int, Range(ge=1)],
                  bias: bool = True,
                  init: Init = "xavier_uniform"):
@@ -97,6 +99,9 @@ class Linear(Module):
             self._ones = grad_output.new_ones(grad_output.size(0))
         return self._ones
 
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
@@ -113,3 +118,6 @@ class Identity(Module):
 
     def backward(self, grad_output: Tensor) -> Tensor:
         return grad_output
+
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.Identity()

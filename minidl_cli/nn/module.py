@@ -8,6 +8,10 @@ Non-learned state (BatchNorm's running statistics) lives in *buffers*, as in tor
 `register_buffer(name, tensor)` makes it an attribute that `state_dict`,
 `load_state_dict` and `to()` include under the layer's prefix, and that `parameters()`
 never returns, so no optimizer sees it.
+
+Sub-modules are found by walking attributes, lists and tuples alike (as tinygrad's
+get_state_dict does): a module kept in `self.branches = [a, b]` is child `branches.0`, so
+no list of layers can drop out of the parameters, the state dict, `to()` or `train()`.
 """
 
 from __future__ import annotations
@@ -47,6 +51,65 @@ def show_shape(input_shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(["N", *map(str, input_shape)]) + ")"
 
 
+def output_shape_of(layer: Module, input_shape: tuple[int, ...], name: str) -> tuple[int, ...]:
+    """The shape `layer` outputs for inputs of `input_shape` (both without the batch), as it
+    declares (`output_shape`) or, for a layer without that (a plugin), as probed with a
+    batch of two, forward and backward. ValueError whose message starts with `name`."""
+    declared = getattr(layer, "output_shape", None)
+    if declared is None:
+        return _probe(layer, input_shape, name)
+    try:
+        out = declared(input_shape)
+    except ValueError as e:  # the reason reads after the layer's name
+        raise ValueError(f"{name} {e}") from None
+    except Exception as e:  # a plugin's output_shape
+        raise ValueError(f"{name}.output_shape{show_shape(input_shape)} fails: "
+                         f"{type(e).__name__}: {e}") from None
+    if not (isinstance(out, tuple) and out and all(isinstance(n, int) and n > 0 for n in out)):
+        raise ValueError(f"{name}.output_shape returned {out!r}; it must return the output's "
+                         "shape without the batch, a tuple of sizes >= 1")
+    return out
+
+
+def _probe(layer: Module, shape: tuple[int, ...], name: str) -> tuple[int, ...]:
+    """Run a batch of two through `layer`, forward and backward, in eval mode; its output's
+    shape. RNG, parameters, gradients, buffers and the train/eval mode are left as found."""
+    batch = (2, *shape)
+    params = layer.parameters()
+    dtype = params[0].data.dtype if params else torch.float64
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    grads = [p.grad.clone() for p in params]
+    was_training = layer.training
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        try:
+            out = layer.eval().forward(torch.zeros(batch, dtype=dtype))
+            if not isinstance(out, Tensor) or out.dim() < 2 or out.shape[0] != 2:
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise _Wrong(f"{name} turns a batch of shape {batch} into {got}; a layer must "
+                             "keep the batch dimension first")
+            grad = layer.backward(torch.ones_like(out))
+        except _Wrong as e:
+            raise ValueError(str(e)) from None
+        except Exception as e:  # any layer, plugins too: report with its name
+            text = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            raise ValueError(f"{name} fails on inputs of shape {show_shape(shape)}: "
+                             f"{text}") from None
+        finally:
+            layer.train(was_training)
+            layer.load_state_dict(state)
+            for p, g in zip(params, grads, strict=True):
+                p.grad.copy_(g)
+    got = tuple(grad.shape) if isinstance(grad, Tensor) else type(grad).__name__
+    if got != batch:
+        raise ValueError(f"{name}.backward returned shape {got} for a batch of shape {batch}; "
+                         "it must return dL/dx, shaped like the input")
+    return tuple(out.shape[1:])
+
+
+class _Wrong(Exception):
+    """A probed layer's own mistake, reported as it is."""
+
+
 def same_shape(self: Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
     """`output_shape` of a layer whose output has its input's shape: `output_shape = same_shape`."""
     return input_shape
@@ -63,6 +126,35 @@ class Module:
     """
 
     training: bool = True
+    # Constructor arguments the builder reads off the input's shape: argument -> axis, batch
+    # first as in torch (-1: the last axis, 1: the channels). A layer declares its own; this
+    # default gives a plugin torch.nn's names for them, as torch's Lazy modules infer them.
+    inferred: dict[str, int] = {"in_features": -1, "in_channels": 1, "num_features": 1,
+                                "normalized_shape": -1}
+
+    def torch_twin(self) -> torch.nn.Module | None:
+        """The torch.nn module computing the same function with the same state-dict keys
+        (fresh weights), or None when torch.nn has none: `to_torch()` loads it, and the
+        oracle checks against it. A layer overrides this beside its maths."""
+        return None
+
+    def to_torch(self) -> torch.nn.Module:
+        """This module as torch.nn: its twin, with this module's state dict, dtype, device
+        and train/eval mode. ValueError naming the first sub-module without a twin."""
+        twin = self.torch_twin()
+        if twin is None:
+            name, lacking = next(((n, m) for n, m in self.named_modules()
+                                  if not list(m.named_children()) and m.torch_twin() is None),
+                                 ("", self))
+            where = f" (module {name})" if name else ""
+            raise ValueError(f"{type(lacking).__name__}{where} has no torch.nn twin; give its "
+                             "class a torch_twin() method returning the torch.nn module")
+        tensors = [p.data for p in self.parameters()] + self.buffers()
+        floating = next((t for t in tensors if t.is_floating_point()), None)
+        if floating is not None:
+            twin = twin.to(device=floating.device, dtype=floating.dtype)
+        twin.load_state_dict(self.state_dict())
+        return twin.train(self.training)
 
     def forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
@@ -76,9 +168,20 @@ class Module:
     # --- structure: parameters and children are found by walking attributes (tinygrad) ---
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Modules held as attributes, or in a list or tuple attribute ('branches.0')."""
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{name}.{i}", item
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module ('') and every module below it, by state-dict prefix ('3.body.1')."""
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, value in vars(self).items():
@@ -222,6 +325,15 @@ class Sequential(Module):
     def named_children(self) -> Iterator[tuple[str, Module]]:
         for i, module in enumerate(self.layers):
             yield str(i), module
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        for i, module in enumerate(self.layers):
+            input_shape = output_shape_of(module, input_shape, f"[{i}] {type(module).__name__}")
+        return input_shape
+
+    def torch_twin(self) -> torch.nn.Module | None:
+        twins = [module.torch_twin() for module in self.layers]
+        return None if any(t is None for t in twins) else torch.nn.Sequential(*twins)
 
     def __getitem__(self, i: int) -> Module:
         return self.layers[i]

@@ -50,6 +50,8 @@ class _BatchNorm(Module):
     ranks: tuple[int, ...] = ()  # input ranks accepted, without the batch dimension
     layout = ""
     fixes: dict[int, str] = {}  # a wrong input rank -> what to do instead
+    inferred = {"num_features": 1}  # as torch.nn.LazyBatchNorm: num_features = input.shape[1]
+    twin: type[torch.nn.Module]  # the torch.nn class: the same arguments and state-dict keys
 
     def __init__(self, num_features: int, eps: Annotated[float, Range(gt=0)] = 1e-5,
                  momentum: Annotated[float | None, Range(ge=0, le=1)] = 0.1,
@@ -113,6 +115,10 @@ class _BatchNorm(Module):
             return g / std  # dL/dx = dL/dx̂ / std
         return normalize_backward(g, xc, std, dims, m)
 
+    def torch_twin(self) -> torch.nn.Module:
+        return self.twin(self.num_features, self.eps, self.momentum,
+                         affine=self.weight is not None)
+
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.weight is not None}")
@@ -129,6 +135,7 @@ class BatchNorm1d(_BatchNorm):
 
     ranks = (1, 2)
     layout = "(N, C) or (N, C, L)"
+    twin = torch.nn.BatchNorm1d
     fixes = {3: "; use batch_norm2d for images (N, C, H, W)"}
 
 
@@ -143,6 +150,7 @@ class BatchNorm2d(_BatchNorm):
 
     ranks = (3,)
     layout = "(N, C, H, W)"
+    twin = torch.nn.BatchNorm2d
     fixes = {1: "; use batch_norm1d after a flatten, or move it before the flatten",
              2: "; use batch_norm1d for (N, C, L)"}
 
@@ -155,6 +163,8 @@ class LayerNorm(Module):
 
     Shape: (N, *, normalized_shape) -> same.
     """
+
+    inferred = {"normalized_shape": -1}  # the last axis: input.shape[-1]
 
     def __init__(self, normalized_shape: int, eps: Annotated[float, Range(gt=0)] = 1e-5,
                  elementwise_affine: bool = True, bias: bool = True):
@@ -188,6 +198,11 @@ class LayerNorm(Module):
             self.weight.grad += (g * xn).sum(positions)  # dL/dγ = Σ g x̂
             g = g * self.weight.data  # dL/dx̂ = γ g
         return normalize_backward(g, xc, std, (-1,), self.normalized_shape)
+
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.LayerNorm(self.normalized_shape, self.eps,
+                                  elementwise_affine=self.weight is not None,
+                                  bias=self.bias is not None)
 
     def extra_repr(self) -> str:
         return (f"({self.normalized_shape},), eps={self.eps}, "

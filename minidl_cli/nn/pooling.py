@@ -3,6 +3,7 @@ common/layers.py, Pooling)."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.nn.functional import avg_pool2d, fold, max_pool2d
 
@@ -39,6 +40,9 @@ class MaxPool2d(_Pool2d):
     to kernel_size. Raises ValueError for sizes below 1 or padding above kernel_size / 2.
     """
 
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.MaxPool2d(self.kernel_size, self.stride, self.padding)
+
     def forward(self, x: Tensor) -> Tensor:
         self._input_shape = x.shape
         out, self._argmax = max_pool2d(x, self.kernel_size, self.stride, self.padding,
@@ -60,6 +64,9 @@ class AvgPool2d(_Pool2d):
     Shape: (N, C, H, W) -> (N, C, H', W'), H' = ⌊(H + 2p − kH) / s⌋ + 1; stride defaults
     to kernel_size. Raises ValueError for sizes below 1 or padding above kernel_size / 2.
     """
+
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.AvgPool2d(self.kernel_size, self.stride, self.padding)
 
     def forward(self, x: Tensor) -> Tensor:
         self._input_shape = x.shape

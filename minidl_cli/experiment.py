@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidl_cli.config import ConfigError, apply_overrides, dump_yaml, load_yaml, resolve
-from minidl_cli.config.plugins import load_plugins
+from minidl_cli.config.plugins import import_plugins
 from minidl_cli.data import reusing_datasets
 from minidl_cli.runs import (
     Run,
@@ -233,7 +233,7 @@ def draw_plots(run: Run, trainer: Trainer) -> list[Path]:
 
 def join_run(config: dict[str, Any], checkpoint: Path, world: World) -> Trainer:
     """A data-parallel rank > 0: rank 0's config and starting checkpoint; no run directory."""
-    load_plugins(config["plugins"])  # rank 0 imported them while resolving the config
+    import_plugins(config["plugins"], Path.cwd())  # as rank 0 did while resolving the config
     trainer = Trainer(config, world)
     _restore(trainer, load_checkpoint(checkpoint), checkpoint)
     return trainer

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from minidl_cli import tasks
 from minidl_cli.build import build_loss, build_model
+from minidl_cli.config.plugins import import_plugins
 from minidl_cli.nn import Sequential
 from minidl_cli.runs import Run, RunError, load_checkpoint
 
@@ -51,7 +52,7 @@ class Predictor:
             self.features = list(self.encoded_features)
         self.feature_names_in_ = self.features  # scikit-learn's name for the input columns
         self.dtype = getattr(torch, self.config["train"]["dtype"])
-        _import_plugins(self.config.get("plugins") or [], base)
+        import_plugins(self.config.get("plugins") or [], base)
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: not ours
             self.model: Sequential = build_model(self.config["model"], self.input_shape)
         self.model.to(dtype=self.dtype)
@@ -287,14 +288,3 @@ def _first_width(config: dict[str, Any]) -> int:
     if isinstance(first, dict) and first.get("in_features"):
         return first["in_features"]
     raise RunError("this checkpoint does not record its input shape; retrain the run")
-
-
-def _import_plugins(modules: list[str], base: Path) -> None:
-    """Import the run's plugins (from the working directory or the run's folder)."""
-    from minidl_cli.config import ConfigError
-    from minidl_cli.config.validate import _Checker
-
-    problems: list[str] = []
-    _Checker(problems, base).plugins(modules)
-    if problems:
-        raise ConfigError(problems)

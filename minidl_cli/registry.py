@@ -234,8 +234,3 @@ def type_name(hint: Any) -> str:
         return "null"
     return getattr(hint, "__name__", str(hint))
 
-
-def import_plugins(modules: list[str]) -> None:
-    """Import the user's plugin modules; they register components as a side effect."""
-    for module in modules:
-        importlib.import_module(module)

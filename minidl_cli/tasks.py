@@ -33,6 +33,36 @@ def format_metric(name: str, value: float) -> str:
     return f"{value:.4f}"
 
 
+def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> Tensor:
+    """Counts of (true, predicted) pairs, as sklearn.metrics.confusion_matrix: entry [i, j]
+    counts the rows of class i predicted j.
+
+    Shape: y_true (n,), y_pred (n,) integer labels in 0..num_classes-1 (tensors, arrays or
+    lists) -> (num_classes, num_classes) int64.
+    """
+    y_true = torch.as_tensor(y_true).reshape(-1).long().cpu()
+    y_pred = torch.as_tensor(y_pred).reshape(-1).long().cpu()
+    pairs = y_true * num_classes + y_pred
+    return torch.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def regression_scores(y_true: Any, y_pred: Any) -> dict[str, Tensor]:
+    """mae, rmse and r2 of each target column, as scikit-learn's mean_absolute_error,
+    root_mean_squared_error and r2_score with multioutput='raw_values'.
+
+    r2 = 1 − Σ(y − ŷ)² / Σ(y − ȳ)²; a constant target scores 1 when predicted exactly,
+    else 0 (scikit-learn's force_finite).
+    Shape: y_true (n, k) or (n,), y_pred likewise -> {name: (k,) float64}.
+    """
+    y_true = torch.as_tensor(y_true).double()
+    y_true = y_true.reshape(len(y_true), -1)
+    residual = torch.as_tensor(y_pred).double().reshape(y_true.shape) - y_true
+    ss_res = residual.square().sum(0)
+    ss_tot = (y_true - y_true.mean(0)).square().sum(0)
+    r2 = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp_min(1e-300), (ss_res == 0).double())
+    return {"mae": residual.abs().mean(0), "rmse": residual.square().mean(0).sqrt(), "r2": r2}
+
+
 class Task:
     """Base class: what a task decides. Subclasses set `name` and `metric_names`."""
 
@@ -153,9 +183,7 @@ class Classification(Task):
         """metrics, error (1 − accuracy) and the confusion matrix (rows: true, columns:
         predicted, as scikit-learn's confusion_matrix)."""
         accuracy = self.metrics(outputs, y)["accuracy"]
-        c = self.num_classes
-        pairs = y.cpu() * c + self.decode(outputs).cpu()
-        confusion = torch.bincount(pairs, minlength=c * c).reshape(c, c)
+        confusion = confusion_matrix(y, self.decode(outputs), self.num_classes)
         return {"accuracy": accuracy, "error": 1.0 - accuracy, "confusion": confusion.tolist()}
 
     def predictions(self, outputs: Tensor) -> Any:
@@ -238,26 +266,14 @@ class Regression(Task):
         return values
 
     def metrics(self, outputs: Tensor, y: Tensor) -> dict[str, float]:
-        """scikit-learn's mean_absolute_error, root_mean_squared_error and r2_score with
-        multioutput='uniform_average': each computed per target, then averaged.
-
-        r2 = 1 − Σ(y − ŷ)² / Σ(y − ȳ)²; a constant target scores 1 when predicted exactly,
-        else 0 (scikit-learn's force_finite).
-        """
+        """`regression_scores` averaged over the targets (scikit-learn's
+        multioutput='uniform_average')."""
         return {name: value.mean().item()
                 for name, value in self._per_target(outputs, y).items()}
 
     def _per_target(self, outputs: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """mae, rmse and r2 of each target (metrics' formulas). Shape: -> {name: (k,)}."""
-        y = y.double()
-        residual = self.decode(outputs) - y
-        mae = residual.abs().mean(0)
-        rmse = residual.square().mean(0).sqrt()
-        ss_res = residual.square().sum(0)
-        ss_tot = (y - y.mean(0)).square().sum(0)
-        r2 = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp_min(1e-300),
-                         (ss_res == 0).double())
-        return {"mae": mae, "rmse": rmse, "r2": r2}
+        """mae, rmse and r2 of each target. Shape: -> {name: (k,)}."""
+        return regression_scores(y, self.decode(outputs))
 
     def evaluation(self, outputs: Tensor, y: Tensor) -> dict[str, Any]:
         """metrics (averaged over the targets); with several targets also `per_target`:

@@ -425,18 +425,6 @@ def test_predicted_classes_from_outputs_or_labels():
     assert plots.predicted_classes(torch.tensor([2, 0])).tolist() == [2, 0]
 
 
-def test_confusion_matrix_rows_are_true_classes():
-    matrix = plots.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], 3)
-    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
-
-
-def test_r2_score():
-    assert plots.r2_score([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 1.0
-    assert plots.r2_score([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == 0.0  # the mean predicts 0
-    assert plots.r2_score([1.0, 2.0, 3.0], [1.0, 2.0, 4.0]) == pytest.approx(1 - 1 / 2)
-    assert plots.r2_score([5.0, 5.0], [5.0, 5.0]) == 1.0  # constant target (force_finite)
-
-
 # ---------------------------------------------------------------- image grids
 
 
@@ -504,7 +492,7 @@ def test_legends_and_labels_stay_inside_their_figures(tmp_path):
         points.predictions_figure(table().x_test, table().y_test, table().y_test),  # PCA
         regression.predicted_vs_true_figure(np.c_[y, 2 * y], np.c_[y + 0.3, y], ["one", "two"]),
         regression.residuals_figure(y, y + 0.3),
-        confusion.confusion_figure(plots.confusion_matrix(ds.y_test, 2 - ds.y_test, 3), names),
+        confusion.confusion_figure(tasks.confusion_matrix(ds.y_test, 2 - ds.y_test, 3), names),
         curves.curve_figure(metrics[0], "loss", "mse"),
         overlays.loss_overlay_figure(metrics, list("abcd"), ["mse", "mse", "cross_entropy", None]),
     ]

@@ -230,3 +230,19 @@ def test_classification_trains_with_l1_and_huber_through_their_targets(tmp_path)
         assert load_config(write_config(tmp_path), [f"loss={loss}"])["loss"]["type"] == loss
         config = regression_config(tmp_path, standardize_target=False)
         assert load_config(write_config(tmp_path, config, loss=loss))["loss"]["type"] == loss
+
+
+def test_confusion_matrix_rows_are_true_classes():
+    matrix = tasks.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_r2_score():
+    def r2(y_true, y_pred):
+        return tasks.regression_scores(y_true, y_pred)["r2"].item()
+
+    assert r2([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 1.0
+    assert r2([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == 0.0  # the mean predicts 0
+    assert r2([1.0, 2.0, 3.0], [1.0, 2.0, 4.0]) == pytest.approx(1 - 1 / 2)
+    assert r2([5.0, 5.0], [5.0, 5.0]) == 1.0  # constant target (force_finite)
+

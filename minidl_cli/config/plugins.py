@@ -44,13 +44,28 @@ def resolve_plugin(entry: str, base: Path) -> str:
     return str(Path(found).parent if Path(found).name == "__init__.py" else Path(found))
 
 
-def load_plugins(entries: list[str]) -> None:
-    """Import the plugins of a resolved config (names, or absolute paths it recorded)."""
-    for entry in entries:
-        if _is_path(entry):
-            import_path(Path(entry))
-        else:
-            importlib.import_module(entry)
+def import_plugins(entries: list[str], base: Path) -> list[str]:
+    """minidl's one plugin loader: import every entry (a name, or a path relative to `base`;
+    a resolved config's absolute paths too) so that it registers its components; returns
+    what to record for each (resolve_plugin).
+
+    Raises ConfigError with one line per entry that cannot be imported.
+    """
+    from minidl_cli.config.errors import ConfigError
+
+    resolved, problems = [], []
+    for i, entry in enumerate(entries):
+        try:
+            resolved.append(resolve_plugin(entry, base))
+        except Exception as e:  # user code: any failure is a problem line
+            problems.append(
+                f"plugins[{i}]: cannot import {entry!r}: {type(e).__name__}: {e} (a plugin is "
+                "a module importable from the config's directory, the current directory or "
+                "the installed packages, or the path of a .py file)")
+            resolved.append(entry)
+    if problems:
+        raise ConfigError(problems)
+    return resolved
 
 
 def import_path(path: Path) -> None:

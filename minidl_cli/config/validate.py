@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from minidl_cli import registry
+from minidl_cli.config.errors import ConfigError
 from minidl_cli.config.hints import (
     _choices,
     _convert,
@@ -21,7 +22,7 @@ from minidl_cli.config.hints import (
     _Mismatch,
     _plain,
 )
-from minidl_cli.config.plugins import resolve_plugin
+from minidl_cli.config.plugins import import_plugins
 from minidl_cli.config.yaml_io import _show
 from minidl_cli.registry import Option, Range
 
@@ -72,18 +73,11 @@ class _Checker:
                 f"plugins: must be a list of module names such as [my_layers], got {_show(value)}"
             )
             return []
-        resolved = []
-        for i, module in enumerate(value):
-            try:
-                resolved.append(resolve_plugin(module, self.base))
-            except Exception as e:  # user code: any failure is a problem line
-                self.problems.append(
-                    f"plugins[{i}]: cannot import {module!r}: {type(e).__name__}: {e} (a "
-                    "plugin is a module importable from the config's directory, the current "
-                    "directory or the installed packages, or the path of a .py file)"
-                )
-                resolved.append(module)
-        return resolved
+        try:
+            return import_plugins(value, self.base)
+        except ConfigError as e:
+            self.problems.extend(e.problems)
+            return list(value)
 
     def model(self, value: Any) -> list[dict] | None:
         if value is None:

@@ -66,6 +66,16 @@ class Dataset:
         return self.num_classes if self.task == "classification" else self.y_train.shape[1]
 
 
+def random_split(n: int, n_held: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """minidl's one seeded split of n rows: (kept, held out) row indices, each in the rows'
+    original order; the held-out rows are the first n_held of torch.randperm(n, generator).
+
+    Shape: -> (n - n_held,), (n_held,) int64.
+    """
+    perm = torch.randperm(n, generator=generator)
+    return perm[n_held:].sort().values, perm[:n_held].sort().values
+
+
 def split_validation(
     ds: Dataset, fraction: float, generator: torch.Generator
 ) -> tuple[Dataset, Tensor | None, Tensor | None]:
@@ -86,8 +96,7 @@ def split_validation(
             f"validation fraction {fraction} of {n} training points leaves none to train on; "
             "lower train.val_fraction or use more training data"
         )
-    perm = torch.randperm(n, generator=generator)
-    val, train = perm[:n_val].sort().values, perm[n_val:].sort().values  # keep file order
+    train, val = random_split(n, n_val, generator)
     smaller = replace(ds, x_train=ds.x_train[train], y_train=ds.y_train[train])
     return smaller, ds.x_train[val], ds.y_train[val]
 

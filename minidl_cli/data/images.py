@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from minidl_cli.data.base import Dataset, file_sha256
+from minidl_cli.data.base import Dataset, file_sha256, random_split
 from minidl_cli.data.files import listing_entry
 from minidl_cli.registry import Range, register
 
@@ -220,8 +220,7 @@ def _split(n: int, fraction: float, generator: torch.Generator,
     if not 1 <= n_test < n:
         raise ValueError(f"{where}: test_fraction {fraction} of {n} images must leave at least "
                          "one image for each of train and test; choose a value in (0, 1)")
-    perm = torch.randperm(n, generator=generator)
-    return perm[n_test:].sort().values, perm[:n_test].sort().values
+    return random_split(n, n_test, generator)
 
 
 # ---------------------------------------------------------------- file formats

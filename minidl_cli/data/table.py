@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from minidl_cli.data import table_io
-from minidl_cli.data.base import Dataset
+from minidl_cli.data.base import Dataset, random_split
 from minidl_cli.data.files import hash_in_background
 from minidl_cli.data.labels import fit_classes, label_targets
 from minidl_cli.data.table_io import BadCells, TableFile, codes, present_codes
@@ -315,7 +315,7 @@ def _split(tf: TableFile, n: int, fraction: float, generator: torch.Generator) -
             "one row for each of train and test; choose a value in (0, 1)"
         )
     part = np.zeros(n, dtype=np.int8)
-    part[torch.randperm(n, generator=generator)[:n_test].numpy()] = 1
+    part[random_split(n, n_test, generator)[1].numpy()] = 1
     return part
 
 

@@ -4,13 +4,13 @@ Linear layer applied to every patch of its input."""
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 import torch
 from torch import Tensor
 from torch.nn.functional import fold, linear, unfold
 
+from minidl_cli.nn import init
 from minidl_cli.nn.module import Module, Parameter, show_shape
 from minidl_cli.registry import Range, register
 
@@ -46,20 +46,6 @@ def window_output_shape(input_shape: tuple[int, ...], kernel: tuple[int, int],
     return out
 
 
-def kaiming_uniform(shape: tuple[int, ...], fan_in: int) -> Tensor:
-    """torch.nn's default weight init: kaiming_uniform_(a=√5), i.e. U(±1/√fan_in), drawn from
-    torch's global RNG and computed as torch.nn.init computes it (the same values)."""
-    gain = math.sqrt(2.0 / (1 + 5))  # leaky_relu gain for a = √5
-    bound = math.sqrt(3.0) * (gain / math.sqrt(fan_in))
-    return torch.empty(shape).uniform_(-bound, bound)
-
-
-def bias_uniform(size: int, fan_in: int) -> Tensor:
-    """torch.nn's default bias init: U(±1/√fan_in)."""
-    bound = 1 / math.sqrt(fan_in)
-    return torch.empty(size).uniform_(-bound, bound)
-
-
 @register("layer", "conv2d")
 class Conv2d(Module):
     """2-D convolution (cross-correlation, as torch.nn.Conv2d): y = W ⋆ x + b.
@@ -85,10 +71,9 @@ class Conv2d(Module):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
         self.padding = pair(padding, "padding", minimum=0)
-        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
-        self.weight = Parameter(kaiming_uniform((out_channels, in_channels, *self.kernel_size),
-                                                fan_in))
-        self.bias = Parameter(bias_uniform(out_channels, fan_in)) if bias else None
+        self.weight = Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
+        self.bias = Parameter(torch.empty(out_channels)) if bias else None
+        init.torch_default_(self.weight.data, self.bias.data if bias else None)  # as torch.nn
         self._patches: Tensor | None = None
         self._input_size: tuple[int, int] = (0, 0)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 import torch
 from torch import Tensor
 from torch.nn.functional import linear
 
+from minidl_cli.nn import init as nn_init
 from minidl_cli.nn.module import Module, Parameter, same_shape, show_shape
 from minidl_cli.registry import Range, register
 
@@ -16,20 +16,12 @@ Init = Literal["xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_no
 
 
 def init_weight(out_features: int, in_features: int, init: str) -> Tensor:
-    """A fresh (out, in) weight drawn from torch's global RNG with the named scheme."""
-    fan_in, fan_out = in_features, out_features
-    weight = torch.empty(out_features, in_features)
-    if init == "xavier_uniform":  # Glorot & Bengio (2010): U(-a, a), a = √(6 / (fan_in + fan_out))
-        bound = math.sqrt(6.0 / (fan_in + fan_out))
-        return weight.uniform_(-bound, bound)
-    if init == "xavier_normal":  # N(0, 2 / (fan_in + fan_out))
-        return weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
-    if init == "kaiming_uniform":  # He et al. (2015), ReLU gain: U(-a, a), a = sqrt(6 / fan_in)
-        bound = math.sqrt(6.0 / fan_in)
-        return weight.uniform_(-bound, bound)
-    if init == "kaiming_normal":  # N(0, 2 / fan_in)
-        return weight.normal_(0.0, math.sqrt(2.0 / fan_in))
-    raise ValueError(f"unknown init {init!r}; expected one of {', '.join(Init.__args__)}")
+    """A fresh (out, in) weight drawn from torch's global RNG by torch.nn.init's function of
+    that name (nn/init.py) with its defaults: kaiming_* is He et al.'s ReLU-gain scheme
+    (a = 0), not torch.nn.Linear's own default (a = √5)."""
+    if init not in Init.__args__:
+        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(Init.__args__)}")
+    return getattr(nn_init, f"{init}_")(torch.empty(out_features, in_features))
 
 
 @register("layer", "linear")

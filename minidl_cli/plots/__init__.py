@@ -9,7 +9,7 @@ Every PNG is written atomically: a temporary file in the same folder, then `os.r
 
 from __future__ import annotations
 
-from minidl_cli.plots.confusion import confusion_matrix, plot_confusion
+from minidl_cli.plots.confusion import plot_confusion
 from minidl_cli.plots.curves import (
     Metrics,
     metric_of,
@@ -21,13 +21,12 @@ from minidl_cli.plots.curves import (
 from minidl_cli.plots.images import plot_image_data, plot_image_predictions
 from minidl_cli.plots.overlays import overlay_runs, plot_group, run_loss_name
 from minidl_cli.plots.points import Plane, pca, plot_data, plot_predictions, plot_targets
-from minidl_cli.plots.regression import plot_predicted_vs_true, plot_residuals, r2_score
+from minidl_cli.plots.regression import plot_predicted_vs_true, plot_residuals
 from minidl_cli.plots.run import draw_run_plots, predicted_classes
 
 __all__ = [
     "Metrics",
     "Plane",
-    "confusion_matrix",
     "draw_run_plots",
     "metric_of",
     "overlay_runs",
@@ -45,7 +44,6 @@ __all__ = [
     "plot_residuals",
     "plot_targets",
     "predicted_classes",
-    "r2_score",
     "read_metrics",
     "run_loss_name",
 ]

@@ -12,9 +12,9 @@ and PNGs are written (by Pillow, through savefig) with light zlib compression.
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,7 +128,7 @@ def figure_legend(fig: Figure, handles: Sequence[Any], labels: Sequence[str], nc
 
 
 def save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write `fig` as a PNG at `path` atomically (temporary file, then os.replace), with
+    """Write `fig` as a PNG at `path` atomically (runs.atomic_write), with
     savefig at DPI and light zlib compression (PNG_COMPRESS_LEVEL); the figure is kept (a
     run's pictures are drawn on one figure, see emptied_axes).
 
@@ -136,19 +136,12 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
     PNG row filters): a hand-written encoder measured 4 ms, but encoding images is a
     well-kept library's job, not minidl's.
     """
+    from minidl_cli import runs  # the one atomic writer (its OSError names `path`)
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with tmp.open("xb") as f:  # honours the umask, unlike tempfile.mkstemp (0600)
-            fig.savefig(f, format="png", dpi=DPI,
-                        pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
-        os.replace(tmp, path)
-    except OSError as e:  # name the picture, not its hidden temporary file
-        tmp.unlink(missing_ok=True)
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+    runs.atomic_write(path, png.getvalue())
     return path
 
 

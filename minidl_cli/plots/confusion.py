@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidl_cli import tasks
 from minidl_cli.plots.canvas import class_name, default_style, new_figure, numpy, save, shorten
 
 if TYPE_CHECKING:
@@ -15,19 +16,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MAX_COUNTED_CLASSES = 30  # with more classes the cells are too small for their counts
-
-
-def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
-    """Counts of (true, predicted) pairs, as sklearn.metrics.confusion_matrix.
-
-    Shape: y_true (n,), y_pred (n,) integer labels in 0..num_classes-1 ->
-    (num_classes, num_classes) int64; entry [i, j] counts the rows of class i predicted j.
-    """
-    import numpy as np
-
-    y_true, y_pred = numpy(y_true).astype(np.int64), numpy(y_pred).astype(np.int64)
-    pairs = y_true * num_classes + y_pred
-    return np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def confusion_figure(matrix: Any, class_names: Sequence[str] | None = None,
@@ -78,5 +66,5 @@ def plot_confusion(y_true: Any, y_pred: Any, path: str | os.PathLike, num_classe
     Shape: y_true (n,), y_pred (n,) integer labels.
     """
     with default_style():
-        matrix = confusion_matrix(y_true, y_pred, num_classes)
+        matrix = tasks.confusion_matrix(numpy(y_true), numpy(y_pred), num_classes).numpy()
         return save(confusion_figure(matrix, class_names), path)

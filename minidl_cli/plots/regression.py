@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidl_cli import tasks
 from minidl_cli.plots.canvas import (
     LEGEND_ROW_IN,
     color,
@@ -29,19 +30,6 @@ if TYPE_CHECKING:
 
 MAX_TARGET_PANELS = 4
 PANEL_IN = 3.6  # the side of one square panel, in inches
-
-
-def r2_score(y_true: Any, y_pred: Any) -> float:
-    """Coefficient of determination 1 - Σ(y - ŷ)² / Σ(y - ȳ)² of one target, as
-    sklearn.metrics.r2_score (force_finite: a constant target gives 1.0 if predicted
-    exactly, else 0.0). Shape: y_true (n,), y_pred (n,).
-    """
-    y_true, y_pred = numpy(y_true).astype(float), numpy(y_pred).astype(float)
-    ss_res = float(((y_true - y_pred) ** 2).sum())
-    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
-    if ss_tot == 0:
-        return 1.0 if ss_res == 0 else 0.0
-    return 1.0 - ss_res / ss_tot
 
 
 def _columns(y: Any) -> np.ndarray:
@@ -78,6 +66,7 @@ def predicted_vs_true_figure(y_true: Any, y_pred: Any,
     """
     y_true, y_pred = _columns(y_true), _columns(y_pred)
     names = _names(target_names, y_true.shape[1])
+    r2 = tasks.regression_scores(y_true, y_pred)["r2"].tolist()
     shown = subsample(len(y_true))
     fig, axes = _panels(y_true.shape[1], f"Predicted against true values ({len(y_true)} test "
                         "rows" + (f", {len(shown)} drawn)" if len(shown) < len(y_true) else ")"))
@@ -94,7 +83,7 @@ def predicted_vs_true_figure(y_true: Any, y_pred: Any,
         ax.set_aspect("equal", adjustable="box")
         ax.set_xlabel(f"true {names[i]}")
         ax.set_ylabel(f"predicted {names[i]}")
-        ax.set_title(f"{names[i]}: R² = {r2_score(t, p):.3f}", fontsize="medium")
+        ax.set_title(f"{names[i]}: R² = {r2[i]:.3f}", fontsize="medium")
     figure_legend(fig, *axes[0].get_legend_handles_labels(), ncol=2)
     return fig
 
@@ -109,6 +98,7 @@ def residuals_figure(y_true: Any, y_pred: Any,
     y_true, y_pred = _columns(y_true), _columns(y_pred)
     names = _names(target_names, y_true.shape[1])
     shown = subsample(len(y_true))
+    mae = tasks.regression_scores(y_true, y_pred)["mae"].tolist()
     fig, axes = _panels(y_true.shape[1], f"Residuals on {len(y_true)} test rows")
     for i, ax in enumerate(axes):
         residual = y_true[:, i] - y_pred[:, i]
@@ -117,7 +107,7 @@ def residuals_figure(y_true: Any, y_pred: Any,
         ax.axhline(0.0, linestyle="--", color="0.25", linewidth=1, label="zero residual")
         ax.set_xlabel(f"predicted {names[i]}")
         ax.set_ylabel("residual (true − predicted)")
-        ax.set_title(f"{names[i]}: MAE = {abs(residual).mean():.4g}", fontsize="medium")
+        ax.set_title(f"{names[i]}: MAE = {mae[i]:.4g}", fontsize="medium")
     figure_legend(fig, *axes[0].get_legend_handles_labels(), ncol=2)
     return fig
 

@@ -238,6 +238,7 @@ def test_convnet_state_dict_loads_into_torch_sequential_in_train_and_eval_mode()
 
 @pytest.mark.parametrize("make,make_torch", [
     (lambda: nn.Conv2d(3, 8, (3, 5)), lambda: torch.nn.Conv2d(3, 8, (3, 5))),
+    (lambda: nn.Conv2d(4, 6, 3, groups=2), lambda: torch.nn.Conv2d(4, 6, 3, groups=2)),
     (lambda: nn.Bilinear(6, 4), lambda: torch.nn.Bilinear(6, 6, 4)),
     (lambda: nn.BatchNorm2d(5), lambda: torch.nn.BatchNorm2d(5)),
     (lambda: nn.LayerNorm(7, bias=False), lambda: torch.nn.LayerNorm(7, bias=False)),
@@ -273,6 +274,17 @@ def test_new_layers_repr_like_torch():
         "Conv2d(1, 16, kernel_size=(3, 3), stride=(1, 1), bias=False)")
     assert repr(nn.BatchNorm2d(4)) == "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True)"
     assert repr(nn.Flatten()) == repr(torch.nn.Flatten())
+    args = dict(padding=1, dilation=2, groups=2)
+    assert repr(nn.Conv2d(4, 6, 3, **args)) == repr(torch.nn.Conv2d(4, 6, 3, **args))
+
+
+def test_conv2d_by_im2col_teaches_what_conv2d_computes():
+    """The docstring's im2col version (patches times W) is the convolution training runs."""
+    from minidl_cli.nn.conv import conv2d_by_im2col
+
+    x, w, b = torch.randn(3, 2, 9, 8), torch.randn(5, 2, 3, 2), torch.randn(5)
+    torch.testing.assert_close(conv2d_by_im2col(x, w, b, stride=(2, 1), padding=1),
+                               torch.nn.functional.conv2d(x, w, b, (2, 1), 1))
 
 
 def test_accumulating_with_plus_equals_keeps_the_optimizers_packed_gradients():

@@ -43,6 +43,11 @@ LAYER_CASES = {
         (nn.Conv2d(3, 4, 3), (n, 3, d + 2, d + 3)),
         (nn.Conv2d(2, 5, (3, 2), stride=2, padding=1, bias=False), (n, 2, d + 4, d + 1)),
         (nn.Conv2d(1, 3, (1, 4), stride=(1, 3), padding=(2, 0)), (n, 1, d + 1, d + 4)),
+        # strides that leave rows and columns unread, dilation, groups
+        (nn.Conv2d(4, 6, 3, stride=(3, 2), padding=(0, 1), dilation=(1, 2), groups=2),
+         (n, 4, d + 5, d + 4)),
+        (nn.Conv2d(3, 3, (2, 3), stride=2, dilation=2, groups=3, bias=False),
+         (n, 3, d + 6, d + 5)),
     ],
     "max_pool2d": lambda n, d: [
         (nn.MaxPool2d(2), (n, 3, d + 1, d + 2)),  # odd sizes: the last row is left out

@@ -44,8 +44,30 @@ def normalize_backward(g: Tensor, xc: Tensor, std: Tensor, dims: tuple[int, ...]
     return dxc + dmu / m  # μ = Σ x / m
 
 
+def channel_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Σ a·b per channel, over the batch and every position, without forming a·b.
+
+    Shape: a, b (N, C, L) -> (C,). One dot product of length L per (n, c) (a batched
+    matrix product of 1×L rows and L×1 columns), then the sum over n.
+    """
+    n, c, length = a.shape
+    if length == 1:  # (N, C): a product and a sum beat N·C dot products of length one
+        return (a * b).sum((0, 2))
+    return torch.bmm(a.reshape(n * c, 1, length), b.reshape(n * c, length, 1)).view(n, c).sum(0)
+
+
 class _BatchNorm(Module):
-    """Per-channel normalisation over the batch; running statistics as buffers."""
+    """Per-channel normalisation over the batch; running statistics as buffers.
+
+    Forward and backward are written per channel, with sums over the batch and positions
+    (m values), so that each is a few passes over x:
+      μ = Σx / m, σ² = Σx² / m − μ² (the biased variance, as the paper and torch.nn
+      normalise with), y = γ x̂ + β = x · γ/std + (β − μ γ/std), std = √(σ² + ε);
+      dL/dβ = Σg, dL/dγ = Σ g x̂ = (Σ g x − μ Σg) / std, and, summing the paper's three
+      paths to x (through x̂, σ² and μ) into one line,
+      dL/dx = γ/std · (g − Σg/m − x̂ · Σ g x̂ / m) = a g + b x + c per channel.
+    LayerNorm below keeps the step-by-step walk back (`normalize_backward`).
+    """
 
     ranks: tuple[int, ...] = ()  # input ranks accepted, without the batch dimension
     layout = ""
@@ -74,24 +96,25 @@ class _BatchNorm(Module):
         return input_shape
 
     def forward(self, x: Tensor) -> Tensor:
-        dims = (0, *range(2, x.dim()))  # every axis but the channels
         channel = (1, -1) + (1,) * (x.dim() - 2)  # a per-channel vector against x
         if self.training:
-            m = x.numel() // x.shape[1]
+            x3 = x.reshape(x.shape[0], x.shape[1], -1)  # (N, C, positions)
+            m = x3.shape[0] * x3.shape[2]
             if m < 2:
                 raise ValueError(f"{type(self).__name__} needs more than one value per channel "
                                  f"in training, got input of shape {tuple(x.shape)}")
-            mean, var, xc, std, xn = normalize(x, dims, self.eps)
-            self._update_running_stats(mean.flatten(), var.flatten() * (m / (m - 1)))
+            mean = x3.sum(2).sum(0) / m  # μ = Σx / m
+            var = (channel_dot(x3, x3) / m - mean * mean).clamp_min_(0)  # σ² = Σx²/m − μ²
+            if bool((var < 1e-3 * mean * mean).any()):  # μ² ≫ σ²: the difference lost digits
+                var = (x3 - mean.view(1, -1, 1)).square().mean((0, 2))  # σ² = Σ(x − μ)² / m
+            self._update_running_stats(mean, var * (m / (m - 1)))
         else:  # a fixed affine map: x̂ = (x − running mean) / √(running var + ε)
-            m = None
-            xc = x - self.running_mean.view(channel)
-            std = torch.sqrt(self.running_var.view(channel) + self.eps)
-            xn = xc / std
-        self._cache = (xc, std, xn, dims, channel, m)
-        if self.weight is None:
-            return xn
-        return xn * self.weight.data.view(channel) + self.bias.data.view(channel)
+            m, mean, var = None, self.running_mean, self.running_var
+        invstd = torch.rsqrt(var + self.eps)  # 1 / std
+        scale = invstd if self.weight is None else self.weight.data * invstd  # γ / std
+        shift = -mean * scale if self.bias is None else self.bias.data - mean * scale
+        self._cache = (x, mean, invstd, m)
+        return torch.addcmul(shift.view(channel), x, scale.view(channel))  # y = γ x̂ + β
 
     def _update_running_stats(self, mean: Tensor, unbiased_var: Tensor) -> None:
         """r ← (1 − momentum) r + momentum · batch value, as torch.nn (the variance unbiased,
@@ -105,15 +128,23 @@ class _BatchNorm(Module):
         self.running_var.mul_(1 - momentum).add_(unbiased_var, alpha=momentum)
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        xc, std, xn, dims, channel, m = self._cache
+        x, mean, invstd, m = self._cache
         g = grad_output
+        channel = (1, -1) + (1,) * (x.dim() - 2)
+        a = invstd if self.weight is None else self.weight.data * invstd  # γ / std
+        if self.weight is not None or m is not None:
+            g3, x3 = (t.reshape(t.shape[0], t.shape[1], -1) for t in (g, x))
+            g_sum = g3.sum(2).sum(0)  # Σg
+            g_xhat = (channel_dot(g3, x3) - mean * g_sum) * invstd  # Σ g x̂ = Σ g (x − μ) / std
         if self.weight is not None:
-            self.weight.grad += (g * xn).sum(dims)  # dL/dγ = Σ g x̂
-            self.bias.grad += g.sum(dims)  # dL/dβ = Σ g
-            g = g * self.weight.data.view(channel)  # dL/dx̂ = γ g
+            self.weight.grad += g_xhat  # dL/dγ = Σ g x̂
+            self.bias.grad += g_sum  # dL/dβ = Σ g
         if m is None:  # eval mode: μ and std are constants
-            return g / std  # dL/dx = dL/dx̂ / std
-        return normalize_backward(g, xc, std, dims, m)
+            return g * a.view(channel)  # dL/dx = g γ / std
+        # dL/dx = γ/std (g − Σg/m − x̂ Σ g x̂ / m), with x̂ = (x − μ)/std: a g + b x + c
+        b = -a * invstd * g_xhat / m
+        c = -a * g_sum / m - mean * b
+        return torch.addcmul(c.view(channel), x, b.view(channel)).addcmul_(g, a.view(channel))
 
     def torch_twin(self) -> torch.nn.Module:
         return self.twin(self.num_features, self.eps, self.momentum,

@@ -52,7 +52,8 @@ class MaxPool2d(_Pool2d):
     def backward(self, grad_output: Tensor) -> Tensor:
         n, c, h, w = self._input_shape
         grad_input = grad_output.new_zeros(n, c, h * w)
-        # dL/dx: each window's gradient goes to its maximum (added where windows overlap)
+        # dL/dx: each window's gradient goes to its maximum (the argmax kept by forward),
+        # scattered into the flattened H·W map and added where overlapping windows share one
         grad_input.scatter_add_(2, self._argmax.flatten(2), grad_output.flatten(2))
         return grad_input.view(n, c, h, w)
 
@@ -75,8 +76,11 @@ class AvgPool2d(_Pool2d):
     def backward(self, grad_output: Tensor) -> Tensor:
         n, c, h, w = self._input_shape
         k = self.kernel_size[0] * self.kernel_size[1]
+        # Average pooling is a linear map y = P x (each output the mean of its window), so
+        # dL/dx = Pᵀ g, its transpose: each output's gradient is shared equally among the k
+        # inputs of its window (g / k each), and every input sums the shares of the windows
+        # it is in (padding counts as k's zeros). col2im (`fold`) does exactly that sum.
         g = grad_output.flatten(2)  # (N, C, H'·W'): one gradient per window
         share = (g / k).unsqueeze(2).expand(n, c, k, g.shape[2])  # each of a window's k inputs
-        # dL/dx = col2im(g / (kH·kW)): every input sums the shares of the windows it is in
         return fold(share.reshape(n, c * k, -1), (h, w), self.kernel_size,
                     padding=self.padding, stride=self.stride)

@@ -79,6 +79,29 @@ LAYER_CASES = {
         (nn.LayerNorm(d, eps=1e-3, bias=False), (n, 3, 2, d)),
     ],
     "bilinear": lambda n, d: [nn.Bilinear(d, 4), nn.Bilinear(d, 1, bias=False)],
+    # blocks: every case fans a tensor out to several paths, whose gradients must add up
+    "residual": lambda n, d: [
+        nn.Residual([nn.Linear(d, 6), nn.Tanh(), nn.Linear(6, d)]),
+        # nested residuals, and a shortcut that resizes: x reaches the output three ways
+        nn.Residual([nn.Residual([nn.Linear(d, d), nn.Tanh(), nn.Residual([nn.ELU()])]),
+                     nn.Linear(d, 4)], shortcut=[nn.Linear(d, 4, bias=False)]),
+        (nn.Residual([nn.BatchNorm1d(d), nn.Sigmoid()]), (n + 2, d)),  # buffers in a body
+        (nn.Residual([nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(4)],
+                     shortcut=[nn.Conv2d(3, 4, 1, stride=2)]), (n, 3, d + 1, d)),
+    ],
+    "concat": lambda n, d: [
+        # a concat of a residual, a plain and an identity branch: x feeds all three
+        nn.Concat([[nn.Residual([nn.Linear(d, d), nn.Tanh()])], [nn.Linear(d, 3)],
+                   [nn.Identity()]]),
+        (nn.Concat([[nn.Linear(d, 2)], [nn.Tanh(), nn.Linear(d, 5)]], dim=-1), (n, 3, d)),
+        (nn.Concat([[nn.Conv2d(2, 3, 1)], [nn.MaxPool2d(3, stride=1, padding=1)],
+                    [nn.Residual([nn.Conv2d(2, 2, 3, padding=1)])]]), (n, 2, d, d + 1)),
+    ],
+    "repeat": lambda n, d: [
+        nn.Repeat(3, lambda: [nn.Linear(d, d), nn.Tanh()]),  # a repeat of 3
+        nn.Repeat(3, lambda: nn.Residual([nn.LayerNorm(d), nn.Linear(d, d), nn.ELU()])),
+        nn.Repeat(1, lambda: [nn.Linear(d, 4)]),
+    ],
 }
 
 
@@ -321,3 +344,25 @@ def test_gradcheck_command_says_when_a_module_has_no_twin(tmp_path, monkeypatch)
     assert "no torch.nn twin" in swish_row and "output unchecked" in swish_row
     linear_row = next(line for line in result.stdout.splitlines() if "[0] Linear" in line)
     assert "twin" not in linear_row
+
+
+FAN_OUT = [  # nested residuals, a concat of a residual, a repeat of 3
+    {"type": "linear", "out_features": 6},
+    {"type": "residual", "body": [{"type": "residual", "body": [
+        {"type": "linear", "out_features": 6}, "tanh"]}, {"type": "linear", "out_features": 6}]},
+    {"type": "concat", "branches": [[{"type": "residual", "body": ["tanh"]}],
+                                    [{"type": "linear", "out_features": 3}]]},
+    {"type": "repeat", "times": 3, "body": [{"type": "residual", "body": [
+        {"type": "linear", "out_features": 9}, "elu"]}]},
+    {"type": "linear", "out_features": 2},
+]
+
+
+def test_gradcheck_command_covers_blocks_where_tensors_fan_out(tmp_path):
+    from helpers import TINY, invoke, write_config
+
+    result = invoke("gradcheck", write_config(tmp_path, {**TINY, "model": FAN_OUT}))
+    assert result.exit_code == 0, result.output
+    for row in ("[1] Residual", "[2] Concat", "[3] Repeat", "[4] Linear"):
+        assert row in result.stdout
+    assert "twin" not in result.stdout  # each block checked against its torch.nn twin

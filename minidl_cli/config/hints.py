@@ -93,6 +93,10 @@ def _expect(hint: Any, bound: Range | None = None) -> str:
         return text + " or null" if type(None) in args else text
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
+    if hint in (registry.Layers, registry.LayerFactory):
+        return "a list of layers such as [{type: linear, out_features: 8}, relu]"
+    if registry.nesting(hint) == "branches":
+        return "a list of layer lists such as [[{type: linear, out_features: 8}], [identity]]"
     if origin in (tuple, list):
         elements = [a for a in args if a is not Ellipsis] or [Any]
         plural = _PLURAL.get(elements[0], f"{registry.type_name(elements[0])} values")

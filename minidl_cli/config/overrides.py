@@ -64,7 +64,9 @@ def _apply(config: dict, override: str) -> None:
             node[index] = value
             break
         child = node[index] if isinstance(node, list) else node.get(index)
-        in_component = (depth == 0 and part in _COMPONENTS) or (depth == 1 and parts[0] == "model")
+        # a layer given by name, in the model or a block's nested list, becomes a mapping
+        in_component = (depth == 0 and part in _COMPONENTS) or (
+            parts[0] == "model" and isinstance(node, list))
         if child is None:
             child = node[index] = {}
         elif isinstance(child, str) and in_component:  # `relu` -> {type: relu} to set an option

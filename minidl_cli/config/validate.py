@@ -82,18 +82,36 @@ class _Checker:
     def model(self, value: Any) -> list[dict] | None:
         if value is None:
             return None
+        return self.layers("model", value)
+
+    def layers(self, path: str, value: Any) -> list[dict] | None:
+        """A list of layer configs (the model, or a block's nested model) at `path`."""
         if not isinstance(value, list) or not value:
             self.problems.append(
-                f"model: must be a non-empty list of layers such as "
+                f"{path}: must be a non-empty list of layers such as "
                 f"[{{type: linear, out_features: 2}}], got {_show(value)}"
             )
             return None
         for i, item in enumerate(value):
             if item is None:
                 self.problems.append(
-                    f"model[{i}]: empty; write a layer name or a mapping with a 'type' key"
+                    f"{path}[{i}]: empty; write a layer name or a mapping with a 'type' key"
                 )
-        return [self.component(f"model[{i}]", "layer", item) for i, item in enumerate(value)]
+        return [self.component(f"{path}[{i}]", "layer", item) for i, item in enumerate(value)]
+
+    def nested(self, path: str, option: Option, value: Any) -> Any:
+        """An option holding layer configs: a list of them, or (branches) a list of lists."""
+        if value is None and not option.required and option.default is None:
+            return None
+        if registry.nesting(option.type) != "branches":
+            return self.layers(path, value)
+        if not isinstance(value, list) or not value:
+            self.problems.append(
+                f"{path}: must be a non-empty list of layer lists such as "
+                f"[[{{type: linear, out_features: 8}}], [identity]], got {_show(value)}"
+            )
+            return value
+        return [self.layers(f"{path}[{k}]", branch) for k, branch in enumerate(value)]
 
     def component(self, path: str, kind: str, value: Any, extra: list[Option] = ()) -> dict | None:
         """{type: canonical name, every option} from a bare name or a mapping with `type`."""
@@ -148,6 +166,8 @@ class _Checker:
         return out
 
     def value(self, path: str, option: Option, value: Any) -> Any:
+        if registry.nesting(option.type) is not None:
+            return self.nested(path, option, value)
         try:
             converted = _convert(option.type, value, self.base)
             ok = _in_range(converted, option.range)

@@ -2,6 +2,7 @@
 
 from minidl_cli.nn.activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from minidl_cli.nn.bilinear import Bilinear
+from minidl_cli.nn.blocks import Concat, Repeat, Residual
 from minidl_cli.nn.conv import Conv2d
 from minidl_cli.nn.dropout import Dropout
 from minidl_cli.nn.flatten import Flatten
@@ -24,5 +25,5 @@ __all__ = [
     "Tanh", "Sigmoid", "Softmax", "Dropout", "Loss", "ElementwiseLoss", "MSELoss",
     "L1Loss", "HuberLoss", "SmoothL1Loss", "CrossEntropyLoss",
     "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
-    "Bilinear",
+    "Bilinear", "Residual", "Concat", "Repeat",
 ]

@@ -1,0 +1,232 @@
+"""Blocks (residual, concat, repeat): nested layer lists in configs, torch.nn's state-dict
+keys, torch.nn twins, gradients summed where a tensor fans out, and runs end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import minidl_cli
+from minidl_cli import nn
+from minidl_cli.build import build_model
+from minidl_cli.config import ConfigError, dump_yaml, load_config, load_yaml, resolve
+from minidl_cli.gradcheck import check_module
+from tests.helpers import invoke, write_config
+
+LIN = {"type": "linear", "out_features": 8}
+BLOCKS = [  # keys as torch.nn nests them: 3.body.1.weight, 3.shortcut.0.weight, 4.0.1.weight
+    LIN, "relu", "identity",
+    {"type": "residual", "body": ["relu", LIN], "shortcut": [LIN]},
+    {"type": "repeat", "times": 2, "body": ["tanh", LIN]},
+    {"type": "concat", "branches": [["relu", "tanh", {"type": "linear", "out_features": 3}],
+                                    [{"type": "residual", "body": ["elu"]}]]},
+    {"type": "linear", "out_features": 2},
+]
+
+
+def test_state_dict_keys_nest_as_torch_nn_and_the_twin_loads_them():
+    torch.manual_seed(0)
+    net = build_model(BLOCKS, (5,)).to(torch.float64)
+    keys = list(net.state_dict())
+    for key in ("3.body.1.weight", "3.shortcut.0.weight", "4.0.1.weight", "4.1.1.bias",
+                "5.branches.0.2.weight"):
+        assert key in keys
+    assert len(net.parameters()) == 14
+    twin = net.to_torch()
+    assert list(twin.state_dict()) == keys
+    assert isinstance(twin[3], torch.nn.Module) and isinstance(twin[4], torch.nn.Sequential)
+    x = torch.randn(6, 5, dtype=torch.float64)
+    torch.testing.assert_close(twin(x), net(x), rtol=0, atol=1e-12)
+    twin.load_state_dict({k: torch.full_like(v, 0.5) for k, v in twin.state_dict().items()})
+    net.load_state_dict(twin.state_dict())
+    torch.testing.assert_close(twin(x), net(x), rtol=0, atol=1e-12)
+
+
+def test_repeat_copies_have_their_own_parameters_drawn_in_order():
+    torch.manual_seed(0)
+    net = build_model([{"type": "repeat", "times": 3, "body": [LIN, "relu"]}], (8,))
+    torch.manual_seed(0)
+    by_hand = [nn.Linear(8, 8) for _ in range(3)]  # the RNG consumed as by hand, copy by copy
+    weights = [net[0][k][0].weight for k in range(3)]
+    assert len({id(w) for w in weights}) == 3
+    for w, hand in zip(weights, by_hand, strict=True):
+        assert torch.equal(w.data, hand.weight.data)
+    assert not torch.equal(weights[0].data, weights[1].data)
+
+
+class ForgetsTheShortcut(nn.Residual):
+    def backward(self, grad_output):
+        return self.body.backward(grad_output)  # wrong: x also reaches y through the shortcut
+
+
+class OneBranch(nn.Concat):
+    def backward(self, grad_output):
+        return self.branches[0].backward(grad_output.split(self._sizes, self.dim)[0])
+
+
+@pytest.mark.parametrize("broken", [
+    lambda: ForgetsTheShortcut([nn.Linear(4, 4), nn.Tanh()]),
+    lambda: OneBranch([[nn.Linear(4, 3)], [nn.Tanh()]]),
+])
+def test_the_oracle_catches_a_block_that_does_not_sum_its_fan_out(broken):
+    report = check_module(broken().to(torch.float64), torch.randn(5, 4, dtype=torch.float64))
+    assert report.errors["output"] < 1e-12 and report.errors["input"] > 1e-3
+
+
+def test_python_api_takes_modules_lists_and_a_copy_maker():
+    block = nn.Residual([nn.Linear(3, 3), nn.ReLU()])
+    assert isinstance(block.body, nn.Sequential) and block.shortcut is None
+    assert block.output_shape((3,)) == (3,)
+    stack = nn.Repeat(2, lambda: nn.Residual([nn.Linear(3, 3)]))
+    assert [n for n, _ in stack.named_parameters()] == [
+        "0.body.0.weight", "0.body.0.bias", "1.body.0.weight", "1.body.0.bias"]
+    joined = nn.Concat([[nn.Linear(3, 2)], [nn.Identity()]])
+    assert joined.output_shape((3,)) == (5,) and joined(torch.randn(4, 3)).shape == (4, 5)
+    with pytest.raises(ValueError, match=r"adds its body's output \(N, 2\) to its input"):
+        nn.Residual([nn.Linear(3, 2)]).output_shape((3,))
+
+
+BASE = {"seed": 0, "data": {"type": "digits"}, "loss": "cross_entropy",
+        "optimizer": {"type": "adam", "lr": 0.01}}
+
+
+def config_problems(model) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        resolve({**BASE, "model": model})
+    return info.value.problems
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    (["flatten", {"type": "residual", "body": [LIN, {"type": "linear", "out_features": 0}]}],
+     "model[1].body[1].out_features: must be an integer >= 1, got 0"),
+    (["flatten", {"type": "residual", "body": [{"type": "rlu"}]}],
+     "model[1].body[0].type: unknown layer 'rlu' (did you mean 'relu'?)"),
+    (["flatten", {"type": "concat", "branches": [["relu"], [{**LIN, "out_feature": 3}]]}],
+     "model[1].branches[1][0].out_feature: unknown option (did you mean 'out_features'?)"),
+    (["flatten", {"type": "repeat", "times": 2, "body": [
+        {"type": "residual", "body": [{"type": "conv2d", "out_channels": 2}]}]}],
+     "model[1].body[0].body[0].kernel_size: required option missing"),
+    (["flatten", {"type": "residual"}], "model[1].body: required option missing (a list of "
+                                        "layers such as [{type: linear, out_features: 8}, relu])"),
+    (["flatten", {"type": "residual", "body": []}],
+     "model[1].body: must be a non-empty list of layers"),
+    (["flatten", {"type": "residual", "body": [{**LIN, "in_features": 3}]}],
+     "model[1].body[0].in_features: is 3 but the input of model[1].body has 64 features; "
+     "remove it (it is inferred) or set it to 64"),
+    (["flatten", {"type": "residual", "body": [LIN]}, {"type": "linear", "out_features": 10}],
+     "model[1]: residual adds its body's output (N, 8) to its input (no shortcut: the "
+     "identity) (N, 64), and the shapes differ; set shortcut: [{type: linear, "
+     "out_features: 8}]"),
+    ([{"type": "residual", "body": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3,
+                                     "stride": 2, "padding": 1}]}, "flatten", LIN],
+     "model[0]: residual adds its body's output (N, 4, 4, 4) to its input (no shortcut: the "
+     "identity) (N, 1, 8, 8), and the shapes differ; set shortcut: [{type: conv2d, "
+     "out_channels: 4, kernel_size: 1, stride: 2}]"),
+    (["flatten", {"type": "repeat", "times": 2, "body": [LIN]}],
+     "model[1]: repeat needs a body that keeps its input's shape"),
+    (["flatten", {"type": "concat", "branches": [["relu"], [{"type": "unflatten"}]]}],
+     "model[1].branches[1][0].type: unknown layer 'unflatten'"),
+    (["flatten", {"type": "concat", "dim": 2, "branches": [["relu"], [LIN]]}],
+     "model[1]: concat has dim=2, but its branches output (N, 64)"),
+])
+def test_a_misconfigured_block_names_the_nested_path(model, message):
+    found = config_problems(model)
+    assert any(p.startswith(message) for p in found), found
+
+
+def test_inferred_sizes_are_recorded_at_every_depth_and_round_trip(tmp_path):
+    model = ["flatten", {"type": "linear", "out_features": 16},
+             {"type": "repeat", "times": 2, "body": [{"type": "residual", "body": [
+                 {"type": "linear", "out_features": 16}, "layer_norm"]}]},
+             {"type": "concat", "branches": [[{"type": "linear", "out_features": 4}],
+                                             ["identity"]]},
+             {"type": "linear", "out_features": 10}]
+    config = resolve({**BASE, "model": model})
+    inner = config["model"][2]["body"][0]["body"]
+    assert inner[0]["in_features"] == 16 and inner[1]["normalized_shape"] == 16
+    assert config["model"][3]["branches"][0][0]["in_features"] == 16
+    assert config["model"][4]["in_features"] == 20  # 4 + 16 side by side
+    assert config["model"][3]["dim"] == 1 and config["model"][2]["body"][0]["shortcut"] is None
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_yaml(config))
+    assert resolve(load_yaml(path)) == config
+
+
+def test_overrides_reach_into_nested_lists(tmp_path):
+    path = write_config(tmp_path, {**BASE, "model": ["flatten", *BLOCKS[:4], {
+        "type": "linear", "out_features": 10}]})
+    config = load_config(path, ["model.4.body.1.out_features=8", "model.4.body.0=tanh"])
+    assert config["model"][4]["body"] == [{"type": "tanh"}, {
+        "type": "linear", "in_features": 8, "out_features": 8, "bias": True,
+        "init": "xavier_uniform"}]
+    with pytest.raises(ConfigError, match=r"model\[4\]\.body\[1\]\.out_features: must be an "
+                                          r"integer >= 1, got 0"):
+        load_config(path, ["model.4.body.1.out_features=0"])
+    with pytest.raises(ConfigError, match=r"model\[4\]\.body\[0\]\.negative_slop: unknown "
+                                          r"option \(did you mean 'negative_slope'\?\)"):
+        load_config(path, ["model.4.body.0=leaky_relu", "model.4.body.0.negative_slop=0.1"])
+
+
+def test_list_shows_the_blocks_and_their_layer_options():
+    text = invoke("list", "layers").stdout
+    residual = text[text.index("\n  residual"):]
+    assert "body: layers (required)" in residual and "shortcut: layers | null" in residual
+    assert "branches: list[layers] (required)" in text and "times: int >= 1" in text
+
+
+RESMLP = Path(__file__).parent.parent / "configs" / "digits-resmlp.yaml"
+RESCNN = Path(__file__).parent.parent / "configs" / "digits-rescnn.yaml"
+
+
+def tiny_version(path: Path) -> dict:
+    """A shipped config at a fraction of its size: narrower layers, two epochs."""
+    config = yaml.safe_load(path.read_text())
+    text = json.dumps(config["model"])
+    for wide, narrow in ((128, 12), (32, 6), (16, 4)):
+        text = text.replace(f": {wide}", f": {narrow}")
+    config["model"] = json.loads(text)
+    config["train"] = {**config["train"], "epochs": 2, "batch_size": 64}
+    config["optimizer"]["lr"] = 0.01  # few steps: a larger one
+    return config
+
+
+@pytest.mark.parametrize("shipped", [RESMLP, RESCNN], ids=["resmlp", "rescnn"])
+def test_residual_networks_train_evaluate_predict_resume_and_go_to_torch(tmp_path, shipped):
+    config = write_config(tmp_path, tiny_version(shipped), name="res.yaml")
+    straight = invoke("train", config, "-q")
+    assert straight.exit_code == 0, straight.output
+    straight = Path(straight.stdout.strip().splitlines()[-1])
+    short = invoke("train", config, "-q", "train.epochs=1")
+    run = Path(short.stdout.strip().splitlines()[-1])
+    resumed = invoke("train", "--resume", run, "-q", "train.epochs=2")
+    assert resumed.exit_code == 0, resumed.output
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert any(".body." in key for key in a)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    evaluated = invoke("evaluate", run, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    accuracy = json.loads(evaluated.stdout)["test"]["accuracy"]
+    with open(run / "metrics.csv") as f:
+        assert accuracy == float(list(csv.DictReader(f))[-1]["test_accuracy"])
+    assert accuracy > 0.3  # it learns: ten classes, chance is 0.1
+    predictor = minidl_cli.load(run)
+    x = torch.randn(20, 1, 8, 8, dtype=predictor.dtype)
+    np.savez(tmp_path / "new.npz", x=x.squeeze(1).numpy())
+    predicted = invoke("predict", run, tmp_path / "new.npz")
+    assert predicted.exit_code == 0, predicted.output
+    rows = predicted.stdout.strip().splitlines()
+    assert len(rows) == 21 and rows[0].startswith("prediction")
+    twin = predictor.to_torch()
+    assert list(twin.state_dict()) == list(predictor.model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), predictor.model(x))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert "in_features" in json.dumps(saved["model"]) or "in_channels" in json.dumps(
+        saved["model"])

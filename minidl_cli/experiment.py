@@ -184,8 +184,11 @@ def _warn_if_not_learning(run: Run, trainer: Trainer) -> None:
     no epoch after the first lowered the training loss over JUDGE_AFTER_EPOCHS epochs, or,
     after JUDGE_SCORE_AFTER_EPOCHS epochs whose loss rose at least once, the final training
     score is no better than a constant guess (accuracy ≤ the most frequent training class's
-    share + CHANCE_MARGIN; R² ≤ 0). A loss falling steadily but slowly is not warned about."""
+    share + CHANCE_MARGIN; R² ≤ 0). A loss falling steadily but slowly is not warned about,
+    nor a run whose loss reached 0 or whose training accuracy is 100%."""
     losses = [row["train_loss"] for row in trainer.history]
+    if losses and (min(losses) <= 0 or trainer.history[-1].get("train_accuracy") == 1):
+        return  # learnt at once: a loss at 0 cannot fall, nor a perfect score rise
     reason = None
     if len(losses) >= JUDGE_AFTER_EPOCHS and min(losses[1:]) >= losses[0]:
         reason = (f"the training loss never fell below its first epoch's ({losses[0]:.4g}) in "

@@ -196,6 +196,12 @@ class Run:
         if not path.exists():
             raise RunError(f"run directory not found: {path} (pass a directory that "
                            "`minidl train` created, e.g. runs/disk-20260101-120000)")
+        if (path / "group.json").is_file():  # seeds.GROUP_FILE: one level above its runs
+            names = json.loads((path / "group.json").read_text()).get("members") or []
+            member = path / names[0] if names else path / "seed-0000"
+            raise RunError(f"{path} is a seed group (from --seeds), not a run; give one of its "
+                           f"member runs, e.g. {member} (evaluate and plot also take the "
+                           "whole group)")
         if not path.is_dir() or not (path / "config.yaml").is_file():
             raise RunError(f"{path} is not a minidl run directory (it has no config.yaml); pass "
                            "a directory that `minidl train` created")

@@ -116,6 +116,8 @@ class Trainer:
                        "test": self._split(self.dataset.x_test, self.dataset.y_test)}
         if x_val is not None:
             self.splits["val"] = self._split(x_val, y_val)
+        for name, split in self.splits.items():  # what the network gets, in its dtype
+            datasets.check_network_data(name, split.x, split.targets, self.dataset, config)
         self.history: list[dict[str, float]] = []
         self.saved_epoch = 0  # the epoch last.pt holds
         self._kept: dict[str, Any] | None = None  # the last completed epoch's state (_keep)

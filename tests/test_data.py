@@ -212,3 +212,44 @@ def test_split_validation_bad_fraction(fraction):
     ds = disk(n_train=10, n_test=10, generator=gen())
     with pytest.raises(ValueError, match="fraction"):
         split_validation(ds, fraction, gen())
+
+
+def test_standardizer_of_huge_values_keeps_the_column():
+    """The std of values near 1e200 overflowed (squares beyond float64): the column became 0."""
+    x = torch.randn(60, 2, generator=gen(), dtype=torch.float64)
+    mean, std = fit_standardizer(x * torch.tensor([1e200, 1.0], dtype=torch.float64))
+    assert torch.isfinite(std).all() and torch.isfinite(mean).all()
+    z = apply_standardizer(x * torch.tensor([1e200, 1.0], dtype=torch.float64), mean, std)
+    expected = apply_standardizer(x, *fit_standardizer(x))
+    assert torch.allclose(z, expected, rtol=1e-12, atol=1e-12)
+
+
+def _huge_table(tmp_path: Path, feature_scale: float, target_scale: float) -> Path:
+    rows = ["a,b,y"] + [f"{i / 10 * feature_scale!r},{(i % 3) / 3},{(i % 7 + 1) * target_scale!r}"
+                        for i in range(30)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "cfg.yaml"
+    config.write_text("data: {type: csv, train: t.csv, test_fraction: 0.25, label: y, "
+                      "task: regression}\nmodel: [{type: linear, out_features: 1}]\nloss: mse\n"
+                      "optimizer: {type: sgd, lr: 0.001}\ntrain: {epochs: 2, batch_size: 10}\n"
+                      f"runs_dir: {tmp_path / 'runs'}\n")
+    return config
+
+
+@pytest.mark.parametrize("feature_scale, target_scale, says, fix", [
+    (1.0, 1e20, "data: target 'y' of the train rows reaches 7e+20: its squared error overflows "
+                "float32", "data.standardize_target=true"),
+    (1e200, 1.0, "data: feature 'a' of the train rows reaches 2.9e+200, beyond what float32",
+     "data.standardize=true")])
+def test_values_the_network_cannot_hold_in_its_dtype_are_named_with_their_fix(
+        tmp_path, feature_scale, target_scale, says, fix):
+    """Checked as the network gets them (float32): the loss was inf before the first step and
+    the run failed with advice to lower the learning rate."""
+    from tests.helpers import invoke
+
+    config = _huge_table(tmp_path, feature_scale, target_scale)
+    result = invoke("train", config, "-q")
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert "optimizer.lr" not in result.output and fix.replace("=", ": ") in result.output
+    assert not (tmp_path / "runs").exists()
+    assert invoke("train", config, "-q", fix).exit_code == 0

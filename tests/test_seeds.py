@@ -143,3 +143,22 @@ def test_ctrl_c_stops_a_parallel_group_at_once(tmp_path):
         assert meta["status"] == "interrupted" and meta["epochs_completed"] >= 1
         assert int(summary[seed]["epochs"]) >= 1
     assert not (group / "seed-0002").exists() and not (group / "seed-0003").exists()
+
+
+def test_a_seed_group_given_as_a_run_says_so_and_names_a_member(tmp_path):
+    """predict, load and --resume of a group said "checkpoint not found: GROUP/checkpoints"."""
+    import minidl_cli
+    from minidl_cli.runs import RunError
+
+    result = invoke("train", write_config(tmp_path), "-q", "--seeds", "0-1", "train.epochs=1")
+    group = Path(result.stdout.strip().splitlines()[-1])
+    (tmp_path / "new.csv").write_text("x1,x2\n0.5,0.5\n")
+    says = f"{group} is a seed group (from --seeds), not a run; give one of its member runs, " \
+           f"e.g. {group / 'seed-0000'}"
+    for args in (("predict", group, tmp_path / "new.csv"), ("train", "--resume", group)):
+        refused = invoke(*args)
+        assert refused.exit_code == 2 and says in refused.output, refused.output
+        assert "checkpoint" not in refused.output
+    with pytest.raises(RunError, match="is a seed group"):
+        minidl_cli.load(group)
+    assert invoke("predict", group / "seed-0000", tmp_path / "new.csv").exit_code == 0

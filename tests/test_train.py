@@ -68,3 +68,24 @@ def test_a_final_score_no_better_than_a_constant_guess_is_a_warning(last, says):
         (warning,) = caught
         assert says in str(warning.message) and "lower optimizer.lr (e.g. optimizer.lr=5)" in \
             str(warning.message)
+
+
+def test_a_run_that_learnt_everything_at_once_is_not_told_it_did_not_learn():
+    """A loss of 0 and 100% accuracy from epoch 1 on: the loss cannot fall below 0."""
+    import warnings
+    from types import SimpleNamespace
+
+    import torch
+
+    from minidl_cli import experiment
+
+    for last in ({"train_loss": 0.0, "train_accuracy": 1.0},
+                 {"train_loss": 0.0, "train_r2": 1.0},
+                 {"train_loss": 1e-3, "train_accuracy": 1.0}):
+        history = [dict(last) for _ in range(12)]
+        trainer = SimpleNamespace(history=history, config={"optimizer": {"lr": 0.01}},
+                                  dataset=SimpleNamespace(y_train=torch.tensor([0, 1])))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            experiment._warn_if_not_learning(None, trainer)
+        assert caught == [], last

@@ -13,11 +13,18 @@ import torch
 
 from minidl_cli import registry
 from minidl_cli.data import csv, images, synthetic  # noqa: F401  (their decorators fill the registry)
-from minidl_cli.data.base import Dataset, apply_standardizer, fit_standardizer, split_validation
+from minidl_cli.data.base import (
+    Dataset,
+    apply_standardizer,
+    check_network_data,
+    fit_standardizer,
+    split_validation,
+)
 
 __all__ = [
     "Dataset",
     "apply_standardizer",
+    "check_network_data",
     "fit_standardizer",
     "make_dataset",
     "reusing_datasets",

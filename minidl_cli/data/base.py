@@ -105,14 +105,68 @@ def fit_standardizer(x_train: Tensor) -> tuple[Tensor, Tensor]:
     """Per-feature (tables) or per-channel (images) mean and population std; constant
     features or channels get std 1.
 
+    Each column is divided by its largest magnitude before the squares are summed, and the
+    statistics scaled back: the std of values near 1e200 is then finite (squaring them
+    first overflows float64, and a std of inf would zero the column), as in LAPACK's dnrm2.
     Shape: x_train (n, d) -> mean (d,), std (d,); x_train (n, C, H, W) -> (C, 1, 1) each,
     so that both broadcast against one input.
     """
     dims = (0,) if x_train.ndim == 2 else (0, *range(2, x_train.ndim))
-    mean = x_train.mean(dims, keepdim=True)[0]
-    std = x_train.std(dims, correction=0, keepdim=True)[0]
+    scale = x_train.abs().amax(dims, keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    scaled = x_train / scale  # in [-1, 1]: its square cannot overflow
+    mean = (scaled.mean(dims, keepdim=True) * scale)[0]
+    std = (scaled.std(dims, correction=0, keepdim=True) * scale)[0]
     constant = x_train.amax(dims, keepdim=True)[0] == x_train.amin(dims, keepdim=True)[0]
     return mean, torch.where(constant, torch.ones_like(std), std)  # std may be a rounding error
+
+
+def check_network_data(split: str, x: Tensor, targets: Tensor, dataset: Dataset,
+                       config: dict[str, Any]) -> None:
+    """ValueError when what the network receives is damaged in the dtype it receives it:
+    a feature (after standardisation) beyond the range of train.dtype (float32 holds up to
+    3.4e38), or a regression target whose squared error overflows it, so the loss is inf
+    before the first step and no learning rate can help. The message names the column and
+    its largest value, and the option that fixes it.
+
+    Shape: x (n, *input_shape) and targets (n, k) as the network gets them (train.dtype);
+    `dataset` holds the raw float64 values; `config` the resolved run config.
+    """
+    data, dtype = config.get("data") or {}, x.dtype
+    name, largest = str(dtype).removeprefix("torch."), torch.finfo(dtype).max
+    if not bool(torch.isfinite(x).all()):
+        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(0)
+        raw = getattr(dataset, f"x_{split}" if split != "val" else "x_train")
+        if x.ndim == 2 and dataset.feature_names:
+            column = int(bad.nonzero()[0])
+            what = f"feature {dataset.feature_names[column]!r}"
+            peak = raw[:, column].abs().max().item() if len(raw) else math.inf
+        else:
+            what, peak = "the inputs", raw.abs().max().item() if len(raw) else math.inf
+        fix = ("set data.standardize: true (z-scores with the training statistics), or "
+               "train.dtype: float64") if not data.get("standardize") else \
+            "rescale the column (change its unit), or set train.dtype: float64"
+        raise ValueError(f"data: {what} of the {split} rows reaches {peak:.3g}, beyond what "
+                         f"{name} (train.dtype) holds ({largest:.3g}), so the network would "
+                         f"get inf; {fix}")
+    if targets.is_floating_point() and dataset.task == "regression":
+        peak = targets.abs().amax(0) if len(targets) else torch.zeros(targets.shape[1:])
+        over = (peak.double() > math.sqrt(largest)) | ~torch.isfinite(peak)
+        loss = config.get("loss") or ""
+        loss = loss.get("type", "") if isinstance(loss, dict) else loss
+        if bool(over.any()) and str(loss).lower() in ("mse", "mseloss"):
+            column = int(over.nonzero()[0])
+            names = dataset.target_names or [f"y{i + 1}" for i in range(len(peak))]
+            raw = getattr(dataset, f"y_{split}" if split != "val" else "y_train")
+            value = raw[:, column].abs().max().item() if len(raw) else math.inf
+            fix = ("set data.standardize_target: true (the network learns z-scored targets; "
+                   "metrics stay on the target's scale)"
+                   + (", or train.dtype: float64" if dtype != torch.float64 and value < 1e150
+                      else ""))
+            raise ValueError(
+                f"data: target {names[column]!r} of the {split} rows reaches {value:.3g}: its "
+                f"squared error overflows {name} (train.dtype; up to {largest:.3g}), so the mse "
+                f"loss is inf before the first step and no learning rate can help; {fix}")
 
 
 def apply_standardizer(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:

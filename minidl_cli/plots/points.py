@@ -55,7 +55,9 @@ def pca(x: Any, k: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     import numpy as np
 
     x = numpy(x).astype(float).reshape(len(x), -1)
-    mean, scale = x.mean(0), x.std(0)
+    peak = np.abs(x).max(0) if len(x) else np.ones(x.shape[1])
+    peak[peak == 0] = 1.0  # statistics of x / peak: squares of values near 1e200 overflow
+    mean, scale = (x / peak).mean(0) * peak, (x / peak).std(0) * peak
     scale[scale == 0] = 1.0
     _, s, vt = np.linalg.svd((x - mean) / scale, full_matrices=False)
     components = vt[:k]

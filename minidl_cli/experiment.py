@@ -163,6 +163,39 @@ def _fit_and_draw(run: Run, trainer: Trainer, progress: Callable[[dict], None] |
             warnings.warn(RunWarning(
                 f"the pictures could not be drawn ({type(e).__name__}: {reason}); training is "
                 f"complete. Redraw them with: minidl plot {run.path}"), stacklevel=2)
+    if trainer.task.name == "language_model":
+        try:
+            write_samples(run, trainer)
+        except Interrupted:
+            raise
+        except Exception as e:
+            reason = (str(e).splitlines() or [""])[0][:200]
+            warnings.warn(RunWarning(
+                f"samples.txt could not be written ({type(e).__name__}: {reason}); training is "
+                f"complete. Sample with: minidl sample {run.path}"), stacklevel=2)
+
+
+SAMPLES = 10  # samples.txt: items of a lines run; a stream run's text is 500 tokens
+
+
+def write_samples(run: Run, trainer: Trainer) -> Path:
+    """samples.txt in the run directory: text sampled from the trained language model
+    (sampling.generate, seeded with the run's seed): SAMPLES items, one per line, for a
+    `lines` run; one text for a `stream` run."""
+    from minidl_cli.runs import atomic_write
+    from minidl_cli.sampling import generate
+
+    was_training = trainer.model.training
+    trainer.model.eval()
+    try:
+        texts = generate(trainer.model, trainer.task,
+                         SAMPLES if trainer.task.mode == "lines" else 1,
+                         seed=trainer.config["seed"])
+    finally:
+        trainer.model.train(was_training)
+    path = run.path / "samples.txt"
+    atomic_write(path, ("\n".join(texts) + "\n").encode())
+    return path
 
 
 def _record_end(run: Run, status: str, epochs: int) -> None:
@@ -371,6 +404,9 @@ def check_data_files(run: Run, resuming: bool = False) -> None:
         what = describe_change(path, recorded)
         if resuming:
             instead = "to train on the data as it is now, start a new run (minidl train CONFIG)"
+        elif run.read_meta().get("task") == "language_model":
+            instead = (f"sample from it with: minidl sample {run.path} (it needs no training "
+                       "text)")
         elif run.read_meta().get("features") == []:  # images: no table columns
             instead = (f"predict new images with: minidl predict {run.path} IMAGE|FOLDER|NPZ "
                        "(it needs no training data)")

@@ -61,6 +61,8 @@ class Predictor:
         except (KeyError, RuntimeError, ValueError) as e:
             raise RunError(f"{checkpoint} does not fit its own config's model ({e})") from None
         self.model.eval()
+        # a language model's inputs are token ids (int64), everything else's are features
+        self.takes_ids = (state.get("task") or {}).get("name") == "language_model"
         self.task = tasks.from_state(state.get("task"), self.model_outputs())
         standardizer = state.get("standardizer")
         self.standardizer = (standardizer["mean"], standardizer["std"]) if standardizer else None
@@ -72,8 +74,9 @@ class Predictor:
 
     def model_outputs(self) -> int:
         """The network's output width. Shape: one input (1, *input_shape) -> (1, width)."""
+        dtype = torch.int64 if self.takes_ids else self.dtype
         with torch.no_grad():
-            return self.model(torch.zeros(1, *self.input_shape, dtype=self.dtype)).shape[1]
+            return self.model(torch.zeros(1, *self.input_shape, dtype=dtype)).shape[-1]
 
     # --- raw data -> inputs -> outputs ---
 
@@ -84,7 +87,12 @@ class Predictor:
         in the order of the training data's feature_names), or a table: a path to a CSV or
         Parquet file, a pyarrow Table or a pandas DataFrame, whose columns are found by name
         and encoded as in training. ValueError naming a missing column or a bad cell.
+        A language model takes text: a str, a list of them, or a path (os.PathLike) to a
+        UTF-8 file of one text per line; each becomes a context of token ids
+        (sampling.contexts; ValueError naming a character outside the vocabulary).
         """
+        if self.takes_ids:
+            return self._contexts(x)
         if isinstance(x, (str, os.PathLike)) and len(self.input_shape) == 3:
             return self.read_images(x)[1]
         if isinstance(x, (str, os.PathLike)) or _is_table(x):
@@ -166,7 +174,36 @@ class Predictor:
             mean, std = self.standardizer
             inputs = (inputs - mean) / std
         with torch.no_grad():
-            return self.model(inputs.to(self.dtype))
+            return self.model(inputs.to(self.dtype) if inputs.is_floating_point() else inputs)
+
+    def _contexts(self, x: Any) -> Tensor:
+        """A language model's input for texts (see `inputs`). Shape: -> (n, block_size)."""
+        from minidl_cli.data.text import read_text
+        from minidl_cli.sampling import contexts
+
+        if isinstance(x, os.PathLike):
+            x = [line for line in read_text(Path(x)).split("\n") if line]
+        elif isinstance(x, str):
+            x = [x]
+        if not isinstance(x, (list, tuple)) or not all(isinstance(t, str) for t in x):
+            raise ValueError("predict: a language model takes text: a string, a list of "
+                             f"strings or a path to a text file; got {type(x).__name__}")
+        return contexts(self.task, list(x))
+
+    def sample(self, num: int | None = None, max_tokens: int | None = None,
+               temperature: float = 1.0, prompt: str = "", seed: int | None = None
+               ) -> list[str]:
+        """Text sampled from a language model (sampling.generate): `num` items of a `lines`
+        run (each ends where the model draws the boundary token), or `num` texts of
+        `max_tokens` tokens of a `stream` run, each starting with `prompt`. Raises
+        ValueError for another task, a bad argument or a prompt character outside the
+        vocabulary (naming both)."""
+        from minidl_cli.sampling import generate
+
+        if not self.takes_ids:
+            raise ValueError(f"sample: this run's task is {self.task.name}; only a language "
+                             "model (data type text) generates text")
+        return generate(self.model, self.task, num, max_tokens, temperature, prompt, seed)
 
     def predict(self, x: Any) -> Any:
         """Class names (numpy array of str, shape (n,)) or values on the target's scale

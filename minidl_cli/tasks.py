@@ -1,4 +1,4 @@
-"""What differs between classification and regression, in one object per task.
+"""What differs between classification, regression and language models, one object per task.
 
 The trainer, `evaluate`, `plot`, seed summaries and `predict` ask the task instead of
 branching on it (scikit-learn keeps this in scorers and `predict` / `predict_proba`):
@@ -129,6 +129,11 @@ class Task:
     def check_loss(self, loss: Loss) -> str | None:
         """Why `loss` cannot train this task, or None."""
         return None
+
+    def count(self, y: Tensor) -> int:
+        """How many predictions the true values `y` hold: what a summed loss is divided by
+        for the loss per prediction (rows; a language model's tokens)."""
+        return len(y)
 
     def describe(self) -> dict[str, Any]:
         """What meta.json and eval.json say about the task: its name and what it predicts."""
@@ -319,15 +324,110 @@ class Regression(Task):
         self.mean, self.std = state.get("target_mean"), state.get("target_std")
 
 
+class LanguageModel(Task):
+    """The next token of a text, from the block_size tokens before it: a classification
+    over the vocabulary at one position (target next) or at every position of the context
+    (target sequence, class axis last). The loss is the mean cross-entropy in nats per
+    predicted token; `accuracy` the share of positions whose highest output is the true
+    next token.
+
+    Shape: y (n,) or (n, T) int64 ids; outputs (n, V) or (n, T, V) logits. The vocabulary
+    and how the text was cut (`mode`, `boundary`, `start`) travel in the checkpoint, so a
+    run samples and predicts without its text file.
+    """
+
+    name = "language_model"
+    metric_names = ("accuracy",)
+    summary_metrics = ("loss", "accuracy")
+    headline = "test_loss"
+    group_keys = ("train_loss", "test_loss", "test_accuracy")
+
+    def __init__(self, vocabulary: list[str], text: dict[str, Any] | None = None,
+                 block_size: int = 1, target: str = "next"):
+        self.vocabulary = list(vocabulary)
+        text = text or {}
+        self.mode = text.get("mode", "stream")
+        self.boundary = text.get("boundary")  # lines mode's boundary token (id 0)
+        self.start = text.get("start")  # stream mode: a default context for sampling
+        self.block_size, self.target = block_size, target
+
+    def progress(self, row: dict[str, float]) -> str:
+        return (f"loss {row['train_loss']:.4f} acc {row['train_accuracy']:.1%} "
+                f"test loss {row['test_loss']:.4f}")
+
+    def check_loss(self, loss: Loss) -> str | None:
+        if not isinstance(loss, CrossEntropyLoss):
+            return (f"{type(loss).__name__} cannot train a language model, whose targets are "
+                    "token ids; use loss: cross_entropy")
+        return None
+
+    def targets(self, y: Tensor, loss: Loss, dtype: torch.dtype) -> Tensor:
+        """The token ids themselves (cross-entropy's labels)."""
+        return y
+
+    def count(self, y: Tensor) -> int:
+        """The tokens predicted: n, or n·T with target sequence."""
+        return y.numel()
+
+    def decode(self, outputs: Tensor) -> Tensor:
+        """The most likely next token ids. Shape: (n, V) -> (n,); (n, T, V) -> (n, T)."""
+        return outputs.argmax(-1)
+
+    def metrics(self, outputs: Tensor, y: Tensor) -> dict[str, float]:
+        """accuracy: the share of predicted positions whose highest output is the true token."""
+        return {"accuracy": (self.decode(outputs) == y).double().mean().item()}
+
+    def evaluation(self, outputs: Tensor, y: Tensor) -> dict[str, Any]:
+        """The metrics (eval.json adds the loss)."""
+        return self.metrics(outputs, y)
+
+    def predictions(self, outputs: Tensor) -> Any:
+        """The most likely next token after each context (the last position's, with target
+        sequence). Shape: (n, V) or (n, T, V) -> numpy str array (n,)."""
+        import numpy as np
+
+        last = outputs[:, -1] if outputs.dim() == 3 else outputs
+        return np.array([self.vocabulary[i] for i in self.decode(last).tolist()])
+
+    def probabilities(self, outputs: Tensor) -> Any:
+        """Softmax over the vocabulary of the next token after each context.
+        Shape: (n, V) or (n, T, V) -> float64 numpy array (n, V)."""
+        last = outputs[:, -1] if outputs.dim() == 3 else outputs
+        return torch.softmax(last.double(), -1).cpu().numpy()
+
+    def prediction_columns(self, outputs: Tensor) -> dict[str, list]:
+        """predict's column: `prediction`, the most likely next token after each context."""
+        return {"prediction": self.predictions(outputs).tolist()}
+
+    def label_columns(self) -> list[str]:
+        raise ValueError("a language model's data is text, not labelled table rows; give a "
+                         "text (minidl sample RUN --prompt TEXT)")
+
+    def describe(self) -> dict[str, Any]:
+        return {"task": self.name, "vocabulary": self.vocabulary, "mode": self.mode,
+                "block_size": self.block_size, "target": self.target}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "vocabulary": self.vocabulary, "mode": self.mode,
+                "boundary": self.boundary, "start": self.start,
+                "block_size": self.block_size, "target": self.target}
+
+
 def by_name(name: str) -> type[Task]:
-    """The Task class of a task name ('classification', 'regression')."""
-    return {"classification": Classification, "regression": Regression}[name]
+    """The Task class of a task name ('classification', 'regression', 'language_model')."""
+    return {"classification": Classification, "regression": Regression,
+            "language_model": LanguageModel}[name]
 
 
 def for_dataset(dataset: Any) -> Task:
     """The task of a Dataset (its `task` field), sized from its classes or targets."""
-    if getattr(dataset, "task", "classification") == "regression":
+    task = getattr(dataset, "task", "classification")
+    if task == "regression":
         return Regression(dataset.target_names, dataset.num_outputs)
+    if task == "language_model":
+        y = dataset.y_train
+        return LanguageModel(dataset.vocabulary, dataset.text, dataset.x_train.shape[1],
+                             "sequence" if y.ndim == 2 else "next")
     return Classification(dataset.num_classes, dataset.class_names)
 
 
@@ -337,6 +437,8 @@ def from_state(state: dict[str, Any] | None, num_outputs: int) -> Task:
     state = state or {"name": "classification"}
     if state["name"] == "regression":
         task: Task = Regression(state.get("target_names"), num_outputs)
+    elif state["name"] == "language_model":
+        task = LanguageModel(state["vocabulary"], state, state["block_size"], state["target"])
     else:
         task = Classification(num_outputs, state.get("class_names"))
     task.load_state_dict(state)

@@ -131,7 +131,8 @@ class Trainer:
     def _split(self, x: Tensor, y: Tensor) -> Split:
         if self.mean is not None:
             x = datasets.apply_standardizer(x, self.mean, self.std)
-        x = x.to(device=self.device, dtype=self.dtype)
+        # token ids stay int64 (an embedding looks them up); features take the run's dtype
+        x = x.to(device=self.device, dtype=self.dtype if x.is_floating_point() else None)
         y = y.to(self.device)
         return Split(x, y, self.task.targets(y, self.loss_fn, self.dtype))
 
@@ -193,16 +194,16 @@ class Trainer:
             self.optimizer.step()
 
     def evaluate(self, split: str) -> tuple[float, Tensor]:
-        """(mean loss per row, network outputs) on a whole split, in eval mode.
+        """(mean loss per row, or per token, network outputs) on a whole split, in eval mode.
 
-        Shape: outputs (n, num_outputs); the task turns them into metrics.
+        Shape: outputs (n, num_outputs), or (n, T, V); the task turns them into metrics.
         """
         part = self.splits[split]
         self._set_training(False)
         outputs = self.model(part.x)
         loss = self.loss_fn(outputs, part.targets).item()
         if self.loss_fn.reduction == "sum":
-            loss /= len(part.x)
+            loss /= self.task.count(part.y)  # per row, or per token for a language model
         return loss, outputs
 
     def _set_training(self, mode: bool) -> None:

@@ -22,6 +22,7 @@ from minidl_cli.cli.gradcheck import gradcheck
 from minidl_cli.cli.listing import list_
 from minidl_cli.cli.plot import plot
 from minidl_cli.cli.predict import predict
+from minidl_cli.cli.sample import sample
 from minidl_cli.cli.train import train
 
 __all__ = ["main"]
@@ -111,8 +112,9 @@ def main(debug: bool) -> None:
       minidl evaluate runs/disk-...           evaluate its last checkpoint
       minidl plot runs/disk-...               redraw its pictures
       minidl predict runs/disk-... new.csv    predict new rows (columns x1, x2)
+      minidl sample runs/names-mlp-...        text from a language-model run
     """
 
 
-for command in (train, evaluate, predict, plot, gradcheck, list_):
+for command in (train, evaluate, predict, sample, plot, gradcheck, list_):
     main.add_command(command)

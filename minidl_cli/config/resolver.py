@@ -175,6 +175,7 @@ def _check_against_data(config: dict, problems: list[str], raw_loss: Any = None)
             model = None
         _check_task(config, dataset, problems, raw_loss)
         if model is not None:
+            _check_token_ids(config["model"], model, dataset, problems)
             _check_output(config["model"], shapes, dataset, problems)
             _check_batch_norm(model, shapes, len(dataset.x_train), train["batch_size"], problems)
             _check_training(config, model, problems)
@@ -196,6 +197,9 @@ def _check_task(config: dict, dataset: Any, problems: list[str], raw_loss: Any =
         problems.append(f"data.{STANDARDIZE_TARGET.name}: only regression has targets to "
                         f"z-score, and this data's task is {task.name}; remove it (or set "
                         "data.task: regression if the label is a number to predict)")
+    if config["data"].get(STANDARDIZE.name) and task.name == "language_model":
+        problems.append(f"data.{STANDARDIZE.name}: a language model's inputs are token ids, "
+                        "not numbers to z-score; remove it")
     try:
         loss = build.build_loss(config["loss"])
     except (ValueError, TypeError) as e:
@@ -206,6 +210,52 @@ def _check_task(config: dict, dataset: Any, problems: list[str], raw_loss: Any =
         problems.append(f"loss: {why}")
 
 
+def _check_token_ids(model_cfg: list[dict], model: Any, dataset: Any,
+                     problems: list[str]) -> None:
+    """Token ids (int64 inputs: a text data set) must reach a layer that looks them up (an
+    embedding: it refuses floats with a TypeError) before any layer that computes with them
+    as numbers. Found by passing two training inputs through the layers in eval mode, until
+    one outputs floats; layers that keep them ids (flatten) are passed through."""
+    from torch import Tensor
+
+    from minidl_cli.nn.module import show_shape
+
+    x = dataset.x_train[:2]
+    if x.is_floating_point():
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        for i, (layer, cfg) in enumerate(zip(model, model_cfg, strict=True)):
+            try:
+                out = layer.forward(x)
+            except Exception:
+                out = None
+            if isinstance(out, Tensor) and not out.is_floating_point():
+                x = out  # still token ids (flatten, identity)
+                continue
+            if isinstance(out, Tensor) and _refuses_floats(layer, x):
+                return
+            problems.append(
+                f"model[{i}]: {cfg['type']} takes float features, but the data gives token ids "
+                f"{show_shape(tuple(x.shape[1:]))} int64; put an embedding first, e.g. "
+                "{type: embedding, embedding_dim: 16}")
+            return
+    finally:
+        model.train(was_training)
+
+
+def _refuses_floats(layer: Any, ids: Any) -> bool:
+    """Whether `layer` raises TypeError for float inputs (it wants ids, as an embedding)."""
+    try:
+        layer.forward(ids.double())
+    except TypeError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
 def _check_output(model: list[dict], shapes: list[tuple[int, ...]], dataset: Any,
                   problems: list[str]) -> None:
     """The network must output (N, num_outputs): one value per class or regression target;
@@ -213,17 +263,25 @@ def _check_output(model: list[dict], shapes: list[tuple[int, ...]], dataset: Any
     from minidl_cli.nn.module import show_shape
 
     want = dataset.num_outputs
-    if shapes[-1] == (want,):
+    if shapes[-1] == dataset.output_shape:
         return
-    nouns = (("class", "classes") if dataset.task == "classification"
-             else ("regression target", "regression targets"))
+    nouns = {"classification": ("class", "classes"),
+             "language_model": ("token in its vocabulary", "tokens in its vocabulary")
+             }.get(dataset.task, ("regression target", "regression targets"))
     has = f"the data has {want} {nouns[want != 1]}"
     end = f"end it with {{type: linear, out_features: {want}}}"
-    if len(shapes[-1]) != 1:
+    if len(dataset.output_shape) == 2:  # a language model predicting every position
+        if shapes[-1][:-1] != dataset.output_shape[:1]:
+            problems.append(f"model: the network outputs {show_shape(shapes[-1])} but "
+                            f"data.target: sequence needs {show_shape(dataset.output_shape)}, "
+                            "a prediction at each position of the context; keep the time "
+                            "axis (no flatten), or use data.target: next")
+            return
+    elif len(shapes[-1]) != 1:
         problems.append(f"model: the network outputs {show_shape(shapes[-1])} but {has}, "
                         f"which needs (N, {want}); {end} (after a flatten)")
         return
-    what = f"the network outputs {shapes[-1][0]} values but {has}"
+    what = f"the network outputs {shapes[-1][-1]} values but {has}"
     setters = [i for i in range(len(model))
                if shapes[i + 1] != shapes[i] or "out_features" in model[i]]
     if setters and "out_features" in model[setters[-1]]:

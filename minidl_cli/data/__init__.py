@@ -1,4 +1,4 @@
-"""Data sets: synthetic 2-D sets (disk, xor, moons, spirals), CSV files and images.
+"""Data sets: synthetic 2-D sets (disk, xor, moons, spirals), CSV files, images and text.
 
 Importing this package registers every built-in data set with the registry.
 """
@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from minidl_cli import registry
-from minidl_cli.data import csv, images, synthetic  # noqa: F401  (their decorators fill the registry)
+from minidl_cli.data import csv, images, synthetic, text  # noqa: F401  (their decorators fill the registry)
 from minidl_cli.data.base import (
     Dataset,
     apply_standardizer,

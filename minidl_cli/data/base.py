@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "language_model")
 
 
 @dataclass
@@ -19,8 +19,10 @@ class Dataset:
     """A data set's train and test parts, float64 features, and what they mean.
 
     Shape: x_train (n_train, *input_shape): (n, d) for tables and points, (n, C, H, W) for
-    images; y_train (n_train,) int64 class indices in 0..C-1 for classification, or
-    (n_train, k) float64 targets for regression; likewise x_test, y_test.
+    images, (n, T) int64 token ids for a language model; y_train (n_train,) int64 class
+    indices in 0..C-1 for classification, (n_train, k) float64 targets for regression, and
+    for a language model the int64 id of the next token (n_train,) or of the next token at
+    every position (n_train, T); likewise x_test, y_test.
     """
 
     x_train: Tensor
@@ -37,6 +39,12 @@ class Dataset:
     # how raw table rows become x (column order, categories, fill values), as plain data
     # (str, numbers, lists, dicts) so a checkpoint holds it; None for synthetic and image sets
     preprocessing: dict[str, Any] | None = None
+    # language_model: the token of each id (num_classes of them; lines of text: a character
+    # each, the boundary token first), and how the text was cut, as plain data: "mode"
+    # (lines, stream), "boundary" (the boundary token, lines mode), "start" (stream mode: the
+    # first block_size characters of the training text, a default context for sampling)
+    vocabulary: list[str] | None = None
+    text: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         assert self.task in TASKS, f"task must be one of {TASKS}"
@@ -47,6 +55,10 @@ class Dataset:
         assert len(self.y_test) == len(self.x_test), "one test target per row"
         if self.task == "classification":
             assert self.y_train.ndim == 1 and self.y_train.dtype == torch.int64
+        elif self.task == "language_model":
+            assert self.x_train.ndim == 2 and self.x_train.dtype == torch.int64, "token ids"
+            assert self.y_train.dtype == torch.int64 and self.y_train.ndim in (1, 2)
+            assert self.vocabulary and len(self.vocabulary) == self.num_classes
         else:
             assert self.y_train.ndim == 2 and self.y_train.is_floating_point()
 
@@ -63,7 +75,17 @@ class Dataset:
     @property
     def num_outputs(self) -> int:
         """The width the network must output: one per class, or one per regression target."""
-        return self.num_classes if self.task == "classification" else self.y_train.shape[1]
+        if self.task == "regression":
+            return self.y_train.shape[1]
+        return self.num_classes
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape the network must output for one input: (num_outputs,), or (T, V) for
+        a language model predicting every position of its context."""
+        if self.task == "language_model" and self.y_train.ndim == 2:
+            return (self.y_train.shape[1], self.num_classes)
+        return (self.num_outputs,)
 
 
 def random_split(n: int, n_held: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

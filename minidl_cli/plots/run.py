@@ -44,19 +44,23 @@ def draw_run_plots(
     classification scores whose argmax is the class.
     `metrics` is a read_metrics dict or the path of a metrics.csv; `loss_name` (e.g. "mse")
     labels the loss axis. Returns the paths written, the loss and metric curves second
-    and third. Raises ValueError for a task other than classification or regression.
+    and third (a language model's are loss.png and accuracy.png alone). Raises ValueError
+    for a task other than classification, regression or language_model.
     """
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(metrics, dict):
         metrics = curves.read_metrics(metrics)
     name = getattr(task, "name", task) or getattr(dataset, "task", "classification")
+    if name == "language_model":  # the run's samples of text are its samples.txt
+        return _curves(plots_dir, metrics, "accuracy", loss_name)
     outputs = numpy(task.decode(test_outputs) if hasattr(task, "decode") else test_outputs)
     if name == "regression":
         targets = dataset.target_names or getattr(task, "target_names", None)
         return _regression(plots_dir, dataset, outputs, metrics, loss_name, targets)
     if name != "classification":
-        raise ValueError(f"no pictures for task {name!r}; expected classification or regression")
+        raise ValueError(f"no pictures for task {name!r}; expected classification, regression "
+                         "or language_model")
     return _classification(plots_dir, dataset, outputs, metrics, loss_name)
 
 

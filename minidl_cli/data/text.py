@@ -1,0 +1,233 @@
+"""The `text` data set: the characters of a UTF-8 text as int64 token ids, for language models.
+
+Two ways to cut a text into examples, each a context x of `block_size` ids and what follows it:
+
+- `lines`, as Karpathy's makemore: every non-empty line is one item (blank lines are not
+  items; lines may have any length), framed by a boundary token, id 0, which the vocabulary
+  shows as the line end "\\n". An item of n characters gives n + 1 examples: the context
+  before its first character is block_size boundary tokens, each position predicts the
+  next character, and the last one predicts the boundary token that ends the item. The test
+  set is a seeded random `test_fraction` of the lines (makemore shuffles, then splits).
+- `stream`, as nanoGPT: the text is one sequence and an example is a window of it. The test
+  set is the END of the text (its last `test_fraction` of characters), so that no test
+  window overlaps a training one.
+
+`target: next`: y is the one token after the context, (N,); `sequence`: y is the context
+shifted by one, (N, T), a prediction at every position (nanoGPT's targets).
+
+Memory of `stream` mode: the windows are strided views into one tensor of the text's ids
+(Tensor.unfold: no copy), never N×T copies of it. With `target: sequence` they do not
+overlap (stride block_size), with `target: next` there is one per character (stride 1);
+either way an epoch predicts every character once. The trainer's shuffle gathers an
+epoch's windows into one tensor: N×T ids, the text's size for `sequence` (tiny
+Shakespeare: 8 MB) but block_size times it for `next` (tiny Shakespeare with block 64:
+512 MB). Train long texts with `target: sequence`.
+
+The vocabulary is the sorted characters of the training text (after the boundary token in
+`lines` mode); a test character outside it is an error. Runs keep it in their checkpoint.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+from torch import Tensor
+
+from minidl_cli.data.base import Dataset, file_sha256
+from minidl_cli.registry import Range, register
+
+TEXTS = Path(__file__).parent / "texts"  # shipped corpora, with their provenance (README.md)
+CORPORA = {"names": TEXTS / "names.txt.gz", "tinyshakespeare": TEXTS / "tinyshakespeare.txt.gz"}
+BOUNDARY = "\n"  # the boundary token of `lines` mode: id 0, shown as the end of a line
+WHERE = "text dataset"
+
+
+@register("dataset", "text")
+def text(
+    block_size: Annotated[int, Range(ge=1)],
+    path: Path | None = None,
+    corpus: Literal["names", "tinyshakespeare"] | None = None,
+    mode: Literal["lines", "stream"] = "lines",
+    target: Literal["next", "sequence"] = "next",
+    test_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.1,
+    *,
+    generator: torch.Generator,
+) -> Dataset:
+    """A language-modelling data set of `path` (a UTF-8 text file, gzipped when it ends in
+    .gz) or of a `corpus` shipped with minidl (names, tinyshakespeare: see data/texts/);
+    `mode`, `target` and the split as the module docstring says.
+
+    Shape: x (N, block_size) int64 ids; y (N,) int64 for target next, (N, block_size) for
+    target sequence. Raises FileNotFoundError for a missing file; ValueError, naming the
+    file, for a file that is not UTF-8 or has no text, a block_size longer than the text,
+    a split that leaves a part without examples, or a test character the training text
+    never has.
+    """
+    if (path is None) == (corpus is None):
+        raise ValueError(f"{WHERE}: give data.path (a UTF-8 text file) or data.corpus (names "
+                         "or tinyshakespeare, shipped with minidl), exactly one of them")
+    source = Path(path) if path is not None else CORPORA[corpus]
+    content = read_text(source)
+    if mode == "lines":
+        train_ids, test_ids, vocabulary = _lines(content, source, test_fraction, block_size,
+                                                 generator)
+        start = None
+    else:
+        train_ids, test_ids, vocabulary = _stream(content, source, test_fraction, block_size)
+        start = "".join(vocabulary[i] for i in train_ids[:block_size].tolist())
+    stride = 1 if mode == "lines" or target == "next" else block_size
+    x_train, y_train = windows(train_ids, block_size, stride, target)
+    x_test, y_test = windows(test_ids, block_size, stride, target)
+    if mode == "lines":  # only the windows that end inside an item (see _lines)
+        x_train, y_train = _keep(x_train, y_train, train_ids, block_size)
+        x_test, y_test = _keep(x_test, y_test, test_ids, block_size)
+    return Dataset(x_train, y_train, x_test, y_test, num_classes=len(vocabulary),
+                   feature_names=[], task="language_model", vocabulary=vocabulary,
+                   text={"mode": mode, "boundary": BOUNDARY if mode == "lines" else None,
+                         "start": start},
+                   data_files={} if corpus else {str(source.absolute()): file_sha256(source)})
+
+
+def read_text(path: Path) -> str:
+    """The text of a UTF-8 file (gunzipped when its name ends in .gz), without a byte-order
+    mark and with Windows line ends as "\\n". FileNotFoundError, or ValueError naming the
+    file: not gzip, not UTF-8 (the first bad byte and its offset), no text at all."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{WHERE}: {path} not found; data.path is relative to the "
+                                "config file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{WHERE}: {path} is a folder; data.path names one text file") from None
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{WHERE}: {path} ends in .gz but is not a gzip file ({e}); "
+                             "gunzip it or rename it") from None
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{WHERE}: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                         f"offset {e.start}); convert it, e.g. iconv -f latin1 -t utf-8 "
+                         f"{path.name}") from None
+    content = content.removeprefix("\ufeff").replace("\r\n", "\n")
+    if not content.strip():
+        raise ValueError(f"{WHERE}: {path} holds no text ({len(raw)} bytes"
+                         f"{', all whitespace' if raw else ''}); give a file with text in it")
+    return content
+
+
+def encode(content: str, vocabulary: list[str], what: str) -> Tensor:
+    """The id of each character of `content` in `vocabulary` (one character per entry).
+
+    Shape: -> (len(content),) int64. Raises ValueError naming the first character that the
+    vocabulary lacks, how often it occurs, and the vocabulary; `what` says whose text it is.
+    """
+    codes = _code_points(content)
+    vocab = _code_points("".join(vocabulary))
+    sorted_codes, order = vocab.sort()
+    at = torch.searchsorted(sorted_codes, codes).clamp_(max=len(vocab) - 1)
+    found = sorted_codes[at] == codes
+    if not bool(found.all()):
+        missing = chr(int(codes[~found][0]))
+        count = int((codes == ord(missing)).sum())
+        raise ValueError(f"{what} holds the character {missing!r} ({count} time"
+                         f"{'s' * (count != 1)}), which is not in the vocabulary "
+                         f"{show_vocabulary(vocabulary)}")
+    return order[at]
+
+
+def show_vocabulary(vocabulary: list[str]) -> str:
+    """The vocabulary for a message: its characters as one Python string literal, and their
+    number (`"\\nabc" (4 characters)`)."""
+    return f"{''.join(vocabulary)!r} ({len(vocabulary)} characters)"
+
+
+def windows(ids: Tensor, block_size: int, stride: int, target: str) -> tuple[Tensor, Tensor]:
+    """Every `stride`-th window of `block_size` ids that has a token after it, and its target:
+    the next id (target next) or the window shifted by one (target sequence). Views of `ids`
+    (Tensor.unfold), no copy.
+
+    Shape: ids (L,) -> x (N, T), y (N,) or (N, T); N = (L − T − 1) // stride + 1.
+    """
+    n = (len(ids) - block_size - 1) // stride + 1
+    x = ids[:-1].unfold(0, block_size, stride)[:n]
+    if target == "next":
+        return x, ids[block_size::stride][:n]
+    return x, ids[1:].unfold(0, block_size, stride)[:n]
+
+
+def _code_points(content: str) -> Tensor:
+    """Each character's Unicode code point. Shape: -> (len(content),) int64."""
+    raw = bytearray(content.encode("utf-32-le"))
+    if not raw:
+        return torch.zeros(0, dtype=torch.int64)
+    return torch.frombuffer(raw, dtype=torch.int32).long()
+
+
+def _lines(content: str, source: Path, test_fraction: float, block_size: int,
+           generator: torch.Generator) -> tuple[Tensor, Tensor, list[str]]:
+    """(train ids, test ids, vocabulary) of `lines` mode. A part's ids are its items, each
+    after block_size boundary tokens, and block_size more at the end: the windows of it at
+    stride 1 are every example, plus windows of boundary tokens alone (predicting one more),
+    which _keep leaves out."""
+    lines = [line for line in content.split("\n") if line]
+    if len(lines) < 2:
+        raise ValueError(f"{WHERE}: {source} has {len(lines)} non-empty line in lines mode; "
+                         "it needs two or more (one item per line, some to train on, some to "
+                         "test), or use data.mode: stream for one continuous text")
+    n_test = max(1, round(test_fraction * len(lines)))
+    if n_test >= len(lines):
+        raise ValueError(f"{WHERE}: data.test_fraction {test_fraction} of the {len(lines)} lines "
+                         f"of {source} leaves none to train on; lower it")
+    order = torch.randperm(len(lines), generator=generator).tolist()
+    test_lines = [lines[i] for i in order[:n_test]]
+    train_lines = [lines[i] for i in order[n_test:]]
+    vocabulary = [BOUNDARY, *sorted(set("".join(train_lines)))]
+    pad = BOUNDARY * block_size
+    parts = []
+    for part, what in ((train_lines, "the training lines"), (test_lines, "the test lines")):
+        framed = pad + pad.join(part) + pad
+        parts.append(encode(framed, vocabulary, f"{WHERE}: {what} of {source}"))
+    return parts[0], parts[1], vocabulary
+
+
+def _keep(x: Tensor, y: Tensor, ids: Tensor, block_size: int) -> tuple[Tensor, Tensor]:
+    """The windows of a framed `lines` part (see _lines) whose next token belongs to an item:
+    one of its characters, or the boundary token right after its last one (the item's end).
+
+    Shape: x (M, T), y (M,) or (M, T) -> (N, T), (N,) or (N, T); copies.
+    """
+    following = ids[block_size:]  # the token after each window, window by window
+    before = ids[block_size - 1:-1]  # the last token of each window
+    n = len(x)
+    keep = (following[:n] != 0) | (before[:n] != 0)
+    return x[keep], y[keep]
+
+
+def _stream(content: str, source: Path, test_fraction: float,
+            block_size: int) -> tuple[Tensor, Tensor, list[str]]:
+    """(train ids, test ids, vocabulary) of `stream` mode: the test part is the end of the
+    text."""
+    if block_size + 1 > len(content):
+        raise ValueError(f"{WHERE}: data.block_size {block_size} is longer than the whole text "
+                         f"of {source} ({len(content)} characters; a window needs block_size + "
+                         f"1 of them); set data.block_size to at most {len(content) - 1}")
+    n_test = round(test_fraction * len(content))
+    train, test = content[:len(content) - n_test], content[len(content) - n_test:]
+    for part, name in ((train, "training part"), (test, "test part")):
+        if len(part) < block_size + 1:
+            raise ValueError(
+                f"{WHERE}: the {name} of {source} ({len(part)} of its {len(content)} "
+                f"characters, data.test_fraction {test_fraction}) is shorter than a window "
+                f"(block_size + 1 = {block_size + 1}); change data.test_fraction or lower "
+                "data.block_size")
+    vocabulary = sorted(set(train))
+    return (encode(train, vocabulary, f"{WHERE}: the training part of {source}"),
+            encode(test, vocabulary, f"{WHERE}: the test part (its end) of {source}"),
+            vocabulary)

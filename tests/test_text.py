@@ -1,0 +1,391 @@
+"""The text data set, the language_model task, sampling and `minidl sample`, on tiny texts."""
+
+import csv
+import gzip
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import invoke, meta, metrics, run_of, write_config
+
+import minidl_cli
+from minidl_cli.data import make_dataset
+from minidl_cli.data.text import CORPORA, TEXTS
+from minidl_cli.sampling import contexts, generate
+from minidl_cli.tasks import LanguageModel
+
+NAMES = ["emma", "ava", "elena", "mara", "nora", "selma", "lena", "vera", "mona", "rosa",
+         "alma", "anna", "sara", "nola", "eva", "lorena", "marlene", "salome", "ramona",
+         "leonora"]  # nine letters, each in several names: every split trains on all of them
+STORY = ("the cat sat on the mat. the dog sat on the log. a cat and a dog sat on a mat. "
+         "the end of the tale is near; the cat, the dog and the log are all that is left. ") * 3
+
+# A layer that takes token ids as the `embedding` does (a TypeError for floats): the one-hot
+# code of each id, so that these tests build a language model from built-in layers after it.
+PLUGIN = '''
+import torch
+from minidl_cli.nn import Module
+from minidl_cli.registry import register
+
+
+@register("layer", "one_hot")
+class OneHot(Module):
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.register_buffer("eye", torch.eye(num_classes))
+
+    def output_shape(self, input_shape):
+        return (*input_shape, self.num_classes)
+
+    def forward(self, x):
+        if x.is_floating_point():
+            raise TypeError("one_hot takes token ids")
+        return self.eye[x]
+
+    def backward(self, grad_output):
+        return None
+'''
+
+
+def text_config(tmp_path, text=None, mode="lines", target="next", block_size=3,
+                vocabulary=None, **changes):
+    """A tiny language model on `text` (NAMES as lines, STORY as a stream) in tmp_path."""
+    text = text if text is not None else ("\n".join(NAMES) + "\n" if mode == "lines" else STORY)
+    (tmp_path / "text.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "minidl_test_text_plugin.py").write_text(PLUGIN)
+    vocabulary = vocabulary or len(set(text) | {"\n"} if mode == "lines" else set(text))
+    model = [{"type": "one_hot", "num_classes": vocabulary}]
+    if target == "next":
+        model += ["flatten", {"type": "linear", "out_features": 16}, "tanh"]
+    else:
+        model += [{"type": "linear", "out_features": 16}, "tanh"]
+    model += [{"type": "linear", "out_features": vocabulary}]
+    config = {"name": "text", "seed": 0, "plugins": ["minidl_test_text_plugin"],
+              "data": {"type": "text", "path": "text.txt", "mode": mode, "target": target,
+                       "block_size": block_size, "test_fraction": 0.2},
+              "model": model, "loss": "cross_entropy",
+              "optimizer": {"type": "adam", "lr": 0.02},
+              "train": {"epochs": 3, "batch_size": 16}}
+    for key, value in changes.items():
+        section, option = key.split("__")
+        config[section] = {**config[section], option: value}
+    return write_config(tmp_path, config, name="text.yaml")
+
+
+def decode(ids, vocabulary):
+    return "".join(vocabulary[i] for i in ids.reshape(-1).tolist())
+
+
+def lines_dataset(tmp_path, text, **options):
+    path = tmp_path / "lines.txt"
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return make_dataset("text", {"path": path, **options}, seed=0)
+
+
+# ---------------------------------------------------------------- the data set
+
+
+def examples_of(word, block_size):
+    """makemore's examples of one item: each context of block_size tokens (boundary tokens
+    before the first character) and the token after it, ending with the boundary token."""
+    framed = "\n" * block_size + word + "\n"
+    return [(framed[i:i + block_size], framed[i + block_size]) for i in range(len(word) + 1)]
+
+
+def test_lines_mode_frames_each_line_as_makemore_does(tmp_path):
+    # a context longer than any name: an item's last example (all of it) names the item
+    ds = lines_dataset(tmp_path, "\n".join(NAMES) + "\n\n", block_size=8, test_fraction=0.25)
+    vocab = ds.vocabulary
+    assert vocab[0] == "\n" and vocab[1:] == sorted(set("".join(vocab[1:])))
+    assert ds.task == "language_model" and ds.x_train.dtype == torch.int64
+    got = {}
+    for part, (x, y) in {"train": (ds.x_train, ds.y_train), "test": (ds.x_test, ds.y_test)
+                         }.items():
+        assert x.shape == (len(y), 8) and y.shape == (len(y),)
+        got[part] = sorted((decode(row, vocab), vocab[t]) for row, t in zip(x, y, strict=True))
+    # every item whole in one part: its examples, from 3 boundary tokens to its end
+    items = {part: [w for w in NAMES if examples_of(w, 8)[-1] in got[part]] for part in got}
+    assert sorted(items["train"] + items["test"]) == sorted(NAMES)
+    assert len(items["test"]) == 5  # 25% of the 20 lines (the blank line is not an item)
+    for part in got:
+        assert got[part] == sorted(e for w in items[part] for e in examples_of(w, 8))
+    assert set("".join(items["train"])) == set(vocab[1:])  # the training text's characters
+
+
+def test_lines_split_follows_the_seed(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(NAMES))
+    split = [make_dataset("text", {"path": path, "block_size": 2}, seed=s).x_test
+             for s in (0, 0, 1)]
+    assert torch.equal(split[0], split[1]) and not torch.equal(split[0], split[2])
+
+
+def test_target_sequence_is_the_context_shifted_by_one(tmp_path):
+    ds = lines_dataset(tmp_path, "\n".join(NAMES), block_size=4, target="sequence")
+    nxt = lines_dataset(tmp_path, "\n".join(NAMES), block_size=4, target="next")
+    assert ds.y_train.shape == ds.x_train.shape
+    assert torch.equal(ds.y_train[:, :-1], ds.x_train[:, 1:])
+    assert torch.equal(ds.y_train[:, -1], nxt.y_train) and torch.equal(ds.x_train, nxt.x_train)
+
+
+def test_stream_mode_windows_and_the_end_of_the_text_as_test(tmp_path):
+    path = tmp_path / "story.txt"
+    path.write_text(STORY)
+    options = {"path": path, "mode": "stream", "block_size": 5, "test_fraction": 0.1}
+    ds = make_dataset("text", options, seed=0)
+    n_test = round(0.1 * len(STORY))
+    train, test = STORY[:-n_test], STORY[-n_test:]
+    assert ds.vocabulary == sorted(set(train))  # no boundary token in a stream
+    assert len(ds.x_train) == len(train) - 5 and len(ds.x_test) == len(test) - 5
+    for i in (0, 7, len(ds.x_train) - 1):  # one window per character: target next
+        assert decode(ds.x_train[i], ds.vocabulary) == train[i:i + 5]
+        assert ds.vocabulary[ds.y_train[i]] == train[i + 5]
+    assert decode(ds.x_test[0], ds.vocabulary) == test[:5]
+    seq = make_dataset("text", {**options, "target": "sequence"}, seed=0)
+    assert decode(seq.x_train, ds.vocabulary) == train[:len(seq.x_train) * 5]  # no overlap
+    assert decode(seq.y_train, ds.vocabulary) == train[1:len(seq.x_train) * 5 + 1]
+
+
+def test_stream_windows_are_views_of_the_text_not_copies(tmp_path):
+    """A long text's windows cost its ids once, not block_size times."""
+    path = tmp_path / "story.txt"
+    path.write_text(STORY * 20)
+    ds = make_dataset("text", {"path": path, "mode": "stream", "block_size": 64}, seed=0)
+    assert len(ds.x_train) > 1000
+    text_bytes = len(STORY * 20) * 8
+    assert ds.x_train.untyped_storage().nbytes() <= text_bytes
+    assert ds.x_train.untyped_storage().data_ptr() == ds.y_train.untyped_storage().data_ptr()
+
+
+def test_gzipped_text_and_windows_line_ends(tmp_path):
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress("\r\n".join(NAMES).encode()))
+    (tmp_path / "b.txt").write_text("\n".join(NAMES))
+    a, b = (make_dataset("text", {"path": tmp_path / f, "block_size": 3}, seed=0)
+            for f in ("a.txt.gz", "b.txt"))
+    assert a.vocabulary == b.vocabulary and torch.equal(a.x_train, b.x_train)
+    assert "\r" not in a.vocabulary
+
+
+def test_shipped_corpora_are_the_documented_files():
+    readme = (TEXTS / "README.md").read_text()
+    for name, path in CORPORA.items():
+        digest = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
+        assert digest in readme, name
+    names = make_dataset("text", {"corpus": "names", "block_size": 3}, seed=0)
+    assert names.vocabulary == ["\n", *"abcdefghijklmnopqrstuvwxyz"]
+    assert names.data_files == {}  # shipped with minidl, like the digits
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2
+
+
+def bad(tmp_path, *args):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"", "holds no text"),
+    (b"  \n\n \n", "holds no text"),
+    (b"caf\xe9\nna\xefve\n", r"not UTF-8 text \(byte 0xe9 at offset 3\)"),
+    (b"onlyoneline\n\n", "non-empty line in lines mode"),
+])
+def test_unusable_text_files(tmp_path, content, expected):
+    path = text_config(tmp_path)
+    (tmp_path / "text.txt").write_bytes(content)
+    message = bad(tmp_path, "train", path)
+    assert re.search(expected, message) and "text.txt" in message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_block_size_longer_than_the_whole_text(tmp_path):
+    path = text_config(tmp_path, text="to be or not", mode="stream", block_size=20,
+                       vocabulary=9)
+    message = bad(tmp_path, "train", path)
+    assert "data.block_size 20 is longer than the whole text" in message
+    assert "(12 characters" in message and "at most 11" in message
+
+
+def test_a_test_character_the_training_text_never_has(tmp_path):
+    path = text_config(tmp_path, text=STORY + "Z" * 3, mode="stream")
+    message = bad(tmp_path, "train", path)
+    assert "the character 'Z' (3 times)" in message and "not in the vocabulary" in message
+
+
+def test_token_ids_into_a_layer_that_wants_floats(tmp_path):
+    path = text_config(tmp_path)
+    config = __import__("yaml").safe_load(path.read_text())
+    config["model"] = config["model"][1:]  # flatten, linear... without the one-hot
+    path.write_text(__import__("yaml").safe_dump(config))
+    message = bad(tmp_path, "train", path)
+    assert message.startswith("error: model[1]: linear takes float features, but the data "
+                              "gives token ids (N, 3) int64; put an embedding first")
+
+
+def test_a_language_model_needs_cross_entropy(tmp_path):
+    message = bad(tmp_path, "train", text_config(tmp_path), "loss=mse")
+    assert "cannot train a language model" in message and "cross_entropy" in message
+
+
+# ---------------------------------------------------------------- training, evaluation, pictures
+
+
+def test_a_text_run_end_to_end(tmp_path):
+    run = run_of(invoke("train", text_config(tmp_path), "--quiet"))
+    rows = metrics(run)
+    assert list(rows[0])[:5] == ["epoch", "train_loss", "train_accuracy", "test_loss",
+                                 "test_accuracy"]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert sorted(p.name for p in (run / "plots").iterdir()) == ["accuracy.png", "loss.png"]
+    samples = (run / "samples.txt").read_text().splitlines()
+    assert len(samples) == 10 and all(set(s) <= set("".join(NAMES)) for s in samples)
+    assert meta(run)["task"] == "language_model"
+    assert meta(run)["vocabulary"][0] == "\n"
+    result = invoke("evaluate", run, "--json")
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads(result.stdout)
+    for split in ("train", "test"):
+        assert evaluation[split]["loss"] == pytest.approx(float(rows[-1][f"{split}_loss"]))
+        assert evaluation[split]["accuracy"] == pytest.approx(
+            float(rows[-1][f"{split}_accuracy"]))
+
+
+def test_loss_is_nats_per_token_and_accuracy_per_position(tmp_path):
+    """The loss is torch's mean cross-entropy over every predicted token; with reduction
+    sum it is divided by the tokens, not the rows."""
+    from minidl_cli import nn
+    from minidl_cli.config import load_config
+    from minidl_cli.train import Trainer
+
+    trainer = Trainer(load_config(text_config(tmp_path, mode="stream", target="sequence")))
+    test = trainer.splits["test"]
+    loss, outputs = trainer.evaluate("test")
+    assert outputs.shape == (*test.y.shape, len(trainer.dataset.vocabulary))
+    assert loss == pytest.approx(F.cross_entropy(outputs.transpose(1, 2), test.y).item())
+    accuracy = trainer.task.metrics(outputs, test.y)["accuracy"]
+    assert accuracy == pytest.approx((outputs.argmax(-1) == test.y).double().mean().item())
+    trainer.loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    assert trainer.evaluate("test")[0] == pytest.approx(loss)
+
+
+def test_seed_group_summary_of_a_language_model(tmp_path):
+    result = invoke("train", text_config(tmp_path, train__epochs=1), "--quiet", "--seeds", "0-1")
+    group = run_of(result)
+    with open(group / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    assert {"train_loss", "test_loss", "train_accuracy", "test_accuracy"} <= set(rows[0])
+    assert "test_error" not in rows[0]
+
+
+# ---------------------------------------------------------------- sampling
+
+
+class Scripted:
+    """A stand-in language model: always the same logits, and the contexts it was given."""
+
+    def __init__(self, logits):
+        self.logits, self.seen = torch.tensor(logits, dtype=torch.float64), []
+
+    def parameters(self):
+        return []
+
+    def __call__(self, x):
+        self.seen.append(x.clone())
+        return self.logits.expand(len(x), -1)
+
+
+def lines_task(block_size=3):
+    return LanguageModel(["\n", "a", "b", "c"], {"mode": "lines", "boundary": "\n"},
+                         block_size, "next")
+
+
+def test_sampling_feeds_the_last_block_size_tokens_and_stops_at_the_boundary():
+    model = Scripted([0.0, 0.0, 0.0, 50.0])  # always "c"
+    texts = generate(model, lines_task(), num=2, max_tokens=4, prompt="ab", seed=0)
+    assert texts == ["abcccc", "abcccc"]  # no boundary drawn: max_tokens ends the item
+    assert model.seen[0].tolist() == [[0, 1, 2]] * 2  # "\n" + "ab": boundary padding
+    assert model.seen[2].tolist() == [[2, 3, 3]] * 2  # "bcc": the last three tokens
+    ends = Scripted([50.0, 0.0, 0.0, 0.0])  # the boundary token at once
+    assert generate(ends, lines_task(), num=3, prompt="b", seed=0) == ["b"] * 3
+    assert len(ends.seen) == 1  # every item ended: no more steps
+
+
+def test_sampling_is_seeded_and_temperature_sharpens():
+    flat = Scripted([0.0, 1.0, 1.0, 1.2])
+    first, again = (generate(flat, lines_task(), num=5, max_tokens=20, seed=3)
+                    for _ in range(2))
+    assert first == again and len(set(first)) > 1
+    cold = generate(flat, lines_task(), num=5, max_tokens=20, seed=3, temperature=0.01)
+    assert cold == ["c" * 20] * 5  # the most likely token, every time
+
+
+def test_a_prompt_outside_the_vocabulary_is_named():
+    with pytest.raises(ValueError, match=r"the character 'X' \(1 time\).*'\\nabc' "
+                                         r"\(4 characters\)"):
+        contexts(lines_task(), ["aXb"])
+
+
+def test_sample_command_and_python_sample(tmp_path):
+    run = run_of(invoke("train", text_config(tmp_path), "--quiet"))
+    (tmp_path / "text.txt").unlink()  # everything comes from the checkpoint
+    result = invoke("sample", run, "--num", "4", "--prompt", "em", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and all(line.startswith("em") for line in lines)
+    assert lines == minidl_cli.load(run).sample(num=4, prompt="em", seed=1)
+    assert invoke("sample", run, "--num", "4", "--prompt", "em", "--seed", "1").stdout \
+        == result.stdout
+    message = bad(tmp_path, "sample", run, "--prompt", "eM")
+    vocabulary = "".join(meta(run)["vocabulary"])
+    assert f"the character 'M' (1 time), which is not in the vocabulary {vocabulary!r} " \
+           f"({len(vocabulary)} characters)" in message
+    predictions = minidl_cli.load(run).predict(["emm", "sal"])
+    assert predictions.shape == (2,) and set(predictions) <= set(meta(run)["vocabulary"])
+
+
+def test_sample_from_a_stream_run_prints_max_tokens(tmp_path):
+    run = run_of(invoke("train", text_config(tmp_path, mode="stream", target="sequence",
+                                             block_size=8), "--quiet"))
+    assert len((run / "samples.txt").read_text()) == 500 + 1
+    result = invoke("sample", run, "--max-tokens", "30", "--prompt", "the ", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("the ") and len(result.stdout) == 4 + 30 + 1
+
+
+def test_sample_refuses_a_run_that_is_not_a_language_model(tmp_path):
+    from helpers import train_tiny
+
+    run = train_tiny(tmp_path)
+    assert "only a language model" in bad(tmp_path, "sample", run)
+
+
+def test_predict_command_reads_one_context_per_line(tmp_path):
+    run = run_of(invoke("train", text_config(tmp_path), "--quiet"))
+    (tmp_path / "contexts.txt").write_text("emm\nsal\n")
+    result = invoke("predict", run, tmp_path / "contexts.txt")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    assert len(rows) == 2 and all(r["prediction"] in meta(run)["vocabulary"] for r in rows)
+
+
+def test_list_shows_the_text_data_set():
+    text = invoke("list", "dataset").stdout
+    assert "\n  text " in text
+    for option in ("block_size", "mode", "target", "test_fraction", "corpus", "path"):
+        assert option in text[text.index("\n  text "):]
+
+
+def test_vocabulary_travels_in_the_checkpoint(tmp_path):
+    run = run_of(invoke("train", text_config(tmp_path), "--quiet"))
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["task"]["vocabulary"] == meta(run)["vocabulary"]
+    assert Path(run / "config.yaml").exists()

@@ -154,6 +154,8 @@ def check_network_data(split: str, x: Tensor, targets: Tensor, dataset: Dataset,
     Shape: x (n, *input_shape) and targets (n, k) as the network gets them (train.dtype);
     `dataset` holds the raw float64 values; `config` the resolved run config.
     """
+    if not x.is_floating_point():  # token ids: integers, as the data set made them
+        return
     data, dtype = config.get("data") or {}, x.dtype
     name, largest = str(dtype).removeprefix("torch."), torch.finfo(dtype).max
     if not bool(torch.isfinite(x).all()):

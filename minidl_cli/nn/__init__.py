@@ -27,3 +27,22 @@ __all__ = [
     "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
     "Bilinear", "Residual", "Concat", "Repeat",
 ]
+
+
+def _import_every_layer_file() -> None:
+    """Import every other file in nn/ too, so that a new layer is one new file: its
+    @register runs, and the Module classes it defines become `nn.<Name>`."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for name, value in vars(module).items():
+            if (inspect.isclass(value) and issubclass(value, Module) and not name.startswith("_")
+                    and value.__module__ == module.__name__ and name not in globals()):
+                globals()[name] = value
+                __all__.append(name)
+
+
+_import_every_layer_file()

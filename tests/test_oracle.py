@@ -79,6 +79,9 @@ LAYER_CASES = {
         (nn.LayerNorm(d, eps=1e-3, bias=False), (n, 3, 2, d)),
     ],
     "bilinear": lambda n, d: [nn.Bilinear(d, 4), nn.Bilinear(d, 1, bias=False)],
+    "global_avg_pool": lambda n, d: [(nn.GlobalAvgPool(), (n, 3, d)),
+                                     (nn.GlobalAvgPool(), (n, 2, d, 3)),
+                                     (nn.GlobalAvgPool(), (n, 2, 2, d, 3))],
     # blocks: every case fans a tensor out to several paths, whose gradients must add up
     "residual": lambda n, d: [
         nn.Residual([nn.Linear(d, 6), nn.Tanh(), nn.Linear(6, d)]),

@@ -82,6 +82,9 @@ LAYER_CASES = {
     "global_avg_pool": lambda n, d: [(nn.GlobalAvgPool(), (n, 3, d)),
                                      (nn.GlobalAvgPool(), (n, 2, d, 3)),
                                      (nn.GlobalAvgPool(), (n, 2, 2, d, 3))],
+    "group_norm": lambda n, d: [(nn.GroupNorm(2, 4), (n, 4, d)),
+                                (nn.GroupNorm(3, 3, affine=False), (n, 3, d, 2)),
+                                (nn.GroupNorm(1, d, eps=1e-3), (n, d))],
     # blocks: every case fans a tensor out to several paths, whose gradients must add up
     "residual": lambda n, d: [
         nn.Residual([nn.Linear(d, 6), nn.Tanh(), nn.Linear(6, d)]),

@@ -55,15 +55,16 @@ def _unit(entry: registry.Entry, arg: str, shape: tuple[int, ...]) -> str:
 
 
 def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int,
-                 path: str = "model",
-                 record: bool = False) -> tuple[Sequential, list[tuple[int, ...]]]:
+                 path: str = "model", record: bool = False,
+                 seen: list | None = None) -> tuple[Sequential, list[tuple[int, ...]]]:
     """The network and its shapes: shapes[i] enters model[i], shapes[-1] leaves the network.
 
     Shapes leave out the batch dimension: (d,) for features, (C, H, W) for images; an int
     d means (d,). Layers are constructed in order, each exactly once (a block after the
     layers of its nested lists), so torch's global RNG is consumed as by constructing them
     by hand. `path` names the list in errors, ValueError("model[i]...: ..."); `record`
-    writes each inferred size into the (dict) layer configs that have its key, at every depth.
+    writes each inferred size into the (dict) layer configs that have its key, at every depth;
+    `seen` (a list) gets (path, layer, input shape) of every layer built, at every depth.
     """
     shapes = [(input_shape,) if isinstance(input_shape, int) else tuple(input_shape)]
     layers = []
@@ -86,7 +87,7 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
             options[arg] = size
             if record and isinstance(cfg, dict) and arg in cfg:
                 cfg[arg] = size  # the config describes the run: inferred sizes recorded
-        _build_nested(entry, options, shapes[-1], where, record)
+        _build_nested(entry, options, shapes[-1], where, record, seen)
         try:
             layer = entry.target(**options)
         except (ValueError, TypeError) as e:
@@ -100,11 +101,13 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
         layers.append(layer)
+        if seen is not None:
+            seen.append((where, layer, shapes[-2]))
     return Sequential(*layers), shapes
 
 
 def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[int, ...],
-                  where: str, record: bool) -> None:
+                  where: str, record: bool, seen: list | None) -> None:
     """Replace each option holding layer configs by what the constructor takes: a Sequential
     (Layers), a list of them (list[Layers]) or a function making fresh copies (LayerFactory),
     each built for the block's input `shape`."""
@@ -114,22 +117,22 @@ def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[i
             continue
         at = f"{where}.{option.name}"
         if nesting == "layers":
-            options[option.name] = build_layers(value, shape, at, record)[0]
+            options[option.name] = build_layers(value, shape, at, record, seen)[0]
         elif nesting == "branches":
-            options[option.name] = [build_layers(branch, shape, f"{at}[{k}]", record)[0]
+            options[option.name] = [build_layers(branch, shape, f"{at}[{k}]", record, seen)[0]
                                     for k, branch in enumerate(value)]
         else:
-            options[option.name] = _copies(value, shape, at, record)
+            options[option.name] = _copies(value, shape, at, record, seen)
 
 
-def _copies(cfg: list, shape: tuple[int, ...], where: str, record: bool):
+def _copies(cfg: list, shape: tuple[int, ...], where: str, record: bool, seen: list | None):
     """A function building a fresh Sequential of `cfg` for `shape` at each call (the first
     call records the inferred sizes)."""
     calls = []
 
     def build_copy() -> Sequential:
         calls.append(None)
-        return build_layers(cfg, shape, where, record and len(calls) == 1)[0]
+        return build_layers(cfg, shape, where, record and len(calls) == 1, seen)[0]
 
     return build_copy
 

@@ -140,6 +140,18 @@ def test_a_misconfigured_block_names_the_nested_path(model, message):
     assert any(p.startswith(message) for p in found), found
 
 
+def test_a_batch_norm_inside_a_block_is_checked_against_a_last_batch_of_one():
+    model = [LIN, {"type": "repeat", "times": 2, "body": [
+        {"type": "residual", "body": ["batch_norm1d"]}]}, {"type": "linear", "out_features": 2}]
+    with pytest.raises(ConfigError) as info:
+        resolve({**BASE, "data": {"type": "disk", "n_train": 101}, "model": model,
+                 "train": {"batch_size": 10}})
+    assert info.value.problems == [
+        "train.batch_size: 10 leaves a last batch of 1 of the 101 training points, and "
+        "model[1].body[0].body[0] (batch norm) needs two or more in training; use another "
+        "batch size, e.g. 11"]
+
+
 def test_inferred_sizes_are_recorded_at_every_depth_and_round_trip(tmp_path):
     model = ["flatten", {"type": "linear", "out_features": 16},
              {"type": "repeat", "times": 2, "body": [{"type": "residual", "body": [

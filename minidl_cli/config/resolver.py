@@ -168,8 +168,9 @@ def _check_against_data(config: dict, problems: list[str], raw_loss: Any = None)
     with torch.random.fork_rng(devices=[]):
         try:
             # record=True: each inferred size is written into the config, at every depth
+            built: list = []  # (path, layer, input shape) of every layer, at every depth
             model, shapes = build.build_layers(config["model"], dataset.input_shape,
-                                               record=True)
+                                               record=True, seen=built)
         except ValueError as e:
             problems.append(str(e))
             model = None
@@ -177,7 +178,7 @@ def _check_against_data(config: dict, problems: list[str], raw_loss: Any = None)
         if model is not None:
             _check_token_ids(config["model"], model, dataset, problems)
             _check_output(config["model"], shapes, dataset, problems)
-            _check_batch_norm(model, shapes, len(dataset.x_train), train["batch_size"], problems)
+            _check_batch_norm(built, len(dataset.x_train), train["batch_size"], problems)
             _check_training(config, model, problems)
 
 
@@ -292,25 +293,26 @@ def _check_output(model: list[dict], shapes: list[tuple[int, ...]], dataset: Any
         problems.append(f"model: {what}; {end}")
 
 
-def _check_batch_norm(model: Any, shapes: list[tuple[int, ...]], n_train: int,
+def _check_batch_norm(built: list[tuple[str, Any, tuple[int, ...]]], n_train: int,
                       batch_size: int, problems: list[str]) -> None:
     """Batch norm needs two values per channel in training: a batch of one input without
-    positions (features, or 1×1 images) has one. Such a batch must never occur."""
+    positions (features, or 1×1 images) has one. Such a batch must never occur. `built`:
+    (path, layer, input shape) of every layer, blocks' layers included."""
     from minidl_cli.nn import BatchNorm1d, BatchNorm2d
 
     last = n_train % batch_size or batch_size  # the epoch's last, possibly short, batch
     if min(batch_size, last) > 1:
         return
-    for i, layer in enumerate(model):
-        if isinstance(layer, (BatchNorm1d, BatchNorm2d)) and math.prod(shapes[i][1:]) == 1:
+    for where, layer, shape in built:
+        if isinstance(layer, (BatchNorm1d, BatchNorm2d)) and math.prod(shape[1:]) == 1:
             if batch_size == 1:
-                problems.append(f"train.batch_size: 1 leaves model[{i}] (batch norm) one value "
+                problems.append(f"train.batch_size: 1 leaves {where} (batch norm) one value "
                                 "per channel to normalise in training; use 2 or more")
                 return
             fix = next(b for b in range(batch_size + 1, n_train + 1) if n_train % b != 1)
             problems.append(
                 f"train.batch_size: {batch_size} leaves a last batch of 1 of the {n_train} "
-                f"training points, and model[{i}] (batch norm) needs two or more in training; "
+                f"training points, and {where} (batch norm) needs two or more in training; "
                 f"use another batch size, e.g. {fix}")
             return
 

@@ -92,6 +92,8 @@ LAYER_CASES = {
         nn.Residual([nn.Residual([nn.Linear(d, d), nn.Tanh(), nn.Residual([nn.ELU()])]),
                      nn.Linear(d, 4)], shortcut=[nn.Linear(d, 4, bias=False)]),
         (nn.Residual([nn.BatchNorm1d(d), nn.Sigmoid()]), (n + 2, d)),  # buffers in a body
+        # random draws on both paths: the twin draws them in the same order
+        nn.Residual([nn.Linear(d, d), nn.Dropout(0.3)], shortcut=[nn.Dropout(0.5)]),
         (nn.Residual([nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(4)],
                      shortcut=[nn.Conv2d(3, 4, 1, stride=2)]), (n, 3, d + 1, d)),
     ],

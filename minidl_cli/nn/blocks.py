@@ -51,8 +51,9 @@ class Residual(Module):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
+        out = self.body.forward(x)  # body first, as in the twin: random draws in one order
         skip = x if self.shortcut is None else self.shortcut.forward(x)
-        return self.body.forward(x) + skip  # y = body(x) + shortcut(x)
+        return out + skip  # y = body(x) + shortcut(x)
 
     def backward(self, grad_output: Tensor) -> Tensor:
         g = grad_output  # dL/dbody(x) = dL/dshortcut(x) = g: a sum passes g to both terms

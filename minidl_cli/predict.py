@@ -111,39 +111,38 @@ class Predictor:
         return tensor
 
     def read_images(self, path: str | os.PathLike) -> tuple[list[str] | None, Tensor]:
-        """The images of an image run's input: an image file, a folder of images (recursively,
-        sorted) or an .npz with an `x` (or `x_test`) array; read as the run's image_folder
-        options say (size, grayscale), else as they are. Returns the files (None for an .npz)
-        and the pixels. Shape: -> (n, *input_shape) float64. ValueError naming the file.
+        """The images of an image run's input: an image file (any format Pillow reads, told
+        by its content, not its name), a folder of images (recursively, sorted: the listing
+        training uses) or an .npz with an `x` (or `x_test`) array; read as the run's
+        image_folder options say (size, grayscale), else as they are. Returns the files (None
+        for an .npz) and the pixels. Shape: -> (n, *input_shape) float64. ValueError naming
+        the file.
         """
         import numpy as np
 
-        from minidl_cli.data.files import folder_listing
-        from minidl_cli.data.images import IMAGE_SUFFIXES, _read_images
+        from minidl_cli.data.files import IMAGE_KINDS, file_kind, image_files, is_image
 
         path, (channels, height, width) = Path(path), self.input_shape
-        data = self.config.get("data") or {}
-        folder = isinstance(data, dict) and data.get("type") == "image_folder"
-        size = tuple(data["size"]) if folder and data.get("size") else None
-        if path.suffix.lower() == ".npz":
-            x = _npz_x(path)
-            files = None
+        if path.is_dir():
+            files = image_files(path)
+            if not files:
+                raise ValueError(f"predict: the folder {path} holds no images")
+        elif not path.is_file():
+            raise FileNotFoundError(f"predict: image {path} not found")
         else:
-            if path.is_dir():
-                files = folder_listing(path, IMAGE_SUFFIXES)
-                if not files:
-                    raise ValueError(f"predict: the folder {path} holds no .png, .jpg or .jpeg "
-                                     "images")
-            elif path.suffix.lower() in IMAGE_SUFFIXES:
-                if not path.is_file():
-                    raise FileNotFoundError(f"predict: image {path} not found")
+            kind = file_kind(path)
+            if kind == "zip":
+                x, files = _npz_x(path), None
+            elif kind in IMAGE_KINDS or is_image(path):
                 files = [path]
             else:
-                raise ValueError(f"predict: {path} is not an image; this run takes images: give "
-                                 "a .png/.jpg/.jpeg file, a folder of them, or an .npz with an "
-                                 f"array x of shape (n, {channels}, {height}, {width})")
-            x = _read_images(files, size, bool(data.get("grayscale")) if folder
-                             else channels == 1)
+                raise ValueError(f"predict: {path} is not an image (its first bytes are no "
+                                 "PNG, JPEG, GIF, BMP, TIFF or WebP image's) nor an .npz; this "
+                                 "run takes images: give an image file, a folder of them, or "
+                                 f"an .npz with an array x of shape (n, {channels}, {height}, "
+                                 f"{width})")
+        if files is not None:
+            x = self._pixels(files)
             files = [str(f) for f in files]
         if x.ndim == 3:
             x = x[:, None]
@@ -153,14 +152,73 @@ class Predictor:
                              f"{width}); resize them to {height}×{width} (H×W) pixels")
         return files, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
 
+    def _pixels(self, files: list[Path]) -> Any:
+        """The images in `files`, decoded as the run's image_folder options say (size,
+        grayscale), else as they are. Shape: -> (n, C, H, W) array."""
+        from minidl_cli.data.images import _read_images
+
+        data = self.config.get("data") or {}
+        folder = isinstance(data, dict) and data.get("type") == "image_folder"
+        size = tuple(data["size"]) if folder and data.get("size") else None
+        grayscale = bool(data.get("grayscale")) if folder else self.input_shape[0] == 1
+        return _read_images(files, size, grayscale, where="predict")
+
+    def read_labelled_images(self, path: str | os.PathLike) -> tuple[Tensor, Tensor]:
+        """Labelled images for an image run's evaluation: a folder of class folders
+        (FOLDER/<class>/..., images told by content, subfolders included, as image_folder
+        reads them) or an .npz with arrays x and y (or x_test and y_test). Labels are the
+        run's class names (3 and '3' alike).
+
+        Shape: -> x (n, *input_shape) float64, y (n,) int64 class indices.
+        Raises ValueError naming a class the run does not have, or an input of neither kind.
+        """
+        import numpy as np
+
+        from minidl_cli.data.files import file_kind, image_files
+        from minidl_cli.data.table_io import value_key
+
+        path, classes = Path(path), self.classes or []
+        index = {value_key(c): i for i, c in enumerate(classes)}
+        if path.is_dir():
+            folders = sorted(p for p in path.iterdir()
+                             if p.is_dir() and not p.name.startswith("."))
+            pairs = [(folder.name, f) for folder in folders for f in image_files(folder)]
+            if not pairs:
+                raise ValueError(f"evaluate: {path} holds no images in class folders; give a "
+                                 f"folder of class folders ({path}/<class>/image.png) named as "
+                                 f"the run's classes ({', '.join(classes)})")
+            x, labels = self._pixels([f for _, f in pairs]), [c for c, _ in pairs]
+        elif path.is_file() and file_kind(path) == "zip":
+            x, labels = _npz_xy(path)
+        elif not path.exists():
+            raise FileNotFoundError(f"evaluate: {path} not found")
+        else:
+            raise ValueError(f"evaluate: {path} is neither a folder of class folders nor an "
+                             ".npz; an image run is evaluated on labelled images: a folder "
+                             "FOLDER/<class>/image.png or an .npz with arrays x and y")
+        unknown = sorted({str(v) for v in labels if value_key(str(v)) not in index})
+        if unknown:
+            raise ValueError(f"evaluate: {path} has images of class(es) "
+                             f"{', '.join(map(repr, unknown[:5]))}, which the run does not "
+                             f"have; its classes are {', '.join(classes)}")
+        y = torch.tensor([index[value_key(str(v))] for v in labels], dtype=torch.int64)
+        if x.ndim == 3:
+            x = x[:, None]
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"evaluate: {path} gives images of shape (C, H, W) = "
+                             f"{tuple(x.shape[1:])} but the run takes {self.input_shape}")
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)), y
+
     def _table_preprocessing(self) -> dict[str, Any]:
         """The data set's preprocessing of table rows; for data sets that have none
         (synthetic points), the plain one: the feature columns by name, as numbers."""
         if self.preprocessing is not None:
             return self.preprocessing
         if len(self.input_shape) != 1 or not self.features:
-            raise ValueError("this run's inputs are not table rows (e.g. images); pass a "
-                             f"tensor of shape (n, {', '.join(map(str, self.input_shape))})")
+            shape = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"this run's inputs are not table rows: it takes inputs of shape "
+                             f"(n, {shape}), which no CSV or Parquet columns name; in Python, "
+                             "give predict and evaluate a tensor of that shape")
         return {"version": 1, "columns": self.features, "categories": {},
                 "feature_names": self.features, "missing": "error", "fill_values": None,
                 "label": self.label_columns(), "task": self.task.name,
@@ -220,11 +278,15 @@ class Predictor:
         return self.task.prediction_columns(self.outputs(x))
 
     def evaluate(self, data: Any) -> dict[str, Any]:
-        """The loss and the task's evaluation on a labelled table (a path, a pyarrow Table
-        or a pandas DataFrame with the feature and label columns)."""
+        """The loss and the task's evaluation on labelled data: a table (a path, a pyarrow
+        Table or a pandas DataFrame with the feature and label columns), or for an image run
+        a folder of class folders or an .npz with x and y (read_labelled_images)."""
         from minidl_cli.data.table import encode_labelled
 
-        x, y = encode_labelled(_source(data), self._table_preprocessing())
+        if len(self.input_shape) == 3 and isinstance(data, (str, os.PathLike)):
+            x, y = self.read_labelled_images(data)
+        else:
+            x, y = encode_labelled(_source(data), self._table_preprocessing())
         outputs = self.outputs(x)
         loss_fn = build_loss(self.config["loss"])
         with torch.no_grad():
@@ -296,8 +358,6 @@ def _npz_x(path: Path) -> Any:
 
     import numpy as np
 
-    if not path.is_file():
-        raise FileNotFoundError(f"predict: file {path} not found")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"predict: {path} is not a .npz (zip) archive")
     with np.load(path, allow_pickle=False) as archive:
@@ -306,10 +366,30 @@ def _npz_x(path: Path) -> Any:
             raise ValueError(f"predict: {path} has no array 'x' (or 'x_test'); it holds "
                              f"{', '.join(archive.files) or 'no arrays'}")
         x = archive[key]
+    if len(x) == 0:
+        raise ValueError(f"predict: {path}: {key} holds no images (shape {x.shape})")
     if x.ndim not in (3, 4) or x.dtype.kind not in "biuf":
         raise ValueError(f"predict: {path}: {key} holds {x.dtype} values of shape {x.shape}; "
                          "it needs numbers of shape (n, H, W) or (n, C, H, W)")
     return x
+
+
+def _npz_xy(path: Path) -> tuple[Any, list]:
+    """The images and labels of an .npz: arrays x and y (or x_test and y_test)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as archive:
+        keys = next((k for k in (("x", "y"), ("x_test", "y_test"))
+                     if all(key in archive.files for key in k)), None)
+        if keys is None:
+            raise ValueError(f"evaluate: {path} has no arrays x and y (or x_test and y_test); "
+                             f"it holds {', '.join(archive.files) or 'no arrays'}")
+        x, y = archive[keys[0]], archive[keys[1]]
+    if len(x) == 0 or y.shape != (len(x),) or x.dtype.kind not in "biuf":
+        raise ValueError(f"evaluate: {path}: {keys[0]} of shape {x.shape} and {keys[1]} of "
+                         f"shape {y.shape}; it needs n >= 1 images of numbers and n labels")
+    labels = [v.item() if hasattr(v, "item") else v for v in y]
+    return x, [int(v) if isinstance(v, float) and v.is_integer() else v for v in labels]
 
 
 def _is_table(x: Any) -> bool:

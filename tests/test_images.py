@@ -442,3 +442,142 @@ def test_a_corrupt_file_is_exit_2_naming_it_and_nothing_is_written(tmp_path):
     named = f"error: data: idx dataset: {files['test_images']} is a corrupt or truncated gzip"
     assert named in result.output
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- what an image folder holds
+
+
+def test_one_listing_decides_what_a_folder_of_images_holds(tmp_path):
+    """Subfolders of a class folder belong to it (torchvision's ImageFolder), hidden files do
+    not, images are told by content; training, predict and the fingerprint agree."""
+    image_tree(tmp_path / "train", per_class=2)
+    image_tree(tmp_path / "train" / "cat" / "2024", classes=("more",), per_class=2)
+    nameless = tmp_path / "train" / "dog" / "scan"  # a PNG without a suffix
+    nameless.write_bytes((tmp_path / "train" / "dog" / "0.png").read_bytes())
+    (tmp_path / "train" / "dog" / "._0.png").write_bytes(b"\0\5\26\7 AppleDouble junk")
+    (tmp_path / "train" / "cat" / "README").write_text("not an image")
+    options = {"train": tmp_path / "train", "test_fraction": 0.25}
+    ds = make_dataset("image_folder", options, 0)
+    assert len(ds.x_train) + len(ds.x_test) == 7  # cat: 2 + 2 in cat/2024/more; dog: 2 + scan
+    config = {**CONVNET, "data": {"type": "image_folder", **options},
+              "model": ["flatten", {"type": "linear", "out_features": 2}],
+              "train": {"epochs": 1, "batch_size": 4}}
+    config["data"]["train"] = "train"
+    run = Path(invoke("train", write_config(tmp_path, config), "-q").stdout.split()[-1])
+    rows = list(csv.DictReader(invoke("predict", run, tmp_path / "train").stdout.splitlines()))
+    assert len(rows) == 7 and str(nameless) in [r["file"] for r in rows]
+    extra = tmp_path / "train" / "cat" / "2024" / "more" / "extra.png"
+    extra.write_bytes(nameless.read_bytes())
+    refused = invoke("evaluate", run)
+    assert refused.exit_code == 2 and f"holds a new file {extra} since" in refused.output
+    extra.unlink()
+    save_image(tmp_path / "train" / "loose.png", np.zeros((4, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"loose.png is an image directly in .*, in no class"):
+        make_dataset("image_folder", options, 0)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("GIF", ".gif"), ("BMP", ".bmp"), ("TIFF", ".tif"),
+                                         ("WEBP", ".webp"), ("PNG", ".data")])
+def test_image_formats_are_told_by_content(tmp_path, fmt, suffix):
+    pixels = np.arange(20, dtype=np.uint8).reshape(4, 5) * 10
+    for c in ("a", "b"):
+        (tmp_path / "train" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(pixels + i).save(tmp_path / "train" / c / f"{i}{suffix}", format=fmt,
+                                             **({"lossless": True} if fmt == "WEBP" else {}))
+    ds = make_dataset("image_folder", {"train": tmp_path / "train", "test": tmp_path / "train",
+                                       "grayscale": True}, 0)
+    assert len(ds.x_train) == len(ds.x_test) == 4
+    assert torch.cat([ds.x_train, ds.x_test]).unique().tolist() == sorted(
+        set((pixels.astype(float)).ravel()) | set((pixels + 1.0).ravel()))
+
+
+def test_16_bit_images_keep_their_values(tmp_path):
+    """Pillow's convert("L") clips I;16 pixels to 255: two classes became all white."""
+    dim = np.full((4, 5), 8000, np.uint16)
+    for c, base in (("dim", dim), ("bright", dim * 6)):
+        for i in range(2):
+            save_image(tmp_path / "train" / c / f"{i}.png", base + i)
+    assert Image.open(tmp_path / "train" / "dim" / "0.png").mode.startswith("I")
+    options = {"train": tmp_path / "train", "test": tmp_path / "train"}
+    gray = make_dataset("image_folder", {**options, "grayscale": True}, 0)
+    assert torch.cat([gray.x_train, gray.x_test]).unique().tolist() == [8000, 8001, 48000, 48001]
+    rgb = make_dataset("image_folder", options, 0)
+    assert rgb.input_shape == (3, 4, 5) and torch.equal(rgb.x_train[:, 0], rgb.x_train[:, 2])
+    save_image(tmp_path / "train" / "dim" / "8bit.png", np.zeros((4, 5), np.uint8))
+    with pytest.raises(ValueError, match=r"8bit.png holds 8-bit pixels but .*0.png I;16"):
+        make_dataset("image_folder", {**options, "grayscale": True}, 0)
+
+
+def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path):
+    from PIL import ImageOps
+
+    upright = np.full((8, 8), 30, np.uint8)
+    upright[:4] = 220  # bright on top
+    exif = Image.Exif()
+    exif[0x0112] = 8  # Orientation 8: the stored pixels are turned; rotate 90° to view
+    for c in ("up", "other"):
+        folder = tmp_path / "train" / c
+        folder.mkdir(parents=True)
+        for i in range(2):
+            stored = Image.fromarray(upright if c == "up" else upright[::-1].copy())
+            stored.transpose(Image.Transpose.ROTATE_270).save(folder / f"{i}.jpg", exif=exif,
+                                                              quality=100)
+    path = tmp_path / "train" / "up" / "0.jpg"
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("L"))
+    assert not np.array_equal(shown, np.asarray(Image.open(path).convert("L")))
+    ds = make_dataset("image_folder", {"train": tmp_path / "train", "test": tmp_path / "train",
+                                       "grayscale": True}, 0)
+    read = ds.x_train[:, 0]
+    assert any(torch.equal(x, torch.tensor(shown, dtype=torch.float64)) for x in read)
+    assert all(x[:4].mean() > x[4:].mean() for x, y in zip(read, ds.y_train, strict=True)
+               if ds.class_names[y] == "up")
+
+
+def test_files_with_no_images_are_one_line_naming_the_file(tmp_path):
+    files = idx_files(tmp_path)
+    empty = {"train_images": write_idx(tmp_path / "e-img", np.zeros((0, 4, 4), np.uint8)),
+             "train_labels": write_idx(tmp_path / "e-lab", np.zeros(0, np.uint8))}
+    for part in ("train", "test"):
+        given = {**files, **{k.replace("train", part): p for k, p in empty.items()}}
+        with pytest.raises(ValueError, match=r"idx dataset: .*e-img holds no images") as e:
+            make_dataset("idx", given, 0)
+        assert "\n" not in str(e.value)
+    for part in ("train", "test"):
+        path = write_npz(tmp_path / f"{part}.npz", **{f"x_{part}": np.zeros((0, 4, 4)),
+                                                      f"y_{part}": np.zeros(0, int)})
+        with pytest.raises(ValueError, match=f"npz dataset: .*: x_{part} holds no rows"):
+            make_dataset("npz", {"path": path}, 0)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "bz2", "xz", "zstd"])
+def test_idx_compression_is_told_by_content(tmp_path, compression):
+    import bz2
+    import lzma
+
+    import pyarrow as pa
+
+    raw = write_idx(tmp_path / "plain", np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
+    path = tmp_path / "images"  # no suffix says how it is compressed
+    if compression == "zstd":
+        with pa.output_stream(str(path), compression="zstd") as f:
+            f.write(raw.read_bytes())
+    else:
+        module = {"gzip": gzip, "bz2": bz2, "xz": lzma}[compression]
+        path.write_bytes(module.compress(raw.read_bytes()))
+    assert np.array_equal(read_idx(path), read_idx(raw))
+
+
+def test_a_class_the_seeded_split_puts_only_in_test_is_blamed_on_the_split(tmp_path):
+    image_tree(tmp_path / "train", per_class=3)
+    image_tree(tmp_path / "train", classes=("rare",), per_class=1)
+    messages = []
+    for seed in range(8):  # the one 'rare' image is a test image for some seeds
+        try:
+            make_dataset("image_folder", {"train": tmp_path / "train", "test_fraction": 0.3},
+                         seed)
+        except ValueError as e:
+            messages.append(str(e))
+    assert 0 < len(messages) < 8
+    assert all("split put all 1 image(s) of class 'rare' into the test part" in m
+               and "another seed" in m and "data.test" in m for m in messages)

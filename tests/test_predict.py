@@ -221,3 +221,79 @@ def test_predict_reads_a_pipe_and_stdin(trained, tmp_path):
     assert piped.exit_code == 0, piped.output
     stdin = CliRunner().invoke(main, ["predict", str(trained), "-"], input=rows_text)
     assert piped.stdout == stdin.stdout == expected and expected.count("\n") == 3
+
+
+# --- image runs: inputs told by content, from files, stdin or pipes; evaluate --data ----------
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("digits")
+    config = {"name": "digits", "seed": 0, "data": {"type": "digits"},
+              "model": ["flatten", {"type": "linear", "out_features": 10}],
+              "loss": "cross_entropy", "optimizer": {"type": "adam", "lr": 0.01},
+              "train": {"epochs": 1, "batch_size": 256}}
+    result = invoke("train", write_config(folder, config), "--quiet")
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def cli(*args, input=None):
+    from click.testing import CliRunner
+
+    from minidl_cli.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+def test_an_image_on_stdin_or_without_a_suffix_keeps_its_kind(digits_run, tmp_path):
+    from PIL import Image
+
+    Image.fromarray((np.eye(8) * 16).astype(np.uint8)).save(tmp_path / "x.png")
+    np.savez(tmp_path / "x.npz", x=np.eye(8)[None] * 16)
+    as_file = predict(digits_run, tmp_path / "x.png")
+    (tmp_path / "scan").write_bytes((tmp_path / "x.png").read_bytes())
+    assert predict(digits_run, tmp_path / "scan")[0]["prediction"] == as_file[0]["prediction"]
+    png = cli("predict", digits_run, "-", input=(tmp_path / "x.png").read_bytes())
+    assert png.exit_code == 0, png.output
+    rows = list(csv.DictReader(io.StringIO(png.stdout)))
+    assert rows[0]["file"] == "<stdin>" and rows[0]["prob_3"] == as_file[0]["prob_3"]
+    npz = cli("predict", digits_run, "-", input=(tmp_path / "x.npz").read_bytes())
+    assert npz.exit_code == 0, npz.output
+    assert list(csv.DictReader(io.StringIO(npz.stdout)))[0]["prediction"] == \
+        as_file[0]["prediction"]
+    text = cli("predict", digits_run, "-", input=b"a,b\n1,2\n")
+    assert text.exit_code == 2 and "<stdin> is not an image" in text.output
+    assert "minidl-" not in text.output
+
+
+def test_errors_about_stdin_name_it_not_a_temporary_copy(run):
+    for rows, says in (("length,colour\n1,red\n", "<stdin> has no feature column 'width'"),
+                       ("length,width,colour\n1,zz,red\n", "<stdin>: column 'width' holds")):
+        result = cli("predict", run, "-", input=rows)
+        assert result.exit_code == 2 and says in result.output, result.output
+        assert "minidl-" not in result.output and "tmp" not in result.output
+
+
+def test_evaluate_data_on_an_image_run_takes_labelled_images(digits_run, tmp_path):
+    from PIL import Image
+
+    from minidl_cli.data.images import DIGITS_FILE
+
+    table = np.loadtxt(DIGITS_FILE, delimiter=",", dtype=np.int64)[:40]
+    x, y = table[:, :64].reshape(-1, 8, 8), table[:, 64]
+    np.savez(tmp_path / "labelled.npz", x=x, y=y)
+    for i, (image, label) in enumerate(zip(x, y, strict=True)):
+        (tmp_path / "folder" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.astype(np.uint8)).save(tmp_path / "folder" / str(label) / f"{i}.png")
+    predictor = minidl_cli.load(digits_run)
+    expected = float((predictor.predict(torch.tensor(x[:, None], dtype=torch.float64))
+                      == y.astype(str)).mean())
+    for data in (tmp_path / "labelled.npz", tmp_path / "folder"):
+        result = invoke("evaluate", digits_run, "--data", data, "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["file"]["accuracy"] == pytest.approx(expected)
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    wrong = invoke("evaluate", digits_run, "--data", tmp_path / "rows.csv")
+    assert wrong.exit_code == 2 and "a folder FOLDER/<class>/image.png or an .npz" in \
+        wrong.output and "tensor" not in wrong.output.split("in Python")[0]

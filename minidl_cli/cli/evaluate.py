@@ -16,9 +16,10 @@ DATA_PATH = click.Path(path_type=Path, dir_okay=False)
 @click.argument("run_dir", type=RUN_PATH)
 @click.option("--checkpoint", default="last", show_default=True,
               help="last, best, an epoch number, or a checkpoint file.")
-@click.option("--data", type=DATA_PATH,
+@click.option("--data", type=click.Path(path_type=Path),
               help="Evaluate on this labelled CSV or Parquet file (the run's feature "
-                   "columns and its label) instead of the run's train and test sets.")
+                   "columns and its label) instead of the run's train and test sets; for an "
+                   "image run, a folder of class folders or an .npz with x and y.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--out", type=DATA_PATH, default=None,
               help="Write the results to this file instead of the run's eval.json "

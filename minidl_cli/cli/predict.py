@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -33,6 +31,7 @@ def predict(run_dir: Path, input_file: Path, checkpoint: str, out: Path | None) 
     For images (resized and converted as the run's image_folder data says), a `file`
     column comes first; a folder is read recursively, in sorted order.
     """
+    from minidl_cli.data.files import readable_file
     from minidl_cli.predict import load, write_csv
     from minidl_cli.runs import atomic_write
 
@@ -40,8 +39,10 @@ def predict(run_dir: Path, input_file: Path, checkpoint: str, out: Path | None) 
         raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist; "
                                 "create it or write elsewhere")
     predictor = load(run_dir, checkpoint)
-    with _regular_file(input_file) as input_file:
+    with readable_file(input_file) as (input_file, shown):
         columns = _predict(predictor, input_file)
+    if columns.get("file") and str(input_file) != shown:  # one image from stdin or a pipe
+        columns["file"] = [shown if f == str(input_file) else f for f in columns["file"]]
     text = write_csv(columns)
     if out is None:
         click.echo(text, nl=False)
@@ -57,22 +58,3 @@ def _predict(predictor, input_file: Path) -> dict[str, list]:
     else:
         columns = predictor.predict_columns(input_file)
     return columns
-
-
-@contextmanager
-def _regular_file(path: Path) -> Iterator[Path]:
-    """`path` itself when it is a regular file or a folder (or missing: the reader says so);
-    otherwise (`-` for stdin, a pipe such as <(...), /dev/stdin) its bytes copied into a
-    temporary file of the same suffix, as the readers open a file more than once."""
-    import sys
-    import tempfile
-
-    stdin = str(path) == "-"
-    if not stdin and (not path.exists() or path.is_file() or path.is_dir()):
-        yield path
-        return
-    data = sys.stdin.buffer.read() if stdin else path.read_bytes()
-    with tempfile.TemporaryDirectory(prefix="minidl-predict-") as folder:
-        copy = Path(folder) / f"stdin{'' if stdin else path.suffix}"
-        copy.write_bytes(data)
-        yield copy

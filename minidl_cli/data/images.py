@@ -1,15 +1,16 @@
-"""Image data sets: the shipped 8×8 digits, MNIST-format (IDX) files, folders of PNG/JPEG
-images (read with Pillow) and NumPy .npz archives.
+"""Image data sets: the shipped 8×8 digits, MNIST-format (IDX) files, folders of images
+(PNG, JPEG, GIF, BMP, TIFF, WebP: told by content, read with Pillow) and NumPy .npz archives.
 
 Every set gives x as float64 (n, C, H, W) holding the stored pixel values (digits 0..16,
-8-bit images 0..255): set `standardize: true` to z-score each channel with training
-statistics. Labels become class indices 0..K-1 in the sorted order of the distinct
-training labels, whose text is kept in `class_names`.
+8-bit images 0..255, 16-bit images 0..65535), turned upright as their EXIF orientation
+says: set `standardize: true` to z-score each channel with training statistics. Labels
+become class indices 0..K-1 in the sorted order of the distinct training labels, whose text
+is kept in `class_names`.
 """
 
 from __future__ import annotations
 
-import gzip
+import lzma
 import math
 import os
 import zipfile
@@ -22,12 +23,11 @@ import torch
 from torch import Tensor
 
 from minidl_cli.data.base import Dataset, file_sha256, random_split
-from minidl_cli.data.files import listing_entry
+from minidl_cli.data.files import file_kind, image_files, is_image, listing_entry, open_binary
 from minidl_cli.registry import Range, register
 
 Fraction = Annotated[float, Range(gt=0, lt=1)]
 DIGITS_FILE = Path(__file__).parent / "digits" / "digits.csv.gz"  # CC BY 4.0, see digits/LICENSE
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # IDX type byte -> big-endian element type (yann.lecun.com/exdb/mnist, "THE IDX FILE FORMAT")
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -63,7 +63,7 @@ def idx(
     *,
     generator: torch.Generator,
 ) -> Dataset:
-    """MNIST-format files (IDX: a big-endian header, then the values), gzipped or not.
+    """MNIST-format files (IDX: a big-endian header, then the values), compressed or not.
 
     Shape: images files (n, H, W) -> x (n, 1, H, W) float64; labels files (n,) -> y int64.
     """
@@ -79,6 +79,10 @@ def idx(
         if len(images) != len(labels):
             raise ValueError(f"idx dataset: {images_path} has {len(images)} images but "
                              f"{labels_path} has {len(labels)} labels; they must match")
+        if len(images) == 0:
+            raise ValueError(f"idx dataset: {images_path} holds no images (its header says "
+                             f"{images.shape[0]} of {images.shape[1]}×{images.shape[2]}); give "
+                             "files with at least one image")
         parts += [images[:, None], labels]
     files = [Path(p) for p in (train_images, train_labels, test_images, test_labels)]
     return _images(*parts, f"idx dataset: {train_labels}", f"idx dataset: {test_labels}", files)
@@ -94,12 +98,14 @@ def image_folder(
     *,
     generator: torch.Generator,
 ) -> Dataset:
-    """Images in one folder per class, `train/<class>/*.png|jpg|jpeg` (classes: the sorted
-    folder names), read with Pillow; the test set is a `test` folder alike or a seeded
-    `test_fraction` of the training images. `size: [H, W]` resizes (bilinear); without it
-    all images must have one size. `grayscale` gives one channel, otherwise RGB.
+    """Images in one folder per class, `train/<class>/**` (classes: the sorted folder names;
+    images in subfolders of a class folder belong to it, as in torchvision's ImageFolder;
+    hidden files skipped; images told by content), read with Pillow; the test set is a
+    `test` folder alike or a seeded `test_fraction` of the training images. `size: [H, W]`
+    resizes (bilinear); without it all images must have one size. `grayscale` gives one
+    channel, otherwise RGB.
 
-    Shape: x (n, 1 or 3, H, W) float64 in 0..255, y (n,) int64.
+    Shape: x (n, 1 or 3, H, W) float64 (0..255 for 8-bit images), y (n,) int64.
     """
     where = "image_folder dataset"
     if (test is None) == (test_fraction is None):
@@ -126,9 +132,10 @@ def image_folder(
     labels = np.array([c for c, _ in train_files + test_files])
     n = len(train_files)
     data = _images(x[:n], labels[:n], x[n:], labels[n:], f"{where}: {train}",
-                   f"{where}: {test or train}", [f for _, f in train_files + test_files])
+                   f"{where}: {test or train}", [f for _, f in train_files + test_files],
+                   split=test_fraction)
     for folder in [train] + ([test] if test is not None else []):  # an added file is a change
-        path, entry = listing_entry(Path(folder), IMAGE_SUFFIXES)
+        path, entry = listing_entry(Path(folder))
         data.data_files[path] = entry
     return data
 
@@ -150,6 +157,9 @@ def npz(path: Path, *, generator: torch.Generator) -> Dataset:
         if y.ndim != 1 or len(y) != len(x):
             raise ValueError(f"npz dataset: {path}: y_{part} has shape {y.shape} but x_{part} "
                              f"has {len(x)} rows; it needs one label per row, shape ({len(x)},)")
+        if len(x) == 0:
+            raise ValueError(f"npz dataset: {path}: x_{part} holds no rows (shape {x.shape}); "
+                             f"give x_{part} and y_{part} at least one row each")
         if not np.isfinite(x).all():
             raise ValueError(f"npz dataset: {path}: x_{part} holds NaN or infinite values")
         if x.ndim == 3:
@@ -166,9 +176,11 @@ def npz(path: Path, *, generator: torch.Generator) -> Dataset:
 
 def _images(x_train: np.ndarray, labels_train: np.ndarray, x_test: np.ndarray,
             labels_test: np.ndarray, train_source: str, test_source: str,
-            files: list[Path]) -> Dataset:
-    """A classification Dataset from arrays of inputs and raw labels, and the files read."""
-    names, y_train, y_test = _encode_labels(labels_train, labels_test, train_source, test_source)
+            files: list[Path], split: float | None = None) -> Dataset:
+    """A classification Dataset from arrays of inputs and raw labels, and the files read;
+    `split`: the test_fraction that drew the test part from the training images."""
+    names, y_train, y_test = _encode_labels(labels_train, labels_test, train_source, test_source,
+                                            split)
     x_train, x_test = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
                        for x in (x_train, x_test))
     wide = x_train.ndim == 2  # a table from an .npz file: features named like synthetic sets
@@ -182,17 +194,27 @@ def _images(x_train: np.ndarray, labels_train: np.ndarray, x_test: np.ndarray,
 
 
 def _encode_labels(train: np.ndarray, test: np.ndarray, train_source: str,
-                   test_source: str) -> tuple[list[str], Tensor, Tensor]:
+                   test_source: str, split: float | None = None
+                   ) -> tuple[list[str], Tensor, Tensor]:
     """Class names (the distinct training labels, sorted) and both label arrays as indices.
+    `split`: the test_fraction that drew the test labels from the same images, so that a
+    class missing from the training part is the split's doing, not the data's.
 
     Shape: train (n,), test (m,) -> y_train (n,), y_test (m,) int64.
     """
     train, test = _integral(train, train_source), _integral(test, test_source)
     values = np.unique(train)
+    unseen = np.setdiff1d(np.unique(test), values).tolist()
+    if unseen and split is not None:
+        count = int(np.isin(test, unseen[:1]).sum())
+        raise ValueError(f"{train_source}: the seeded test_fraction {split:g} split put all "
+                         f"{count} image(s) of class {unseen[0]!r} into the test part, so "
+                         "training never sees it; add images of that class, train with another "
+                         "seed (seed=N), or give the test images in a folder of their own "
+                         "(data.test)")
     if len(values) < 2:
         raise ValueError(f"{train_source}: every training label is {values[0].item()!r}; "
                          "a classifier needs at least two classes")
-    unseen = np.setdiff1d(np.unique(test), values).tolist()
     if unseen:
         raise ValueError(f"{test_source}: the test label {unseen[0]!r} never occurs in the "
                          f"training labels ({train_source}); a classifier cannot learn it")
@@ -227,8 +249,8 @@ def _split(n: int, fraction: float, generator: torch.Generator,
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file, gzipped or not: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32
-    sizes, then the values, big-endian, in C order.
+    """An IDX file, compressed (gzip, bz2, xz, zstd: told by content) or not: magic 0x00
+    0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the values, big-endian, in C order.
 
     Shape: -> the sizes the header gives, e.g. (n, 28, 28) for MNIST images, (n,) for labels.
     Raises FileNotFoundError; ValueError naming the file when it is corrupt or truncated.
@@ -236,13 +258,12 @@ def read_idx(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"idx dataset: file {path} not found "
                                 "(paths are relative to the config file)")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":  # gzip's magic number
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(
-                f"idx dataset: {path} is a corrupt or truncated gzip file ({e})") from None
+    try:
+        with open_binary(path) as f:
+            raw = f.read()
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:
+        raise ValueError(f"idx dataset: {path} is a corrupt or truncated {file_kind(path)} "
+                         f"file ({e})") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_TYPES:
         raise ValueError(f"idx dataset: {path} is not an IDX file (it must start with 00 00, "
                          "a type byte and the number of dimensions)")
@@ -283,7 +304,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _class_files(root: Path, option: str) -> list[tuple[str, Path]]:
-    """(class name, image file) pairs of a folder of class folders, sorted by class, then file."""
+    """(class name, image file) pairs of a folder of class folders, sorted by class, then file:
+    every image under a class folder (files.image_files), subfolders included."""
     where = "image_folder dataset"
     if not root.is_dir():
         raise FileNotFoundError(f"{where}: data.{option} folder {root} not found "
@@ -292,39 +314,61 @@ def _class_files(root: Path, option: str) -> list[tuple[str, Path]]:
     if not folders:
         raise ValueError(f"{where}: {root} has no class folders; put each class's images "
                          f"in {root}/<class name>/")
+    loose = [p for p in root.iterdir()
+             if p.is_file() and not p.name.startswith(".") and is_image(p)]
+    if loose:
+        raise ValueError(f"{where}: {sorted(loose)[0]} is an image directly in {root}, in no "
+                         f"class folder; move it into {root}/<class name>/ (or out of {root})")
     pairs = []
     for folder in folders:
-        files = sorted(p for p in folder.iterdir()
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(folder)
         if not files:
-            raise ValueError(f"{where}: the class folder {folder} has no .png, .jpg or .jpeg "
-                             "images; add some or remove the folder")
+            raise ValueError(f"{where}: the class folder {folder} has no images; add some or "
+                             "remove the folder")
         pairs += [(folder.name, f) for f in files]
     return pairs
 
 
-def _read_images(files: list[Path], size: tuple[int, int] | None, grayscale: bool) -> np.ndarray:
-    """Decode, convert and resize each image; without `size` all must have the first's size.
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # Pillow's more-than-8-bit modes
 
-    Shape: -> (n, 1 or 3, H, W) uint8.
+
+def _read_images(files: list[Path], size: tuple[int, int] | None, grayscale: bool,
+                 where: str = "image_folder dataset") -> np.ndarray:
+    """Decode each image, turn it upright as its EXIF orientation says (as viewers show it),
+    convert and resize it; without `size` all must have the first's size. 16-bit (and 32-bit
+    or float) grayscale images keep their stored values (Pillow's convert("L") would clip
+    them to 255); images of different bit depths are refused, as one scale cannot hold both.
+
+    Shape: -> (n, 1 or 3, H, W), uint8 for 8-bit images, float32 for wider ones.
     """
-    from PIL import Image  # Pillow: imported here, only image_folder needs it
+    from PIL import Image, ImageOps  # Pillow: imported here, only images need it
 
-    arrays = []
+    arrays, depths = [], []
     for path in files:
         try:
-            with Image.open(path) as image:
-                image = image.convert("L" if grayscale else "RGB")  # decodes every pixel
+            with Image.open(path) as opened:
+                image = ImageOps.exif_transpose(opened)  # a sideways phone photo: upright
+                wide = image.mode in WIDE_MODES
+                depth = f"{image.mode} (more than 8-bit)" if wide else "8-bit"
+                image = image.convert("F" if wide else "L" if grayscale else "RGB")
                 if size is not None:
                     image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise ValueError(f"image_folder dataset: {path} is not a readable image ({e}); "
+            raise ValueError(f"{where}: {path} is not a readable image ({e}); "
                              "replace or remove the file") from None
-        arrays.append(np.asarray(image))
+        if wide and not grayscale:
+            pixels = np.repeat(pixels[..., None], 3, axis=2)  # gray as RGB, values kept
+        arrays.append(pixels)
+        depths.append(depth)
+        if depths[-1] != depths[0]:
+            raise ValueError(f"{where}: {path} holds {depths[-1]} pixels but {files[0]} "
+                             f"{depths[0]}; their values are on different scales, so save "
+                             "them all with one bit depth")
         if arrays[-1].shape != arrays[0].shape:
             (h, w), (h0, w0) = arrays[-1].shape[:2], arrays[0].shape[:2]
-            raise ValueError(f"image_folder dataset: {path} is {h}×{w} (H×W) pixels but "
+            raise ValueError(f"{where}: {path} is {h}×{w} (H×W) pixels but "
                              f"{files[0]} is {h0}×{w0}; set data.size: [height, width] to "
                              "resize every image")
     stacked = np.stack(arrays)
-    return stacked[:, None] if grayscale else stacked.transpose(0, 3, 1, 2)
+    return stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)

@@ -186,7 +186,8 @@ def test_missing_error_lists_the_cells(tmp_path):
         csv_dataset(path, test=path, generator=gen())
     lines = str(info.value).splitlines()
     assert "3 cells are missing" in lines[0] and "data.missing: drop" in lines[0]
-    assert lines[1:] == ["  row 2, column 'b': empty", "  row 4, column 'a': 'NA' (missing)",
+    assert lines[1:] == ["  row 2, column 'b': empty",
+                         "  row 4, column 'a': 'NA' (read as missing)",
                          "  row 4, column 'label': empty"]
 
 
@@ -354,7 +355,7 @@ def test_na_spellings_and_nan_are_missing(tmp_path):
     assert ds.x_train.tolist() == [[4, 5], [6, 7]]
     pq.write_table(pa.table({"a": [1.0, float("nan"), 3.0], "label": ["x", "y", "x"]}),
                    tmp_path / "nan.parquet")
-    with pytest.raises(ValueError, match=r"nan\.parquet, row 2, column 'a': 'NaN' \(missing\)"):
+    with pytest.raises(ValueError, match=r"nan\.parquet, row 2, column 'a': 'NaN' \(read as m"):
         parquet_dataset(tmp_path / "nan.parquet", test_fraction=0.5, generator=gen())
 
 
@@ -442,4 +443,169 @@ def test_a_spelled_missing_cell_is_shown_as_written(tmp_path):
     with pytest.raises(ValueError) as info:
         csv_dataset(path, test=path, generator=gen())
     lines = str(info.value).splitlines()
-    assert lines[1:] == ["  row 2, column 'b': 'NA' (missing)", "  row 3, column 'a': empty"]
+    assert lines[1:] == ["  row 2, column 'b': 'NA' (read as missing)",
+                         "  row 3, column 'a': empty"]
+
+
+# ---------------------------------------------------------------- what a table file is
+
+
+@pytest.mark.parametrize("compression, name", [("gzip", "t.csv"), ("bz2", "t.csv"),
+                                               ("xz", "t.data"), ("zstd", "t"),
+                                               (None, "t.csv.gz")])
+def test_a_tables_compression_is_told_by_content_not_its_name(tmp_path, iris_like, compression,
+                                                              name):
+    import bz2
+    import gzip
+    import lzma
+
+    raw, path = iris_like.read_bytes(), tmp_path / name
+    if compression == "zstd":
+        with pa.output_stream(str(path), compression="zstd") as f:
+            f.write(raw)
+    else:
+        path.write_bytes({"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress,
+                          None: bytes}[compression](raw))
+    a = csv_dataset(iris_like, test_fraction=0.25, generator=gen())
+    b = csv_dataset(path, test_fraction=0.25, generator=gen())
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert torch.equal(encode_table(path, a.preprocessing), encode_table(iris_like,
+                                                                          a.preprocessing))
+
+
+def test_an_image_or_archive_given_as_a_table_says_what_it_is(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (2, 2)).save(tmp_path / "x.csv", format="PNG")
+    with pytest.raises(ValueError, match=r"x\.csv is a PNG image, not a table; give a CSV or P"):
+        csv_dataset(tmp_path / "x.csv", test_fraction=0.5, generator=gen())
+
+
+def test_quoted_values_spanning_lines_across_parse_blocks(tmp_path, monkeypatch):
+    """pyarrow cut a quoted multi-line value at a block boundary; the file was refused with
+    "0 rows do not have one field per column"."""
+    from minidl_cli.data import table_io
+
+    monkeypatch.setattr(table_io, "BLOCK_SIZE", 1 << 10)  # 1 KiB blocks: many boundaries
+    lines = ["a,note,y"] + [f'{i % 7},"first line\nsecond line {i}",{"pq"[i % 2]}'
+                            for i in range(300)]
+    path = write(tmp_path / "notes.csv", "\n".join(lines) + "\n")
+    ds = csv_dataset(path, test_fraction=0.25, label="y", exclude=["note"], generator=gen())
+    assert len(ds.x_train) + len(ds.x_test) == 300
+    assert sorted(torch.cat([ds.x_train, ds.x_test])[:, 0].tolist()) == sorted(
+        float(i % 7) for i in range(300))
+    write(path, path.read_text().replace("second line 250\",p", "second line 250\""))
+    with pytest.raises(ValueError, match=r"1 rows do not have one field per column.*\n.*row"):
+        csv_dataset(path, test_fraction=0.25, label="y", exclude=["note"], generator=gen())
+
+
+def test_pandas_saved_index_in_parquet_is_refused_like_an_unnamed_csv_column(case):
+    folder = case("parquet-saved-index")
+    with pytest.raises(ValueError, match=r"column '__index_level_0__' is the row index pandas "
+                                         r"saved .* data.exclude: \[__index_level_0__\]"):
+        parquet_dataset(folder / "train.parquet", test_fraction=0.25, label="y", generator=gen())
+    ds = parquet_dataset(folder / "train.parquet", test_fraction=0.25, label="y",
+                         exclude=["__index_level_0__"], generator=gen())
+    assert ds.feature_names == ["a", "b"]
+    assert encode_table(folder / "new.parquet", ds.preprocessing).shape == (
+        pq.read_metadata(folder / "new.parquet").num_rows, 2)
+
+
+def test_booleans_read_alike_from_csv_and_parquet(tmp_path):
+    rows = ["a,flag,y"] + [f"{i},{['True', 'False'][i % 2]},{['pos', 'neg'][i % 3 == 0]}"
+                           for i in range(12)]
+    path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    ds = csv_dataset(path, test=path, label="y", generator=gen())
+    assert ds.x_train[:, 1].tolist() == [1.0, 0.0] * 6  # True/False: 1/0, as a Parquet bool
+    new = pa.table({"a": [1.0, 2.0], "flag": [True, False]})
+    assert encode_table(new, ds.preprocessing)[:, 1].tolist() == [1.0, 0.0]
+    ds = csv_dataset(path, test=path, label="y", categorical=["flag"], generator=gen())
+    assert encode_table(new, ds.preprocessing).tolist() == \
+        encode_table(write(tmp_path / "new.csv", "a,flag\n1,true\n2,FALSE\n"),
+                     ds.preprocessing).tolist() == [[1, 0, 1], [2, 1, 0]]
+    labels = write(tmp_path / "l.csv", "a,y\n" + "".join(f"{i},{i % 2 == 0}\n" for i in range(8)))
+    ds = csv_dataset(labels, test=labels, label="y", generator=gen())
+    assert ds.class_names == ["False", "True"]
+    x, y = encode_labelled(pa.table({"a": [0.0, 1.0], "y": [True, False]}), ds.preprocessing)
+    assert y.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="label 'y' has value.* '1'"):  # a bool is not 1
+        encode_labelled(write(tmp_path / "n.csv", "a,y\n0,1\n"), ds.preprocessing)
+
+
+def test_a_repeated_header_name_matters_only_in_a_column_minidl_reads(tmp_path):
+    rows = ["a,b,y,note,note"] + [f"{i},{i % 3},{'pq'[i % 2]},x,z" for i in range(10)]
+    path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    ds = csv_dataset(path, test=path, label="y", features=["a", "b"], generator=gen())
+    new = write(tmp_path / "new.csv", "a,b,comment,comment\n1,2,x,y\n")
+    assert encode_table(new, ds.preprocessing).tolist() == [[1, 2]]
+    with pytest.raises(ValueError, match="header names column 'note' twice; rename one"):
+        csv_dataset(path, test=path, label="y", generator=gen())  # every other column: note too
+    with pytest.raises(ValueError, match="header names column 'b' twice"):
+        encode_table(write(new, "a,b,b\n1,2,3\n"), ds.preprocessing)
+
+
+def test_na_as_a_category_or_class_can_be_kept(tmp_path):
+    rows = ["a,y"] + [f"{i},{['NA', 'EU', 'null'][i % 3]}" for i in range(9)]
+    path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    with pytest.raises(ValueError) as info:
+        csv_dataset(path, test=path, label="y", generator=gen())
+    first, second = str(info.value).splitlines()[:2]
+    assert "6 cells are missing" in first and "data.missing_values" in first
+    assert second == "  row 2, column 'y': 'NA' (read as missing)"  # not "empty"
+    ds = csv_dataset(path, test=path, label="y", missing_values=[""], generator=gen())
+    assert ds.class_names == ["EU", "NA", "null"]
+    x, y = encode_labelled(write(tmp_path / "new.csv", "a,y\n1,NA\n"), ds.preprocessing)
+    assert y.tolist() == [1]
+    with pytest.raises(ValueError, match=r"row 2, column 'y': empty"):
+        csv_dataset(write(path, "a,y\n1,\n2,EU\n3,NA\n"), test=path, label="y",
+                    missing_values=[], generator=gen())
+
+
+def test_a_rare_value_the_split_puts_only_in_test_blames_the_split(tmp_path):
+    rows = ["a,color,y"] + [f"{i},{'purple' if i == 7 else 'rb'[i % 2]},{'pq'[i % 2]}"
+                            for i in range(20)]
+    path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    labels = write(tmp_path / "l.csv", "a,y\n" + "".join(
+        f"{i},{'rare' if i == 7 else 'pq'[i % 2]}\n" for i in range(20)))
+    for data, options, what in ((path, {"categorical": ["color"]}, "column 'color' = 'purple'"),
+                                (labels, {}, "label 'y' = 'rare'")):
+        messages = []
+        for seed in range(8):
+            try:
+                csv_dataset(data, test_fraction=0.25, label="y", generator=gen(seed), **options)
+            except ValueError as e:
+                messages.append(str(e))
+        assert 0 < len(messages) < 8  # some seeds put the one rare row into the test part
+        for message in messages:
+            assert f"the file is fine, but the seeded data.test_fraction 0.25 split put the " \
+                   f"only row with {what} into the test part" in message
+            assert "another seed" in message and "data.test" in message
+            assert "remove those rows, or" not in message
+
+
+def test_a_file_read_with_the_wrong_delimiter_says_which_to_set(tmp_path):
+    path = write(tmp_path / "t.tsv", "a\tb\ty\n1\t2\tp\n3\t4\tq\n")
+    with pytest.raises(ValueError) as info:
+        csv_dataset(path, test=path, label="y", generator=gen())
+    assert "available columns: 'a\\tb\\ty'; its header reads as the one column" in \
+        str(info.value)  # the tabs shown, not printed as spaces
+    assert 'set data.delimiter: "\\t"' in str(info.value)
+    with pytest.raises(ValueError) as info:
+        csv_dataset(path, test=path, label="y", delimiter="\\t", generator=gen())
+    assert "must be one character, got '\\\\t' (a tab is written delimiter: \"\\t\" in YAML" \
+        in str(info.value)
+    assert csv_dataset(path, test=path, label="y", delimiter="\t", generator=gen()).num_classes \
+        == 2
+
+
+def test_bad_and_missing_cells_are_reported_together_as_written(tmp_path):
+    rows = ["a,y"] + [f"{i},{i * 2}" for i in range(8)]
+    rows[3], rows[5], rows[7] = "2,nan", "4,inf", "6,"
+    path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    with pytest.raises(ValueError) as info:
+        csv_dataset(path, test=path, label="y", task="regression", generator=gen())
+    lines = str(info.value).splitlines()
+    assert "3 cells are not finite numbers or are missing" in lines[0]
+    assert lines[1:] == ["  row 4, column 'y': 'nan' (read as missing)",
+                         "  row 6, column 'y': 'inf' is not a finite number",
+                         "  row 8, column 'y': empty"]

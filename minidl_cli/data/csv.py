@@ -31,15 +31,20 @@ def csv(
     categorical: list[str] | None = None,
     missing: Missing = "error",
     delimiter: str = ",",
+    missing_values: list[str] | None = None,
     *,
     generator: torch.Generator,
 ) -> Dataset:
-    """Rows of a CSV file with a header: feature columns and a label column (or targets)."""
+    """Rows of a CSV file (plain, or compressed with gzip, bz2, xz or zstd) with a header:
+    feature columns and a label column (or targets). `missing_values`: the cell texts that
+    are missing (default: pyarrow's list: NA, N/A, NaN, null, ...; an empty cell always is);
+    `['']` keeps 'NA' or 'null' as a category or class."""
     from minidl_cli.data.table import load_table_dataset
 
     return load_table_dataset(
         train, test, test_fraction, task=task, label=label, features=features, exclude=exclude,
         categorical=categorical, missing=missing, delimiter=delimiter, generator=generator,
+        missing_values=missing_values,
     )
 
 
@@ -54,13 +59,16 @@ def parquet(
     exclude: list[str] | None = None,
     categorical: list[str] | None = None,
     missing: Missing = "error",
+    missing_values: list[str] | None = None,
     *,
     generator: torch.Generator,
 ) -> Dataset:
-    """Rows of a Parquet file: feature columns and a label column (or targets)."""
+    """Rows of a Parquet file: feature columns and a label column (or targets);
+    `missing_values` as for csv (text cells; a null always is missing)."""
     from minidl_cli.data.table import load_table_dataset
 
     return load_table_dataset(
         train, test, test_fraction, task=task, label=label, features=features, exclude=exclude,
         categorical=categorical, missing=missing, delimiter=",", generator=generator,
+        missing_values=missing_values,
     )

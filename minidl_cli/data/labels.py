@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from minidl_cli.data.table_io import MAX_LINES, TableFile, codes, present_codes
+from minidl_cli.data.table_io import MAX_LINES, TableFile, codes, present_codes, value_key
 
 # A numeric label with more distinct values than this, fractional or one per two rows,
 # is a quantity to regress, not a set of classes.
@@ -39,7 +39,10 @@ def fit_classes(tf: TableFile, name: str, labels: pa.ChunkedArray,
                 "target set data.task: regression"
             )
     else:
-        names = texts
+        by_key: dict[object, str] = {}
+        for text in texts:  # one class however a file spells it ('True', 'true')
+            by_key.setdefault(value_key(text), text)
+        names = list(by_key.values())
     if len(names) < 2:
         only = f" ({names[0]!r})" if names else ""
         raise ValueError(
@@ -50,11 +53,16 @@ def fit_classes(tf: TableFile, name: str, labels: pa.ChunkedArray,
 
 
 def label_targets(tf: TableFile, table: pa.Table, origin: np.ndarray | None,
-                  prep: dict[str, Any]) -> np.ndarray:
-    """The rows' targets: class indices into prep["class_names"], or regression values.
+                  prep: dict[str, Any], part: np.ndarray | None = None,
+                  fraction: float | None = None) -> np.ndarray:
+    """The rows' targets: class indices into prep["class_names"], or regression values. A
+    label matches its class however it is spelled (value_key: '1.0' is class '1', 'true'
+    is 'True').
 
     Shape: -> (n,) int64, or (n, k) float64 for k regression targets.
-    Raises ValueError naming the label values (and rows) the training rows never had.
+    Raises ValueError naming the label values (and rows) the training rows never had; when
+    `part` (one file's seeded test_fraction split: 1 for a test row) put all of them into
+    the test part, it says that the split, not the file, is the cause.
     """
     if prep["task"] == "regression":
         y = np.empty((table.num_rows, len(prep["label"])))
@@ -63,21 +71,23 @@ def label_targets(tf: TableFile, table: pa.Table, origin: np.ndarray | None,
         return y
     name, classes = prep["label"][0], prep["class_names"]
     found, values = codes(table.column(name))
-    numbers = _numbers(classes)
-    if numbers is None:
-        position = {c: i for i, c in enumerate(classes)}
-        lut = [position.get(v, -1) for v in values]
-    else:  # numeric classes match by value: '1.0' is class '1'
-        position = {v: i for i, v in enumerate(numbers)}
-        lut = [position.get(_number(v), -1) for v in values]
+    position = {value_key(c): i for i, c in enumerate(classes)}
+    lut = [position.get(value_key(v), -1) for v in values]
     y = np.array(lut + [-1], dtype=np.int64)[found]  # missing labels were refused before
     if (y < 0).any():
-        _raise_unseen(tf, name, classes, table.column(name), np.flatnonzero(y < 0), origin)
+        fix = "remove those rows, or add examples of them to the training data"
+        if part is not None:
+            from minidl_cli.data.table import split_advice
+
+            rows = y < 0
+            values = pc.unique(table.column(name).filter(pa.array(rows))).to_pylist()
+            fix = split_advice(f"label {name!r}", values, fraction, rows)
+        _raise_unseen(tf, name, classes, table.column(name), np.flatnonzero(y < 0), origin, fix)
     return y
 
 
 def _raise_unseen(tf: TableFile, name: str, classes: list[str], labels: pa.ChunkedArray,
-                  rows: np.ndarray, origin: np.ndarray | None) -> None:
+                  rows: np.ndarray, origin: np.ndarray | None, fix: str) -> None:
     values = pc.unique(labels.take(pa.array(rows))).to_pylist()
     shown = rows[:MAX_LINES] if origin is None else origin[rows[:MAX_LINES]]
     where = ", ".join(r.removeprefix("row ") for r in tf.rows([int(r) for r in shown]))
@@ -85,16 +95,8 @@ def _raise_unseen(tf: TableFile, name: str, classes: list[str], labels: pa.Chunk
     raise ValueError(
         f"{tf.name}: label {name!r} has value(s) {', '.join(repr(v) for v in values[:MAX_LINES])} "
         f"that the training rows never have ({'rows' if len(rows) > 1 else 'row'} {where}{more}); "
-        f"the classes are "
-        f"{', '.join(classes)}: remove those rows, or add examples of them to the training data"
+        f"the classes are {', '.join(classes)}: {fix}"
     )
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def _numbers(texts: list[str]) -> list[float] | None:

@@ -12,7 +12,8 @@ The preprocessing is plain data, so a checkpoint holds it (Dataset.preprocessing
      "fill_values": [5.1, 2.3, 0.4, 0.6],          # "mean": training mean of each column of x
      "label": ["species"], "task": "classification",
      "class_names": ["setosa", "versicolor"],      # None for regression
-     "delimiter": ","}
+     "delimiter": ",",
+     "missing_values": ["", "NA", "null", ...]}    # texts read as missing (absent: NULLS)
 
 Categorical columns are one-hot encoded (scikit-learn's OneHotEncoder with sorted
 categories); a missing categorical cell under "mean" becomes the training frequencies of
@@ -35,9 +36,10 @@ from minidl_cli.data import table_io
 from minidl_cli.data.base import Dataset, random_split
 from minidl_cli.data.files import hash_in_background
 from minidl_cli.data.labels import fit_classes, label_targets
-from minidl_cli.data.table_io import BadCells, TableFile, codes, present_codes
+from minidl_cli.data.table_io import BadCells, TableFile, codes, present_codes, value_key
 
 Source = str | Path | pa.Table  # a CSV or Parquet file, or a table already in memory
+MAX_SHOWN = 5  # values named in one message
 BLOCK_ROWS = 16384  # rows encoded at a time: 10 features of them (1.3 MB) stay in cache
 UNNAMED = re.compile(r"^(|Unnamed: \d+)$")  # a saved row index: "" or pandas' "Unnamed: 0"
 
@@ -55,6 +57,7 @@ def load_table_dataset(
     missing: str,
     delimiter: str,
     generator: torch.Generator,
+    missing_values: list[str] | None = None,
 ) -> Dataset:
     """A Dataset from a training table and a test table or a seeded share of the training rows.
 
@@ -67,16 +70,17 @@ def load_table_dataset(
             "give exactly one of data.test (a file of test rows) or data.test_fraction "
             "(the share of the training rows to hold out)"
         )
-    tf = table_io.open_table(train, delimiter)
+    tf = table_io.open_table(train, delimiter, missing_values)
     columns = _choose_columns(tf, labels, features, exclude, categorical or [])
     prep = {"version": 1, "columns": columns, "categories": dict.fromkeys(categorical or []),
-            "missing": missing, "label": labels, "task": task, "delimiter": delimiter}
+            "missing": missing, "label": labels, "task": task, "delimiter": delimiter,
+            "missing_values": tf.missing_values}
     hashes = hash_in_background([Path(train)] + ([Path(test)] if test is not None else []))
     table, origin = _read(tf, prep, with_labels=True)
     split = None if test is not None else _split(tf, table.num_rows, test_fraction, generator)
     _fit(tf, prep, table, None if split is None else split == 0)
-    y = label_targets(tf, table, origin, prep)
-    parts = _encode(tf, table, origin, prep, split)
+    y = label_targets(tf, table, origin, prep, split, test_fraction)
+    parts = _encode(tf, table, origin, prep, split, test_fraction)
     del table  # the Arrow columns: x holds the numbers now
     _fit_fill_values(prep, parts[0])
     for x in parts:
@@ -121,7 +125,8 @@ def encode_labelled(source: Source, preprocessing: dict[str, Any],
     Raises ValueError as encode_table, and for a label value the training rows never had.
     """
     if training:  # the config's test file: config advice fits
-        tf = table_io.open_table(source, preprocessing["delimiter"])
+        tf = table_io.open_table(source, preprocessing["delimiter"],
+                                 preprocessing.get("missing_values"))
     else:
         tf = _open_for_run(source, preprocessing)
     table, origin = _read(tf, preprocessing, with_labels=True, applying=not training)
@@ -166,7 +171,8 @@ def _choose_columns(
         if name not in tf.columns:
             raise ValueError(
                 f"{tf.name} has no column {name!r} (from data.{option}); "
-                f"available columns: {', '.join(tf.columns)}"
+                f"available columns: {', '.join(_shown(c) for c in tf.columns)}"
+                + _delimiter_hint(tf, tf.delimiter, training=True)
             )
 
     for name in labels:
@@ -187,7 +193,7 @@ def _choose_columns(
                 raise ValueError(f"data.exclude lists the label column {name!r}: the label is "
                                  "never a feature already; remove it from data.exclude")
         left_out = set(labels) | set(exclude or [])
-        columns = [c for c in tf.columns if c not in left_out]
+        columns = list(dict.fromkeys(c for c in tf.columns if c not in left_out))
         _refuse_unnamed(tf, columns)
     for name in categorical:
         if name not in columns:
@@ -200,8 +206,16 @@ def _choose_columns(
 
 
 def _refuse_unnamed(tf: TableFile, columns: list[str]) -> None:
-    """A column without a name is a saved row index: never a silent feature."""
+    """A saved row index is never a silent feature: a column without a name (a CSV's), or
+    one pandas marks as its index (a Parquet file's `__index_level_0__`)."""
     for name in columns:
+        if name in tf.index_columns:
+            raise ValueError(
+                f"{tf.name}: column {name!r} is the row index pandas saved with the data "
+                "(to_parquet keeps a non-default index unless index=False); it would leak the "
+                f"row order into training: leave it out with data.exclude: [{name}], or list "
+                "the columns to use in data.features"
+            )
         if UNNAMED.match(name):
             position = tf.columns.index(name) + 1
             shown = '""' if name == "" else f'"{name}"'
@@ -213,15 +227,26 @@ def _refuse_unnamed(tf: TableFile, columns: list[str]) -> None:
             )
 
 
-def _delimiter_hint(tf: TableFile, prep: dict[str, Any]) -> str:
+def _shown(name: str) -> str:
+    """A column name for a message: quoted when it holds a tab or another invisible
+    separator, so a header read with the wrong delimiter shows as one name."""
+    return repr(name) if any(c in name for c in "\t\r\n\v\f") else name
+
+
+def _delimiter_hint(tf: TableFile, delimiter: str, training: bool = False) -> str:
     """Why a file's columns are not found when it was written with another delimiter:
     its whole header then reads as one column."""
-    delimiter = prep.get("delimiter") or ","
     header = tf.columns[0] if len(tf.columns) == 1 else ""
-    if any(c in header for c in ",;\t|" if c != delimiter):
-        return (f"; its header reads as the one column {header!r}: this run reads CSV files "
-                f"with delimiter {delimiter!r} (its data.delimiter), so write the file with it")
-    return ""
+    found = next((c for c in ",;\t|" if c != delimiter and c in header), None)
+    if found is None:
+        return ""
+    yaml = '"\\t"' if found == "\t" else repr(found)
+    if training:
+        return (f"; its header reads as the one column {header!r}, so the file is not "
+                f"separated by {delimiter!r}: set data.delimiter: {yaml} (on the command line "
+                f"data.delimiter='{yaml}')")
+    return (f"; its header reads as the one column {header!r}: this run reads CSV files "
+            f"with delimiter {delimiter!r} (its data.delimiter), so write the file with it")
 
 
 def _open_for_run(source: Source, prep: dict[str, Any]) -> TableFile:
@@ -229,7 +254,7 @@ def _open_for_run(source: Source, prep: dict[str, Any]) -> TableFile:
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         raise ValueError(f"{source} is a folder; give a CSV or Parquet file")
     try:
-        return table_io.open_table(source, prep["delimiter"])
+        return table_io.open_table(source, prep["delimiter"], prep.get("missing_values"))
     except FileNotFoundError:
         raise FileNotFoundError(f"file not found: {source}; check the path") from None
 
@@ -246,7 +271,7 @@ def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
             raise ValueError(
                 f"{tf.name} has no {role} column {name!r}; the run was trained on "
                 f"{', '.join(prep['columns'])} (labels: {', '.join(prep['label'])})"
-                + _delimiter_hint(tf, prep)
+                + _delimiter_hint(tf, prep.get("delimiter") or ",")
             )
     numeric = prep["task"] == "regression"
     types = {name: "string" if name in prep["categories"] else "float" for name in prep["columns"]}
@@ -254,26 +279,32 @@ def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
         types |= dict.fromkeys(prep["label"], "float" if numeric else "string")
     labels = prep["label"] if with_labels and numeric else []
     numbers = [c for c in prep["columns"] if c not in prep["categories"]] if applying else None
-    table = table_io.read_columns(tf, types, labels, trained_numbers=numbers)
+    table, problems = table_io.read_columns(tf, types, labels, trained_numbers=numbers)
     if with_labels and table.num_rows == 0:
         raise ValueError(f"{tf.name} has a header but no data rows")
-    return _handle_missing(tf, table, prep, drop=drop, applying=applying)
+    return _handle_missing(tf, table, prep, problems, drop=drop, applying=applying)
 
 
-def _handle_missing(tf: TableFile, table: pa.Table, prep: dict[str, Any],
+def _handle_missing(tf: TableFile, table: pa.Table, prep: dict[str, Any], problems: BadCells,
                     drop: bool, applying: bool = False) -> tuple[pa.Table, np.ndarray | None]:
+    """Rows with missing cells handled by the preprocessing's policy; the missing cells it
+    cannot fill are reported together with the file's bad cells (`problems`)."""
     empty = [name for name in table.column_names if table.column(name).null_count]
     if not empty:
+        problems.raise_any()
         return table, None
     policy = prep["missing"]
-    if policy == "drop" and drop:
+    if policy == "drop" and drop and not problems:
         keep = ~np.logical_or.reduce([_null_mask(table.column(c)) for c in empty])
         if not keep.any():
             raise ValueError(f"{tf.name}: every row has a missing cell, so missing: drop "
                              "leaves no rows; fill them or use data.missing: mean")
         return table.filter(pa.array(keep)), np.flatnonzero(keep)
     must = [c for c in empty if policy != "mean" or c in prep["label"]]
+    if policy == "drop" and drop:
+        must = []  # dropped once the bad cells are fixed
     if not must:
+        problems.raise_any()
         return table, None  # "mean" fills features after encoding
     fix = {"error": "fill them, or set data.missing: drop (leave those rows out) or mean (the "
                     "training column's mean; features only)",
@@ -285,18 +316,12 @@ def _handle_missing(tf: TableFile, table: pa.Table, prep: dict[str, Any],
                          "cells",
                 "mean": "fill them: the run fills missing features with their training mean, "
                         "but a label has no mean"}
-    bad = BadCells(tf, "cells are missing", fix[policy])
     for name in must:
-        missing = _null_mask(table.column(name))
-        spelling = tf.spellings.get(name)
-        if spelling is None:
-            bad.cells(name, missing, None, "empty")
-            continue
-        spelled = missing & pc.is_valid(spelling).to_numpy(zero_copy_only=False)
-        bad.cells(name, missing & ~spelled, None, "empty")
-        bad.cells(name, spelled, spelling, "(missing)")
-    bad.raise_any()
-    raise AssertionError("unreachable")
+        text = pa.types.is_dictionary(table.column(name).type)
+        problems.missing_cells(name, problems.missing(name, table.column(name)), fix[policy],
+                               text)
+    problems.raise_any()
+    return table, None  # only bad cells' nulls, already reported
 
 
 def _null_mask(column: pa.ChunkedArray) -> np.ndarray:
@@ -330,7 +355,11 @@ def _fit(tf: TableFile, prep: dict[str, Any], table: pa.Table, train: np.ndarray
             names.append(name)
             continue
         found, values = codes(table.column(name))
-        categories = sorted(values[i] for i in present_codes(found, len(values), train))
+        present = sorted(values[i] for i in present_codes(found, len(values), train))
+        by_key: dict[Any, str] = {}
+        for value in present:  # one category however a file spells it ('True', 'true')
+            by_key.setdefault(value_key(value), value)
+        categories = list(by_key.values())
         if not categories:
             raise ValueError(f"categorical column {name!r} has no values in the training rows; "
                              "leave it out with data.exclude")
@@ -344,7 +373,7 @@ def _fit(tf: TableFile, prep: dict[str, Any], table: pa.Table, train: np.ndarray
 
 
 def _encode(tf: TableFile, table: pa.Table, origin: np.ndarray | None, prep: dict[str, Any],
-            part: np.ndarray | None = None) -> list[np.ndarray]:
+            part: np.ndarray | None = None, fraction: float | None = None) -> list[np.ndarray]:
     """x, with NaN where a cell is missing, split into parts by `part` (row i goes to part
     part[i], rows in order; None: one part). An unknown category is an error.
 
@@ -356,7 +385,7 @@ def _encode(tf: TableFile, table: pa.Table, origin: np.ndarray | None, prep: dic
     counts = [n] if part is None else np.bincount(part, minlength=2).tolist()
     parts = [np.empty((count, d)) for count in counts]
     filled = [0] * len(parts)
-    one_hot = _category_indices(tf, table, origin, prep)
+    one_hot = _category_indices(tf, table, origin, prep, part, fraction)
     start = 0
     for batch in table.to_batches(max_chunksize=BLOCK_ROWS):
         m = batch.num_rows
@@ -388,10 +417,14 @@ def _encode(tf: TableFile, table: pa.Table, origin: np.ndarray | None, prep: dic
 
 
 def _category_indices(tf: TableFile, table: pa.Table, origin: np.ndarray | None,
-                      prep: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Each categorical column's rows as indices into its categories (-1: missing).
+                      prep: dict[str, Any], part: np.ndarray | None = None,
+                      fraction: float | None = None) -> dict[str, np.ndarray]:
+    """Each categorical column's rows as indices into its categories (-1: missing); a value
+    matches its category however it is spelled (value_key: '1.0' is '1', 'true' is 'True').
 
-    Raises ValueError listing the cells whose category the training rows never had.
+    Raises ValueError listing the cells whose category the training rows never had; when
+    `part` (the seeded test_fraction split of one file: 1 for a test row) put every row of
+    such a value into the test part, the message says so and how to fix the split.
     """
     unseen = BadCells(tf, "cells hold categories the training rows never have",
                       "remove those rows, or train on data that has them")
@@ -399,13 +432,36 @@ def _category_indices(tf: TableFile, table: pa.Table, origin: np.ndarray | None,
     for name, categories in prep["categories"].items():
         column = table.column(name)
         found, values = codes(column)
-        position = {c: i for i, c in enumerate(categories)}
-        lut = np.array([position.get(v, -2) for v in values] + [-1])  # code -1 is missing
+        position = {value_key(c): i for i, c in enumerate(categories)}
+        lut = np.array([position.get(value_key(v), -2) for v in values] + [-1])  # -1: missing
         indices[name] = lut[found]
         if (indices[name] == -2).any():
             unseen.cells(name, indices[name] == -2, column, f"is not one of {categories}", origin)
+            if part is not None:
+                rare = pc.unique(column.filter(pa.array(indices[name] == -2))).to_pylist()
+                unseen.fix = split_advice(f"column {name!r}", rare, fraction,
+                                          indices[name] == -2)
     unseen.raise_any()
     return indices
+
+
+def split_advice(what: str, values: list[str], fraction: float | None,
+                 rows: np.ndarray) -> str:
+    """The fix when the seeded data.test_fraction split of one file put every row holding
+    some values into the test part: the file is fine, the split is not.
+
+    Shape: rows (n,) bool: the rows holding the values (all of them test rows).
+    """
+    shown = ", ".join(repr(v) for v in values[:MAX_SHOWN])
+    share = f" {fraction:g}" if fraction is not None else ""
+    count = int(rows.sum())
+    rows_with = "the only row" if count == 1 else f"all {count} rows"
+    return (f"the file is fine, but the seeded data.test_fraction{share} split put "
+            f"{rows_with} with {what} = {shown} into the test part, so training "
+            f"never sees {'them' if len(values) > 1 else 'it'}; add rows with "
+            f"{'those values' if len(values) > 1 else 'that value'}, train with another seed "
+            "(seed=N), give the test rows in a file of their own (data.test), or leave the "
+            "rare value's rows out")
 
 
 def _fit_fill_values(prep: dict[str, Any], x_train: np.ndarray) -> None:

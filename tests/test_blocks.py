@@ -17,6 +17,7 @@ from minidl_cli import nn
 from minidl_cli.build import build_model
 from minidl_cli.config import ConfigError, dump_yaml, load_config, load_yaml, resolve
 from minidl_cli.gradcheck import check_module
+from minidl_cli.registry import Layers, register
 from tests.helpers import invoke, write_config
 
 LIN = {"type": "linear", "out_features": 8}
@@ -242,3 +243,34 @@ def test_residual_networks_train_evaluate_predict_resume_and_go_to_torch(tmp_pat
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert "in_features" in json.dumps(saved["model"]) or "in_channels" in json.dumps(
         saved["model"])
+
+
+def test_a_plugin_block_gets_its_layer_lists_validated_sized_and_built():
+    """Nesting is a type, not a list of built-in blocks: a plugin's option annotated Layers
+    is a nested model like residual's body."""
+    @register("layer", "test_blocks_gated")
+    class Gated(nn.Module):
+        """y = x ⊙ σ(gate(x)): the gate's layers are a nested model."""
+
+        def __init__(self, gate: Layers):
+            self.gate = gate
+
+        def forward(self, x):
+            self._x, self._s = x, torch.sigmoid(self.gate.forward(x))
+            return x * self._s
+
+        def backward(self, grad_output):
+            s = self._s  # x fans out to the product and the gate: their gradients add
+            return grad_output * s + self.gate.backward(grad_output * self._x * s * (1 - s))
+
+    model = [LIN, {"type": "test_blocks_gated", "gate": [LIN]}, {"type": "linear",
+                                                                 "out_features": 2}]
+    config = resolve({**BASE, "data": {"type": "disk"}, "model": model})
+    assert config["model"][1]["gate"][0]["in_features"] == 8
+    net = build_model(config["model"], (2,))
+    assert "1.gate.0.weight" in net.state_dict()
+    report = check_module(net[1].to(torch.float64), torch.randn(4, 8, dtype=torch.float64))
+    assert report.passed() and "gate.0.weight" in report.errors
+    bad = [LIN, {"type": "test_blocks_gated", "gate": [{"type": "linear", "out_features": -1}]}]
+    assert config_problems(bad) == [
+        "model[1].gate[0].out_features: must be an integer >= 1, got -1"]

@@ -206,7 +206,10 @@ def check_network(model: nn.Sequential, loss_fn: nn.Loss, x: Tensor,
     noise = torch.Generator().manual_seed(0)
     for i, module in enumerate(model):
         name = f"[{i}] {type(module).__name__}"
-        jittered = h + h.std(correction=0) * torch.randn(h.shape, dtype=h.dtype, generator=noise)
+        jittered = h  # token ids (an embedding's input) have no neighbours to step to
+        if h.is_floating_point():
+            jittered = h + h.std(correction=0) * torch.randn(h.shape, dtype=h.dtype,
+                                                             generator=noise)
         # a few rows: each element of a ReLU's input is a chance for the ±ε step to cross
         # its kink, where the difference quotient is no derivative
         report = check_module(module, h, name=name)

@@ -256,6 +256,11 @@ def test_a_text_run_end_to_end(tmp_path):
         assert evaluation[split]["loss"] == pytest.approx(float(rows[-1][f"{split}_loss"]))
         assert evaluation[split]["accuracy"] == pytest.approx(
             float(rows[-1][f"{split}_accuracy"]))
+    (run / "plots" / "loss.png").unlink()
+    assert invoke("plot", run).exit_code == 0 and (run / "plots" / "loss.png").exists()
+    resumed = invoke("train", "--resume", run, "train.epochs=4", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    assert len(metrics(run)) == 4
 
 
 def test_loss_is_nats_per_token_and_accuracy_per_position(tmp_path):

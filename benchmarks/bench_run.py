@@ -170,6 +170,8 @@ def phases(argv: list[str]) -> None:
     import torch  # noqa: F401  (what `minidl train` imports, timed as imports)
 
     from minidl_cli import experiment  # noqa: F401  (the rest is imported where used)
+    from minidl_cli.checkpointer import Checkpointer
+    from minidl_cli.runs import Run
     from minidl_cli.train import Trainer
 
     spent = dict.fromkeys(PHASES, 0.0)
@@ -199,8 +201,9 @@ def phases(argv: list[str]) -> None:
     Trainer.fit = fit_marked
     timed(Trainer, "train_epoch", PHASES[2])
     timed(Trainer, "measure", PHASES[3])
-    timed(Trainer, "_record", PHASES[4])
-    timed(Trainer, "_write", PHASES[5])
+    timed(Run, "append_metrics", PHASES[4])
+    timed(Checkpointer, "_keep", PHASES[4])
+    timed(Checkpointer, "write", PHASES[5])
     timed(experiment, "draw_plots", PHASES[6])
     args = ["train", str(CONFIG), "--quiet", f"runs_dir={runs_dir}"]
     args += [f"train.epochs={epochs}"] if epochs else []

@@ -3,13 +3,14 @@
     minidl train CONFIG --nproc N              launch() starts N ranks of this same command
     torchrun --nproc-per-node N -m minidl_cli train CONFIG       the same, started by torchrun
 
-Each rank computes the same shuffle (same seeded generator) and takes its contiguous slice
-of every global batch (`shard`); after backward, `reduce_gradients` weights its mean
-gradient by its share of the batch (local / global rows) and sums all ranks' gradients in
-one flattened all_reduce, so every rank steps with the gradient of the whole batch: N ranks
-end with the weights of one process (up to float rounding), uneven and empty slices included.
-The same all_reduce carries the batch loss (every rank sees the global loss, so a divergence
-stops all of them together) and each rank's signal flag (so all stop at the same batch).
+Every rank runs the one training loop (train.Trainer.train_epoch). Each computes the same
+shuffle (same seeded generator) and takes its contiguous slice of every global batch
+(`shards`); after backward, `reduce_gradients` weights its mean gradient by its share of the
+batch (local / global rows) and sums all ranks' gradients in one flattened all_reduce, so
+every rank steps with the gradient of the whole batch: N ranks end with the weights of one
+process (up to float rounding), uneven and empty slices included. The same all_reduce
+carries each rank's signal flag (so all stop at the same batch); a divergence leaves the
+same NaN weights on every rank, so all of them stop at the end of that epoch.
 Rank 0 alone writes the run directory and prints; every rank evaluates (cheap, and the same
 weights give the same metrics), so histories, schedules and decisions agree without messages.
 Dropout draws its masks per rank, so a run with dropout is not identical to one process.
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class World:
         self.rank, self.size, self.local_rank = rank, size, local_rank
         self.local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))  # ranks on this machine
         self.stop: SharedStop | None = None
-        self._buffer: torch.Tensor | None = None  # flat gradients + [loss, SIGINT, SIGTERM]
+        self._buffer: torch.Tensor | None = None  # flat gradients + [SIGINT, SIGTERM]
 
     @classmethod
     def from_env(cls) -> World | None:
@@ -177,6 +178,20 @@ class World:
         n = stop - start
         return start + n * self.rank // self.size, start + n * (self.rank + 1) // self.size
 
+    def shards(self, x: torch.Tensor, targets: torch.Tensor, batch_size: int,
+               mean_loss: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        """This rank's (x, targets, share) of each global batch of `batch_size` rows: share
+        is local / global rows for a mean-reduced loss, 1 for a summed one. A rank whose
+        slice is empty (a batch smaller than the world) computes on the batch's first row
+        with share 0: it adds nothing, and the all_reduce still needs every rank."""
+        for start in range(0, len(x), batch_size):
+            stop = min(start + batch_size, len(x))
+            lo, hi = self.shard(start, stop)
+            if hi == lo:
+                yield x[start:start + 1], targets[start:start + 1], 0.0
+            else:
+                yield x[lo:hi], targets[lo:hi], (hi - lo) / (stop - start) if mean_loss else 1.0
+
     def seed_masks(self, seed: int, epoch: int) -> None:
         """Ranks > 0 reseed the global RNG (dropout masks) each epoch: masks differ between
         ranks, and a resumed run draws the ones an uninterrupted run would have drawn."""
@@ -184,26 +199,23 @@ class World:
             text = f"minidl-rank-{seed}-{epoch}-{self.rank}".encode()
             torch.manual_seed(int.from_bytes(hashlib.sha256(text).digest()[:7], "little"))
 
-    def reduce_gradients(self, params: Sequence[Any], loss: torch.Tensor | None,
-                         weight: float) -> float:
-        """Sum weight × grad over the ranks, in place; the global batch loss.
+    def reduce_gradients(self, params: Sequence[Any], weight: float) -> None:
+        """Sum weight × grad over the ranks, in place.
 
-        `weight`: local rows / global rows for a mean-reduced loss (1 for a summed one), so the
-        sum is the gradient of the whole batch. A rank with no rows passes loss=None and zero
-        gradients. The same all_reduce sums the ranks' signal flags into `self.stop`.
+        `weight`: this rank's share of the batch (`shards`), so that the sum is the gradient
+        of the whole batch. The same all_reduce sums the ranks' signal flags into `self.stop`.
         """
         grads = [p.grad for p in params]
         total = sum(g.numel() for g in grads)
         buffer = self._buffer
-        if buffer is None or buffer.numel() != total + 3:
-            buffer = self._buffer = grads[0].new_empty(total + 3)
+        if buffer is None or buffer.numel() != total + 2:
+            buffer = self._buffer = grads[0].new_empty(total + 2)
         flat = buffer[:total]
         torch.cat([g.reshape(-1) for g in grads], out=flat)
         flat.mul_(weight)
-        buffer[total] = 0.0 if loss is None else loss * weight
         signum = self.stop.local.signum if self.stop else None
-        buffer[total + 1] = float(signum == signal.SIGINT)
-        buffer[total + 2] = float(signum == signal.SIGTERM)
+        buffer[total] = float(signum == signal.SIGINT)
+        buffer[total + 1] = float(signum == signal.SIGTERM)
         try:
             dist.all_reduce(buffer)
         except RuntimeError as e:
@@ -212,10 +224,9 @@ class World:
                            f"({reason})") from None
         for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
             g.copy_(part.view_as(g))
-        global_loss, sigints, sigterms = buffer[total:].tolist()
+        sigints, sigterms = buffer[total:].tolist()
         if self.stop and (sigints or sigterms) and self.stop.signum is None:
             self.stop.signum = signal.SIGTERM if sigterms else signal.SIGINT
-        return global_loss
 
 
 def check_gpus(device: torch.device, ranks: int) -> None:

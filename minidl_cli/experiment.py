@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidl_cli.checkpointer import Checkpointer
 from minidl_cli.config import ConfigError, apply_overrides, dump_yaml, load_yaml, resolve
 from minidl_cli.config.plugins import import_plugins
 from minidl_cli.data import reusing_datasets
@@ -142,13 +143,15 @@ def train_run(run: Run, trainer: Trainer, progress: Callable[[dict], None] | Non
 
 def _fit_and_draw(run: Run, trainer: Trainer, progress: Callable[[dict], None] | None,
                   stop: StopFlag | None, plots: bool) -> None:
+    checkpointer = Checkpointer(run, trainer.config["train"]["checkpoint_every"],
+                                saved_epoch=trainer.epoch)
     try:
-        trainer.fit(run, trainer.config["train"]["epochs"], progress, stop)
+        trainer.fit(trainer.config["train"]["epochs"], checkpointer, progress, stop)
     except (Interrupted, KeyboardInterrupt):
-        _record_end(run, "interrupted", trainer.saved_epoch)
+        _record_end(run, "interrupted", checkpointer.saved_epoch)
         raise
     except Exception:  # Diverged, a lost rank (distributed.RankLost), a full disk, a bug
-        _record_end(run, "failed", trainer.saved_epoch)
+        _record_end(run, "failed", checkpointer.saved_epoch)
         raise
     # Completed before the pictures: a signal while drawing them loses no training.
     run.write_meta(status="completed", finished_at=now_iso(), epochs_completed=trainer.epoch)

@@ -27,15 +27,15 @@ CNN = {
 def test_a_batch_norm_convnet_resumes_bit_for_bit_from_a_checkpoint(tmp_path):
     config = load_config(write_config(tmp_path, CNN))
     straight = Trainer(config)
-    straight.fit(None, 3)
+    straight.fit(3)
     first = Trainer(config)
-    first.fit(None, 2)
+    first.fit(2)
     saved = io.BytesIO()
     torch.save(first.snapshot(), saved)  # as checkpoints are written and read
     saved.seek(0)
     resumed = Trainer(config)
     resumed.load_state_dict(torch.load(saved, weights_only=True))
-    resumed.fit(None, 3)
+    resumed.fit(3)
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert "1.running_var" in a and a["6.num_batches_tracked"].dtype == torch.int64
     assert a["1.num_batches_tracked"].item() == 3 * 11  # 1347 training images, batches of 128
@@ -52,7 +52,7 @@ def test_to_torch_maps_every_new_layer_bilinear_included(tmp_path):
     config = load_config(write_config(tmp_path, {**TINY, "model": model,
                                                  "loss": "cross_entropy"}))
     trainer = Trainer(config)
-    trainer.fit(None, 1)
+    trainer.fit(1)
     predictor = Predictor(trainer.snapshot(), tmp_path / "last.pt", tmp_path)
     torch_net = predictor.to_torch()
     x = torch.rand(7, 2, dtype=predictor.dtype)

@@ -9,7 +9,7 @@ import csv
 import pytest
 import torch
 
-from minidl_cli import experiment, nn, train
+from minidl_cli import checkpointer, experiment
 from minidl_cli.config import load_config
 from minidl_cli.runs import load_checkpoint
 from minidl_cli.train import Diverged, Interrupted
@@ -24,7 +24,7 @@ DROPOUT = {**TINY, "model": [{"type": "linear", "out_features": 8}, "relu",
 @pytest.fixture
 def never_due(monkeypatch):
     """No time-based write during the loop: every epoch's state is only kept."""
-    monkeypatch.setattr(train, "SAVE_EVERY_S", 1e9)
+    monkeypatch.setattr(checkpointer, "SAVE_EVERY_S", 1e9)
 
 
 def start(tmp_path, config=DROPOUT, *overrides: str):
@@ -94,7 +94,7 @@ def test_a_nan_in_the_middle_of_an_epoch_stops_the_run_naming_that_epoch(tmp_pat
     with pytest.raises(Diverged, match="in epoch 2"):
         experiment.train_run(run, trainer, plots=False)
     state = load_checkpoint(run.checkpoints / "last.pt")
-    assert state["epoch"] == 1 and trainer.saved_epoch == 1
+    assert state["epoch"] == 1 and run.read_meta()["epochs_completed"] == 1
     assert all(torch.isfinite(t).all() for t in state["model"].values())
     with open(run.metrics_path) as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1"]
@@ -116,20 +116,19 @@ def test_a_snapshot_stays_as_it_was_while_training_goes_on(tmp_path):
     assert not same(snapshot["model"], dict(trainer.model.state_dict()))
 
 
-def test_tensors_made_during_fit_are_updated_in_place_after_it(tmp_path, never_due):
-    """fit runs in torch.inference_mode, whose tensors refuse in-place updates outside it.
-    What outlives fit (the optimizer state made at its first step, Linear's ones, the kept
-    copies) must be plain tensors: an ordinary step after fit updates them in place."""
+def test_a_step_after_fit_updates_what_fit_made_in_place(tmp_path, never_due):
+    """What outlives fit (the optimizer state made at its first step, batch norm's running
+    statistics) is updated in place by a user's own step after fit, and loading a saved
+    state copies into the live tensors."""
     config = {**TINY, "model": [{"type": "linear", "out_features": 8},
                                 {"type": "batch_norm1d"}, "relu",
                                 {"type": "linear", "out_features": 2}, "tanh"],
               "optimizer": {"type": "adam", "lr": 0.01}}
     run, trainer = start(tmp_path, config, "train.epochs=2")
     experiment.train_run(run, trainer, plots=False)
-    made_in_fit = [t for state in trainer.optimizer.state.values() for t in state.values()
-                   if torch.is_tensor(t)] + trainer._copies
-    made_in_fit += [m._ones for m in trainer.model if isinstance(m, nn.Linear)]
-    assert made_in_fit and not any(t.is_inference() for t in made_in_fit)
+    saved = trainer.snapshot()
+    moments = [s["exp_avg"] for s in trainer.optimizer.state.values()]
+    moments_before = [m.clone() for m in moments]
 
     model, loss_fn, optimizer = trainer.model, trainer.loss_fn, trainer.optimizer
     part = trainer.splits["train"]
@@ -141,5 +140,6 @@ def test_tensors_made_during_fit_are_updated_in_place_after_it(tmp_path, never_d
         model.backward(loss_fn.backward())
         optimizer.step()
     assert not same(before, live(trainer))
-    trainer.load_state_dict(trainer._kept_state())  # copies into the live tensors
+    assert not any(torch.equal(m, b) for m, b in zip(moments, moments_before, strict=True))
+    trainer.load_state_dict(saved)  # copies into the live tensors
     assert same(before, live(trainer))

@@ -185,8 +185,8 @@ def _open_run(args: tuple[str, ...], resume: Path | None, print_config: bool,
     """
     from minidl_cli import distributed, experiment
     from minidl_cli.config import dump_yaml, load_config
+    from minidl_cli.parts import resolve_device
     from minidl_cli.runs import Run
-    from minidl_cli.train import resolve_device
 
     if resume is not None:
         overrides = list(args)
@@ -236,7 +236,7 @@ def _train_replica(world) -> None:
     trainer = experiment.join_run(setup["config"], Path(setup["checkpoint"]), world)
     try:
         with stop_on_signals() as flag:
-            trainer.fit(None, trainer.config["train"]["epochs"], None, world.watch(flag))
+            trainer.fit(trainer.config["train"]["epochs"], should_stop=world.watch(flag))
     except (Diverged, RankLost):  # rank 0 says so (or was lost, and its exit says why)
         sys.exit(1)
     except (Interrupted, KeyboardInterrupt) as e:
@@ -263,13 +263,13 @@ def _train(run, trainer, quiet: bool, world=None) -> None:
                    f"try a smaller learning rate in a new run{example}")
     except RankLost as e:
         _fail(run, f"error: {e}; training stopped (status: failed)\n"
-                   f"{last} holds epoch {trainer.saved_epoch}; resume "
+                   f"{last} holds epoch {_saved_epoch(run)}; resume "
                    f"with: minidl train --resume {run.path} --nproc {world.size}")
     except OSError as e:  # a full disk, a quota, a read-only or failing file system
         nproc = f" --nproc {world.size}" if world else ""
         _fail(run, f"error: cannot write {e.filename or 'a file of the run'} "
                    f"({e.strerror or e}); training stopped (status: failed); {last} holds "
-                   f"epoch {trainer.saved_epoch}. Free some space, then resume with: "
+                   f"epoch {_saved_epoch(run)}. Free some space, then resume with: "
                    f"minidl train --resume {run.path}{nproc}")
     except (Interrupted, KeyboardInterrupt) as e:
         signum = getattr(e, "signum", signal.SIGINT)
@@ -283,6 +283,11 @@ def _train(run, trainer, quiet: bool, world=None) -> None:
         echo(run.path)
         sys.exit(128 + signum)
     echo(run.path)
+
+
+def _saved_epoch(run) -> int:
+    """The epoch last.pt holds, as meta.json records it."""
+    return run.read_meta().get("epochs_completed", 0)
 
 
 def _fail(run, message: str) -> None:

@@ -47,7 +47,6 @@ class Linear(Module):
         self.weight = Parameter(init_weight(out_features, in_features, init))
         self.bias = Parameter(torch.zeros(out_features)) if bias else None
         self._input: Tensor | None = None
-        self._ones: Tensor | None = None  # (N,) ones for the bias gradient, kept between steps
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) > 2:
@@ -65,14 +64,9 @@ class Linear(Module):
     def backward(self, grad_output: Tensor) -> Tensor:
         if grad_output.dim() != 2:  # (N, *, out): every position is one more row
             return self._backward_rows(grad_output)
-        g_t = grad_output.t()
-        self.weight.grad.addmm_(g_t, self._input)  # dL/dW += gᵀ x
-        bias = self.bias
-        if bias is not None:  # dL/db += Σₙ g = gᵀ 1: one BLAS call, where sum + add_ is two
-            try:
-                bias.grad.addmv_(g_t, self._ones)
-            except (TypeError, RuntimeError):  # no ones yet, or of another N, dtype or device
-                bias.grad.addmv_(g_t, self._new_ones(grad_output))
+        self.weight.grad.addmm_(grad_output.t(), self._input)  # dL/dW += gᵀ x
+        if self.bias is not None:
+            self.bias.grad += grad_output.sum(0)  # dL/db += Σₙ g
         return grad_output.mm(self.weight.data)  # dL/dx = g W
 
     def _backward_rows(self, grad_output: Tensor) -> Tensor:
@@ -82,14 +76,6 @@ class Linear(Module):
         if self.bias is not None:
             self.bias.grad += g.sum(0)  # dL/db += Σ over every row and position of g
         return grad_output.matmul(self.weight.data)  # dL/dx = g W, position by position
-
-    def _new_ones(self, grad_output: Tensor) -> Tensor:
-        """(N,) ones like grad_output's rows, kept for the next steps: trying them costs less
-        than checking N, dtype and device on every call, and addmv_ checks all three.
-        A plain tensor even under inference mode (Trainer.fit's), as it outlives it."""
-        with torch.inference_mode(False):
-            self._ones = grad_output.new_ones(grad_output.size(0))
-        return self._ones
 
     def torch_twin(self) -> torch.nn.Module:
         return torch.nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)

@@ -2,9 +2,7 @@
 
 `backward()` starts backpropagation: it returns dL/dprediction, written out as its formula
 (n is the number of elements averaged over: prediction.numel() for reduction='mean',
-1 for 'sum'). `gradient(prediction, target)` is forward then backward() for a training
-step that never reads the loss's value: it keeps what backward needs and skips the
-reduction to L (two of the step's ~35 torch calls for MSE).
+1 for 'sum'), from what the last forward kept.
 """
 
 from __future__ import annotations
@@ -29,22 +27,6 @@ class Loss(Module):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
-
-    def gradient(self, prediction: Tensor, target: Tensor) -> Tensor:
-        """dL/dprediction, as `forward(prediction, target)` then `backward()` return it, for
-        a step that does not read L; losses that can skip computing L override this.
-
-        Shape: as forward's prediction. Raises what forward raises.
-        """
-        self.forward(prediction, target)
-        return self.backward()
-
-    def _own_maths(self) -> bool:
-        """Whether forward and backward are this module's: a subclass that overrides either
-        (a plugin's `class Quartic(MSELoss)`) gets gradient = forward then backward(), as
-        its backward may need what its own forward keeps."""
-        cls = type(self)
-        return cls.forward.__module__ == __name__ and cls.backward.__module__ == __name__
 
     def targets(self, labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
         """The target tensor this loss compares with the network's output, from int labels."""
@@ -77,13 +59,6 @@ class ElementwiseLoss(Loss):
             )
         self._diff = diff = torch.sub(prediction, target)
         return diff
-
-    def gradient(self, prediction: Tensor, target: Tensor) -> Tensor:
-        """dL/dprediction from d = x − y alone (the element-wise losses are not formed)."""
-        if not self._own_maths():
-            return super().gradient(prediction, target)
-        self.difference(prediction, target)
-        return self.backward()
 
     def reduce(self, losses: Tensor) -> Tensor:
         """Mean or sum of the element-wise losses."""
@@ -209,13 +184,6 @@ class CrossEntropyLoss(Loss):
         if log_probs.dim() != 2:  # (N, T, C): every position is one row
             log_probs, labels = log_probs.reshape(-1, log_probs.size(-1)), labels.reshape(-1)
         return nll_loss(log_probs, labels, reduction=self.reduction)  # −Σₙ log pₙ[yₙ]
-
-    def gradient(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """dL/dlogits from the log-softmax alone (the negative log-likelihood is not formed)."""
-        if not self._own_maths():
-            return super().gradient(logits, labels)
-        self._log_softmax(logits, labels)
-        return self.backward()
 
     def _log_softmax(self, logits: Tensor, labels: Tensor) -> Tensor:
         """log softmax(x) over the last axis, kept with the labels for backward; ValueError

@@ -30,14 +30,6 @@ class Parameter:
         self.data = data
         self.grad = torch.zeros_like(data)
 
-    def __setattr__(self, name: str, value) -> None:
-        # new data or grad tensors are no longer views of an optimizer's packed buffers
-        # (`p.grad += g` assigns the same tensor back: it stays a view)
-        packing = self.__dict__.get("packing")
-        if packing is not None and name in ("data", "grad") and value is not self.__dict__[name]:
-            packing.intact = False
-        object.__setattr__(self, name, value)
-
     @property
     def shape(self) -> torch.Size:
         return self.data.shape

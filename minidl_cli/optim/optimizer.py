@@ -8,6 +8,7 @@ optimizer also packs its parameters' data and gradients into two contiguous buff
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -146,9 +147,10 @@ class Packed:
     """The data and the grads of several parameters in two contiguous buffers.
 
     Each Parameter's `.data` and `.grad` become views of the buffers (same values, same
-    shapes), as torch's flat parameters and apex's contiguous gradients do. Assigning a new
-    tensor to one of them (Module.to() does) clears `intact`, and the optimizer then goes
-    back to one tensor per parameter.
+    shapes), as torch's flat parameters and apex's contiguous gradients do. The parameters
+    know nothing of it: when one holds a tensor other than its view (Module.to() assigns
+    new ones; `p.grad += g` assigns the same one back), `intact` turns false and the
+    optimizer goes back to one tensor per parameter.
     """
 
     ALIGN_BYTES = 64  # each view starts where torch's allocator would start a tensor, so
@@ -167,9 +169,15 @@ class Packed:
         for p, data, grad in zip(params, self.views(self.data), self.views(self.grad), strict=True):
             data.copy_(p.data)
             grad.copy_(p.grad)
-            p.data, p.grad = data, grad  # clears an older packing's `intact`
-            p.packing = self
-        self.intact = True
+            p.data, p.grad = data, grad
+        self.params = params
+        self._views = [t for p in params for t in (p.data, p.grad)]
+
+    @property
+    def intact(self) -> bool:
+        """Whether every parameter still holds its views of the buffers."""
+        return all(map(operator.is_, [t for p in self.params for t in (p.data, p.grad)],
+                       self._views))
 
     def views(self, flat: Tensor) -> list[Tensor]:
         """One view of `flat` (a buffer of the packed size) per parameter, shaped like it."""

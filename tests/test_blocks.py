@@ -44,6 +44,8 @@ def test_state_dict_keys_nest_as_torch_nn_and_the_twin_loads_them():
     assert isinstance(twin[3], torch.nn.Module) and isinstance(twin[4], torch.nn.Sequential)
     x = torch.randn(6, 5, dtype=torch.float64)
     torch.testing.assert_close(twin(x), net(x), rtol=0, atol=1e-12)
+    # lists print as a ModuleList; a repeat is a Sequential of its copies
+    assert repr(net).replace("Repeat", "Sequential") == repr(twin).replace("Torch", "")
     twin.load_state_dict({k: torch.full_like(v, 0.5) for k, v in twin.state_dict().items()})
     net.load_state_dict(twin.state_dict())
     torch.testing.assert_close(twin(x), net(x), rtol=0, atol=1e-12)

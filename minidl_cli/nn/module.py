@@ -294,7 +294,19 @@ class Module:
         children = list(self.named_children())
         if not children:
             return f"{type(self).__name__}({self.extra_repr()})"
-        lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in children]
+        groups: dict[str, list[tuple[str, Module]]] = {}  # 'branches.0' under 'branches'
+        for name, child in children:
+            head, _, index = name.partition(".")
+            groups.setdefault(head, []).append((index, child))
+        lines = []
+        for head, members in groups.items():
+            if members[0][0]:  # modules in a list, printed as torch.nn prints a ModuleList
+                inner = "\n".join(f"  ({i}): " + repr(c).replace("\n", "\n  ")
+                                  for i, c in members)
+                text = f"ModuleList(\n{inner}\n)"
+            else:
+                text = repr(members[0][1])
+            lines.append(f"  ({head}): " + text.replace("\n", "\n  "))
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
 

@@ -160,9 +160,10 @@ class TorchConcat(torch.nn.Module):
 
 @register("layer", "repeat")
 class Repeat(Sequential):
-    """`times` copies of `body` in sequence, each with its own parameters (a stack of
-    transformer blocks): a Sequential of Sequentials, keys `0.1.weight` for the first
-    copy's second layer. `body` makes one fresh copy per call (in a config: a list of
+    """`times` copies of `body` in sequence, each with its own parameters.
+
+    A stack of transformer blocks, say: a Sequential of Sequentials, keys `0.1.weight` for
+    the first copy's second layer. `body` makes one fresh copy per call (in a config: a list of
     layer configs). Shape: x -> x; the body must keep its input's shape when times > 1.
     Backward is Sequential's: the copies' backward passes in reverse.
     """

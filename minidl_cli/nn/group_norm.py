@@ -15,8 +15,10 @@ from minidl_cli.registry import Range, register
 
 @register("layer", "group_norm")
 class GroupNorm(Module):
-    """y = γ x̂ + β, x̂ normalised over each group of C / num_groups channels (and all their
-    positions) of each input, as torch.nn.GroupNorm; γ, β per channel.
+    """Group normalisation (torch.nn.GroupNorm): y = γ x̂ + β, x̂ over groups of channels.
+
+    x̂ is normalised over each group of C / num_groups channels (and all their positions)
+    of each input; γ, β per channel.
 
     Shape: (N, num_channels, *) -> same. Raises ValueError when num_groups does not divide
     num_channels.

@@ -31,12 +31,19 @@ def _split(cfg: dict | str) -> tuple[str, dict[str, Any]]:
     return options.pop("type"), options
 
 
-def injected_sizes(entry: registry.Entry, shape: tuple[int, ...]) -> dict[str, int]:
+def injected_sizes(entry: registry.Entry, shape: tuple[int, ...],
+                   data: dict[str, int] | None = None) -> dict[str, int]:
     """The sizes the builder passes layer `entry` for inputs of `shape` (batch dim excluded),
-    read off the axes the layer declares (batch first: -1 the last, 1 the channels)."""
+    read off the axes the layer declares (batch first: -1 the last, 1 the channels), or off
+    the data set when it declares a name (an embedding's "vocabulary_size", from `data`; a
+    recorded config already holds it, so without `data` the config's value stands)."""
     full = (None, *shape)
     sizes = {}
     for arg, axis in entry.inferred.items():
+        if isinstance(axis, str):
+            if data is not None and axis in data:
+                sizes[arg] = data[axis]
+            continue
         if not -len(full) <= axis < len(full) or full[axis] is None:
             raise ValueError(f"{entry.name} reads {arg} off axis {axis} of its input, which "
                              f"is {_show(shape)}")
@@ -50,13 +57,16 @@ def _show(shape: tuple[int, ...]) -> str:
 
 def _unit(entry: registry.Entry, arg: str, shape: tuple[int, ...]) -> str:
     """What a message calls an inferred size: 'features' on the last axis, else 'channels'."""
+    if isinstance(entry.inferred[arg], str):  # read off the data set
+        return entry.inferred[arg].replace("_size", "").replace("_", " ") + " entries"
     axis = entry.inferred[arg] % (len(shape) + 1)
     return "features" if axis == len(shape) else "channels"
 
 
 def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int,
                  path: str = "model", record: bool = False,
-                 seen: list | None = None) -> tuple[Sequential, list[tuple[int, ...]]]:
+                 seen: list | None = None,
+                 data: dict[str, int] | None = None) -> tuple[Sequential, list[tuple[int, ...]]]:
     """The network and its shapes: shapes[i] enters model[i], shapes[-1] leaves the network.
 
     Shapes leave out the batch dimension: (d,) for features, (C, H, W) for images; an int
@@ -64,7 +74,8 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
     layers of its nested lists), so torch's global RNG is consumed as by constructing them
     by hand. `path` names the list in errors, ValueError("model[i]...: ..."); `record`
     writes each inferred size into the (dict) layer configs that have its key, at every depth;
-    `seen` (a list) gets (path, layer, input shape) of every layer built, at every depth.
+    `seen` (a list) gets (path, layer, input shape) of every layer built, at every depth;
+    `data` holds the sizes a layer may read off the data set ({"vocabulary_size": V}).
     """
     shapes = [(input_shape,) if isinstance(input_shape, int) else tuple(input_shape)]
     layers = []
@@ -73,7 +84,7 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
         name, options = _split(cfg)
         entry = registry.lookup("layer", name)
         try:
-            sizes = injected_sizes(entry, shapes[-1])
+            sizes = injected_sizes(entry, shapes[-1], data)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
         for arg, size in sizes.items():
@@ -87,7 +98,7 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
             options[arg] = size
             if record and isinstance(cfg, dict) and arg in cfg:
                 cfg[arg] = size  # the config describes the run: inferred sizes recorded
-        _build_nested(entry, options, shapes[-1], where, record, seen)
+        _build_nested(entry, options, shapes[-1], where, record, seen, data)
         try:
             layer = entry.target(**options)
         except (ValueError, TypeError) as e:
@@ -107,7 +118,8 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
 
 
 def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[int, ...],
-                  where: str, record: bool, seen: list | None) -> None:
+                  where: str, record: bool, seen: list | None,
+                  data: dict[str, int] | None = None) -> None:
     """Replace each option holding layer configs by what the constructor takes: a Sequential
     (Layers), a list of them (list[Layers]) or a function making fresh copies (LayerFactory),
     each built for the block's input `shape`."""
@@ -117,22 +129,25 @@ def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[i
             continue
         at = f"{where}.{option.name}"
         if nesting == "layers":
-            options[option.name] = build_layers(value, shape, at, record, seen)[0]
+            options[option.name] = build_layers(value, shape, at, record, seen, data)[0]
         elif nesting == "branches":
-            options[option.name] = [build_layers(branch, shape, f"{at}[{k}]", record, seen)[0]
+            options[option.name] = [build_layers(branch, shape, f"{at}[{k}]", record, seen,
+                                                 data)[0]
                                     for k, branch in enumerate(value)]
         else:
-            options[option.name] = _copies(value, shape, at, record, seen)
+            options[option.name] = _copies(value, shape, at, record, seen, data)
 
 
-def _copies(cfg: list, shape: tuple[int, ...], where: str, record: bool, seen: list | None):
+def _copies(cfg: list, shape: tuple[int, ...], where: str, record: bool, seen: list | None,
+            data: dict[str, int] | None = None):
     """A function building a fresh Sequential of `cfg` for `shape` at each call (the first
     call records the inferred sizes)."""
     calls = []
 
     def build_copy() -> Sequential:
         calls.append(None)
-        return build_layers(cfg, shape, where, record and len(calls) == 1, seen)[0]
+        return build_layers(cfg, shape, where, record and len(calls) == 1, seen,
+                            data)[0]
 
     return build_copy
 

@@ -64,6 +64,8 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
     """Compare `module`'s forward/backward on float64 `x` with torch autograd.
 
     Shape: x is whatever the module takes; grad_output has the output's shape (random if None).
+    Integer inputs (an embedding's token ids) have no gradient: the report then holds no
+    "input" error, and the module's backward must return None.
     """
     report = Report(name or type(module).__name__)
     module.zero_grad()
@@ -76,7 +78,8 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
                                       generator=torch.Generator().manual_seed(seed + 1))
         grad_input = module.backward(grad_output)
 
-    x_ref = x.detach().clone().requires_grad_(True)
+    differentiable = x.is_floating_point()
+    x_ref = x.detach().clone().requires_grad_(differentiable)
     torch.manual_seed(seed)
     with torch.enable_grad():
         if reference is not None:
@@ -91,7 +94,10 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
         report.errors["output"] = rel_error(output, ref_output.detach())
     else:
         report.reference = NO_TWIN
-    report.errors["input"] = rel_error(grad_input, x_ref.grad)
+    if differentiable:
+        report.errors["input"] = rel_error(grad_input, x_ref.grad)
+    elif grad_input is not None:
+        raise AssertionError(f"{report.name}: backward returned a gradient for integer inputs")
     for pname, p in module.named_parameters():
         report.errors[pname] = rel_error(p.grad, ref_params[pname].grad)
     if reference is not None:  # running statistics, after the same forward pass
@@ -122,7 +128,10 @@ def check_loss(loss: nn.Loss, prediction: Tensor, target: Tensor,
 
 def central_difference(module: nn.Module, x: Tensor, directions: int = 3, eps: float = 1e-6,
                        seed: int = 0) -> float:
-    """Relative error of ⟨dL/dx, v⟩ against (L(x + εv) − L(x − εv)) / 2ε, L = ⟨g, f(x)⟩."""
+    """Relative error of ⟨dL/dx, v⟩ against (L(x + εv) − L(x − εv)) / 2ε, L = ⟨g, f(x)⟩;
+    0.0 for integer inputs (token ids), which have no derivative."""
+    if not x.is_floating_point():
+        return 0.0
     gen = torch.Generator().manual_seed(seed)
     worst = 0.0
     for _ in range(directions):

@@ -254,3 +254,20 @@ def test_values_the_network_cannot_hold_in_its_dtype_are_named_with_their_fix(
     assert "optimizer.lr" not in result.output and fix.replace("=", ": ") in result.output
     assert not (tmp_path / "runs").exists()
     assert invoke("train", config, "-q", fix).exit_code == 0
+def test_mnist1d_is_the_papers_default_set_and_its_shuffled_variant():
+    """4000 train and 1000 test signals of 40 points, 10 classes; shuffle_sequence permutes
+    the 40 time steps, one fixed permutation for every signal (the paper's shuffled set)."""
+    from minidl_cli.data import make_dataset
+    from minidl_cli.data.mnist1d import SHUFFLE
+
+    plain = make_dataset("mnist1d", {}, seed=0)
+    assert plain.x_train.shape == (4000, 40) and plain.x_test.shape == (1000, 40)
+    assert sorted(plain.y_train.unique().tolist()) == list(range(10))
+    assert plain.data_files == {}  # shipped with minidl, like the digits
+    assert torch.equal(make_dataset("mnist1d", {}, seed=3).x_train, plain.x_train)
+    shuffled = make_dataset("mnist1d", {"shuffle_sequence": True}, seed=0)
+    assert sorted(SHUFFLE) == list(range(40)) and list(SHUFFLE) != list(range(40))
+    assert torch.equal(shuffled.x_test, plain.x_test[:, list(SHUFFLE)])
+    assert torch.equal(shuffled.y_train, plain.y_train)
+    # standardised by its authors: mean about 0, std about 1 over the whole set
+    assert abs(plain.x_train.mean().item()) < 0.05 and abs(plain.x_train.std().item() - 1) < 0.05

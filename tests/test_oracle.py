@@ -110,13 +110,58 @@ LAYER_CASES = {
         nn.Repeat(3, lambda: nn.Residual([nn.LayerNorm(d), nn.Linear(d, d), nn.ELU()])),
         nn.Repeat(1, lambda: [nn.Linear(d, 4)]),
     ],
+    "unflatten": lambda n, d: [(nn.Unflatten([d, 1]), (n, d)), (nn.Unflatten([1, d]), (n, d))],
+    # token ids: integers, drawn by ids(vocabulary, T); several positions share an id
+    "embedding": lambda n, d: [(nn.Embedding(d + 2, 4), ids(d + 2, T)),
+                               (nn.Embedding(3, d), ids(3, 1))],
+    # backprop through time: both directions, two layers, the last state only, T = 1
+    "rnn": lambda n, d: [
+        (nn.RNN(d, 4), (n, T, d)),
+        (nn.RNN(d, 3, num_layers=2, bidirectional=True, nonlinearity="relu"), (n, T, d)),
+        (nn.RNN(d, 2, bias=False, output="last", bidirectional=True), (n, T, d)),
+        (nn.RNN(d, 3), (n, 1, d)),
+    ],
+    "lstm": lambda n, d: [
+        (nn.LSTM(d, 4), (n, T, d)),
+        (nn.LSTM(d, 3, num_layers=2, bidirectional=True), (n, T, d)),
+        (nn.LSTM(d, 2, bias=False, output="last", num_layers=2), (n, T, d)),
+        (nn.LSTM(d, 3, bidirectional=True, output="last"), (n, 1, d)),
+    ],
+    "gru": lambda n, d: [
+        (nn.GRU(d, 4), (n, T, d)),
+        (nn.GRU(d, 3, num_layers=2, bidirectional=True), (n, T, d)),
+        (nn.GRU(d, 2, bias=False, output="last", bidirectional=True), (n, T, d)),
+        (nn.GRU(d, 3, num_layers=2, output="last"), (n, 1, d)),
+    ],
+    "gelu": lambda n, d: [nn.GELU(), nn.GELU("tanh"), (nn.GELU("tanh"), (n, T, d))],
+    "positional_embedding": lambda n, d: [(nn.PositionalEmbedding(T + 2, d), (n, T, d)),
+                                          (nn.PositionalEmbedding(1, d), (n, 1, d))],
+    # the causal mask and without, several head counts, T = 1
+    "self_attention": lambda n, d: [
+        (nn.SelfAttention(4, 1), (n, T, 4)),
+        (nn.SelfAttention(6, 3, causal=True), (n, T + 2, 6)),
+        (nn.SelfAttention(8, 2, causal=True, bias=False), (n, T, 8)),
+        (nn.SelfAttention(4, 4, causal=True), (n, 1, 4)),
+    ],
 }
+
+
+def ids(vocabulary, steps):
+    """An input maker for token-id layers: (n, d) -> int64 ids (n, steps) in 0..vocabulary-1."""
+    return lambda n, gen: torch.randint(0, vocabulary, (n, steps), generator=gen)
 
 
 def layer_cases(name, n, d):
     """[(module in float64, input shape)] for registry name `name`."""
     cases = [c if isinstance(c, tuple) else (c, (n, d)) for c in LAYER_CASES[name](n, d)]
     return [(module.to(dtype=torch.float64), shape) for module, shape in cases]
+
+
+def make_input(x_shape, n, gen, scale=2.0, shift=0.0):
+    """A float64 input of `x_shape`, or a case's own input (token ids) when it gives a maker."""
+    if callable(x_shape):
+        return x_shape(n, gen)
+    return torch.randn(x_shape, dtype=torch.float64, generator=gen) * scale + shift
 
 
 def test_every_layer_has_a_case():
@@ -131,10 +176,11 @@ def test_layer_matches_autograd(name, shape):
     torch.manual_seed(n * 100 + d)
     gen = torch.Generator().manual_seed(n * 100 + d)  # apart from the RNG check_module seeds
     for module, x_shape in layer_cases(name, n, d):
-        x = torch.randn(x_shape, dtype=torch.float64, generator=gen) * 2
+        x = make_input(x_shape, n, gen)
         report = check_module(module, x, name=name)
         assert report.passed(), f"{module}: {report.errors}"
-        assert set(report.errors) == {"output", "input", *dict(module.named_parameters()),
+        inputs = {"input"} if x.is_floating_point() else set()
+        assert set(report.errors) == {"output", *inputs, *dict(module.named_parameters()),
                                       *dict(module.named_buffers())}
 
 
@@ -145,7 +191,7 @@ def test_layer_matches_central_differences(name):
     # g = x, a normalisation's ⟨g, J v⟩ is ~0 and its relative error meaningless)
     gen = torch.Generator().manual_seed(12345)
     for module, x_shape in layer_cases(name, 8, 5):
-        x = torch.randn(x_shape, dtype=torch.float64, generator=gen) + 0.05  # off ReLU's kink
+        x = make_input(x_shape, 8, gen, scale=1.0, shift=0.05)  # off ReLU's kink
         assert central_difference(module, x) < 1e-6, module
 
 
@@ -328,8 +374,9 @@ def test_declared_output_shape_is_the_real_one(name):
     """Every built-in layer says what shape it outputs (the builder trusts it)."""
     gen = torch.Generator().manual_seed(0)
     for module, x_shape in layer_cases(name, 3, 5):
-        out = module.forward(torch.randn(x_shape, dtype=torch.float64, generator=gen))
-        assert module.output_shape(tuple(x_shape[1:])) == tuple(out.shape[1:]), module
+        x = make_input(x_shape, 3, gen)
+        out = module.forward(x)
+        assert module.output_shape(tuple(x.shape[1:])) == tuple(out.shape[1:]), module
 
 
 def test_gradcheck_command_says_when_a_module_has_no_twin(tmp_path, monkeypatch):

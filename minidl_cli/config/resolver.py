@@ -169,8 +169,10 @@ def _check_against_data(config: dict, problems: list[str], raw_loss: Any = None)
         try:
             # record=True: each inferred size is written into the config, at every depth
             built: list = []  # (path, layer, input shape) of every layer, at every depth
+            vocabulary = getattr(dataset, "vocabulary", None)  # a text data set's tokens
+            sizes = {"vocabulary_size": len(vocabulary)} if vocabulary else None
             model, shapes = build.build_layers(config["model"], dataset.input_shape,
-                                               record=True, seen=built)
+                                               record=True, seen=built, data=sizes)
         except ValueError as e:
             problems.append(str(e))
             model = None

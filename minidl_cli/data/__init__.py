@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from minidl_cli import registry
-from minidl_cli.data import csv, images, synthetic, text  # noqa: F401  (their decorators fill the registry)
+from minidl_cli.data import csv, images, mnist1d, synthetic, text  # noqa: F401  (their decorators fill the registry)
 from minidl_cli.data.base import (
     Dataset,
     apply_standardizer,

@@ -1,11 +1,13 @@
 """The framework: modules with hand-written forward and backward passes, and losses."""
 
 from minidl_cli.nn.activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from minidl_cli.nn.attention import GELU, PositionalEmbedding, SelfAttention
 from minidl_cli.nn.bilinear import Bilinear
 from minidl_cli.nn.blocks import Concat, Repeat, Residual
 from minidl_cli.nn.conv import Conv2d
 from minidl_cli.nn.dropout import Dropout
-from minidl_cli.nn.flatten import Flatten
+from minidl_cli.nn.embedding import Embedding
+from minidl_cli.nn.flatten import Flatten, Unflatten
 from minidl_cli.nn.linear import Identity, Linear
 from minidl_cli.nn.losses import (
     CrossEntropyLoss,
@@ -19,6 +21,7 @@ from minidl_cli.nn.losses import (
 from minidl_cli.nn.module import Module, Parameter, Sequential
 from minidl_cli.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from minidl_cli.nn.pooling import AvgPool2d, MaxPool2d
+from minidl_cli.nn.recurrent import GRU, LSTM, RNN
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Linear", "Identity", "ReLU", "LeakyReLU", "ELU",
@@ -26,6 +29,8 @@ __all__ = [
     "L1Loss", "HuberLoss", "SmoothL1Loss", "CrossEntropyLoss",
     "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
     "Bilinear", "Residual", "Concat", "Repeat",
+    "Embedding", "Unflatten", "RNN", "LSTM", "GRU", "GELU",
+    "PositionalEmbedding", "SelfAttention",
 ]
 
 

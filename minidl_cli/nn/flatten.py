@@ -45,3 +45,41 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+@register("layer", "unflatten")
+class Unflatten(Module):
+    """Split the features of (N, F) into `unflattened_size`, as torch.nn.Unflatten(1, …):
+    a table's columns become a signal (N, C, L) for conv1d, a sequence (N, T, F) for a
+    recurrent layer, or an image (N, C, H, W).
+
+    Shape: (N, F) -> (N, *unflattened_size), with prod(unflattened_size) = F. Raises
+    ValueError (from output_shape) when the sizes do not multiply to F.
+    """
+
+    def __init__(self, unflattened_size: list[int]):
+        sizes = tuple(unflattened_size)
+        if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
+                            for s in sizes):
+            raise ValueError(f"unflattened_size must be a list of integers >= 1, "
+                             f"got {unflattened_size!r}")
+        self.unflattened_size = sizes
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 1 or input_shape[0] != math.prod(self.unflattened_size):
+            raise ValueError(f"cannot unflatten {show_shape(input_shape)} into "
+                             f"{show_shape(self.unflattened_size)}: it needs (N, "
+                             f"{math.prod(self.unflattened_size)})")
+        return self.unflattened_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.size(0), *self.unflattened_size)
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        return grad_output.reshape(grad_output.size(0), -1)  # the same numbers, x's shape
+
+    def torch_twin(self) -> torch.nn.Module:
+        return torch.nn.Unflatten(1, self.unflattened_size)
+
+    def extra_repr(self) -> str:
+        return f"1, {self.unflattened_size}"

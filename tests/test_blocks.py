@@ -133,8 +133,8 @@ def config_problems(model) -> list[str]:
      "out_channels: 4, kernel_size: 1, stride: 2}]"),
     (["flatten", {"type": "repeat", "times": 2, "body": [LIN]}],
      "model[1]: repeat needs a body that keeps its input's shape"),
-    (["flatten", {"type": "concat", "branches": [["relu"], [{"type": "unflatten"}]]}],
-     "model[1].branches[1][0].type: unknown layer 'unflatten'"),
+    (["flatten", {"type": "concat", "branches": [["relu"], [{"type": "lstm_cell"}]]}],
+     "model[1].branches[1][0].type: unknown layer 'lstm_cell'"),
     (["flatten", {"type": "concat", "dim": 2, "branches": [["relu"], [LIN]]}],
      "model[1]: concat has dim=2, but its branches output (N, 64)"),
 ])

@@ -4,7 +4,7 @@
         optimizer.zero_grad()
         output = model(x)                      # forward
         loss = loss_fn(output, y)              # loss
-        model.backward(loss_fn.backward())     # backward: adds dL/dp into every p.grad
+        model.backward_params(loss_fn.backward())  # backward: adds dL/dp into every p.grad
         optimizer.step()                       # step
 
 `Trainer.train_epoch` is that loop, for one process and for every data-parallel rank alike
@@ -116,7 +116,8 @@ class Trainer:
             optimizer.zero_grad()
             output = model(x)  # forward
             self.batch_loss = loss_fn(output, y)  # loss
-            model.backward(loss_fn.backward())  # backward: adds dL/dp into every p.grad
+            # backward: adds dL/dp into every p.grad (not dL/dx: the data needs no gradient)
+            model.backward_params(loss_fn.backward())
             if self.world is not None:  # data parallel: the whole batch's gradient everywhere
                 self.world.reduce_gradients(optimizer.params, share)
             optimizer.step()  # step

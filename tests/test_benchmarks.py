@@ -41,12 +41,19 @@ def test_bench_csv_small_mode_prints_both_tables(capsys):
     assert "| 1,000 |" in out  # one epoch of the 1000-row table
 
 
-def test_the_convnet_steps_do_the_same_maths():
-    """minidl's convnet and torch.nn's: the same weights after 30 float64 steps."""
-    assert bench_conv.check_agreement() < 1e-10
+@pytest.mark.parametrize("case", list(bench_conv.CASES))
+def test_the_convnet_steps_do_the_same_maths(case):
+    """minidl, torch.nn + autograd and the raw loop: the same weights after 3 float64 steps."""
+    assert bench_conv.check_agreement(case, batch=2, steps=3) < 1e-10
 
 
-def test_the_convnet_script_prints_its_table(capsys):
-    assert bench_conv.main(["--batches", "4", "--repeats", "1", "--budget", "0.001"]) == 0
+def test_the_convnet_script_prints_its_table_with_peak_memory(capsys):
+    argv = ["--cases", "digits", "mnist1d", "--batch", "4", "--repeats", "1",
+            "--budget", "0.001"]
+    assert bench_conv.main(argv) == 0
     out = capsys.readouterr().out
-    assert "| batch | minidl µs/step | torch.nn µs/step" in out and "|     4 |" in out
+    assert "| network | batch | minidl ms | torch.nn ms | raw ms" in out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| ")][1:]
+    assert [row[1].strip() for row in rows] == ["digits", "mnist1d"]
+    for row in rows:  # every peak a number (a child process measured it), not nan
+        assert all(float(cell) >= 0 for cell in row[8:11]), row

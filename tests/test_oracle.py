@@ -48,6 +48,8 @@ LAYER_CASES = {
          (n, 4, d + 5, d + 4)),
         (nn.Conv2d(3, 3, (2, 3), stride=2, dilation=2, groups=3, bias=False),
          (n, 3, d + 6, d + 5)),
+        # C·kH·kW <= out_channels: the weight gradient over im2col patches
+        (nn.Conv2d(1, 6, (2, 3), stride=(2, 1), padding=1, dilation=(1, 2)), (n, 1, d + 3, d + 4)),
     ],
     "max_pool2d": lambda n, d: [
         (nn.MaxPool2d(2), (n, 3, d + 1, d + 2)),  # odd sizes: the last row is left out
@@ -421,3 +423,37 @@ def test_gradcheck_command_covers_blocks_where_tensors_fan_out(tmp_path):
     for row in ("[1] Residual", "[2] Concat", "[3] Repeat", "[4] Linear"):
         assert row in result.stdout
     assert "twin" not in result.stdout  # each block checked against its torch.nn twin
+
+
+@pytest.mark.parametrize("name", registry.names("layer"))
+def test_backward_params_adds_what_backward_adds(name):
+    """A network's first layer skips dL/dx (its input is data); its parameter gradients
+    must be backward's, whatever the layer does to get them."""
+    gen = torch.Generator().manual_seed(1)
+    for module, x_shape in layer_cases(name, 4, 5):
+        x = torch.randn(x_shape, dtype=torch.float64, generator=gen)
+        torch.manual_seed(2)  # the same dropout mask in both forwards
+        g = torch.randn_like(module(x))
+        module.backward(g)
+        expected = {k: p.grad.clone() for k, p in module.named_parameters()}
+        module.zero_grad()
+        torch.manual_seed(2)
+        module(x)
+        assert module.backward_params(g) is None
+        for k, p in module.named_parameters():
+            assert torch.equal(p.grad, expected[k]), (module, k)
+
+
+def test_a_network_skips_only_its_first_layers_input_gradient():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 2),
+                        nn.Flatten(), nn.Linear(36, 2)).to(dtype=torch.float64)
+    x = torch.randn(5, 2, 6, 6, dtype=torch.float64)
+    g = torch.randn(5, 2, dtype=torch.float64)
+    net(x)
+    net.backward(g)
+    expected = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    net(x)
+    net.backward_params(g)
+    assert all(torch.equal(p.grad, e) for p, e in zip(net.parameters(), expected, strict=True))

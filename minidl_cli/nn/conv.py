@@ -111,10 +111,17 @@ def weight_gradient(x: Tensor, g: Tensor, kernel: tuple[int, int], stride: tuple
     which is the sum over n. Kernel positions i, j step by the dilation d, and within a
     position h, w step by the stride s: so stride and dilation swap roles. A stride that
     leaves a remainder gives more than kH × kW positions; the first kH × kW are the weight's.
+    With few inputs per patch (C·kH·kW no more than O: a first layer on images) the
+    patches are no larger than g, and the weight gradient is Linear's, Σₙ gₙ patchesₙᵀ,
+    over them (im2col): faster there than a convolution with O kernels of H'×W' taps.
     Shape: x (N, C, H, W), g (N, O, H', W') -> (O, C/groups, kH, kW).
     """
     n, channels, h, w = x.shape
-    per_group = channels // groups
+    per_group, out_channels = channels // groups, g.shape[1]
+    if groups == 1 and channels * kernel[0] * kernel[1] <= out_channels:
+        patches = unfold(x, kernel, dilation, padding, stride)  # im2col: (N, C·kH·kW, H'·W')
+        grad = torch.bmm(g.flatten(2), patches.mT).sum(0)  # dL/dW = Σₙ gₙ patchesₙᵀ
+        return grad.view(out_channels, channels, *kernel)
     # (C/groups, groups·N, H, W): image c of each group, its N inputs as channels
     if groups == 1:
         images = x.transpose(0, 1)  # (C, N, H, W): a view
@@ -179,17 +186,22 @@ class Conv2d(Module):
                       self.groups)
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        x, g, w = self._input, grad_output, self.weight.data
+        self.backward_params(grad_output)
+        g = grad_output
+        extra = transposed_output_padding(self._input.shape[2:], g.shape[2:],
+                                          self.kernel_size, self.stride, self.padding,
+                                          self.dilation)
+        # dL/dx = Wᵀ ⋆ g: the transposed convolution of g with the same W (col2im(g W))
+        return conv_transpose2d(g, self.weight.data, None, self.stride, self.padding, extra,
+                                self.groups, self.dilation)
+
+    def backward_params(self, grad_output: Tensor) -> None:
+        g = grad_output
         if self.bias is not None:
             self.bias.grad += g.sum((0, 2, 3))  # dL/db = Σ g over the batch and positions
         # dL/dW = x ⋆ g: the input correlated with the output gradient, summed over the batch
-        self.weight.grad += weight_gradient(x, g, self.kernel_size, self.stride, self.padding,
-                                            self.dilation, self.groups)
-        extra = transposed_output_padding(x.shape[2:], g.shape[2:], self.kernel_size,
-                                          self.stride, self.padding, self.dilation)
-        # dL/dx = Wᵀ ⋆ g: the transposed convolution of g with the same W (col2im(g W))
-        return conv_transpose2d(g, w, None, self.stride, self.padding, extra, self.groups,
-                                self.dilation)
+        self.weight.grad += weight_gradient(self._input, g, self.kernel_size, self.stride,
+                                            self.padding, self.dilation, self.groups)
 
     def torch_twin(self) -> torch.nn.Module:
         return torch.nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size,

@@ -154,6 +154,12 @@ class Module:
     def backward(self, grad_output: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement backward")
 
+    def backward_params(self, grad_output: Tensor) -> None:
+        """`backward` without dL/dx: only the parameter gradients are added. For the first
+        layer of a network, whose input is data (autograd skips it too: data does not
+        require grad). Layers whose input gradient is work of its own (Conv2d) override it."""
+        self.backward(grad_output)
+
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
@@ -357,3 +363,9 @@ class Sequential(Module):
         for backward in self._backwards:
             grad_output = backward(grad_output)
         return grad_output
+
+    def backward_params(self, grad_output: Tensor) -> None:
+        for backward in self._backwards[:-1]:
+            grad_output = backward(grad_output)
+        if self.layers:
+            self.layers[0].backward_params(grad_output)  # the input's gradient is not needed

@@ -12,8 +12,8 @@
 of the gradients sits between backward and step). `Trainer.fit` repeats it for the epochs,
 measuring each on the whole splits, and hands each epoch to a `Checkpointer` (what is saved
 to the run directory, and when) and to an `on_epoch` callback (the progress bar, or a
-caller's early stopping). Autograd is off throughout (torch.no_grad): the gradients are the
-modules' own. The parts come from `parts.build_parts`; a checkpoint is `state_dict()`.
+caller's early stopping). Autograd is off throughout (torch.inference_mode): the gradients
+are the modules' own. The parts come from `parts.build_parts`; a checkpoint is `state_dict()`.
 """
 
 from __future__ import annotations
@@ -165,7 +165,11 @@ class Trainer:
         should_stop = should_stop or StopFlag()
         started = time.perf_counter() - self.elapsed
         try:
-            with torch.no_grad():  # autograd off: every gradient is a module's own backward
+            # autograd off: every gradient is a module's own backward. inference_mode costs
+            # less per torch call than no_grad (a sixth of the reference step); what outlives
+            # it and is updated in place later (the optimizer's state) the optimizer makes
+            # outside it (Optimizer.init_state)
+            with torch.inference_mode():
                 while self.epoch < epochs:
                     self.train_epoch(should_stop)
                     if should_stop():

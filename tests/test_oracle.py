@@ -431,7 +431,7 @@ def test_backward_params_adds_what_backward_adds(name):
     must be backward's, whatever the layer does to get them."""
     gen = torch.Generator().manual_seed(1)
     for module, x_shape in layer_cases(name, 4, 5):
-        x = torch.randn(x_shape, dtype=torch.float64, generator=gen)
+        x = make_input(x_shape, 4, gen)
         torch.manual_seed(2)  # the same dropout mask in both forwards
         g = torch.randn_like(module(x))
         module.backward(g)

@@ -88,7 +88,8 @@ class Predictor:
         Parquet file, a pyarrow Table or a pandas DataFrame, whose columns are found by name
         and encoded as in training. ValueError naming a missing column or a bad cell.
         A language model takes text: a str, a list of them, or a path (os.PathLike) to a
-        UTF-8 file of one text per line; each becomes a context of token ids
+        UTF-8 file of one text per line, or int64 ids (n, block_size); each text becomes a
+        context of token ids
         (sampling.contexts; ValueError naming a character outside the vocabulary).
         """
         if self.takes_ids:
@@ -239,6 +240,8 @@ class Predictor:
         from minidl_cli.data.text import read_text
         from minidl_cli.sampling import contexts
 
+        if isinstance(x, Tensor) and x.dtype == torch.int64 and x.shape[1:] == self.input_shape:
+            return x  # token ids already
         if isinstance(x, os.PathLike):
             x = [line for line in read_text(Path(x)).split("\n") if line]
         elif isinstance(x, str):
@@ -280,10 +283,13 @@ class Predictor:
     def evaluate(self, data: Any) -> dict[str, Any]:
         """The loss and the task's evaluation on labelled data: a table (a path, a pyarrow
         Table or a pandas DataFrame with the feature and label columns), or for an image run
-        a folder of class folders or an .npz with x and y (read_labelled_images)."""
+        a folder of class folders or an .npz with x and y (read_labelled_images), or for a
+        language model a text file, all of it cut as the run cut its text."""
         from minidl_cli.data.table import encode_labelled
 
-        if len(self.input_shape) == 3 and isinstance(data, (str, os.PathLike)):
+        if self.takes_ids:
+            x, y = self._text_examples(data)
+        elif len(self.input_shape) == 3 and isinstance(data, (str, os.PathLike)):
             x, y = self.read_labelled_images(data)
         else:
             x, y = encode_labelled(_source(data), self._table_preprocessing())
@@ -292,8 +298,17 @@ class Predictor:
         with torch.no_grad():
             loss = loss_fn(outputs, self.task.targets(y, loss_fn, self.dtype)).item()
         if loss_fn.reduction == "sum":
-            loss /= len(x)
+            loss /= self.task.count(y)
         return {"loss": loss, **self.task.evaluation(outputs, y)}
+
+    def _text_examples(self, data: Any) -> tuple[Tensor, Tensor]:
+        """Every example of a text file, cut as the run cuts its data (mode, block_size,
+        target) with its vocabulary. Shape: -> x (N, T), y (N,) or (N, T)."""
+        from minidl_cli.data.text import read_text, text_examples
+
+        path, task = Path(data), self.task
+        return text_examples(read_text(path), task.vocabulary, task.mode, task.block_size,
+                             task.target, f"evaluate: {path}")
 
     def label_columns(self) -> list[str]:
         """The label column(s) of the training data (regression: the target names)."""

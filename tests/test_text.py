@@ -394,3 +394,22 @@ def test_vocabulary_travels_in_the_checkpoint(tmp_path):
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["task"]["vocabulary"] == meta(run)["vocabulary"]
     assert Path(run / "config.yaml").exists()
+
+
+def test_evaluate_on_another_text_cuts_it_as_the_run_does(tmp_path):
+    """All of the training text, evaluated as new data, is the train and test examples
+    together: its loss is their token-weighted mean."""
+    run = run_of(invoke("train", text_config(tmp_path), "--quiet"))
+    result = invoke("evaluate", run, "--json")
+    splits = json.loads(result.stdout)
+    from minidl_cli.config import load_config
+    from minidl_cli.train import Trainer
+
+    trainer = Trainer(load_config(run / "config.yaml"))
+    counts = {s: trainer.splits[s].y.numel() for s in ("train", "test")}
+    expected = sum(splits[s]["loss"] * counts[s] for s in counts) / sum(counts.values())
+    other = invoke("evaluate", run, "--data", tmp_path / "text.txt", "--json")
+    assert other.exit_code == 0, other.output
+    assert json.loads(other.stdout)["file"]["loss"] == pytest.approx(expected, rel=1e-5)
+    (tmp_path / "odd.txt").write_text("emma\nQuinn\n")
+    assert "the character 'Q'" in bad(tmp_path, "evaluate", run, "--data", tmp_path / "odd.txt")

@@ -79,12 +79,8 @@ def text(
     else:
         train_ids, test_ids, vocabulary = _stream(content, source, test_fraction, block_size)
         start = "".join(vocabulary[i] for i in train_ids[:block_size].tolist())
-    stride = 1 if mode == "lines" or target == "next" else block_size
-    x_train, y_train = windows(train_ids, block_size, stride, target)
-    x_test, y_test = windows(test_ids, block_size, stride, target)
-    if mode == "lines":  # only the windows that end inside an item (see _lines)
-        x_train, y_train = _keep(x_train, y_train, train_ids, block_size)
-        x_test, y_test = _keep(x_test, y_test, test_ids, block_size)
+    x_train, y_train = examples(train_ids, block_size, target, mode)
+    x_test, y_test = examples(test_ids, block_size, target, mode)
     return Dataset(x_train, y_train, x_test, y_test, num_classes=len(vocabulary),
                    feature_names=[], task="language_model", vocabulary=vocabulary,
                    text={"mode": mode, "boundary": BOUNDARY if mode == "lines" else None,
@@ -148,6 +144,45 @@ def show_vocabulary(vocabulary: list[str]) -> str:
     return f"{''.join(vocabulary)!r} ({len(vocabulary)} characters)"
 
 
+def examples(ids: Tensor, block_size: int, target: str, mode: str) -> tuple[Tensor, Tensor]:
+    """The examples of a part's ids: a stream's windows, or (lines mode) the windows of the
+    framed items (see `frame`) that predict a token of an item.
+
+    Shape: ids (L,) -> x (N, T), y (N,) or (N, T).
+    """
+    if mode == "lines":
+        x, y = windows(ids, block_size, 1, target)
+        return _keep(x, y, ids, block_size)
+    return windows(ids, block_size, 1 if target == "next" else block_size, target)
+
+
+def frame(lines: list[str], block_size: int) -> str:
+    """Lines as lines mode cuts them: each after block_size boundary tokens, and block_size
+    more at the end; every example is a window of it (`examples`)."""
+    pad = BOUNDARY * block_size
+    return pad + pad.join(lines) + pad
+
+
+def text_examples(content: str, vocabulary: list[str], mode: str, block_size: int,
+                  target: str, what: str) -> tuple[Tensor, Tensor]:
+    """Every example of a whole text, cut as a run of this `mode`, `block_size` and `target`
+    cuts its data, with the run's vocabulary (evaluating a run on another text).
+
+    Shape: -> x (N, T), y (N,) or (N, T). Raises ValueError, naming `what`, for a character
+    outside the vocabulary or a text without one example.
+    """
+    if mode == "lines":
+        ids = encode(frame([line for line in content.split("\n") if line], block_size),
+                     vocabulary, what)
+    else:
+        ids = encode(content, vocabulary, what)
+    x, y = examples(ids, block_size, target, mode)
+    if not len(x):
+        raise ValueError(f"{what} has no example: a window needs block_size + 1 = "
+                         f"{block_size + 1} characters")
+    return x, y
+
+
 def windows(ids: Tensor, block_size: int, stride: int, target: str) -> tuple[Tensor, Tensor]:
     """Every `stride`-th window of `block_size` ids that has a token after it, and its target:
     the next id (target next) or the window shifted by one (target sequence). Views of `ids`
@@ -172,10 +207,7 @@ def _code_points(content: str) -> Tensor:
 
 def _lines(content: str, source: Path, test_fraction: float, block_size: int,
            generator: torch.Generator) -> tuple[Tensor, Tensor, list[str]]:
-    """(train ids, test ids, vocabulary) of `lines` mode. A part's ids are its items, each
-    after block_size boundary tokens, and block_size more at the end: the windows of it at
-    stride 1 are every example, plus windows of boundary tokens alone (predicting one more),
-    which _keep leaves out."""
+    """(train ids, test ids, vocabulary) of `lines` mode: each part's lines framed (`frame`)."""
     lines = [line for line in content.split("\n") if line]
     if len(lines) < 2:
         raise ValueError(f"{WHERE}: {source} has {len(lines)} non-empty line in lines mode; "
@@ -189,16 +221,14 @@ def _lines(content: str, source: Path, test_fraction: float, block_size: int,
     test_lines = [lines[i] for i in order[:n_test]]
     train_lines = [lines[i] for i in order[n_test:]]
     vocabulary = [BOUNDARY, *sorted(set("".join(train_lines)))]
-    pad = BOUNDARY * block_size
     parts = []
     for part, what in ((train_lines, "the training lines"), (test_lines, "the test lines")):
-        framed = pad + pad.join(part) + pad
-        parts.append(encode(framed, vocabulary, f"{WHERE}: {what} of {source}"))
+        parts.append(encode(frame(part, block_size), vocabulary, f"{WHERE}: {what} of {source}"))
     return parts[0], parts[1], vocabulary
 
 
 def _keep(x: Tensor, y: Tensor, ids: Tensor, block_size: int) -> tuple[Tensor, Tensor]:
-    """The windows of a framed `lines` part (see _lines) whose next token belongs to an item:
+    """The windows of framed lines (`frame`) whose next token belongs to an item:
     one of its characters, or the boundary token right after its last one (the item's end).
 
     Shape: x (M, T), y (M,) or (M, T) -> (N, T), (N,) or (N, T); copies.

@@ -8,17 +8,17 @@ A component's options are its constructor's (or factory's) keyword arguments, re
 
 Names match case-insensitively; torch class names are registered as aliases.
 
-How to add a layer: write one file in minidl_cli/nn/ (imported by nn/__init__.py) with a
-Module subclass registered by `@register("layer", "name")`. Its constructor's arguments are
-its config options. Beside its maths it says what the builder needs: `inferred = {"in_features":
--1}` names each argument read off the input's shape and the axis it is read from, batch
-first as in torch (-1: the last axis, as LazyLinear's in_features; 1: the channels, as
-LazyConv2d's in_channels); `output_shape(input_shape)` gives the output's shape (both
-without the batch); `torch_twin()` returns the torch.nn module computing the same function
-(fresh weights, the same state-dict keys), which `to_torch()` loads and the oracle checks
-against. An option annotated `Layers` (or `list[Layers]`, or `LayerFactory`) holds a list
-of layer configs, a nested model: validated, sized and built like `model:`. Then add the
-layer's oracle case to tests/test_oracle.py.
+How to add a layer: write one new file in minidl_cli/nn/ (nn/__init__.py imports every file
+there) with a Module subclass under `@register("layer", "name")`; its constructor's
+arguments are its config options. Beside its maths it says what the builder needs:
+`inferred = {"num_channels": 1}` maps each argument read off the input's shape to the axis
+it is read from, batch first as in torch (-1: the last axis, as LazyLinear's in_features;
+1: the channels, as LazyConv2d's in_channels); `output_shape(input_shape)` gives the output
+shape (both without the batch); `torch_twin()` returns the torch.nn module computing the
+same function with the same state-dict keys (fresh weights), which `to_torch()` loads and
+the oracle checks against. An option annotated `Layers` (or `list[Layers]`, or
+`LayerFactory`) holds layer configs, a nested model: validated, sized and built like
+`model:`. Then add its case to tests/test_oracle.py. nn/group_norm.py is an example.
 """
 
 from __future__ import annotations

@@ -89,6 +89,8 @@ def test_python_api_takes_modules_lists_and_a_copy_maker():
     stack = nn.Repeat(2, lambda: nn.Residual([nn.Linear(3, 3)]))
     assert [n for n, _ in stack.named_parameters()] == [
         "0.body.0.weight", "0.body.0.bias", "1.body.0.weight", "1.body.0.bias"]
+    with pytest.raises(TypeError, match="body must be a function making one copy"):
+        nn.Repeat(2, nn.Linear(3, 3))  # one module: its parameters would be shared
     joined = nn.Concat([[nn.Linear(3, 2)], [nn.Identity()]])
     assert joined.output_shape((3,)) == (5,) and joined(torch.randn(4, 3)).shape == (4, 5)
     with pytest.raises(ValueError, match=r"adds its body's output \(N, 2\) to its input"):

@@ -171,9 +171,10 @@ class Repeat(Sequential):
     def __init__(self, times: Annotated[int, Range(ge=1)], body: LayerFactory):
         if times < 1:
             raise ValueError(f"times must be >= 1, got {times}")
-        if not callable(body):
+        if isinstance(body, Module) or not callable(body):
             raise TypeError("body must be a function making one copy, e.g. "
-                            "lambda: Sequential(Linear(8, 8), ReLU())")
+                            "lambda: Sequential(Linear(8, 8), ReLU()), so that each copy has "
+                            f"its own parameters; got {type(body).__name__}")
         make: Callable[[], Module] = body
         super().__init__(*(_sequential(make()) for _ in range(times)))
 

@@ -358,3 +358,16 @@ def test_to_torch_loads_the_twins_and_names_a_module_without_one():
     torch.testing.assert_close(twin(x), net(x), rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match=r"^Swish \(module 1\) has no torch.nn twin"):
         nn.Sequential(nn.Linear(3, 4), Swish()).to_torch()
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv2d_weight_gradient_summed_over_batch_slices(monkeypatch, groups):
+    """A batch too large for one slice is summed slice by slice, to the same gradient."""
+    from minidl_cli.gradcheck import check_module
+    from minidl_cli.nn import conv
+
+    monkeypatch.setattr(conv, "SLICE_VALUES", 2 * 4 * 7 * 6)  # two images a slice
+    torch.manual_seed(0)
+    layer = nn.Conv2d(4, 6, 3, stride=2, groups=groups).to(dtype=torch.float64)
+    report = check_module(layer, torch.randn(5, 4, 7, 6, dtype=torch.float64))
+    assert report.passed() and "weight" in report.errors, report.errors

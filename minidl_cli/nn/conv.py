@@ -36,6 +36,7 @@ from minidl_cli.nn.module import Module, Parameter, show_shape
 from minidl_cli.registry import Range, register
 
 Size2 = int | tuple[int, int]  # one size for both axes, or (height, width), as torch.nn takes
+SLICE_VALUES = 2**20  # the weight gradient's batch slices: about this many input values each
 
 
 def pair(value: Size2, name: str, minimum: int = 1) -> tuple[int, int]:
@@ -102,34 +103,50 @@ def weight_gradient(x: Tensor, g: Tensor, kernel: tuple[int, int], stride: tuple
                     padding: tuple[int, int], dilation: tuple[int, int],
                     groups: int) -> Tensor:
     """dL/dW[o, c, i, j] = Σₙ Σ_{h,w} g[n, o, h, w] x[n, c, s·h + d·i, s·w + d·j]: the
-    correlation of the input with the output gradient, as one `conv2d` with the batch as
-    the channels being summed over.
+    correlation of the input with the output gradient, summed over the batch.
 
-    x with batch and channels swapped is C/groups images of groups·N channels (channel
-    (group, n)); g with batch and channels swapped is O kernels of N channels, group by
-    group: each kernel o slides over its group's N channels of every image c and sums them,
-    which is the sum over n. Kernel positions i, j step by the dilation d, and within a
-    position h, w step by the stride s: so stride and dilation swap roles. A stride that
-    leaves a remainder gives more than kH × kW positions; the first kH × kW are the weight's.
     With few inputs per patch (C·kH·kW no more than O: a first layer on images) the
     patches are no larger than g, and the weight gradient is Linear's, Σₙ gₙ patchesₙᵀ,
-    over them (im2col): faster there than a convolution with O kernels of H'×W' taps.
+    over them (im2col). Otherwise it is a `conv2d` with the batch as the channels being
+    summed over (`correlate_over_batch`), the batch taken in slices of about SLICE_VALUES
+    input values so that the copies that swap batch and channels stay in the CPU's cache.
     Shape: x (N, C, H, W), g (N, O, H', W') -> (O, C/groups, kH, kW).
     """
-    n, channels, h, w = x.shape
-    per_group, out_channels = channels // groups, g.shape[1]
+    n, channels = x.shape[:2]
+    out_channels = g.shape[1]
     if groups == 1 and channels * kernel[0] * kernel[1] <= out_channels:
         patches = unfold(x, kernel, dilation, padding, stride)  # im2col: (N, C·kH·kW, H'·W')
         grad = torch.bmm(g.flatten(2), patches.mT).sum(0)  # dL/dW = Σₙ gₙ patchesₙᵀ
         return grad.view(out_channels, channels, *kernel)
-    # (C/groups, groups·N, H, W): image c of each group, its N inputs as channels
+    step = max(1, SLICE_VALUES // x[0].numel())  # images per slice
+    grad = correlate_over_batch(x[:step], g[:step], stride, padding, dilation, groups)
+    for start in range(step, n, step):  # Σₙ over the slices
+        grad += correlate_over_batch(x[start:start + step], g[start:start + step], stride,
+                                     padding, dilation, groups)
+    return grad[:, :, :kernel[0], :kernel[1]]
+
+
+def correlate_over_batch(x: Tensor, g: Tensor, stride: tuple[int, int],
+                         padding: tuple[int, int], dilation: tuple[int, int],
+                         groups: int) -> Tensor:
+    """Σₙ x[n] ⋆ g[n] per (o, c) as one `conv2d`: x with batch and channels swapped is
+    C/groups images of groups·N channels (channel (group, n)); g with batch and channels
+    swapped is O kernels of N channels, group by group: each kernel o slides over its
+    group's N channels of every image c and sums them, which is the sum over n. Kernel
+    positions i, j step by the dilation d, and within a position h, w step by the stride
+    s: so stride and dilation swap roles. A stride that leaves a remainder gives more than
+    kH × kW positions (the caller keeps the first kH × kW).
+    Shape: x (N, C, H, W), g (N, O, H', W') -> (O, C/groups, ≥ kH, ≥ kW).
+    """
+    n, channels, h, w = x.shape
+    per_group = channels // groups
     if groups == 1:
         images = x.transpose(0, 1)  # (C, N, H, W): a view
-    else:
+    else:  # (C/groups, groups·N, H, W): image c of each group, its N inputs as channels
         images = x.view(n, groups, per_group, h, w).permute(2, 1, 0, 3, 4)
         images = images.reshape(per_group, groups * n, h, w)
     grad = conv2d(images, g.transpose(0, 1), None, dilation, padding, stride, groups)
-    return grad[:, :, :kernel[0], :kernel[1]].transpose(0, 1)  # (C/g, O, kH, kW) -> (O, C/g, ..)
+    return grad.transpose(0, 1)  # (C/groups, O, …) -> (O, C/groups, …)
 
 
 @register("layer", "conv2d")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from minidl_cli.optim import clip_grad_norm_
 from minidl_cli.parts import Split, build_parts, resolve_device
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ class Trainer:
         should_stop() turns true). The batch losses are not read (a `.item()` per step would
         make a GPU wait at every step): fit checks the epoch's loss instead."""
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
+        clip = self.config["train"].get("clip_grad_norm")
         self._set_training(True)
         for x, y, share in self.batches():
             if should_stop():
@@ -120,6 +122,8 @@ class Trainer:
             model.backward_params(loss_fn.backward())
             if self.world is not None:  # data parallel: the whole batch's gradient everywhere
                 self.world.reduce_gradients(optimizer.params, share)
+            if clip is not None:  # the whole batch's gradient, so every rank clips alike
+                clip_grad_norm_(optimizer.params, clip)
             optimizer.step()  # step
 
     def evaluate(self, split: str) -> tuple[float, Tensor]:

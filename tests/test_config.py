@@ -106,6 +106,7 @@ def test_tiny_config_resolves_complete(tiny):
         "checkpoint_every": 0,
         "val_fraction": 0.0,
         "threads": None,
+        "clip_grad_norm": None,
     }
     assert config["runs_dir"] == "runs"
 

@@ -20,14 +20,15 @@ from minidl_cli import distributed
 from minidl_cli.runs import load_checkpoint
 from tests.helpers import TINY, invoke, write_config
 
-# float64, momentum, a step schedule; 76 rows in batches of 25: every batch splits unevenly
-# over 2 ranks (12 / 13 rows) and the last one has a single row, so rank 0 gets none.
+# float64, momentum, a step schedule, gradient clipping (of the whole batch's gradient, so
+# after the all-reduce); 76 rows in batches of 25: every batch splits unevenly over 2 ranks
+# (12 / 13 rows) and the last one has a single row, so rank 0 gets none.
 EXACT = {
     **TINY,
     "data": {"type": "disk", "n_train": 76, "n_test": 50},
     "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.01},
     "scheduler": {"type": "step", "step_size": 2, "gamma": 0.5},
-    "train": {"epochs": 4, "batch_size": 25, "dtype": "float64"},
+    "train": {"epochs": 4, "batch_size": 25, "dtype": "float64", "clip_grad_norm": 0.05},
 }
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

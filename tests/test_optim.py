@@ -280,3 +280,43 @@ def test_list_and_gradcheck_show_the_new_optimizers(tmp_path):
     assert result.exit_code == 0, result.output
     assert "optimizer RMSprop vs torch.optim" in result.stdout
     assert "loss HuberLoss" in result.stdout
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 0.5, 1e3])  # clips hard, clips, leaves alone
+def test_clip_grad_norm_matches_torch(max_norm):
+    """The global 2-norm over every gradient, and all of them scaled by one factor, as
+    torch.nn.utils.clip_grad_norm_ (float64)."""
+    from minidl_cli.optim import clip_grad_norm_
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 3), (3,), (2, 2, 5)]
+    grads = [torch.randn(s, dtype=torch.float64, generator=gen) for s in shapes]
+    ours = [nn.Parameter(torch.zeros(s, dtype=torch.float64)) for s in shapes]
+    theirs = [torch.zeros(s, dtype=torch.float64, requires_grad=True) for s in shapes]
+    for p, q, g in zip(ours, theirs, grads, strict=True):
+        p.grad, q.grad = g.clone(), g.clone()
+    norm = clip_grad_norm_(ours, max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+    assert abs(norm.item() - expected.item()) <= 1e-12 * expected.item()
+    for p, q in zip(ours, theirs, strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-12, atol=0)
+    clipped = torch.stack([p.grad.norm() for p in ours]).norm().item()
+    assert clipped == pytest.approx(min(max_norm, norm.item()), rel=1e-5)
+
+
+def test_training_with_clip_grad_norm_clips_every_step(tmp_path):
+    """train.clip_grad_norm reaches the loop: a tiny cap changes the trained weights, and
+    the run records the option."""
+    from minidl_cli.runs import load_checkpoint
+
+    runs = {}
+    for clip in (None, 1e-3):
+        config = {**TINY, "seed": 0, "train": {**TINY["train"], "clip_grad_norm": clip}}
+        (tmp_path / str(clip)).mkdir()
+        result = invoke("train", write_config(tmp_path / str(clip), config), "-q")
+        assert result.exit_code == 0, result.output
+        run = result.stdout.strip().splitlines()[-1]
+        runs[clip] = load_checkpoint(f"{run}/checkpoints/last.pt")
+    assert runs[1e-3]["config"]["train"]["clip_grad_norm"] == 1e-3
+    weights = [(runs[None]["model"][k], runs[1e-3]["model"][k]) for k in runs[None]["model"]]
+    assert any(not torch.allclose(a, b) for a, b in weights)

@@ -32,6 +32,8 @@ TRAIN_OPTIONS = [
     # torch intra-op threads on the CPU; null: torch's default. Small networks run fastest
     # on 1 (threads only add contention on 25-wide matrices), wide ones gain from more.
     Option("threads", int | None, None, Range(ge=1)),
+    # cap the global 2-norm of the gradient (torch.nn.utils.clip_grad_norm_); null: never
+    Option("clip_grad_norm", float | None, None, Range(gt=0)),
 ]
 STANDARDIZE = Option("standardize", bool, False)  # z-score with training-set statistics
 # regression: z-score the targets with training statistics (metrics stay on their scale)
@@ -45,6 +47,8 @@ OPTION_HELP = {
     "train.dtype": "floating-point precision of weights and data",
     "train.checkpoint_every": "also keep checkpoints/epoch_NNNN.pt every N epochs (0: never)",
     "train.val_fraction": "share of the training set held out for validation (best.pt)",
+    "train.clip_grad_norm": "rescale all gradients together so that their global 2-norm "
+                            "is at most this (null: no clipping), after the all-reduce",
     "train.threads": "torch threads on the CPU (null: torch's default; 1 is fastest for "
                      "small networks)",
     "data.standardize": "z-score the inputs with training-set statistics (kept in the "

@@ -39,7 +39,10 @@ class Predictor:
         self.checkpoint, self.epoch = Path(checkpoint), state["epoch"]
         self.config = state["config"]
         self.input_shape = tuple(state.get("input_shape") or [_first_width(self.config)])
-        self.preprocessing = state.get("preprocessing")
+        recorded = state.get("preprocessing") or {}
+        # a table's preprocessing of raw rows (None for other data); an image folder's pixels
+        self.preprocessing = recorded if "columns" in recorded else None
+        self.pixels: str | None = recorded.get("pixels")
         # the input columns a table needs, by name (tables: before one-hot encoding)
         if "features" in state:  # [] for images
             self.encoded_features: list[str] = list(state["features"])
@@ -155,14 +158,21 @@ class Predictor:
 
     def _pixels(self, files: list[Path]) -> Any:
         """The images in `files`, decoded as the run's image_folder options say (size,
-        grayscale), else as they are. Shape: -> (n, C, H, W) array."""
-        from minidl_cli.data.images import _read_images
+        grayscale), else as they are; ValueError when their bit depth is not the one the run
+        was trained on (16-bit values given to an 8-bit network). Shape: -> (n, C, H, W)."""
+        from minidl_cli.data.images import _read_images, pixel_depth
 
         data = self.config.get("data") or {}
         folder = isinstance(data, dict) and data.get("type") == "image_folder"
         size = tuple(data["size"]) if folder and data.get("size") else None
         grayscale = bool(data.get("grayscale")) if folder else self.input_shape[0] == 1
-        return _read_images(files, size, grayscale, where="predict")
+        pixels = _read_images(files, size, grayscale, where="predict")
+        if self.pixels is not None and pixel_depth(pixels) != self.pixels:
+            raise ValueError(f"predict: {files[0]} holds {pixel_depth(pixels)} pixels, but the "
+                             f"run was trained on {self.pixels} images, whose values are on "
+                             f"another scale; save the images as {self.pixels} (or train on "
+                             "images like these)")
+        return pixels
 
     def read_labelled_images(self, path: str | os.PathLike) -> tuple[Tensor, Tensor]:
         """Labelled images for an image run's evaluation: a folder of class folders

@@ -581,3 +581,24 @@ def test_a_class_the_seeded_split_puts_only_in_test_is_blamed_on_the_split(tmp_p
     assert 0 < len(messages) < 8
     assert all("split put all 1 image(s) of class 'rare' into the test part" in m
                and "another seed" in m and "data.test" in m for m in messages)
+
+
+def test_predict_refuses_images_of_another_bit_depth_than_the_run_trained_on(tmp_path):
+    """16-bit values given to a network trained on 0..255 (or the reverse) are on another
+    scale: predictions would be silently wrong."""
+    for c, base in (("dim", 8000), ("bright", 48000)):
+        for i in range(2):
+            save_image(tmp_path / "train" / c / f"{i}.png", np.full((4, 5), base + i, np.uint16))
+    config = {**CONVNET, "data": {"type": "image_folder", "train": "train", "test": "train",
+                                  "grayscale": True},
+              "model": ["flatten", {"type": "linear", "out_features": 2}],
+              "train": {"epochs": 1, "batch_size": 2}}
+    trained = invoke("train", write_config(tmp_path, config), "-q")
+    assert trained.exit_code == 0, trained.output
+    run = Path(trained.stdout.split()[-1])
+    assert invoke("predict", run, tmp_path / "train" / "dim" / "0.png").exit_code == 0
+    eight = save_image(tmp_path / "new" / "8bit.png", np.zeros((4, 5), np.uint8))
+    refused = invoke("predict", run, eight)
+    assert refused.exit_code == 2
+    assert f"{eight} holds 8-bit pixels, but the run was trained on more than 8-bit" in \
+        refused.output

@@ -134,6 +134,7 @@ def image_folder(
     data = _images(x[:n], labels[:n], x[n:], labels[n:], f"{where}: {train}",
                    f"{where}: {test or train}", [f for _, f in train_files + test_files],
                    split=test_fraction)
+    data.preprocessing = {"version": 1, "pixels": pixel_depth(x)}  # predict checks its inputs
     for folder in [train] + ([test] if test is not None else []):  # an added file is a change
         path, entry = listing_entry(Path(folder))
         data.data_files[path] = entry
@@ -330,6 +331,12 @@ def _class_files(root: Path, option: str) -> list[tuple[str, Path]]:
 
 
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # Pillow's more-than-8-bit modes
+
+
+def pixel_depth(pixels: np.ndarray) -> str:
+    """What _read_images made of a set of images: "8-bit" (uint8, 0..255) or "more than
+    8-bit" (float32 holding 16-bit, 32-bit or float values as stored)."""
+    return "8-bit" if pixels.dtype == np.uint8 else "more than 8-bit"
 
 
 def _read_images(files: list[Path], size: tuple[int, int] | None, grayscale: bool,

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from minidl_cli.checkpointer import Checkpointer
 from minidl_cli.config import ConfigError, apply_overrides, dump_yaml, load_yaml, resolve
 from minidl_cli.config.plugins import import_plugins
-from minidl_cli.data import reusing_datasets
 from minidl_cli.runs import (
     Run,
     RunError,
@@ -79,8 +78,7 @@ def resume_run(run_dir: Path, overrides: list[str],
     run.lock()
     try:
         check_data_files(run, resuming=True)
-        with reusing_datasets():  # resolving and the Trainer share one read of the data
-            return _reopen(run, overrides, world)
+        return _reopen(run, overrides, world)
     except BaseException:
         run.unlock()
         raise
@@ -92,27 +90,29 @@ def resumed_config(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     Raises what resume_run raises for a missing run, a bad or refused override.
     """
     run = Run.open(run_dir)
-    with reusing_datasets():
-        return _resumed_config(run, overrides)
+    return _resumed(run, overrides, lambda raw: resolve(raw, run.config_path))
 
 
-def _resumed_config(run: Run, overrides: list[str]) -> dict[str, Any]:
+def _resumed(run: Run, overrides: list[str], build: Callable[[dict], Any]) -> Any:
+    """build(the stored config with `overrides`): a resolved config, or a Trainer checked
+    against its data; RunError when a setting other than RESUMABLE_KEYS changes."""
     stored = load_yaml(run.config_path)
     raw = apply_overrides(stored, overrides)
     try:
-        config = resolve(raw, run.config_path)
+        built = build(raw)
     except ConfigError:
         _refuse_changes(run, raw, stored)  # "cannot change model..." says more than its fallout
         raise
-    _refuse_changes(run, config, stored)
-    return config
+    _refuse_changes(run, getattr(built, "config", built), stored)
+    return built
 
 
 def _reopen(run: Run, overrides: list[str], world: World | None) -> tuple[Run, Trainer]:
-    config = _resumed_config(run, overrides)
     path = run.checkpoint_path("last")
     state = load_checkpoint(path)
-    trainer = Trainer(config, world)
+    trainer = _resumed(run, overrides, lambda raw: Trainer(
+        resolve(raw, run.config_path, data=False), world))  # the Trainer checks the data
+    config = trainer.config
     if world is not None:
         world.check_device(trainer.device)
     _restore(trainer, state, path)
@@ -286,9 +286,8 @@ def load_trainer(run: Run, checkpoint: str = "last") -> tuple[Trainer, dict[str,
                        "use --checkpoint last")
     state = load_checkpoint(path)
     check_data_files(run)
-    with reusing_datasets():  # resolving and the Trainer share one read of the data
-        config = resolve(load_yaml(run.config_path), run.config_path)
-        trainer = Trainer(config)
+    config = resolve(load_yaml(run.config_path), run.config_path, data=False)
+    trainer = Trainer(config)  # checks the config against the data it reads
     _restore(trainer, state, path)
     return trainer, state, path
 

@@ -1,8 +1,10 @@
 """From a resolved config to the parts a run trains, built once: the data (split, standardised
 and moved to the device), the task, the model, the loss, the optimizer and the schedule.
 
-`build_parts(config)` draws everything from the config's seed: the data from a generator of
-its own (data.make_dataset), the validation hold-out from seed + 1, the initial weights from
+`build_parts(config)` checks the config against the data it builds, once
+(config.resolver.check_with_data: a problem is a ConfigError, as in validation), then
+draws everything from the config's seed: the data from a generator of its own
+(data.make_dataset), the validation hold-out from seed + 1, the initial weights from
 torch's global RNG seeded with the seed.
 """
 
@@ -17,6 +19,7 @@ from torch import Tensor
 from minidl_cli import data as datasets
 from minidl_cli import tasks
 from minidl_cli.build import build_loss, build_model, build_optimizer, build_scheduler
+from minidl_cli.config.resolver import check_with_data, make_checked_dataset
 from minidl_cli.nn import Module
 from minidl_cli.optim.optimizer import Optimizer
 
@@ -64,10 +67,10 @@ def build_parts(config: dict[str, Any]) -> Parts:
     device, dtype = resolve_device(train["device"]), getattr(torch, train["dtype"])
     if train.get("threads"):
         torch.set_num_threads(train["threads"])
-    options = dict(config["data"])
-    standardize = options.pop("standardize", False)
-    standardize_target = options.pop("standardize_target", False)
-    raw = datasets.make_dataset(options.pop("type"), options, config["seed"])
+    raw = make_checked_dataset(config)  # the data, read once
+    check_with_data(config, raw)  # shapes, task, inferred sizes: a problem is a ConfigError
+    standardize = config["data"].get("standardize", False)
+    standardize_target = config["data"].get("standardize_target", False)
     split_gen = torch.Generator().manual_seed(config["seed"] + 1)
     dataset, x_val, y_val = datasets.split_validation(raw, train["val_fraction"], split_gen)
     standardizer = datasets.fit_standardizer(dataset.x_train) if standardize else None

@@ -230,13 +230,34 @@ def test_python_dash_m_behaves_like_minidl(tmp_path):
     assert _run("-m", "minidl_cli", "--version").stdout.strip().endswith(__version__)
 
 
-def test_progress_bar_on_stderr_and_quiet_hides_it(tmp_path):
+def test_progress_bar_on_a_terminal_and_quiet_hides_it(tmp_path):
+    """click's progress bar: epochs done of all and the task's metrics on a terminal, its
+    label alone in a log (not a terminal), nothing with --quiet."""
+    import os
+    import pty
+
     path = write_config(tmp_path)
-    loud = _run("-m", "minidl_cli", "train", path)
-    quiet = _run("-m", "minidl_cli", "train", path, "--quiet")
-    assert "epoch 3/3" in loud.stderr and "loss" in loud.stderr
-    assert quiet.stderr == ""
-    assert Path(loud.stdout.strip().splitlines()[-1]).is_dir()
+    terminal, stderr = pty.openpty()
+    try:
+        loud = subprocess.run([sys.executable, "-m", "minidl_cli", "train", str(path)],
+                              stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=120)
+    finally:
+        os.close(stderr)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the other end is closed and everything was read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(terminal)
+    assert loud.returncode == 0 and Path(loud.stdout.strip().splitlines()[-1]).is_dir()
+    assert "3/3" in shown.decode() and "loss" in shown.decode()
+    logged = _run("-m", "minidl_cli", "train", path)
+    assert logged.stderr.strip() == "epoch"
+    assert _run("-m", "minidl_cli", "train", path, "--quiet").stderr == ""
 
 
 def test_train_threads_sets_torch_threads_and_is_validated(tmp_path):

@@ -14,7 +14,6 @@ from minidl_cli.data import (
     apply_standardizer,
     fit_standardizer,
     make_dataset,
-    reusing_datasets,
     split_validation,
 )
 from minidl_cli.data.synthetic import disk, moons, spirals, xor
@@ -146,7 +145,7 @@ def _count_reads(monkeypatch) -> list[Path]:
 
 
 def test_minidl_train_reads_a_csv_once(iris_like, tmp_path, monkeypatch):
-    """Checking the config and building the Trainer share one data set (reusing_datasets)."""
+    """A run checks its config against the data the Trainer builds: the file is read once."""
     from tests.helpers import TINY, invoke, train_tiny
 
     reads = _count_reads(monkeypatch)
@@ -159,19 +158,6 @@ def test_minidl_train_reads_a_csv_once(iris_like, tmp_path, monkeypatch):
         reads.clear()
         assert invoke(*command).exit_code == 0
         assert reads == [iris_like], command
-
-
-def test_datasets_are_rebuilt_outside_reusing_datasets(iris_like, monkeypatch):
-    reads = _count_reads(monkeypatch)
-    options = {"train": iris_like, "test_fraction": 0.5}
-    first = make_dataset("csv", options, seed=0)
-    assert make_dataset("csv", options, seed=0) is not first and len(reads) == 2
-    with reusing_datasets():
-        again = make_dataset("csv", options, seed=0)
-        assert make_dataset("csv", options, seed=0) is again and len(reads) == 3
-        assert make_dataset("csv", options, seed=1) is not again  # another seed: another split
-        assert make_dataset("csv", {**options, "test_fraction": 0.25}, seed=1) is not again
-    assert make_dataset("csv", options, seed=0) is not again and len(reads) == 6
 
 
 # ---------------------------------------------------------------- helpers

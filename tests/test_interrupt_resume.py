@@ -341,21 +341,27 @@ def test_a_closed_pipe_does_not_stop_or_fail_the_run(tmp_path):
 
 @pytest.mark.parametrize("code", [errno.EPIPE, errno.EIO])
 def test_progress_outlives_its_reader(monkeypatch, code):
-    """EPIPE (a closed pipe) and EIO (a closed terminal) on a progress line: no exception;
+    """EPIPE (a closed pipe) and EIO (a closed terminal) under the progress bar: no exception;
     stderr is pointed at /dev/null (not here: it would blind pytest) and training goes on."""
-    import click
-
     from minidl_cli.cli import common
-    from minidl_cli.cli.train import Progress
+    from minidl_cli.cli.train import progress_bar
 
-    def gone(*args, **kwargs):
-        raise OSError(code, os.strerror(code))
+    class Gone:
+        def isatty(self):
+            return True
+
+        def write(self, text):
+            raise OSError(code, os.strerror(code))
+
+        def flush(self):
+            pass
 
     silenced = []
-    monkeypatch.setattr(click, "echo", gone)
-    monkeypatch.setattr(common, "_to_devnull", silenced.append)
-    progress = Progress(2, 0, enabled=True)
-    progress({"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.5, "test_accuracy": 0.5})
+    monkeypatch.setattr(sys, "stderr", Gone())
+    monkeypatch.setattr(common, "to_devnull", silenced.append)
+    with progress_bar(2, 0, True, lambda row: f"loss {row['train_loss']}") as on_epoch:
+        on_epoch({"epoch": 1, "train_loss": 0.5})
+        on_epoch({"epoch": 2, "train_loss": 0.4})
     assert silenced == [sys.stderr]
 
 

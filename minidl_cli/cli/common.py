@@ -77,10 +77,10 @@ def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
     except OSError as e:
         if e.errno not in LOST_READER:
             raise
-        _to_devnull(sys.stderr if err else sys.stdout)
+        to_devnull(sys.stderr if err else sys.stdout)
 
 
-def _to_devnull(stream) -> None:
+def to_devnull(stream) -> None:
     """Point `stream`'s file descriptor at /dev/null: its pending and later writes vanish
     instead of failing (and Python's final flush does not fail either)."""
     try:

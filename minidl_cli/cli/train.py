@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from minidl_cli.cli import common
 from minidl_cli.cli.common import (
     RUN_PATH,
     check_overrides,
@@ -25,36 +26,32 @@ from minidl_cli.cli.common import (
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class Progress:
-    """A throttled one-line progress bar on stderr: epoch, the task's metrics, ETA.
+@contextmanager
+def progress_bar(total: int, done: int, enabled: bool,
+                 describe: Callable[[dict], str]) -> Iterator[Callable[[dict], None]]:
+    """click's progress bar over the epochs on stderr (epoch, the task's metrics from
+    `describe`, ETA), as an on_epoch callback. A lost reader (a closed pipe or terminal:
+    EPIPE, EIO) points stderr at /dev/null (common.echo's rule) and training goes on."""
+    if not enabled:
+        yield lambda row: None
+        return
+    bar = click.progressbar(length=total, label="epoch", file=sys.stderr, show_pos=True,
+                            item_show_func=lambda row: describe(row) if row else None)
 
-    `describe` turns a metrics row into the bar's metrics (the task's `progress`).
-    """
+    def safely(draw: Callable[[], None]) -> None:
+        try:
+            draw()
+        except OSError as e:
+            if e.errno not in common.LOST_READER:
+                raise
+            bar.hidden = True
+            common.to_devnull(sys.stderr)
 
-    def __init__(self, total: int, done: int, enabled: bool, describe=None):
-        self.total, self.first = total, done
-        self.enabled = enabled
-        self.describe = describe or (lambda row: f"loss {row['train_loss']:.4f}")
-        self.tty = sys.stderr.isatty()
-        self.started = self.last = time.perf_counter()
-
-    def __call__(self, row: dict) -> None:
-        if not self.enabled:
-            return
-        now, epoch = time.perf_counter(), int(row["epoch"])
-        final = epoch == self.total
-        interval = 0.1 if self.tty else 5.0
-        if now - self.last < interval and not final:
-            return
-        self.last = now
-        rate = (now - self.started) / max(epoch - self.first, 1)
-        eta = rate * (self.total - epoch)
-        width = 20
-        filled = int(width * epoch / self.total)
-        line = (f"epoch {epoch:>{len(str(self.total))}}/{self.total} "
-                f"[{'#' * filled}{'.' * (width - filled)}] "
-                f"{self.describe(row)} ETA {int(eta) // 60}:{int(eta) % 60:02d}")
-        echo(("\r" + line) if self.tty else line, err=True, nl=final or not self.tty)
+    safely(lambda: (bar.__enter__(), bar.update(done)))
+    try:
+        yield lambda row: safely(lambda: bar.update(1, row))
+    finally:
+        safely(lambda: bar.__exit__(None, None, None))
 
 
 @contextmanager
@@ -104,7 +101,6 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
     Data-parallel in 4 processes (the weights of one; or start it with torchrun):
       minidl train configs/disk.yaml --nproc 4
     """
-    from minidl_cli.data import reusing_datasets
     from minidl_cli.distributed import World
 
     imports_done()  # torch and minidl are in: the garbage collector may walk again
@@ -112,8 +108,7 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
     _check_combinations(args, resume, seeds, jobs, nproc, print_config, world)
     jobs = jobs or 1
     if world is None:
-        with reusing_datasets():  # the config's check and the Trainer share one read
-            opened = _open_run(args, resume, print_config, seeds, jobs, quiet, nproc)
+        opened = _open_run(args, resume, print_config, seeds, jobs, quiet, nproc)
         if opened:
             _train(*opened, quiet)
         return
@@ -121,9 +116,8 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
     with world:
         if world.rank > 0:
             return _train_replica(world)
-        with reusing_datasets():
-            opened = world.lead(lambda: _open_run(args, resume, print_config, seeds, jobs,
-                                                  quiet, world=world))
+        opened = world.lead(lambda: _open_run(args, resume, print_config, seeds, jobs, quiet,
+                                              world=world))
         if opened:
             _train(*opened, quiet, world)
 
@@ -202,7 +196,9 @@ def _open_run(args: tuple[str, ...], resume: Path | None, print_config: bool,
         raise click.UsageError("missing CONFIG (a YAML file), or pass --resume RUN_DIR")
     config_path, overrides = Path(args[0]), list(args[1:])
     check_overrides(overrides)
-    config = load_config(config_path, overrides)
+    # one run checks the config against its data as it builds it (parts.build_parts)
+    config = load_config(config_path, overrides, data=print_config or seeds is not None or
+                         nproc > 1)
     if print_config:
         click.echo(dump_yaml(config), nl=False)
         return None
@@ -249,12 +245,11 @@ def _train(run, trainer, quiet: bool, world=None) -> None:
     from minidl_cli.train import Diverged, Interrupted
 
     epochs = trainer.config["train"]["epochs"]
-    progress = Progress(epochs, trainer.epoch, enabled=not quiet,
-                        describe=trainer.task.progress)
     last = run.checkpoints / "last.pt"
     try:
-        with stop_on_signals() as flag:
-            experiment.train_run(run, trainer, progress, world.watch(flag) if world else flag)
+        with (stop_on_signals() as flag,
+              progress_bar(epochs, trainer.epoch, not quiet, trainer.task.progress) as on_epoch):
+            experiment.train_run(run, trainer, on_epoch, world.watch(flag) if world else flag)
     except Diverged as e:
         lr = trainer.config["optimizer"].get("lr")
         example = f", e.g. optimizer.lr={lr / 10:g}" if isinstance(lr, (int, float)) else ""

@@ -81,8 +81,13 @@ REQUIRED = {
 }
 
 
-def resolve(raw: dict, config_path: Path | None = None) -> dict:
-    """The validated, complete config; ConfigError listing every problem."""
+def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> dict:
+    """The validated, complete config; ConfigError listing every problem.
+
+    `data=False` leaves out the checks that need the data set (its shapes, its task, the
+    sizes inferred from it): parts.build_parts makes them with the data it builds once
+    (check_with_data), so a run reads its data once.
+    """
     if not isinstance(raw, dict):
         raise ConfigError(
             [f"config: must be a mapping of keys (data:, model:, ...), got {_kind(raw)}"]
@@ -121,15 +126,41 @@ def resolve(raw: dict, config_path: Path | None = None) -> dict:
     config = {key: config[key] for key in TOP_LEVEL}
     # A scheduler's epoch_options (cosine's T_max) stay null: the Trainer fills in
     # train.epochs, so extending a run with --resume moves the schedule's end with it.
-    _check_against_data(config, problems, raw.get("loss"))
-    if problems:
-        raise ConfigError(problems)
+    if data:
+        check_with_data(config, make_checked_dataset(config))
     return config
 
 
-def load_config(path: Path, overrides: list[str] = ()) -> dict:
-    """Load, override, validate and resolve the config file at `path`."""
-    return resolve(apply_overrides(load_yaml(path), list(overrides)), Path(path))
+def load_config(path: Path, overrides: list[str] = (), data: bool = True) -> dict:
+    """Load, override, validate and resolve the config file at `path` (`data` as resolve)."""
+    return resolve(apply_overrides(load_yaml(path), list(overrides)), Path(path), data)
+
+
+def make_checked_dataset(config: dict) -> Any:
+    """The config's data set (data.make_dataset); ConfigError with `data: ...` lines (a
+    table's bad cells one per line) when it cannot be made."""
+    from minidl_cli.data import make_dataset
+
+    data = config["data"]
+    options = {k: v for k, v in data.items()
+               if k not in ("type", STANDARDIZE.name, STANDARDIZE_TARGET.name)}
+    try:
+        return make_dataset(data["type"], options, config["seed"])
+    except (ValueError, OSError) as e:
+        first, *cells = str(e).splitlines() or [""]
+        raise ConfigError([f"data: {first}", *cells]) from None
+    except Exception as e:  # a plugin's data set, or sizes beyond memory
+        raise ConfigError([f"data: {type(e).__name__}: {e}"]) from None
+
+
+def check_with_data(config: dict, dataset: Any) -> None:
+    """The checks that need the data set: batch size, task, shapes through the model (each
+    inferred size is written into config["model"], at every depth); ConfigError listing
+    every problem. Draws nothing from torch's RNG."""
+    problems: list[str] = []
+    _check_against_data(config, problems, dataset)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _given(raw: dict, key: str, default: Any) -> Any:
@@ -137,27 +168,13 @@ def _given(raw: dict, key: str, default: Any) -> Any:
     return default if raw.get(key) is None else raw[key]
 
 
-def _check_against_data(config: dict, problems: list[str], raw_loss: Any = None) -> None:
-    """Build the data set and, without touching torch's RNG, the components: shape checks.
-    `raw_loss` is the loss as the user wrote it (before defaults are filled in)."""
+def _check_against_data(config: dict, problems: list[str], dataset: Any) -> None:
+    """Build the components without touching torch's RNG: shape checks against `dataset`."""
     import torch
 
     from minidl_cli import build
-    from minidl_cli.data import make_dataset, split_validation
+    from minidl_cli.data import split_validation
 
-    data = config["data"]
-    try:
-        options = {k: v for k, v in data.items()
-                   if k not in ("type", STANDARDIZE.name, STANDARDIZE_TARGET.name)}
-        dataset = make_dataset(data["type"], options, config["seed"])
-    except (ValueError, OSError) as e:
-        # a table's bad cells come one per line after the summary: keep them all
-        first, *cells = str(e).splitlines() or [""]
-        problems += [f"data: {first}", *cells]
-        return
-    except Exception as e:  # a plugin's data set, or sizes beyond memory
-        problems.append(f"data: {type(e).__name__}: {e}")
-        return
     train = config["train"]
     try:
         dataset, _, _ = split_validation(dataset, train["val_fraction"], torch.Generator())
@@ -180,7 +197,7 @@ def _check_against_data(config: dict, problems: list[str], raw_loss: Any = None)
         except ValueError as e:
             problems.append(str(e))
             model = None
-        _check_task(config, dataset, problems, raw_loss)
+        _check_task(config, dataset, problems, config["loss"])
         if model is not None:
             _check_token_ids(config["model"], model, dataset, problems)
             _check_output(config["model"], shapes, dataset, problems)

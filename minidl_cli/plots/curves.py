@@ -10,15 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minidl_cli.plots.canvas import (
-    default_style,
-    emptied_axes,
-    in_view_ticks,
-    margins,
-    new_figure,
-    save,
-    set_xlabel,
-)
+from minidl_cli.plots.canvas import default_style, new_figure, save
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -98,26 +90,18 @@ def axis_label(quantity: str, loss_name: str | None = None) -> str:
     return QUANTITIES.get(quantity, quantity)
 
 
-def curves_figure(width: float = 7.0, height: float = 4.5, bottom: float = 0.6,
-                  reuse: Figure | None = None) -> Figure:
-    """A figure for curves: a new one, or `reuse` resized."""
-    if reuse is None:
-        fig = new_figure(width, height)
-    else:
-        fig = reuse
-        fig.set_size_inches(width, height)
-    margins(fig, left=0.85, bottom=bottom)
-    return fig
-
-
 def frame_curves(ax: Axes, quantity: str, title: str, loss_name: str | None = None,
                  legend: bool = True) -> None:
-    in_view_ticks(ax, integer_x=True)  # epochs are whole numbers
-    set_xlabel(ax, "epoch")
+    """Epochs along x (whole numbers), the quantity's name up the y axis, a grid and the
+    legend in the corner the curves leave free."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.set_xlabel("epoch")
     ax.set_ylabel(axis_label(quantity, loss_name))
-    ax.set_title(title, fontsize="medium", y=1.0)
+    ax.set_title(title, fontsize="medium")
     ax.grid(alpha=0.3)
-    if legend and ax.get_legend_handles_labels()[0]:  # in the corner the curves leave free
+    if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right" if quantity in RISING else "upper right", fontsize="small")
 
 
@@ -126,17 +110,10 @@ def single_point_marker(xs: Sequence[Any]) -> dict[str, Any]:
     return {"marker": "o", "markersize": 4} if len(xs) == 1 else {}
 
 
-def curve_figure(metrics: Metrics, quantity: str, loss_name: str | None = None,
-                 reuse: Figure | None = None) -> Figure:
-    """Train / test (/ validation) `quantity` per epoch of one run; drawn on `reuse`, a
-    figure of one axes made before (by curve_figure, or points' data_figure and
-    predictions_figure), instead of a new one (see canvas.emptied_axes)."""
-    if reuse is None:
-        fig = curves_figure()
-        ax = fig.add_subplot()
-    else:
-        ax = emptied_axes(reuse)
-        fig = curves_figure(reuse=reuse)
+def curve_figure(metrics: Metrics, quantity: str, loss_name: str | None = None) -> Figure:
+    """Train / test (/ validation) `quantity` per epoch of one run."""
+    fig = new_figure(7.0, 4.5)
+    ax = fig.add_subplot()
     for split in SPLITS:
         key = f"{split}_{quantity}"
         if has(metrics, key):
@@ -153,19 +130,6 @@ def plot_curves(metrics: Metrics, quantity: str, path: str | os.PathLike,
     """Write one run's `quantity` curves (loss, accuracy, mae, rmse, r2) as a PNG at `path`."""
     with default_style():
         return save(curve_figure(metrics, quantity, loss_name), path)
-
-
-def plot_run_curves(metrics: Metrics, pictures: Sequence[tuple[str, str | os.PathLike]],
-                    loss_name: str | None = None, reuse: Figure | None = None) -> list[Path]:
-    """Write one run's curves of each (quantity, path) in `pictures` (as plot_curves does),
-    one after the other on one figure (`reuse`, if given; see curve_figure): cheaper than a
-    figure each."""
-    written, fig = [], reuse
-    with default_style():
-        for quantity, path in pictures:
-            fig = curve_figure(metrics, quantity, loss_name, reuse=fig)
-            written.append(save(fig, path))
-    return written
 
 
 def plot_loss(metrics: Metrics, path: str | os.PathLike, loss_name: str | None = None) -> Path:

@@ -97,8 +97,7 @@ def grid_figure(images: Any, captions: Sequence[str], title: str,
     top = 0.75 + 0.18 * (len(lines) - 1)  # inches above the grid: the title's lines
     height = rows * cell_h * inch + top
     fig = new_figure(width, height)
-    ax = fig.add_axes((0.15 / width, 0.1 / height, (width - 0.3) / width,
-                       (height - top) / height))
+    ax = fig.add_subplot()
     ax.imshow(tiles, interpolation="nearest", aspect="equal")
     ax.set_axis_off()
     size = 8 if max((len(c) for c in captions), default=0) <= 10 else 6.5
@@ -107,7 +106,7 @@ def grid_figure(images: Any, captions: Sequence[str], title: str,
         ax.text((i % columns + 0.5) * cell_w - 0.5, (i // columns) * cell_h + band / 2 - 0.5,
                 caption, ha="center", va="center", fontsize=size,
                 color=ERROR_COLOR if bad else "black", fontweight="bold" if bad else "normal")
-    fig.suptitle("\n".join(lines), fontsize="medium", y=1 - 0.12 / height, va="top")
+    fig.suptitle("\n".join(lines), fontsize="medium")
     return fig
 
 

@@ -12,21 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minidl_cli.plots.canvas import (
-    LEGEND_ROW_IN,
-    color,
-    count,
-    default_style,
-    figure_legend,
-    legend_columns,
-    legend_rows,
-    save,
-)
+from minidl_cli.plots.canvas import color, count, default_style, legend_below, new_figure, save
 from minidl_cli.plots.curves import (
     SPLITS,
     Metrics,
     axis_label,
-    curves_figure,
     epochs,
     frame_curves,
     has,
@@ -118,9 +108,7 @@ def loss_overlay_figure(runs: list[Metrics], labels: list[str], losses: list[str
         groups.setdefault(loss, []).append(i)
     if len(groups) == 1:
         return overlay_figure(runs, labels, "loss", losses[0])
-    names = [f"{labels[i]}, {loss or 'loss'} (validation)" for i in range(len(runs))]
-    entries = sum(_curve_count(runs[i], "loss") for i in range(len(runs)))
-    fig, axes, ncol = _panelled(len(groups), entries, names)
+    fig, axes = _panelled(len(groups))
     for ax, (loss, members) in zip(axes, groups.items(), strict=True):
         for i in members:
             _draw_run(ax, runs[i], "loss", f"{labels[i]}, {loss or 'loss'}", i)
@@ -128,7 +116,10 @@ def loss_overlay_figure(runs: list[Metrics], labels: list[str], losses: list[str
                      legend=False)
     handles = [h for ax in axes for h in ax.get_legend_handles_labels()[0]]
     names = [n for ax in axes for n in ax.get_legend_handles_labels()[1]]
-    figure_legend(fig, handles, names, ncol)
+    entry_in = 0.6 + 0.07 * max(len(name) for name in names)  # as canvas.legend_below
+    fits = max(1, int(fig.get_size_inches()[0] / entry_in))
+    fig.legend(handles, names, loc="outside lower center", fontsize="small",
+               ncols=min(3 * len(axes), len(names), fits), frameon=False)
     return fig
 
 
@@ -136,29 +127,19 @@ def overlay_figure(runs: list[Metrics], labels: list[str], quantity: str,
                    loss_name: str | None = None) -> Figure:
     """The runs' `quantity` curves on one axis, a colour per run, the legend below it."""
     named = [f"{label}, {loss_name}" if loss_name else label for label in labels]
-    entries = sum(_curve_count(m, quantity) for m in runs)
-    fig, (ax,), ncol = _panelled(1, entries, [f"{n} (validation)" for n in named])
+    fig, (ax,) = _panelled(1)
     for i, (metrics, label) in enumerate(zip(runs, named, strict=True)):
         _draw_run(ax, metrics, quantity, label, i)
     title = f"{axis_label(quantity, loss_name).capitalize()} of {len(runs)} runs"
     frame_curves(ax, quantity, title, loss_name, legend=False)
-    figure_legend(fig, *ax.get_legend_handles_labels(), ncol)
+    legend_below(fig, ax, ncols=3)
     return fig
 
 
-def _panelled(panels: int, entries: int, names: list[str]) -> tuple[Figure, list[Axes], int]:
-    """`panels` curve axes side by side over a legend band for `entries` curves, whose
-    longest labels are like `names`."""
-    width = PANEL_WIDTH_IN * panels + 1.0
-    ncol = legend_columns(names, width - 0.4, most=3 * panels)
-    band = legend_rows(entries, ncol) * LEGEND_ROW_IN + 0.2
-    fig = curves_figure(width=width, height=4.6 + band, bottom=0.6 + band)
-    fig.subplots_adjust(wspace=0.25)
-    return fig, [fig.add_subplot(1, panels, p + 1) for p in range(panels)], ncol
-
-
-def _curve_count(metrics: Metrics, quantity: str) -> int:
-    return sum(has(metrics, f"{split}_{quantity}") for split in SPLITS)
+def _panelled(panels: int) -> tuple[Figure, list[Axes]]:
+    """`panels` curve axes side by side (the legend goes below them)."""
+    fig = new_figure(PANEL_WIDTH_IN * panels + 1.0, 5.6)
+    return fig, [fig.add_subplot(1, panels, p + 1) for p in range(panels)]
 
 
 def _draw_run(ax: Axes, metrics: Metrics, quantity: str, label: str, index: int) -> None:
@@ -192,7 +173,7 @@ def plot_group(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     written = []
     with default_style():
         for quantity in ("loss", metric) if metric else ("loss",):
-            fig = curves_figure()
+            fig = new_figure(7.0, 4.5)
             ax = fig.add_subplot()
             for i, split in enumerate(SPLITS):
                 key = f"{split}_{quantity}"

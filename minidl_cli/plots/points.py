@@ -13,21 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from minidl_cli.plots.canvas import (
     ERROR_COLOR,
-    LEGEND_ROW_IN,
     class_name,
     color,
     count,
     default_style,
-    emptied_axes,
-    figure_legend,
-    in_view_ticks,
-    legend_columns,
-    legend_rows,
-    margins,
+    legend_below,
     new_figure,
     numpy,
     save,
-    set_xlabel,
     shorten,
     subsample,
 )
@@ -103,10 +96,9 @@ class Plane:
         return x[:, :2]
 
     def frame(self, ax: Axes, title: str) -> None:
-        in_view_ticks(ax)
         if self.equal_aspect:
             ax.set_aspect("equal", adjustable="datalim")
-        set_xlabel(ax, self.labels[0])
+        ax.set_xlabel(self.labels[0])
         ax.set_ylabel(self.labels[1])
         if self.pca is not None:
             title += "\n(first two principal components of the standardised features)"
@@ -121,34 +113,13 @@ def _similar_ranges(x: np.ndarray) -> bool:
     return bool(spans.min() > 0 and spans.max() / spans.min() < 3)
 
 
-def _legend_figure(labels: Sequence[str], plane: Plane,
-                   reuse: Figure | None = None) -> tuple[Figure, Axes, int]:
-    """A square-ish scatter figure with a band under the axes for a legend of `labels`:
-    `reuse` emptied (canvas.emptied_axes) if it has that size, else a new one."""
-    ncol = legend_columns(labels, 5.3)
-    band = legend_rows(len(labels), ncol) * LEGEND_ROW_IN + 0.15
-    top = 0.75 if plane.pca is not None else 0.5  # room for a one- or two-line title
-    size = (5.5, top + 4.4 + 0.6 + band)
-    if reuse is not None and tuple(reuse.get_size_inches()) == size:
-        fig, ax = reuse, emptied_axes(reuse)
-    else:
-        fig = new_figure(*size)
-        ax = fig.add_subplot()
-    margins(fig, bottom=0.6 + band, top=top)
-    return fig, ax, ncol
-
-
 def _size(n: int) -> float:
     return 8.0 if n <= 2000 else 3.0
 
 
-def _dots(ax: Axes, xy: np.ndarray, n: int, label: int, name: str) -> None:
-    """The points `xy` of one class, the markers ax.scatter(s=_size(n)) draws (the same
-    pixels; the legend's dot differs in its antialiasing only) as one Line2D, which costs a
-    fraction of a PathCollection to build and draw."""
-    ax.plot(xy[:, 0], xy[:, 1], linestyle="none", marker="o", markersize=_size(n) ** 0.5,
-            markeredgewidth=1.0, color=color(label), label=name,  # scatter's edge width
-            zorder=1)  # a collection's: drawn in order with the error marks
+def _scatter_figure() -> tuple[Figure, Axes]:
+    fig = new_figure(5.5, 6.2)
+    return fig, fig.add_subplot()
 
 
 def data_figure(x: Any, y: Any, title: str = "Data", class_names: Sequence[str] | None = None,
@@ -157,21 +128,19 @@ def data_figure(x: Any, y: Any, title: str = "Data", class_names: Sequence[str] 
     plane = plane or Plane(x)
     shown = subsample(len(x))
     xy, y = plane.project(numpy(x)[shown]), numpy(y).astype(int)[shown]
-    labels = sorted(set(y.tolist()))
-    names = [shorten(class_name(label, class_names), 28) for label in labels]
-    fig, ax, ncol = _legend_figure(names, plane)
-    for label, name in zip(labels, names, strict=True):
-        _dots(ax, xy[y == label], len(xy), label, name)
+    fig, ax = _scatter_figure()
+    for label in sorted(set(y.tolist())):
+        ax.scatter(*xy[y == label].T, s=_size(len(xy)), color=color(label),
+                   label=shorten(class_name(label, class_names), 28))
     plane.frame(ax, title + (f" ({len(shown)} of {len(x)} drawn)" if len(shown) < len(x) else ""))
-    figure_legend(fig, *ax.get_legend_handles_labels(), ncol)
+    legend_below(fig, ax)
     return fig
 
 
 def predictions_figure(x: Any, y_true: Any, y_pred: Any,
                        class_names: Sequence[str] | None = None,
-                       plane: Plane | None = None, reuse: Figure | None = None) -> Figure:
-    """Points coloured by predicted class, misclassified ones marked with a red x; drawn on
-    `reuse` (a figure data_figure or predictions_figure made) when it has the right size.
+                       plane: Plane | None = None) -> Figure:
+    """Points coloured by predicted class, misclassified ones marked with a red x.
 
     Shape: x (n, d), y_true (n,), y_pred (n,) integer labels.
     """
@@ -181,18 +150,16 @@ def predictions_figure(x: Any, y_true: Any, y_pred: Any,
     shown = subsample(len(x))
     xy, y_true, y_pred = plane.project(numpy(x)[shown]), y_true[shown], y_pred[shown]
     wrong = y_true != y_pred
-    labels = sorted(set(y_pred.tolist()))
-    names = [f"predicted {shorten(class_name(label, class_names), 28)}" for label in labels]
-    marked = ["error"] if wrong.any() else []  # no legend entry for marks not drawn
-    fig, ax, ncol = _legend_figure([*names, *marked], plane, reuse)
-    for label, name in zip(labels, names, strict=True):
-        _dots(ax, xy[y_pred == label], len(xy), label, name)
-    if marked:
-        ax.scatter(xy[wrong, 0], xy[wrong, 1], s=40, marker="x", color=ERROR_COLOR,
-                   linewidths=1.5, label="error")
+    fig, ax = _scatter_figure()
+    for label in sorted(set(y_pred.tolist())):
+        ax.scatter(*xy[y_pred == label].T, s=_size(len(xy)), color=color(label),
+                   label=f"predicted {shorten(class_name(label, class_names), 28)}")
+    if wrong.any():  # no legend entry for marks not drawn
+        ax.scatter(*xy[wrong].T, s=40, marker="x", color=ERROR_COLOR, linewidths=1.5,
+                   label="error")
     drawn = f" ({len(shown)} drawn)" if len(shown) < len(x) else ""
     plane.frame(ax, f"Predictions: {count(errors, 'error')} of {len(x)} points{drawn}")
-    figure_legend(fig, *ax.get_legend_handles_labels(), ncol)
+    legend_below(fig, ax)
     return fig
 
 
@@ -206,7 +173,6 @@ def targets_figure(x: Any, y: Any, target_name: str = "target",
     suffix = f" ({len(shown)} points drawn)" if len(shown) < len(y) else ""
     fig = new_figure(6.2 if x.shape[1] > 1 else 6.0, 5.6)
     if x.shape[1] == 1:
-        margins(fig, top=0.5)
         ax = fig.add_subplot()
         ax.scatter(x[:, 0], y, s=_size(len(y)), color=color(0))
         ax.set_xlabel(feature_name)
@@ -214,14 +180,11 @@ def targets_figure(x: Any, y: Any, target_name: str = "target",
         ax.set_title(f"Test data: {target_name} against {feature_name}{suffix}", fontsize="medium")
         return fig
     plane = plane or Plane(x)
-    margins(fig, right=1.2, top=0.75)
     ax = fig.add_subplot()
     xy = plane.project(x)
     dots = ax.scatter(xy[:, 0], xy[:, 1], s=_size(len(y)), c=y, cmap="viridis")
     plane.frame(ax, f"Test data coloured by {target_name}{suffix}")
-    right = ax.get_position()
-    cax = fig.add_axes((right.x1 + 0.15 / 6.2, right.y0, 0.2 / 6.2, right.height))
-    fig.colorbar(dots, cax=cax, label=target_name)
+    fig.colorbar(dots, ax=ax, label=target_name)
     return fig
 
 

@@ -12,11 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from minidl_cli import tasks
 from minidl_cli.plots.canvas import (
-    LEGEND_ROW_IN,
     color,
     default_style,
-    figure_legend,
-    margins,
+    legend_below,
     new_figure,
     numpy,
     save,
@@ -45,13 +43,9 @@ def _names(target_names: Sequence[str] | None, k: int) -> list[str]:
 
 
 def _panels(k: int, title: str) -> tuple[Figure, list[Axes]]:
-    """Up to MAX_TARGET_PANELS square panels side by side with a legend band below."""
+    """Up to MAX_TARGET_PANELS square panels side by side (the legend goes below them)."""
     panels = min(k, MAX_TARGET_PANELS)
-    band = LEGEND_ROW_IN + 0.15
-    left, gap = 0.85, 0.75
-    fig = new_figure(left + panels * PANEL_IN + (panels - 1) * gap + 0.3,
-                     0.75 + PANEL_IN + 0.6 + band)
-    margins(fig, left=left, right=0.3, bottom=0.6 + band, top=0.75, wspace=gap / PANEL_IN)
+    fig = new_figure(1.2 + panels * (PANEL_IN + 0.75), PANEL_IN + 1.8)
     axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
     more = f" (first {panels} of {k} targets)" if k > panels else ""
     fig.suptitle(title + more, fontsize="medium")
@@ -80,11 +74,11 @@ def predicted_vs_true_figure(y_true: Any, y_pred: Any,
                 label="y = x (perfect prediction)")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-        ax.set_aspect("equal", adjustable="box")
+        ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel(f"true {names[i]}")
         ax.set_ylabel(f"predicted {names[i]}")
         ax.set_title(f"{names[i]}: R² = {r2[i]:.3f}", fontsize="medium")
-    figure_legend(fig, *axes[0].get_legend_handles_labels(), ncol=2)
+    legend_below(fig, axes[0], ncols=2)
     return fig
 
 
@@ -108,7 +102,7 @@ def residuals_figure(y_true: Any, y_pred: Any,
         ax.set_xlabel(f"predicted {names[i]}")
         ax.set_ylabel("residual (true − predicted)")
         ax.set_title(f"{names[i]}: MAE = {mae[i]:.4g}", fontsize="medium")
-    figure_legend(fig, *axes[0].get_legend_handles_labels(), ncol=2)
+    legend_below(fig, axes[0], ncols=2)
     return fig
 
 

@@ -22,7 +22,6 @@ from minidl_cli.plots import confusion, curves, images, points, regression
 from minidl_cli.plots.canvas import default_style, numpy, save, subsample
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
     from minidl_cli.data import Dataset
     from minidl_cli.tasks import Task
@@ -74,24 +73,10 @@ def predicted_classes(outputs: Any) -> Any:
 
 
 def _curves(plots_dir: Path, metrics: curves.Metrics, default_metric: str,
-            loss_name: str | None, reuse: Figure | None = None) -> list[Path]:
+            loss_name: str | None) -> list[Path]:
     metric = curves.metric_of(metrics) or default_metric
-    return curves.plot_run_curves(
-        metrics, [("loss", plots_dir / "loss.png"), (metric, plots_dir / f"{metric}.png")],
-        loss_name, reuse)
-
-
-def _points(plots_dir: Path, dataset: Dataset, predicted: Any) -> tuple[Path, Path, Figure]:
-    """data.png then predictions.png, the second drawn on the first's figure when it fits
-    (points.predictions_figure); returns that figure for the curves to reuse as well."""
-    names = getattr(dataset, "class_names", None)
-    plane = points.Plane(dataset.x_train, getattr(dataset, "feature_names", None))
-    x, y = dataset.x_test, dataset.y_test
-    with default_style():
-        fig = points.data_figure(x, y, "Test data", names, plane)
-        first = save(fig, plots_dir / "data.png")
-        fig = points.predictions_figure(x, y, predicted, names, plane, reuse=fig)
-        return first, save(fig, plots_dir / "predictions.png"), fig
+    return [curves.plot_curves(metrics, "loss", plots_dir / "loss.png", loss_name),
+            curves.plot_curves(metrics, metric, plots_dir / f"{metric}.png")]
 
 
 def _classification(plots_dir: Path, dataset: Dataset, outputs: Any, metrics: curves.Metrics,
@@ -104,10 +89,12 @@ def _classification(plots_dir: Path, dataset: Dataset, outputs: Any, metrics: cu
                                        names)
         last = images.plot_image_predictions(x, y, predicted, plots_dir / "predictions.png",
                                              names)
-        reuse = None
-    else:  # the curves are drawn on the points' figure: cheaper than a new one
-        first, last, reuse = _points(plots_dir, dataset, predicted)
-    written = [first, *_curves(plots_dir, metrics, "accuracy", loss_name, reuse), last]
+    else:
+        plane = points.Plane(dataset.x_train, getattr(dataset, "feature_names", None))
+        first = points.plot_data(x, y, plots_dir / "data.png", "Test data", names, plane)
+        last = points.plot_predictions(x, y, predicted, plots_dir / "predictions.png", names,
+                                       plane)
+    written = [first, *_curves(plots_dir, metrics, "accuracy", loss_name), last]
     num_classes = max(getattr(dataset, "num_classes", 0), int(numpy(y).max(initial=0)) + 1,
                       outputs.shape[-1] if outputs.ndim == 2 else 0)
     if num_classes >= 3:

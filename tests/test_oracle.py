@@ -112,6 +112,16 @@ LAYER_CASES = {
         nn.Repeat(3, lambda: nn.Residual([nn.LayerNorm(d), nn.Linear(d, d), nn.ELU()])),
         nn.Repeat(1, lambda: [nn.Linear(d, 4)]),
     ],
+    "conv1d": lambda n, d: [
+        (nn.Conv1d(3, 4, 3), (n, 3, d + 2)),
+        (nn.Conv1d(1, 5, 5, stride=2, padding=1), (n, 1, d + 6)),  # MNIST-1D's first layer
+        (nn.Conv1d(4, 6, 3, stride=3, padding=1, dilation=2, groups=2, bias=False),
+         (n, 4, d + 7)),  # a stride that leaves positions unread, dilation, groups
+    ],
+    "max_pool1d": lambda n, d: [(nn.MaxPool1d(2), (n, 3, d + 1)),
+                                (nn.MaxPool1d(3, stride=1, padding=1), (n, 2, d + 2))],
+    "avg_pool1d": lambda n, d: [(nn.AvgPool1d(2), (n, 3, d + 1)),
+                                (nn.AvgPool1d(3, stride=2, padding=1), (n, 2, d + 3))],
     "unflatten": lambda n, d: [(nn.Unflatten([d, 1]), (n, d)), (nn.Unflatten([1, d]), (n, d))],
     # token ids: integers, drawn by ids(vocabulary, T); several positions share an id
     "embedding": lambda n, d: [(nn.Embedding(d + 2, 4), ids(d + 2, T)),

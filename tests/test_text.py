@@ -413,3 +413,24 @@ def test_evaluate_on_another_text_cuts_it_as_the_run_does(tmp_path):
     assert json.loads(other.stdout)["file"]["loss"] == pytest.approx(expected, rel=1e-5)
     (tmp_path / "odd.txt").write_text("emma\nQuinn\n")
     assert "the character 'Q'" in bad(tmp_path, "evaluate", run, "--data", tmp_path / "odd.txt")
+
+
+def test_names_mlp_config_trains_samples_and_gradchecks_at_tiny_size(tmp_path):
+    """configs/names-mlp.yaml (embedding -> flatten -> linear -> batch norm -> tanh -> linear)
+    on a tiny file of the same 27-token vocabulary, one epoch."""
+    import yaml
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    lines = [(letters * 2)[k % 26:k % 26 + 4 + k % 5] for k in range(0, 120, 3)]
+    (tmp_path / "names.txt").write_text("\n".join(lines) + "\n")
+    config = yaml.safe_load((Path(__file__).parent.parent / "configs" / "names-mlp.yaml")
+                            .read_text())
+    config["data"] = {**config["data"], "corpus": None, "path": "names.txt"}
+    config["train"] = {**config["train"], "epochs": 2}
+    path = write_config(tmp_path, config, name="names.yaml")
+    run = run_of(invoke("train", path, "--quiet"))
+    assert len((run / "samples.txt").read_text().splitlines()) == 10
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"][0]["num_embeddings"] == 27
+    assert invoke("gradcheck", path).exit_code == 0
+    result = invoke("sample", run, "--num", "3", "--seed", "0", "--prompt", "ab")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 3

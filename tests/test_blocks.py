@@ -245,8 +245,20 @@ def test_residual_networks_train_evaluate_predict_resume_and_go_to_torch(tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(twin(x), predictor.model(x))
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert "in_features" in json.dumps(saved["model"]) or "in_channels" in json.dumps(
-        saved["model"])
+    nested = list(_nested_layers(saved["model"]))
+    assert nested and all(layer.get(key) for layer in nested  # inferred sizes recorded
+                          for key in ("in_features", "in_channels", "num_features")
+                          if key in layer)
+    assert any("in_features" in layer or "in_channels" in layer for layer in nested)
+
+
+def _nested_layers(layers):
+    """The layer configs inside blocks (depth >= 1), at every depth."""
+    for layer in layers:
+        for value in layer.values():
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                yield from value
+                yield from _nested_layers(value)
 
 
 def test_a_plugin_block_gets_its_layer_lists_validated_sized_and_built():

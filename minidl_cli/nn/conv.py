@@ -18,9 +18,11 @@ themselves, which torch runs as single kernels without materialising patches:
              = Σₙ Σ_{h,w} g[n, o, h, w] x[n, c, s·h + d·i, s·w + d·j]. That is `conv2d` with
              the batch as channels: x with N and C swapped is a batch of C images of N
              channels, and g with N and O swapped is O kernels of N channels; stride and
-             dilation trade places (`weight_gradient`).
+             dilation trade places (`weight_gradient`; a first layer with few inputs per
+             patch uses im2col's gᵀ patches, faster there and no larger than g).
 
-So the layer keeps its input for the backward, as torch.nn does, and nothing else.
+So the layer keeps its input for the backward, as torch.nn does, and nothing else; as the
+first layer of a network (`backward_params`) it skips dL/dx, which data does not need.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from minidl_cli.nn.module import Module, Parameter, show_shape
 from minidl_cli.registry import Range, register
 
 Size2 = int | tuple[int, int]  # one size for both axes, or (height, width), as torch.nn takes
-SLICE_VALUES = 2**20  # the weight gradient's batch slices: about this many input values each
+# the weight gradient sums the batch in slices of at most this many images and input values
+SLICE_IMAGES, SLICE_VALUES = 64, 2**20
 
 
 def pair(value: Size2, name: str, minimum: int = 1) -> tuple[int, int]:
@@ -108,8 +111,10 @@ def weight_gradient(x: Tensor, g: Tensor, kernel: tuple[int, int], stride: tuple
     With few inputs per patch (C·kH·kW no more than O: a first layer on images) the
     patches are no larger than g, and the weight gradient is Linear's, Σₙ gₙ patchesₙᵀ,
     over them (im2col). Otherwise it is a `conv2d` with the batch as the channels being
-    summed over (`correlate_over_batch`), the batch taken in slices of about SLICE_VALUES
-    input values so that the copies that swap batch and channels stay in the CPU's cache.
+    summed over (`correlate_over_batch`), the batch taken in slices of at most SLICE_IMAGES
+    images and about SLICE_VALUES input values: the copies that swap batch and channels
+    stay in the CPU's cache, and oneDNN's kernel runs faster on 64 channels than on 256
+    (LeNet-5's layers, measured by benchmarks/bench_conv.py).
     Shape: x (N, C, H, W), g (N, O, H', W') -> (O, C/groups, kH, kW).
     """
     n, channels = x.shape[:2]
@@ -118,7 +123,7 @@ def weight_gradient(x: Tensor, g: Tensor, kernel: tuple[int, int], stride: tuple
         patches = unfold(x, kernel, dilation, padding, stride)  # im2col: (N, C·kH·kW, H'·W')
         grad = torch.bmm(g.flatten(2), patches.mT).sum(0)  # dL/dW = Σₙ gₙ patchesₙᵀ
         return grad.view(out_channels, channels, *kernel)
-    step = max(1, SLICE_VALUES // x[0].numel())  # images per slice
+    step = max(1, min(SLICE_IMAGES, SLICE_VALUES // x[0].numel()))  # images per slice
     grad = correlate_over_batch(x[:step], g[:step], stride, padding, dilation, groups)
     for start in range(step, n, step):  # Σₙ over the slices
         grad += correlate_over_batch(x[start:start + step], g[start:start + step], stride,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from minidl_cli.checkpointer import copy_state
 from minidl_cli.optim import clip_grad_norm_
 from minidl_cli.parts import Split, build_parts, resolve_device
 
@@ -77,8 +78,7 @@ class Trainer:
         self.batch_loss: Tensor | None = None  # the last batch's loss (never read in the loop)
 
     @property
-    def epoch(self) -> int:
-        """Epochs completed."""
+    def epoch(self) -> int:  # epochs completed
         return len(self.history)
 
     @property
@@ -140,8 +140,7 @@ class Trainer:
         return loss, outputs
 
     def _set_training(self, mode: bool) -> None:
-        """model.train(mode), walking the modules only when the model is in the other mode."""
-        if self.model.training is not mode:
+        if self.model.training is not mode:  # walk the modules only when the mode changes
             self.model.train(mode)
 
     def measure(self) -> dict[str, float]:
@@ -256,6 +255,4 @@ class Trainer:
 
     def snapshot(self) -> dict[str, Any]:
         """state_dict() with its tensors copied: it stays as it is while training goes on."""
-        from minidl_cli.checkpointer import copy_state
-
         return copy_state(self.state_dict())

@@ -13,9 +13,10 @@ in one process, from the same weights on the same batches:
 - minidl:   nn.Sequential(nn.GRU(...), nn.Flatten(), nn.Linear(...)), nn.CrossEntropyLoss,
             optim.Adam, as a user writes the loop;
 - torch.nn: torch.nn.GRU/LSTM(batch_first=True) + autograd + torch.optim.Adam;
-- raw:      the same forward and backpropagation through time as minidl's, hand-inlined
-            in plain functions on bare tensors (no modules, no Parameter objects), the
-            same Adam arithmetic: minidl / raw is what minidl's bookkeeping costs.
+- raw:      the same forward and backpropagation through time as minidl's (the
+            directions side by side), hand-inlined in plain functions on bare tensors (no
+            modules, no Parameter objects, no input gradient for the data), the same Adam
+            arithmetic: minidl / raw is what minidl's bookkeeping costs.
 
 Before timing, the three run a few float64 steps and must agree to 1e-10. Timing as in
 bench_step.py: interleaved, best of N, the thread's CPU time, one intra-op thread.
@@ -132,78 +133,72 @@ class TorchNN:
 # ---------------------------------------------------------------- the raw loop
 
 
-def gru_direction(x, w_ih, w_hh, b_ih, b_hh):
-    """One direction's forward, time-major x (T, N, I) -> hs (T, N, H), and its backward."""
-    T, N, H = x.size(0), x.size(1), w_hh.size(1)
-    a = torch.addmm(b_ih, x.reshape(T * N, -1), w_ih.t()).view(T, N, 3 * H)
-    hs, ns, hh, rz = (x.new_empty(T, N, H), x.new_empty(T, N, H), x.new_empty(T, N, 3 * H),
-                      x.new_empty(T, N, 2 * H))
-    h, w_hh_t = x.new_zeros(N, H), w_hh.t()
+def gru_steps(a, w_hh, b_hh):
+    """Forward over time of the D directions side by side, a (T, D, N, 3H) the input
+    projections; returns hs (T, D, N, H) and the backward through time."""
+    T, D, N, G = a.shape
+    H = G // 3
+    hs, ns = a.new_empty(T, D, N, H), a.new_empty(T, D, N, H)
+    hh, rz = a.new_empty(T, D, N, G), a.new_empty(T, D, N, 2 * H)
+    h, w_hh_t, b = a.new_zeros(D, N, H), w_hh.transpose(1, 2), b_hh.unsqueeze(1)
     for t in range(T):
-        torch.addmm(b_hh, h, w_hh_t, out=hh[t])
-        r, z = torch.add(a[t, :, :2 * H], hh[t, :, :2 * H], out=rz[t]).sigmoid_().chunk(2, 1)
-        n = torch.addcmul(a[t, :, 2 * H:], r, hh[t, :, 2 * H:], out=ns[t]).tanh_()
+        torch.baddbmm(b, h, w_hh_t, out=hh[t])
+        rz_t = torch.add(a[t, ..., :2 * H], hh[t, ..., :2 * H], out=rz[t]).sigmoid_()
+        r, z = rz_t.chunk(2, 2)
+        n = torch.addcmul(a[t, ..., 2 * H:], r, hh[t, ..., 2 * H:], out=ns[t]).tanh_()
         h = torch.lerp(n, h, z, out=hs[t])
 
-    def backward(g, grads):
-        gw_ih, gw_hh, gb_ih, gb_hh = grads
-        r, z = rz.chunk(2, 2)
-        hn, h_prev = hh[:, :, 2 * H:], torch.cat((torch.zeros_like(hs[:1]), hs[:-1]))
+    def backward(g):
+        r, z = rz.chunk(2, 3)
+        hn, h_prev = hh[..., 2 * H:], torch.cat((torch.zeros_like(hs[:1]), hs[:-1]))
         dan = (1 - z) * (1 - ns * ns)
         dar = dan * hn * r * (1 - r)
         daz = (h_prev - ns) * z * (1 - z)
-        dhh_dh = torch.stack((dar, daz, dan * r), 2)
-        dhs, d_hh, dh_next = g.new_empty(T, N, H), g.new_empty(T, N, 3, H), g.new_zeros(N, H)
+        dhh_dh = torch.stack((dar, daz, dan * r), 3)
+        dhs, d_hh = g.new_empty(T, D, N, H), g.new_empty(T, D, N, 3, H)
+        dh_next = g.new_zeros(D, N, H)
         for t in reversed(range(T)):
             dh = torch.add(g[t], dh_next, out=dhs[t])
-            torch.mul(dh.unsqueeze(1), dhh_dh[t], out=d_hh[t])
-            dh_next = torch.addmm(dh * z[t], d_hh[t].view(N, 3 * H), w_hh)
-        d_a = (dhs.unsqueeze(2) * torch.stack((dar, daz, dan), 2)).view(T * N, 3 * H)
-        d_hh = d_hh.view(T, N, 3 * H)
-        gw_hh.addmm_(d_hh[1:].reshape(-1, 3 * H).t(), hs[:-1].reshape(-1, H))
-        gb_hh.add_(d_hh.sum((0, 1)))
-        gw_ih.addmm_(d_a.t(), x.reshape(T * N, -1))
-        gb_ih.add_(d_a.sum(0))
+            torch.mul(dh.unsqueeze(2), dhh_dh[t], out=d_hh[t])
+            dh_next = torch.baddbmm(dh * z[t], d_hh[t].view(D, N, G), w_hh)
+        d_a = dhs.unsqueeze(3) * torch.stack((dar, daz, dan), 3)
+        return d_a.view(T, D, N, G), d_hh.view(T, D, N, G)
 
     return hs, backward
 
 
-def lstm_direction(x, w_ih, w_hh, b_ih, b_hh):
-    T, N, H = x.size(0), x.size(1), w_hh.size(1)
-    a = torch.addmm(b_ih + b_hh, x.reshape(T * N, -1), w_ih.t()).view(T, N, 4 * H)
-    hs, cs, tcs = x.new_empty(T, N, H), x.new_empty(T, N, H), x.new_empty(T, N, H)
-    gates, pre = x.new_empty(T, N, 4, H), x.new_empty(N, 4, H)
-    h, c, w_hh_t = x.new_zeros(N, H), x.new_zeros(N, H), w_hh.t()
+def lstm_steps(a, w_hh, b_hh):
+    T, D, N, G = a.shape
+    H = G // 4
+    a = a + b_hh.unsqueeze(1)
+    hs, cs, tcs = (a.new_empty(T, D, N, H) for _ in range(3))
+    gates, pre = a.new_empty(T, D, N, 4, H), a.new_empty(D, N, 4, H)
+    h, c, w_hh_t = a.new_zeros(D, N, H), a.new_zeros(D, N, H), w_hh.transpose(1, 2)
     for t in range(T):
-        torch.addmm(a[t], h, w_hh_t, out=pre.view(N, 4 * H))
+        torch.baddbmm(a[t], h, w_hh_t, out=pre.view(D, N, G))
         torch.sigmoid(pre, out=gates[t])
-        torch.tanh(pre[:, 2], out=gates[t, :, 2])
-        i, f, gg, o = gates[t].unbind(1)
+        torch.tanh(pre[:, :, 2], out=gates[t, :, :, 2])
+        i, f, gg, o = gates[t].unbind(2)
         c = torch.addcmul(f * c, i, gg, out=cs[t])
         h = torch.mul(o, torch.tanh(c, out=tcs[t]), out=hs[t])
 
-    def backward(g, grads):
-        gw_ih, gw_hh, gb_ih, gb_hh = grads
-        i, f, gg, o = gates.unbind(2)
+    def backward(g):
+        i, f, gg, o = gates.unbind(3)
         c_prev = torch.cat((torch.zeros_like(cs[:1]), cs[:-1]))
         dc_dh = o * (1 - tcs * tcs)
-        dpre_dc = torch.stack((gg * i * (1 - i), c_prev * f * (1 - f), i * (1 - gg * gg)), 2)
+        dpre_dc = torch.stack((gg * i * (1 - i), c_prev * f * (1 - f), i * (1 - gg * gg)), 3)
         dpre_o = tcs * o * (1 - o)
-        d_pre, dh_next, dc_next = gates.new_empty(T, N, 4, H), g.new_zeros(N, H), g.new_zeros(N, H)
+        d_pre = gates.new_empty(T, D, N, 4, H)
+        dh_next, dc_next = g.new_zeros(D, N, H), g.new_zeros(D, N, H)
         for t in reversed(range(T)):
             dh = g[t] + dh_next
             dc = torch.addcmul(dc_next, dh, dc_dh[t])
-            torch.mul(dc.unsqueeze(1), dpre_dc[t], out=d_pre[t, :, :3])
-            torch.mul(dh, dpre_o[t], out=d_pre[t, :, 3])
+            torch.mul(dc.unsqueeze(2), dpre_dc[t], out=d_pre[t, :, :, :3])
+            torch.mul(dh, dpre_o[t], out=d_pre[t, :, :, 3])
             dc_next = dc * f[t]
-            dh_next = d_pre[t].view(N, 4 * H).mm(w_hh)
-        d_pre = d_pre.view(T, N, 4 * H)
-        gw_hh.addmm_(d_pre[1:].reshape(-1, 4 * H).t(), hs[:-1].reshape(-1, H))
-        d2 = d_pre.view(T * N, 4 * H)
-        db = d2.sum(0)
-        gb_hh.add_(db)
-        gb_ih.add_(db)
-        gw_ih.addmm_(d2.t(), x.reshape(T * N, -1))
+            dh_next = torch.bmm(d_pre[t].view(D, N, G), w_hh)
+        d_pre = d_pre.view(T, D, N, G)
+        return d_pre, d_pre
 
     return hs, backward
 
@@ -212,9 +207,8 @@ class Raw:
     name = "raw"
 
     def __init__(self, cell: str, size: str, weights: dict):
-        self.direction = {"gru": gru_direction, "lstm": lstm_direction}[cell]
-        self.bidirectional = SIZES[size][4]
-        self.names = list(weights)
+        self.steps = {"gru": gru_steps, "lstm": lstm_steps}[cell]
+        self.D = 2 if SIZES[size][4] else 1
         self.params = [w.clone() for w in weights.values()]
         self.grads = [torch.zeros_like(w) for w in self.params]
         self.m = [torch.zeros_like(w) for w in self.params]
@@ -222,32 +216,38 @@ class Raw:
         self.t = 0
 
     def epoch(self, batches) -> None:
-        p, gr = self.params, self.grads
-        D = 2 if self.bidirectional else 1
+        p, gr, D = self.params, self.grads, self.D
+        w_ih, w_hh, b_ih, b_hh = (p[k::4][:D] for k in range(4))  # per direction
         with torch.no_grad():
             for xb, yb in batches:
-                x = xb.transpose(0, 1)
-                outs, backs = [], []
-                for d in range(D):
-                    xs = x.flip(0) if d else x
-                    hs, back = self.direction(xs, *p[4 * d:4 * d + 4])
-                    outs.append(hs.flip(0) if d else hs)
-                    backs.append(back)
-                seq = torch.cat(outs, 2) if D > 1 else outs[0]
-                flat = seq.transpose(0, 1).reshape(len(yb), -1)
+                N = len(yb)
+                seq = xb.transpose(0, 1)
+                x = torch.stack((seq, seq.flip(0))[:D], 1)  # (T, D, N, I)
+                T = x.size(0)
+                a = torch.stack([torch.addmm(b_ih[d], x[:, d].reshape(T * N, -1), w_ih[d].t())
+                                 .view(T, N, -1) for d in range(D)], 1)
+                hs, backward = self.steps(a, torch.stack(w_hh), torch.stack(b_hh))
+                H = hs.size(3)
+                out = hs[:, 0] if D == 1 else torch.cat((hs[:, 0], hs[:, 1].flip(0)), 2)
+                flat = out.transpose(0, 1).reshape(N, -1)
                 w, b = p[4 * D], p[4 * D + 1]
-                logits = torch.addmm(b, flat, w.t())
-                prob = torch.softmax(logits, 1)
-                -prob[torch.arange(len(yb)), yb].log().mean()  # the loss value
-                prob[torch.arange(len(yb)), yb] -= 1
-                g = prob.div_(len(yb))  # dL/dlogits = (softmax − onehot) / N
+                prob = torch.softmax(torch.addmm(b, flat, w.t()), 1)
+                rows = torch.arange(N)
+                -prob[rows, yb].log().mean()  # the loss value
+                prob[rows, yb] -= 1
+                g = prob.div_(N)  # dL/dlogits = (softmax − onehot) / N
                 gr[4 * D].addmm_(g.t(), flat)
                 gr[4 * D + 1].add_(g.sum(0))
-                g_seq = g.mm(w).view(len(yb), -1, seq.size(2)).transpose(0, 1)
-                H = seq.size(2) // D
+                g_seq = g.mm(w).view(N, T, D * H).transpose(0, 1)
+                g_steps = torch.stack((g_seq[..., :H], g_seq[..., H:].flip(0))[:D], 1)
+                d_a, d_hh = backward(g_steps)
+                G = d_a.size(3)
                 for d in range(D):
-                    gd = g_seq[:, :, d * H:(d + 1) * H]
-                    backs[d](gd.flip(0) if d else gd, gr[4 * d:4 * d + 4])
+                    da, dhh = d_a[:, d].reshape(T * N, G), d_hh[:, d].reshape(T, N, G)
+                    gr[4 * d + 1].addmm_(dhh[1:].reshape(-1, G).t(), hs[:-1, d].reshape(-1, H))
+                    gr[4 * d].addmm_(da.t(), x[:, d].reshape(T * N, -1))
+                    gr[4 * d + 3].add_(dhh.sum((0, 1)))
+                    gr[4 * d + 2].add_(da.sum(0))
                 self._adam()
 
     def _adam(self) -> None:

@@ -21,6 +21,7 @@ from minidl_cli import tasks
 from minidl_cli.build import build_loss, build_model
 from minidl_cli.config.plugins import import_plugins
 from minidl_cli.nn import Sequential
+from minidl_cli.nn.module import forward_in_slices
 from minidl_cli.runs import Run, RunError, load_checkpoint
 
 
@@ -243,7 +244,8 @@ class Predictor:
             mean, std = self.standardizer
             inputs = (inputs - mean) / std
         with torch.no_grad():
-            return self.model(inputs.to(self.dtype) if inputs.is_floating_point() else inputs)
+            inputs = inputs.to(self.dtype) if inputs.is_floating_point() else inputs
+            return forward_in_slices(self.model, inputs)  # a slice of rows at a time
 
     def _contexts(self, x: Any) -> Tensor:
         """A language model's input for texts (see `inputs`). Shape: -> (n, block_size)."""

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from minidl_cli.checkpointer import copy_state
+from minidl_cli.nn.module import forward_in_slices
 from minidl_cli.optim import clip_grad_norm_
 from minidl_cli.parts import Split, build_parts, resolve_device
 
@@ -133,7 +134,7 @@ class Trainer:
         """
         part = self.splits[split]
         self._set_training(False)
-        outputs = self.model(part.x)
+        outputs = forward_in_slices(self.model, part.x)  # a slice of rows at a time
         loss = self.loss_fn(outputs, part.targets).item()
         if self.loss_fn.reduction == "sum":
             loss /= self.task.count(part.y)  # per row, or per token for a language model

@@ -371,3 +371,20 @@ def test_conv2d_weight_gradient_summed_over_batch_slices(monkeypatch, groups):
     layer = nn.Conv2d(4, 6, 3, stride=2, groups=groups).to(dtype=torch.float64)
     report = check_module(layer, torch.randn(5, 4, 7, 6, dtype=torch.float64))
     assert report.passed() and "weight" in report.errors, report.errors
+
+
+def test_forward_in_slices_equals_one_call_and_bounds_the_rows_per_slice():
+    """Evaluation runs a split a slice at a time (a layer keeps its backward's tensors, so
+    one call on a whole split can hold GBs); the outputs are the one call's."""
+    from minidl_cli.nn.module import forward_in_slices
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).to(torch.float64)
+    x = torch.randn(103, 6, dtype=torch.float64)
+    seen = []
+    original = net.forward
+    net.forward = lambda rows: seen.append(len(rows)) or original(rows)
+    assert torch.equal(forward_in_slices(net, x, values=60), original(x))
+    assert max(seen) == 10 and sum(seen[1:]) == 103  # 60 values / 6 per row; the probe first
+    seen.clear()
+    assert torch.equal(forward_in_slices(net, x), original(x)) and seen == [1, 103]

@@ -43,6 +43,27 @@ def show_shape(input_shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(["N", *map(str, input_shape)]) + ")"
 
 
+EVAL_VALUES = 2**20  # values of a row's input or output per slice of forward_in_slices
+
+
+def forward_in_slices(module: Module, x: Tensor, values: int = EVAL_VALUES) -> Tensor:
+    """module(x) for many rows, a slice of rows at a time. Every layer keeps what its
+    backward would need, so one call on a whole split holds all of it at once (a GPT's
+    attention weights and hidden layers for every window: tens of GB); slices of about
+    `values` values of the larger of a row's input and output hold a bounded amount.
+    Small data is one slice, the very call module(x).
+
+    Shape: x (n, ...) -> module(x)'s (n, ...).
+    """
+    n = len(x)
+    first = module(x[:1])
+    per_row = max(x[:1].numel(), first.numel(), 1)
+    rows = max(1, values // per_row)
+    if rows >= n:
+        return module(x)
+    return torch.cat([module(x[start:start + rows]) for start in range(0, n, rows)])
+
+
 def output_shape_of(layer: Module, input_shape: tuple[int, ...], name: str) -> tuple[int, ...]:
     """The shape `layer` outputs for inputs of `input_shape` (both without the batch), as it
     declares (`output_shape`) or, for a layer without that (a plugin), as probed with a

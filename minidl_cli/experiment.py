@@ -116,6 +116,11 @@ def _reopen(run: Run, overrides: list[str], world: World | None) -> tuple[Run, T
     if world is not None:
         world.check_device(trainer.device)
     _restore(trainer, state, path)
+    if trainer.stopped_early:
+        raise RunError(f"{run.path} stopped early at epoch {trainer.epoch} (train.early_stopping: "
+                       f"{trainer.monitor.name} last improved in epoch "
+                       f"{trainer.monitor.best_epoch}); there is nothing to resume: start a new "
+                       "run to train with other settings")
     if trainer.epoch >= config["train"]["epochs"]:
         raise RunError(f"{run.path} has already trained {trainer.epoch} of "
                        f"{config['train']['epochs']} epochs; pass train.epochs=N with a larger "
@@ -154,7 +159,10 @@ def _fit_and_draw(run: Run, trainer: Trainer, progress: Callable[[dict], None] |
         _record_end(run, "failed", checkpointer.saved_epoch)
         raise
     # Completed before the pictures: a signal while drawing them loses no training.
-    run.write_meta(status="completed", finished_at=now_iso(), epochs_completed=trainer.epoch)
+    early = ({"stopped_early_at": trainer.epoch, "best_epoch": trainer.monitor.best_epoch}
+             if trainer.stopped_early else {})
+    run.write_meta(status="completed", finished_at=now_iso(), epochs_completed=trainer.epoch,
+                   **early)
     _warn_if_not_learning(run, trainer)
     if plots:  # nothing after training turns a completed run into a failed one
         try:
@@ -278,6 +286,16 @@ def join_run(config: dict[str, Any], checkpoint: Path, world: World) -> Trainer:
     return trainer
 
 
+def default_checkpoint(run: Run) -> str:
+    """evaluate's checkpoint when none is named: best.pt for a run trained with
+    train.early_stopping (the epoch it kept), last.pt otherwise."""
+    try:
+        stopping = load_yaml(run.config_path).get("train", {}).get("early_stopping")
+    except (OSError, ConfigError, AttributeError):
+        return "last"
+    return "best" if stopping and run.checkpoint_path("best").exists() else "last"
+
+
 def load_trainer(run: Run, checkpoint: str = "last") -> tuple[Trainer, dict[str, Any], Path]:
     """A Trainer rebuilt from the run directory alone, holding the chosen checkpoint."""
     path = run.checkpoint_path(checkpoint)
@@ -344,7 +362,7 @@ def _restore(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
                        f"{type(e).__name__}: {reason}); use a checkpoint this run wrote") from None
 
 
-def evaluate_run(run_dir: Path, checkpoint: str = "last", out: Path | None = None
+def evaluate_run(run_dir: Path, checkpoint: str | None = None, out: Path | None = None
                  ) -> dict[str, Any]:
     """The loss and the task's evaluation (classification: accuracy, error, confusion
     matrix; regression: mae, rmse, r2) on train and test; written to eval.json (or `out`).
@@ -353,7 +371,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "last", out: Path | None = Non
     import torch
 
     run = Run.open(run_dir)
-    trainer, state, path = load_trainer(run, checkpoint)
+    trainer, state, path = load_trainer(run, checkpoint or default_checkpoint(run))
     result: dict[str, Any] = {"checkpoint": str(path), "epoch": state["epoch"],
                               **trainer.task.describe()}
     with torch.no_grad():
@@ -365,14 +383,14 @@ def evaluate_run(run_dir: Path, checkpoint: str = "last", out: Path | None = Non
     return result
 
 
-def evaluate_file(run_dir: Path, data: Path, checkpoint: str = "last",
+def evaluate_file(run_dir: Path, data: Path, checkpoint: str | None = None,
                   out: Path | None = None) -> dict[str, Any]:
     """A checkpoint on another labelled file (the training columns and the label), read
     as `predict` reads: from the checkpoint, without the training data. Written to
     eval-<file stem>.json in the run (or `out`; a RunWarning when it cannot be)."""
     from minidl_cli.predict import load
 
-    predictor = load(run_dir, checkpoint)
+    predictor = load(run_dir, checkpoint or default_checkpoint(Run.open(run_dir)))
     result: dict[str, Any] = {"checkpoint": str(predictor.checkpoint), "epoch": predictor.epoch,
                               **predictor.task.describe(), "data": str(Path(data).absolute()),
                               "file": predictor.evaluate(data)}

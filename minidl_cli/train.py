@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from minidl_cli.checkpointer import copy_state
+from minidl_cli.early_stopping import Monitor
 from minidl_cli.nn.module import forward_in_slices
 from minidl_cli.optim import clip_grad_norm_
 from minidl_cli.parts import Split, build_parts, resolve_device
@@ -73,7 +74,13 @@ class Trainer:
         self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
         self.shuffle_gen = torch.Generator(device=self.device).manual_seed(self.seed)
         self.history: list[dict[str, float]] = []  # one metrics row per epoch
-        self.best_val_loss = math.inf
+        self.monitor = Monitor.from_config(config["train"])  # best.pt's epoch; early stopping
+        if self.monitor.patience is not None and self.monitor.name not in self.columns:
+            from minidl_cli.config import ConfigError
+
+            watched = [c for c in self.columns if c.startswith("val_")]
+            raise ConfigError([f"train.early_stopping.monitor: {self.monitor.name} is not a "
+                               f"metric of this run; use one of {', '.join(watched)}"])
         self.elapsed = 0.0  # seconds of training, over every resume
         self.extra: dict[str, Any] = {}  # a caller's own plain-data state, kept in checkpoints
         self.batch_loss: Tensor | None = None  # the last batch's loss (never read in the loop)
@@ -174,13 +181,14 @@ class Trainer:
             # it and is updated in place later (the optimizer's state) the optimizer makes
             # outside it (Optimizer.init_state)
             with torch.inference_mode():
-                while self.epoch < epochs:
+                while self.epoch < epochs and not self.stopped_early:
                     self.train_epoch(should_stop)
                     if should_stop():
                         raise Interrupted(should_stop.signum)
                     row, improved = self._end_epoch(started)
                     if checkpointer is not None:
-                        checkpointer.epoch_done(self, improved, final=self.epoch == epochs)
+                        final = self.epoch == epochs or self.stopped_early
+                        checkpointer.epoch_done(self, improved, final=final)
                     if on_epoch is not None:
                         on_epoch(row)
         finally:
@@ -197,11 +205,14 @@ class Trainer:
         if self.scheduler:
             self.scheduler.step()
         self.elapsed = row["elapsed_s"] = round(time.perf_counter() - started, 4)
-        improved = "val_loss" in row and row["val_loss"] < self.best_val_loss
-        if improved:
-            self.best_val_loss = row["val_loss"]
         self.history.append(row)
-        return row, improved
+        return row, self.monitor.update(row)
+
+    @property
+    def stopped_early(self) -> bool:
+        """train.early_stopping's patience ran out: the monitored metric has not improved
+        for `patience` epochs."""
+        return self.monitor.should_stop
 
     # --- state: everything a bit-identical resume needs, as plain data ---
 
@@ -221,7 +232,7 @@ class Trainer:
             "standardizer": None if mean is None else {"mean": mean, "std": std},
             **self.describe(),
             "history": self.history,
-            "best_val_loss": self.best_val_loss,
+            "monitor": self.monitor.state_dict(),  # best epoch so far, early stopping's count
             "elapsed_s": self.elapsed,
             "extra": self.extra,
             "config": self.config,
@@ -250,7 +261,10 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.history = [dict(row) for row in state["history"]]
-        self.best_val_loss = state.get("best_val_loss", math.inf)
+        if "monitor" in state:
+            self.monitor.load_state_dict(state["monitor"])
+        elif "best_val_loss" in state:  # a checkpoint written before the monitor
+            self.monitor.best = state["best_val_loss"]
         self.elapsed = state.get("elapsed_s", 0.0)
         self.extra = dict(state.get("extra") or {})
 

@@ -56,7 +56,7 @@ def test_last_and_best_hold_their_epochs_though_later_ones_were_kept(tmp_path, n
     experiment.train_run(shorter, at_best, plots=False)
 
     best_state = load_checkpoint(run.checkpoints / "best.pt")
-    assert best_state["epoch"] == best and best_state["best_val_loss"] == min(val)
+    assert best_state["epoch"] == best and best_state["monitor"]["best"] == min(val)
     assert len(best_state["history"]) == best and same(best_state["model"], live(at_best))
     last = load_checkpoint(run.checkpoints / "last.pt")
     assert last["epoch"] == 8 and len(last["history"]) == 8

@@ -14,8 +14,9 @@ DATA_PATH = click.Path(path_type=Path, dir_okay=False)
 
 @click.command()
 @click.argument("run_dir", type=RUN_PATH)
-@click.option("--checkpoint", default="last", show_default=True,
-              help="last, best, an epoch number, or a checkpoint file.")
+@click.option("--checkpoint", default=None,
+              help="last, best, an epoch number, or a checkpoint file [default: best for a "
+                   "run trained with train.early_stopping, else last].")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Evaluate on this labelled CSV or Parquet file (the run's feature "
                    "columns and its label) instead of the run's train and test sets; for an "
@@ -25,7 +26,7 @@ DATA_PATH = click.Path(path_type=Path, dir_okay=False)
               help="Write the results to this file instead of the run's eval.json "
                    "(e.g. for a read-only run).")
 @handle_errors
-def evaluate(run_dir: Path, checkpoint: str, data: Path | None, as_json: bool,
+def evaluate(run_dir: Path, checkpoint: str | None, data: Path | None, as_json: bool,
              out: Path | None) -> None:
     """Evaluate a run's checkpoint on its train and test sets; write eval.json.
 

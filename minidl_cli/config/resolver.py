@@ -35,6 +35,13 @@ TRAIN_OPTIONS = [
     # cap the global 2-norm of the gradient (torch.nn.utils.clip_grad_norm_); null: never
     Option("clip_grad_norm", float | None, None, Range(gt=0)),
 ]
+# train.early_stopping: stop when `monitor` (a validation metric) has not improved by more
+# than `min_delta` for `patience` epochs (early_stopping.py); absent or null: never
+EARLY_STOPPING_OPTIONS = [
+    Option("monitor", str, "val_loss"),  # val_loss, or a task metric such as val_accuracy
+    Option("patience", int, 10, Range(ge=1)),
+    Option("min_delta", float, 0.0, Range(ge=0)),
+]
 STANDARDIZE = Option("standardize", bool, False)  # z-score with training-set statistics
 # regression: z-score the targets with training statistics (metrics stay on their scale)
 STANDARDIZE_TARGET = Option("standardize_target", bool, False)
@@ -119,7 +126,11 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
     if train is not None and not isinstance(train, dict):
         problems.append(f"train: must be a mapping of options, got {_kind(train)}")
         train = None
-    config["train"] = check.options("train", TRAIN_OPTIONS, train or {})
+    train = dict(train or {})
+    stopping = train.pop("early_stopping", None)
+    config["train"] = check.options("train", TRAIN_OPTIONS, train)
+    if stopping is not None:
+        config["train"]["early_stopping"] = _early_stopping(check, stopping, config["train"])
     config["runs_dir"] = check.runs_dir(_given(raw, "runs_dir", "runs"))
     if problems:
         raise ConfigError(problems)
@@ -129,6 +140,24 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
     if data:
         check_with_data(config, make_checked_dataset(config))
     return config
+
+
+def _early_stopping(check: _Checker, given: Any, train: dict) -> Any:
+    """train.early_stopping's options checked and completed; it needs a validation split."""
+    if not isinstance(given, dict):
+        check.problems.append("train.early_stopping: must be a mapping such as "
+                              f"{{monitor: val_loss, patience: 10}}, got {_kind(given)}")
+        return given
+    options = check.options("train.early_stopping", EARLY_STOPPING_OPTIONS, given)
+    monitor = options.get("monitor")
+    if isinstance(monitor, str) and not monitor.startswith("val_"):
+        check.problems.append(f"train.early_stopping.monitor: must be a validation metric "
+                              f"such as val_loss or val_accuracy, got {monitor!r} (early "
+                              "stopping never watches the test set)")
+    if not train.get("val_fraction"):
+        check.problems.append("train.early_stopping: needs a validation split to watch; set "
+                              "train.val_fraction=0.2 (or leave out train.early_stopping)")
+    return options
 
 
 def load_config(path: Path, overrides: list[str] = (), data: bool = True) -> dict:

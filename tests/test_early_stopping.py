@@ -1,0 +1,76 @@
+"""train.early_stopping: stops, records stopped_early_at, keeps best.pt, survives --resume."""
+
+import json
+
+import pytest
+
+from minidl_cli.early_stopping import Monitor
+from minidl_cli.runs import load_checkpoint
+from tests.helpers import invoke, meta, metrics, run_of, write_config
+
+# noisy moons, few training points, a wide network and a large step: the validation loss
+# soon turns up while the training loss falls on
+MOONS = {
+    "name": "moons", "seed": 0,
+    "data": {"type": "moons", "n_train": 60, "n_test": 100, "noise": 0.4},
+    "model": [{"type": "linear", "out_features": 64}, "relu",
+              {"type": "linear", "out_features": 2}],
+    "loss": "cross_entropy",
+    "optimizer": {"type": "adam", "lr": 0.05},
+    "train": {"epochs": 80, "batch_size": 20, "val_fraction": 0.3,
+              "early_stopping": {"monitor": "val_loss", "patience": 3}},
+}
+
+
+def test_monitor_counts_epochs_without_improvement():
+    monitor = Monitor("val_loss", patience=2, min_delta=0.1)
+    seen = [monitor.update({"epoch": e, "val_loss": v}) for e, v in
+            enumerate([1.0, 0.95, 0.8, 0.75, 0.9], start=1)]
+    assert seen == [True, False, True, False, False]  # 0.95: not better by more than 0.1
+    assert monitor.best_epoch == 3 and monitor.should_stop
+    rising = Monitor("val_accuracy", patience=1)
+    assert rising.update({"epoch": 1, "val_accuracy": 0.5})
+    assert not rising.update({"epoch": 2, "val_accuracy": 0.4}) and rising.should_stop
+
+
+def test_stops_at_best_plus_patience_and_evaluate_uses_best(tmp_path):
+    run = run_of(invoke("train", write_config(tmp_path, MOONS), "--quiet"))
+    info, rows = meta(run), metrics(run)
+    val = [float(r["val_loss"]) for r in rows]
+    best = val.index(min(val)) + 1
+    assert info["stopped_early_at"] == len(rows) == best + 3 < 80
+    assert info["best_epoch"] == best and info["status"] == "completed"
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == best
+
+    evaluated = json.loads(invoke("evaluate", run, "--json").stdout)
+    assert evaluated["checkpoint"].endswith("best.pt") and evaluated["epoch"] == best
+    last = json.loads(invoke("evaluate", run, "--json", "--checkpoint", "last").stdout)
+    assert last["epoch"] == best + 3
+
+    again = invoke("train", "--resume", run, "train.epochs=200")
+    assert again.exit_code == 2 and "stopped early" in again.output
+
+
+def test_patience_counter_survives_resume(tmp_path):
+    whole = run_of(invoke("train", write_config(tmp_path, MOONS), "--quiet"))
+    stopped = meta(whole)["stopped_early_at"]
+    cut = run_of(invoke("train", write_config(tmp_path, MOONS), "--quiet",
+                        f"train.epochs={stopped - 1}"))
+    assert "stopped_early_at" not in meta(cut)
+    resumed = run_of(invoke("train", "--resume", cut, "train.epochs=80", "--quiet"))
+    # without the counter in the checkpoint the resumed run would wait 3 epochs afresh
+    assert meta(resumed)["stopped_early_at"] == stopped
+    assert metrics(resumed)[-1]["val_loss"] == metrics(whole)[-1]["val_loss"]
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"val_fraction": 0.0}, "train.val_fraction=0.2"),
+    ({"early_stopping": {"monitor": "test_loss"}}, "validation metric"),
+    ({"early_stopping": {"monitor": "val_r2"}}, "val_loss"),
+    ({"early_stopping": {"patience": 0}}, "patience"),
+])
+def test_bad_early_stopping_is_one_line(tmp_path, change, needle):
+    config = {**MOONS, "train": {**MOONS["train"], **change}}
+    result = invoke("train", write_config(tmp_path, config), "--quiet")
+    assert result.exit_code == 2 and needle in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()

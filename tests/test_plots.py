@@ -614,3 +614,32 @@ def test_a_one_epoch_curve_is_visible(tmp_path, monkeypatch, draw):
 
     colour = np.array(to_rgb(line.get_color())) * 255
     assert (np.abs(around - colour).sum(-1) < 60).sum() >= 9, "no dot where the point is"
+
+
+def test_signals_are_drawn_as_curves_with_the_errors_in_red(tmp_path):
+    """A 1-D signal (MNIST-1D) is a grid of curves, not points on principal components: one
+    panel per signal holding its points as one line, the wrong predictions in red."""
+    import torch
+
+    from minidl_cli.data.mnist1d import mnist1d
+    from minidl_cli.plots import run as run_plots
+    from minidl_cli.plots import signals
+    from minidl_cli.plots.canvas import ERROR_COLOR
+
+    x = torch.randn(12, 40, dtype=torch.float64)
+    truth = torch.arange(12) % 3
+    predicted = truth.clone()
+    predicted[[1, 5]] = (truth[[1, 5]] + 1) % 3
+    fig = signals.signal_grid(x, [str(i) for i in range(12)], "t", (predicted != truth).tolist())
+    drawn = [ax for ax in fig.axes if ax.lines]
+    assert len(drawn) == 12 and all(len(ax.lines[0].get_ydata()) == 40 for ax in drawn)
+    assert [i for i, ax in enumerate(drawn) if ax.lines[0].get_color() == ERROR_COLOR] == [1, 5]
+    assert (drawn[3].lines[0].get_ydata() == x[3].numpy()).all()
+
+    dataset = mnist1d(generator=torch.Generator())
+    assert dataset.signal
+    outputs = torch.nn.functional.one_hot(dataset.y_test, 10).double()
+    written = run_plots.draw_run_plots(tmp_path, dataset, "classification", outputs,
+                                       {"epoch": [1], "train_loss": [1.0], "test_loss": [1.0],
+                                        "train_accuracy": [0.5], "test_accuracy": [0.5]})
+    assert {p.name for p in written} >= {"data.png", "predictions.png", "confusion.png"}

@@ -45,6 +45,8 @@ class Dataset:
     # first block_size characters of the training text, a default context for sampling)
     vocabulary: list[str] | None = None
     text: dict[str, Any] | None = None
+    # the features are the points of one signal in order (MNIST-1D): drawn as curves
+    signal: bool = False
 
     def __post_init__(self) -> None:
         assert self.task in TASKS, f"task must be one of {TASKS}"

@@ -42,4 +42,4 @@ def mnist1d(shuffle_sequence: bool = False, *, generator: torch.Generator) -> Da
         x = x[:, list(SHUFFLE)]
     names = [f"x{i}" for i in range(40)]
     return Dataset(x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:], 10, names,
-                   class_names=[str(c) for c in range(10)])
+                   class_names=[str(c) for c in range(10)], signal=True)

@@ -4,6 +4,8 @@
   accuracy.png, predictions.png (coloured by predicted class, errors marked), and
   confusion.png with three or more classes; more than two features are drawn on their first
   two principal components;
+- classification, signals (a table whose features are the points of one signal, MNIST-1D):
+  data.png and predictions.png are grids of signals drawn as curves, labelled as images are;
 - classification, images (N, C, H, W): data.png (a grid of training images with their
   labels), loss.png, accuracy.png, predictions.png (a grid of test images with their
   predicted labels, errors in red), and confusion.png with three or more classes;
@@ -18,7 +20,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minidl_cli.plots import confusion, curves, images, points, regression
+from minidl_cli.plots import confusion, curves, images, points, regression, signals
 from minidl_cli.plots.canvas import default_style, numpy, save, subsample
 
 if TYPE_CHECKING:
@@ -89,6 +91,11 @@ def _classification(plots_dir: Path, dataset: Dataset, outputs: Any, metrics: cu
                                        names)
         last = images.plot_image_predictions(x, y, predicted, plots_dir / "predictions.png",
                                              names)
+    elif getattr(dataset, "signal", False):
+        first = signals.plot_signal_data(dataset.x_train, dataset.y_train,
+                                         plots_dir / "data.png", names)
+        last = signals.plot_signal_predictions(x, y, predicted, plots_dir / "predictions.png",
+                                               names)
     else:
         plane = points.Plane(dataset.x_train, getattr(dataset, "feature_names", None))
         first = points.plot_data(x, y, plots_dir / "data.png", "Test data", names, plane)

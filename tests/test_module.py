@@ -388,3 +388,12 @@ def test_forward_in_slices_equals_one_call_and_bounds_the_rows_per_slice():
     assert max(seen) == 10 and sum(seen[1:]) == 103  # 60 values / 6 per row; the probe first
     seen.clear()
     assert torch.equal(forward_in_slices(net, x), original(x)) and seen == [1, 103]
+
+
+def test_linear_torch_default_init_draws_what_torch_nn_linear_draws():
+    torch.manual_seed(3)
+    ours = nn.Linear(7, 4, init="torch_default")
+    torch.manual_seed(3)
+    theirs = torch.nn.Linear(7, 4)
+    assert torch.equal(ours.weight.data, theirs.weight.data)
+    assert torch.equal(ours.bias.data, theirs.bias.data)

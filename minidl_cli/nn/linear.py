@@ -12,7 +12,8 @@ from minidl_cli.nn import init as nn_init
 from minidl_cli.nn.module import Module, Parameter, same_shape, show_shape
 from minidl_cli.registry import Range, register
 
-Init = Literal["xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"]
+Init = Literal["xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+               "torch_default"]
 
 
 def init_weight(out_features: int, in_features: int, init: str) -> Tensor:
@@ -29,7 +30,9 @@ class Linear(Module):
     """y = x Wᵀ + b, with W of shape (out_features, in_features) as in torch.nn.Linear.
 
     Shape: (N, *, in_features) -> (N, *, out_features), as torch.nn.Linear: every leading
-    index (a sequence's time steps) shares W and b. The builder refuses images
+    index (a sequence's time steps) shares W and b. `init` names W's torch.nn.init scheme
+    (b = 0), or is "torch_default": torch.nn.Linear's own (W and b from U(±1/√in_features),
+    the same draws after the same seed). The builder refuses images
     (N, C, H, W): a linear layer there is almost always a missing flatten.
     """
 
@@ -44,8 +47,13 @@ class Linear(Module):
             )
         self.in_features, self.out_features = in_features, out_features
         self.init = init
-        self.weight = Parameter(init_weight(out_features, in_features, init))
-        self.bias = Parameter(torch.zeros(out_features)) if bias else None
+        if init == "torch_default":  # as torch.nn.Linear: W, then b, from U(±1/√in_features)
+            self.weight = Parameter(torch.empty(out_features, in_features))
+            self.bias = Parameter(torch.empty(out_features)) if bias else None
+            nn_init.torch_default_(self.weight.data, self.bias.data if bias else None)
+        else:  # the named scheme for W, and b = 0
+            self.weight = Parameter(init_weight(out_features, in_features, init))
+            self.bias = Parameter(torch.zeros(out_features)) if bias else None
         self._input: Tensor | None = None
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -57,9 +57,11 @@ def text(
     *,
     generator: torch.Generator,
 ) -> Dataset:
-    """A language-modelling data set of `path` (a UTF-8 text file, gzipped when it ends in
-    .gz) or of a `corpus` shipped with minidl (names, tinyshakespeare: see data/texts/);
-    `mode`, `target` and the split as the module docstring says.
+    """The characters of a text as token ids, for a language model (lines or stream mode).
+
+    The text is `path` (a UTF-8 text file, gzipped when it ends in .gz) or a `corpus`
+    shipped with minidl (names, tinyshakespeare: see data/texts/); `mode`, `target` and
+    the split as the module docstring says.
 
     Shape: x (N, block_size) int64 ids; y (N,) int64 for target next, (N, block_size) for
     target sequence. Raises FileNotFoundError for a missing file; ValueError, naming the

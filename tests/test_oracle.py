@@ -57,7 +57,8 @@ LAYER_CASES = {
         (nn.MaxPool2d(3, stride=1), (n, 1, d + 2, d)),  # overlapping windows
     ],
     "avg_pool2d": lambda n, d: [
-        (nn.AvgPool2d(2), (n, 3, d + 1, d + 2)),
+        (nn.AvgPool2d(2), (n, 3, d + 1, d + 2)),  # a column no window reads
+        (nn.AvgPool2d((2, 3)), (n, 2, 4, 6)),  # windows tile the input exactly
         (nn.AvgPool2d((3, 2), stride=(2, 1), padding=1), (n, 2, d + 2, d + 3)),
         (nn.AvgPool2d(3, stride=1, padding=1), (n, 1, d + 2, d)),
     ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.nn.functional import avg_pool2d, fold, max_pool2d
+from torch.nn.functional import avg_pool2d, fold, max_pool2d, pad
 
 from minidl_cli.nn.conv import Size2, pair, window_output_shape
 from minidl_cli.nn.module import Module
@@ -80,6 +80,14 @@ class AvgPool2d(_Pool2d):
         # dL/dx = Pᵀ g, its transpose: each output's gradient is shared equally among the k
         # inputs of its window (g / k each), and every input sums the shares of the windows
         # it is in (padding counts as k's zeros). col2im (`fold`) does exactly that sum.
+        if self.stride == self.kernel_size and not any(self.padding):
+            # windows side by side: each input is in one window (or none, past the last)
+            (kh, kw), (h_out, w_out) = self.kernel_size, grad_output.shape[2:]
+            share = (grad_output / k)[:, :, :, None, :, None].expand(n, c, h_out, kh, w_out, kw)
+            share = share.reshape(n, c, h_out * kh, w_out * kw)
+            if (h, w) == share.shape[2:]:
+                return share
+            return pad(share, (0, w - w_out * kw, 0, h - h_out * kh))  # rows no window read: 0
         g = grad_output.flatten(2)  # (N, C, H'·W'): one gradient per window
         share = (g / k).unsqueeze(2).expand(n, c, k, g.shape[2])  # each of a window's k inputs
         return fold(share.reshape(n, c * k, -1), (h, w), self.kernel_size,

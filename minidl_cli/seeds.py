@@ -67,20 +67,46 @@ def train_member(config: dict[str, Any], member: Path, threads: int | None = Non
 
     `stop`: polled between batches; once it is true the member is saved and marked
     interrupted (status "interrupted"), or not started at all ("not started").
-    In a worker process of run_seeds, the group's shared stop flag.
+    In a worker process of run_members, the group's shared stop flag.
     """
-    import torch
-
-    from minidl_cli.experiment import start_run, train_run
-    from minidl_cli.train import Diverged, Interrupted
+    from minidl_cli.experiment import start_run
 
     stop = stop or _worker_stop
     if stop is not None and stop():
         return {"seed": config["seed"], "epochs": 0, "status": NOT_STARTED}
-    if threads:
-        torch.set_num_threads(threads)
     started = time.perf_counter()
+    _set_threads(threads)
     run, trainer = start_run(config, into=member)  # as any run: epoch-0 last.pt, locked
+    return _train_and_report(run, trainer, started, stop)
+
+
+def resume_member(member: Path, overrides: list[str], threads: int | None = None,
+                  stop: StopFlag | None = None) -> dict:
+    """Continue one member run from its last.pt (experiment.resume_run, `overrides` such as
+    train.epochs=N); its summary row, as train_member's. Stopped before it starts, the row
+    keeps the member's recorded status."""
+    from minidl_cli.experiment import resume_run
+
+    stop = stop or _worker_stop
+    if stop is not None and stop():
+        return _member_state(json.loads((member / "meta.json").read_text())["seed"], member)
+    started = time.perf_counter()
+    _set_threads(threads)
+    run, trainer = resume_run(member, overrides)
+    return _train_and_report(run, trainer, started, stop)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _train_and_report(run, trainer, started: float, stop: StopFlag | None) -> dict:
+    from minidl_cli.experiment import train_run
+    from minidl_cli.train import Diverged, Interrupted
+
     status = "completed"
     try:
         train_run(run, trainer, stop=stop)
@@ -89,9 +115,9 @@ def train_member(config: dict[str, Any], member: Path, threads: int | None = Non
     except Interrupted:
         status = "interrupted"
     last = trainer.history[-1] if trainer.history else {}
-    return {"seed": config["seed"], "epochs": trainer.epoch, **trainer.task.summary(last),
-            "wall_s": round(time.perf_counter() - started, 3), "status": status,
-            "task": trainer.task.name}  # not a column: which columns the row has
+    return {"seed": trainer.config["seed"], "epochs": trainer.epoch,
+            **trainer.task.summary(last), "wall_s": round(time.perf_counter() - started, 3),
+            "status": status, "task": trainer.task.name}  # task: not a column, says which
 
 
 def run_seeds(config: dict[str, Any], seeds: list[int], jobs: int = 1,
@@ -103,49 +129,67 @@ def run_seeds(config: dict[str, Any], seeds: list[int], jobs: int = 1,
     start, those training are saved and marked interrupted, and the summary lists every
     seed: its final metrics when it completed, else its status and epochs.
     """
-    from minidl_cli.config import dump_yaml
-
     group = create_run_dir(Path(config["runs_dir"]), f"{config['name']}-seeds")
-    members = [f"seed-{seed:04d}" for seed in seeds]
-    for name in members:
-        (group / name).mkdir()
-    _write_json(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
-                                     "members": members, "status": "running"})
-    configs = [{**config, "seed": seed} for seed in seeds]
-    atomic_write(group / "config.yaml", dump_yaml(configs[0]).encode())
+    configs = prepare_group(group, config, seeds)
     rows: dict[int, dict] = {}
 
-    def done(row: dict) -> None:
-        rows[row["seed"]] = row
+    def done(i: int, row: dict) -> None:
+        rows[seeds[i]] = row
         if on_done and row["status"] != NOT_STARTED:
             on_done(row)
 
     try:
-        if jobs <= 1:
-            for cfg, name in zip(configs, members, strict=True):
-                done(train_member(cfg, group / name, stop=stop))
-        else:
-            _run_in_pool(configs, [group / name for name in members], jobs, done, stop)
+        run_members([(train_member, (cfg, group / member_name(cfg["seed"])))
+                     for cfg in configs], jobs, done, stop)
     finally:
-        _finish_group(group, seeds, members, rows)
+        finish_group(group, seeds, rows)
     return group, [rows[seed] for seed in seeds]
 
 
-def _run_in_pool(configs: list[dict], members: list[Path], jobs: int,
-                 done: Callable[[dict], None], stop: StopFlag | None) -> None:
+def member_name(seed: int) -> str:
+    return f"seed-{seed:04d}"
+
+
+def prepare_group(group: Path, config: dict[str, Any], seeds: list[int]) -> list[dict]:
+    """group.json, config.yaml and an empty folder per seed in `group`; each seed's config."""
+    from minidl_cli.config import dump_yaml
+
+    for seed in seeds:
+        (group / member_name(seed)).mkdir()
+    _write_json(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
+                                     "members": [member_name(s) for s in seeds],
+                                     "status": "running"})
+    configs = [{**config, "seed": seed} for seed in seeds]
+    atomic_write(group / "config.yaml", dump_yaml(configs[0]).encode())
+    return configs
+
+
+def run_members(work: list[tuple[Callable[..., dict], tuple]], jobs: int,
+                done: Callable[[int, dict], None], stop: StopFlag | None) -> None:
+    """Each (function, args) of `work` — train_member or resume_member and its arguments —
+    in this process, or in `jobs` worker processes; done(index, row) as each ends."""
+    if jobs <= 1:
+        for i, (function, args) in enumerate(work):
+            done(i, function(*args, None, stop))
+    else:
+        _run_in_pool(work, jobs, done, stop)
+
+
+def _run_in_pool(work: list[tuple[Callable[..., dict], tuple]], jobs: int,
+                 done: Callable[[int, dict], None], stop: StopFlag | None) -> None:
     """The members in `jobs` worker processes. The workers ignore Ctrl-C and SIGHUP (the
     terminal sends them to the whole process group): this process tells them to stop
-    through a shared value, and cancels the seeds still queued."""
+    through a shared value, and cancels the members still queued."""
     shared = multiprocessing.get_context().RawValue("i", 0)
     with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
                              initargs=(shared,)) as pool:
-        pending = {pool.submit(train_member, cfg, member, 1) for cfg, member in
-                   zip(configs, members, strict=True)}
+        index = {pool.submit(function, *args, 1): i for i, (function, args) in enumerate(work)}
+        pending = set(index)
         try:
             while pending:
                 finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    done(future.result())
+                    done(index[future], future.result())
                 if stop is not None and stop() and not shared.value:
                     shared.value = stop.signum or signal.SIGINT
                     for future in pending:
@@ -180,9 +224,10 @@ def _init_worker(shared) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: setattr(_worker_stop, "signum", signum))
 
 
-def _finish_group(group: Path, seeds: list[int], members: list[str], rows: dict) -> None:
-    """summary.csv with a row per seed and group.json's status; a member that never
-    started leaves no empty directory behind."""
+def finish_group(group: Path, seeds: list[int], rows: dict) -> str:
+    """summary.csv with a row per seed and group.json's status (returned); a member that
+    never started leaves no empty directory behind."""
+    members = [member_name(seed) for seed in seeds]
     for seed, name in zip(seeds, members, strict=True):
         if seed not in rows:  # stopped before it reported: what its meta.json says
             rows[seed] = _member_state(seed, group / name)
@@ -198,16 +243,29 @@ def _finish_group(group: Path, seeds: list[int], members: list[str], rows: dict)
               else "interrupted")
     _write_json(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
                                      "members": kept, "status": status})
+    return status
 
 
 def _member_state(seed: int, member: Path) -> dict:
-    """A summary row from a member's meta.json: its status and epochs, no metrics."""
+    """A summary row from a member's files: meta.json's status and epochs, and the final
+    metrics of its last metrics.csv row (those of the epochs its last.pt holds)."""
+    from minidl_cli.tasks import by_name
+
     try:
         meta = json.loads((member / "meta.json").read_text())
     except (OSError, ValueError):
         return {"seed": seed, "epochs": 0, "status": NOT_STARTED}
-    return {"seed": seed, "epochs": meta.get("epochs_completed", 0),
-            "status": meta.get("status", "interrupted")}
+    row = {"seed": seed, "epochs": meta.get("epochs_completed", 0),
+           "status": meta.get("status", "interrupted")}
+    try:
+        with open(member / "metrics.csv", newline="") as f:
+            last = list(csv.DictReader(f))[-1]
+        task = by_name(meta["task"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return row
+    values = {k: float(v) for k, v in last.items() if v not in (None, "")}
+    # a task's summary reads the row alone: no fitted state is needed
+    return {**row, **task.__new__(task).summary(values), "task": meta["task"]}
 
 
 def write_summary(group: Path, rows: list[dict]) -> None:

@@ -146,7 +146,7 @@ def test_ctrl_c_stops_a_parallel_group_at_once(tmp_path):
 
 
 def test_a_seed_group_given_as_a_run_says_so_and_names_a_member(tmp_path):
-    """predict, load and --resume of a group said "checkpoint not found: GROUP/checkpoints"."""
+    """predict and load of a group said "checkpoint not found: GROUP/checkpoints"."""
     import minidl_cli
     from minidl_cli.runs import RunError
 
@@ -155,10 +155,9 @@ def test_a_seed_group_given_as_a_run_says_so_and_names_a_member(tmp_path):
     (tmp_path / "new.csv").write_text("x1,x2\n0.5,0.5\n")
     says = f"{group} is a seed group (from --seeds), not a run; give one of its member runs, " \
            f"e.g. {group / 'seed-0000'}"
-    for args in (("predict", group, tmp_path / "new.csv"), ("train", "--resume", group)):
-        refused = invoke(*args)
-        assert refused.exit_code == 2 and says in refused.output, refused.output
-        assert "checkpoint" not in refused.output
+    refused = invoke("predict", group, tmp_path / "new.csv")
+    assert refused.exit_code == 2 and says in refused.output, refused.output
+    assert "checkpoint" not in refused.output
     with pytest.raises(RunError, match="is a seed group"):
         minidl_cli.load(group)
     assert invoke("predict", group / "seed-0000", tmp_path / "new.csv").exit_code == 0

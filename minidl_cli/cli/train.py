@@ -79,16 +79,21 @@ def stop_on_signals():
 @click.argument("args", nargs=-1, metavar="CONFIG [KEY=VALUE]...")
 @click.option("--resume", "resume", type=RUN_PATH, help="Continue a run from its last.pt.")
 @click.option("--seeds", help="One run per seed in a group directory: 0-19, or 0,3,5.")
+@click.option("--sweep", "sweep", multiple=True, metavar="KEY=V1,V2,...",
+              help="One point per combination of the listed values (repeatable), each a run "
+                   "(or a seed group with --seeds) in one sweep directory.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="With --seeds: train this many seeds in parallel processes [default: 1].")
+              help="With --seeds, --sweep, or --resume of a sweep or seed group: train this "
+                   "many members in parallel processes [default: 1].")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel training in N processes (torch.distributed); "
                    "train.batch_size stays the global batch.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="Hide the progress bar.")
 @handle_errors
-def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: int | None,
-          nproc: int, print_config: bool, quiet: bool) -> None:
+def train(args: tuple[str, ...], resume: Path | None, seeds: str | None,
+          sweep: tuple[str, ...], jobs: int | None, nproc: int, print_config: bool,
+          quiet: bool) -> None:
     """Train the network CONFIG describes; print the run directory as the last line.
 
     \b
@@ -98,6 +103,8 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
       minidl train --resume runs/disk-20260101-120000 train.epochs=800
     Repeat over seeds (a group directory with summary.csv):
       minidl train configs/disk.yaml --seeds 0-19 --jobs 2
+    A grid of settings (a sweep directory with summary.csv; compare it with minidl compare):
+      minidl train configs/disk.yaml --sweep optimizer.lr=0.01,0.1 --seeds 0-2 --jobs 2
     Data-parallel in 4 processes (the weights of one; or start it with torchrun):
       minidl train configs/disk.yaml --nproc 4
     """
@@ -105,8 +112,17 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None, jobs: i
 
     imports_done()  # torch and minidl are in: the garbage collector may walk again
     world = World.from_env()  # set when torchrun (or --nproc) started this process as a rank
-    _check_combinations(args, resume, seeds, jobs, nproc, print_config, world)
+    _check_combinations(args, resume, seeds, jobs, nproc, print_config, world, sweep)
     jobs = jobs or 1
+    if world is None and (sweep or _is_collection(resume)):
+        from minidl_cli.cli import sweep as many
+
+        if resume is not None:
+            return many.resume_many(resume, list(args), jobs, quiet)
+        if not args:
+            raise click.UsageError("missing CONFIG (a YAML file) for --sweep")
+        check_overrides(list(args[1:]))
+        return many.train_sweep(Path(args[0]), list(args[1:]), list(sweep), seeds, jobs, quiet)
     if world is None:
         opened = _open_run(args, resume, print_config, seeds, jobs, quiet, nproc)
         if opened:
@@ -138,22 +154,39 @@ def _join(world) -> None:
         os._exit(130 if isinstance(e, KeyboardInterrupt) else 2)
 
 
+def _is_collection(path: Path | None) -> bool:
+    """A sweep or a seed group (resumed member by member)."""
+    from minidl_cli import seeds, sweeps
+
+    return path is not None and (sweeps.is_sweep(path) or seeds.is_group(path))
+
+
 def _check_combinations(args: tuple[str, ...], resume: Path | None, seeds: str | None,
-                        jobs: int | None, nproc: int, print_config: bool, world) -> None:
+                        jobs: int | None, nproc: int, print_config: bool, world,
+                        sweep: tuple[str, ...] = ()) -> None:
     """A usage error (exit 2) naming both options for every combination that would drop
     one of them silently."""
     conflicts = [
         (world is not None and nproc > 1,
          f"--nproc: this process is already rank {world.rank if world else 0} of "
          f"WORLD_SIZE={world.size if world else 0} (torchrun starts the ranks); leave --nproc out"),
+        (resume is not None and bool(sweep),
+         "--resume finishes what was started; --sweep starts a new sweep: use one of them "
+         "(resume a sweep with: minidl train --resume SWEEP_DIR)"),
+        (bool(sweep) and (nproc > 1 or world is not None),
+         "--sweep does not combine with --nproc or torchrun; train several points at once "
+         "with --jobs"),
+        (print_config and bool(sweep),
+         "--print-config prints one config and trains nothing; --sweep has no effect with it"),
         (resume is not None and seeds is not None,
          "--resume continues one run; --seeds starts a new group of runs: use one of them"),
         (seeds is not None and (nproc > 1 or world is not None),
          "--seeds does not combine with --nproc or torchrun; train several seeds at once "
          "with --jobs"),
-        (jobs is not None and seeds is None,
-         "--jobs only applies with --seeds (it trains that many seeds at once); leave it out, "
-         "or use --nproc N for one data-parallel run"),
+        (jobs is not None and seeds is None and not sweep and not _is_collection(resume),
+         "--jobs only applies with --seeds, --sweep or --resume of a sweep or seed group (it "
+         "trains that many members at once); leave it out, or use --nproc N for one "
+         "data-parallel run"),
         (print_config and seeds is not None,
          "--print-config prints one config and trains nothing; --seeds has no effect with it"),
         (print_config and nproc > 1,

@@ -1,0 +1,93 @@
+"""`minidl train CONFIG --sweep KEY=V1,V2,...` and `minidl train --resume SWEEP_OR_GROUP`:
+many members at once, reported as seed groups are (cli/train.py)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from minidl_cli.cli.common import echo
+
+
+def train_sweep(config_path: Path, overrides: list[str], specs: list[str],
+                seeds_text: str | None, jobs: int, quiet: bool) -> None:
+    """Check every point's config, train the grid, print its summary and the sweep's path."""
+    from minidl_cli import seeds, sweeps
+    from minidl_cli.cli.train import stop_on_signals
+    from minidl_cli.config import load_config
+
+    try:
+        grid = sweeps.parse_sweeps(specs, overrides)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    chosen = seeds.parse_seeds(seeds_text) if seeds_text is not None else None
+    base_seed = None if chosen is not None else load_config(config_path, overrides,
+                                                            data=False)["seed"]
+    resolved = sweeps.resolve_points(config_path, overrides, grid, base_seed)
+    with stop_on_signals() as flag:
+        sweep, rows = sweeps.run_sweep(grid, resolved, chosen, jobs, _reporter(quiet), flag)
+    _report(sweep, rows, flag.signum, sweep_keys=[k for k, _ in grid])
+
+
+def resume_many(path: Path, overrides: list[str], jobs: int, quiet: bool) -> None:
+    """Finish every member of a sweep or seed group; print its summary and its path."""
+    from minidl_cli import sweeps
+    from minidl_cli.cli.train import stop_on_signals
+
+    with stop_on_signals() as flag:
+        rows = sweeps.resume(path, overrides, jobs, _reporter(quiet), flag)
+    if sweeps.is_sweep(path):
+        import json
+
+        keys = json.loads((path / sweeps.SWEEP_FILE).read_text())["keys"]
+        _report(path, rows, flag.signum, sweep_keys=keys)
+    else:
+        _report(path, rows, flag.signum, sweep_keys=None)
+
+
+def _reporter(quiet: bool):
+    from minidl_cli.tasks import by_name, format_metric
+
+    def report(point: str, row: dict) -> None:
+        if quiet or "task" not in row:
+            return
+        key = by_name(row["task"]).headline
+        echo(f"{point} seed {row['seed']}: {key.replace('_', ' ')} "
+             f"{format_metric(key, row[key])} ({row['epochs']} epochs, "
+             f"{row.get('wall_s', 0):.1f} s, {row['status']})", err=True)
+
+    return report
+
+
+def _report(path: Path, rows: list[dict], signum: int | None,
+            sweep_keys: list[str] | None) -> None:
+    """The summary table (a sweep's points, or a group's seeds); on a signal, what to do
+    next and exit 128 + signal; exit 1 when a member did not complete."""
+    from minidl_cli.cli.common import print_group_summary
+    from minidl_cli.tasks import by_name, format_metric
+
+    task = next((r["task"] for r in rows if "task" in r), "classification")
+    if signum is not None:
+        unfinished = [r for r in rows if r["status"] != "completed"]
+        echo(f"\ninterrupted by {signal.Signals(signum).name}: {len(rows) - len(unfinished)} "
+             f"of {len(rows)} {'points' if sweep_keys is not None else 'seeds'} finished; "
+             f"{path / 'summary.csv'} lists each and its status.\nfinish them with: "
+             f"minidl train --resume {path}", err=True)
+        echo(path)
+        sys.exit(128 + signum)
+    if sweep_keys is None:
+        print_group_summary(rows, task)
+    else:
+        key = by_name(task).headline
+        echo(f"{'point':<40} seeds {key + ' (mean ± std)':>24}")
+        for row in rows:
+            mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+            shown = (f"{format_metric(key, mean)} ± {format_metric(key, std)}"
+                     if mean is not None else row["status"])
+            echo(f"{row['point']:<40} {row['seeds']:>5} {shown:>24}")
+    echo(path)
+    if any(row["status"] != "completed" for row in rows):
+        sys.exit(1)

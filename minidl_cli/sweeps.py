@@ -1,0 +1,367 @@
+"""Sweeps: a grid of settings, each point a run (or a seed group), and their summary.
+
+    minidl train configs/disk.yaml --sweep optimizer.lr=0.01,0.1 --sweep model.0.out_features=8,16
+
+    <runs_dir>/<name>-sweep-<YYYYMMDD-HHMMSS>/
+        sweep.json      the grid: keys, values, seeds, and each point's name, values and config
+        config.yaml     the config every point starts from, for reference
+        optimizer.lr=0.01,model.0.out_features=8/ ...   a run, or a seed group with --seeds
+        summary.csv     one row per point: its values, the number of seeds, mean and std of
+                        each final metric
+
+Hydra multirun's syntax: `KEY=V1,V2,...`, each value parsed as YAML (as an override is);
+commas inside brackets or quotes do not split. The members train as seed groups' do
+(seeds.run_members: --jobs processes, Ctrl-C saves the running ones and never starts the
+queued ones), and `resume` finishes every member of a sweep or seed group not completed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from minidl_cli import seeds as groups
+from minidl_cli.runs import RunError, atomic_write, create_run_dir
+
+if TYPE_CHECKING:
+    from minidl_cli.train import StopFlag
+
+SWEEP_FILE = "sweep.json"
+
+
+def is_sweep(path: Path) -> bool:
+    return (Path(path) / SWEEP_FILE).is_file()
+
+
+def parse_sweeps(specs: list[str], overrides: list[str] = ()) -> list[tuple[str, list[str]]]:
+    """`KEY=V1,V2,...` specs -> [(key, [value texts])]; ValueError (one line) for a spec
+    without `=`, an empty value list, a key swept twice or also given as an override."""
+    grid: list[tuple[str, list[str]]] = []
+    fixed = {o.partition("=")[0].strip() for o in overrides}
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        key = re.sub(r"\[(\d+)\]", r".\1", key.strip())
+        if not sep or not key:
+            raise ValueError(f"--sweep {spec!r}: expected KEY=V1,V2,..., e.g. "
+                             "--sweep optimizer.lr=0.01,0.1")
+        values = [v.strip() for v in _split_top_level(text)]
+        if not values or any(v == "" for v in values):
+            raise ValueError(f"--sweep {spec!r}: empty value in the list; give the values "
+                             f"separated by commas, e.g. --sweep {key}=1,2")
+        if key in (k for k, _ in grid):
+            raise ValueError(f"--sweep {key}: the key is given twice; list all its values in "
+                             f"one --sweep {key}=V1,V2,...")
+        if key in fixed:
+            raise ValueError(f"--sweep {key}: the key is also set by the override {key}=...; "
+                             "leave one of them out")
+        grid.append((key, values))
+    return grid
+
+
+def _split_top_level(text: str) -> list[str]:
+    """`text` split at the commas outside brackets, braces and quotes."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, c in enumerate(text):
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "[{(":
+            depth += 1
+        elif c in "]})":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
+def points(grid: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
+    """Every combination of the grid's values, the first key varying slowest."""
+    keys = [k for k, _ in grid]
+    return [dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(values for _, values in grid))]
+
+
+def point_name(values: dict[str, str]) -> str:
+    """A point's folder name from its values, as Hydra names its override dirs:
+    `optimizer.lr=0.1,model.0.out_features=16` (characters unsafe in a path become _)."""
+    name = ",".join(f"{k}={v}" for k, v in values.items())
+    return re.sub(r"[^\w.=,+\-]", "_", name)[:200]
+
+
+def resolve_points(config_path: Path, overrides: list[str], grid: list[tuple[str, list[str]]],
+                   seed: int | None) -> list[tuple[dict[str, str], dict[str, Any]]]:
+    """(values, resolved config) of every point, all checked before anything trains: a bad
+    key or value is a ConfigError naming the point. Every point gets the same seed."""
+    from minidl_cli.config import ConfigError, load_config
+
+    resolved = []
+    for values in points(grid):
+        assignments = [f"{k}={v}" for k, v in values.items()]
+        try:
+            config = load_config(config_path, [*overrides, *assignments,
+                                               *([f"seed={seed}"] if seed is not None else [])])
+        except ConfigError as e:
+            raise ConfigError([f"--sweep point {', '.join(assignments)}: {p}"
+                               for p in e.problems]) from None
+        resolved.append((values, config))
+    return resolved
+
+
+def run_sweep(grid: list[tuple[str, list[str]]],
+              resolved: list[tuple[dict[str, str], dict[str, Any]]],
+              seeds: list[int] | None, jobs: int = 1,
+              on_done: Callable[[str, dict], None] | None = None,
+              stop: StopFlag | None = None) -> tuple[Path, list[dict]]:
+    """Train every point (a run, or a seed group over `seeds`) into a new sweep directory,
+    in `jobs` processes; write sweep.json and summary.csv. Stopped (`stop()` true), the
+    queued members never start and the running ones are saved, as in a seed group."""
+    from minidl_cli.config import dump_yaml
+
+    base = resolved[0][1]
+    sweep = create_run_dir(Path(base["runs_dir"]), f"{base['name']}-sweep")
+    names = _unique([point_name(values) for values, _ in resolved])
+    info = {"kind": "minidl-sweep", "keys": [k for k, _ in grid],
+            "values": {k: [_parsed(v) for v in vs] for k, vs in grid}, "seeds": seeds,
+            "points": [{"name": name, "values": {k: _parsed(v) for k, v in values.items()},
+                        "config": config}
+                       for name, (values, config) in zip(names, resolved, strict=True)],
+            "status": "running"}
+    _write_json(sweep / SWEEP_FILE, info)
+    atomic_write(sweep / "config.yaml", dump_yaml(base).encode())
+    work, owners = [], []
+    for name, (_, config) in zip(names, resolved, strict=True):
+        if seeds is None:
+            (sweep / name).mkdir()
+            work.append((groups.train_member, (config, sweep / name)))
+            owners.append((name, None))
+            continue
+        (sweep / name).mkdir()
+        for cfg in groups.prepare_group(sweep / name, config, seeds):
+            work.append((groups.train_member,
+                         (cfg, sweep / name / groups.member_name(cfg["seed"]))))
+            owners.append((name, cfg["seed"]))
+    return sweep, _run_and_finish(sweep, info, work, owners, jobs, on_done, stop)
+
+
+def _run_and_finish(sweep: Path, info: dict, work: list, owners: list[tuple[str, int | None]],
+                    jobs: int, on_done: Callable[[str, dict], None] | None,
+                    stop: StopFlag | None) -> list[dict]:
+    rows: dict[tuple[str, int | None], dict] = {}
+
+    def done(i: int, row: dict) -> None:
+        rows[owners[i]] = row
+        if on_done and row["status"] != groups.NOT_STARTED:
+            on_done(owners[i][0], row)
+
+    try:
+        groups.run_members(work, jobs, done, stop)
+    finally:
+        summary = finish_sweep(sweep, info, rows)
+    return summary
+
+
+def finish_sweep(sweep: Path, info: dict, rows: dict[tuple[str, int | None], dict]
+                 ) -> list[dict]:
+    """Each point's group finished (summary.csv, group.json) and the sweep's summary.csv and
+    status written; the summary rows."""
+    summary = []
+    for point in info["points"]:
+        name, folder = point["name"], sweep / point["name"]
+        if info["seeds"] is None:
+            row = rows.get((name, None)) or groups._member_state(0, folder)
+            if row["status"] == groups.NOT_STARTED and folder.is_dir():
+                _remove_if_empty(folder)
+            members = [row]
+        else:
+            group_rows = {seed: rows[(name, seed)] for seed in info["seeds"]
+                          if (name, seed) in rows}
+            groups.finish_group(folder, info["seeds"], group_rows)
+            members = list(group_rows.values())
+        summary.append(point_summary(point, members))
+    write_summary(sweep, info["keys"], summary)
+    status = "completed" if all(r["status"] == "completed" for r in summary) else "interrupted"
+    _write_json(sweep / SWEEP_FILE, {**info, "status": status})
+    return summary
+
+
+def point_summary(point: dict, members: list[dict]) -> dict:
+    """A point's summary row: its values, how many members completed, mean and std of
+    each final metric over them, and the point's status."""
+    from minidl_cli.tasks import by_name
+
+    done = [r for r in members if r["status"] == "completed"]
+    task = next((r["task"] for r in members if "task" in r), None)
+    row: dict[str, Any] = {**point["values"], "point": point["name"], "seeds": len(done)}
+    if task is not None:
+        row["task"] = task
+        for key in by_name(task).summary_keys():
+            stats = groups.statistics([float(r[key]) for r in done if key in r])
+            row[f"{key}_mean"], row[f"{key}_std"] = stats["mean"], stats["std"]
+    statuses = {r["status"] for r in members}
+    row["status"] = ("completed" if statuses == {"completed"} else
+                     "failed" if "failed" in statuses and len(statuses) == 1 else
+                     "interrupted" if statuses - {"completed", "failed"} else "partly failed")
+    return row
+
+
+def write_summary(sweep: Path, keys: list[str], rows: list[dict]) -> None:
+    from minidl_cli.tasks import by_name
+
+    task = next((r["task"] for r in rows if "task" in r), "classification")
+    metrics = [f"{k}_{s}" for k in by_name(task).summary_keys() for s in ("mean", "std")]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, [*keys, "point", "seeds", *metrics, "status"],
+                            lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(sweep / "summary.csv", buffer.getvalue().encode())
+
+
+# --- finishing a sweep or a seed group ---
+
+def resume(path: Path, overrides: list[str], jobs: int = 1,
+           on_done: Callable[[str, dict], None] | None = None,
+           stop: StopFlag | None = None) -> list[dict]:
+    """Finish every member of the sweep or seed group at `path` that is not completed
+    (resumed from its last.pt, or started when it never was); with train.epochs=N, extend
+    every member to N epochs too. Completed-early, failed and finished members stay as they
+    are. Rewrites the summaries; the rows (per point of a sweep, per seed of a group)."""
+    from minidl_cli.experiment import RESUMABLE_KEYS
+
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key not in RESUMABLE_KEYS:
+            raise RunError(f"cannot change {key} when resuming {path}: only "
+                           f"{', '.join(sorted(RESUMABLE_KEYS))} may change (for other "
+                           "settings start a new sweep)")
+    if is_sweep(path):
+        info = json.loads((path / SWEEP_FILE).read_text())
+        work, owners = [], []
+        for point in info["points"]:
+            folder = path / point["name"]
+            if info["seeds"] is None:
+                members = [(folder, point["config"], None)]
+            else:
+                members = [(folder / groups.member_name(s), {**point["config"], "seed": s}, s)
+                           for s in info["seeds"]]
+                folder.mkdir(exist_ok=True)
+            for member, config, seed in members:
+                job = member_work(member, config, overrides)
+                if job is not None:
+                    work.append(job)
+                    owners.append((point["name"], seed))
+        rows = _finish_members(path, info, work, owners, jobs, on_done, stop)
+        return rows
+    if groups.is_group(path):
+        from minidl_cli.config import load_yaml
+
+        info = json.loads((path / groups.GROUP_FILE).read_text())
+        base = load_yaml(path / "config.yaml")
+        work, owners = [], []
+        for seed in info["seeds"]:
+            job = member_work(path / groups.member_name(seed), {**base, "seed": seed}, overrides)
+            if job is not None:
+                work.append(job)
+                owners.append(seed)
+        found: dict[int, dict] = {}
+
+        def done(i: int, row: dict) -> None:
+            found[owners[i]] = row
+            if on_done and row["status"] != groups.NOT_STARTED:
+                on_done(path.name, row)
+
+        try:
+            groups.run_members(work, jobs, done, stop)
+        finally:
+            rows = {s: found.get(s) or groups._member_state(s, path / groups.member_name(s))
+                    for s in info["seeds"]}
+            groups.finish_group(path, info["seeds"], rows)
+        return [rows[s] for s in info["seeds"]]
+    raise RunError(f"{path} is neither a sweep nor a seed group")
+
+
+def _finish_members(sweep: Path, info: dict, work: list, owners: list, jobs: int,
+                    on_done: Callable[[str, dict], None] | None,
+                    stop: StopFlag | None) -> list[dict]:
+    """As _run_and_finish, the members not in `work` read back from their files."""
+    rows: dict[tuple[str, int | None], dict] = {}
+
+    def done(i: int, row: dict) -> None:
+        rows[owners[i]] = row
+        if on_done and row["status"] != groups.NOT_STARTED:
+            on_done(owners[i][0], row)
+
+    try:
+        groups.run_members(work, jobs, done, stop)
+    finally:
+        for point in info["points"]:
+            folder = sweep / point["name"]
+            for seed in info["seeds"] or [None]:
+                member = folder if seed is None else folder / groups.member_name(seed)
+                if (point["name"], seed) not in rows:
+                    rows[(point["name"], seed)] = groups._member_state(seed or 0, member)
+        summary = finish_sweep(sweep, info, rows)
+    return summary
+
+
+def member_work(member: Path, config: dict[str, Any], overrides: list[str]
+                ) -> tuple[Callable[..., dict], tuple] | None:
+    """What finishing one member takes: (train_member, ...) when it never started,
+    (resume_member, ...) when it stopped before its epochs, None when there is nothing to
+    do (completed and not extended, stopped early, or failed)."""
+    from minidl_cli.config import apply_overrides
+
+    try:
+        meta = json.loads((member / "meta.json").read_text())
+    except (OSError, ValueError):
+        meta = None
+    if meta is None:  # never started (or stopped before its first file): start afresh
+        if member.exists() and any(member.iterdir()):
+            shutil.rmtree(member / "checkpoints", ignore_errors=True)
+        _remove_if_empty(member)
+        member.mkdir(parents=True, exist_ok=True)
+        return groups.train_member, (apply_overrides(config, overrides), member)
+    if meta.get("status") == "failed" or meta.get("stopped_early_at"):
+        return None
+    epochs = apply_overrides(config, overrides)["train"]["epochs"]
+    if meta.get("status") == "completed" and meta.get("epochs_completed", 0) >= epochs:
+        return None
+    return groups.resume_member, (member, overrides)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out
+
+
+def _parsed(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())

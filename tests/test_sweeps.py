@@ -1,0 +1,110 @@
+"""`minidl train --sweep`: the grid, its directory and summary, a stop and `--resume`."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from minidl_cli.sweeps import parse_sweeps, point_name, points
+from tests.helpers import invoke, meta, run_of, write_config
+
+
+def test_the_grid_is_every_combination_in_order():
+    grid = parse_sweeps(["optimizer.lr=0.01,0.1", "model[0].out_features=4,8,16"])
+    assert grid == [("optimizer.lr", ["0.01", "0.1"]),
+                    ("model.0.out_features", ["4", "8", "16"])]
+    assert [tuple(p.values()) for p in points(grid)][:4] == [
+        ("0.01", "4"), ("0.01", "8"), ("0.01", "16"), ("0.1", "4")]
+    assert len(points(grid)) == 6
+    assert parse_sweeps(["model.0.x=[1,2],{a: 1, b: 2}"]) == [
+        ("model.0.x", ["[1,2]", "{a: 1, b: 2}"])]  # commas inside brackets do not split
+    assert point_name({"optimizer.lr": "0.1", "data.path": "a/b"}) == \
+        "optimizer.lr=0.1,data.path=a_b"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--sweep", "optimizer.lrr=0.1,0.2"], "optimizer.lrr"),
+    (["--sweep", "optimizer.lr="], "empty value"),
+    (["--sweep", "optimizer.lr=0.1,,0.2"], "empty value"),
+    (["--sweep", "optimizer.lr=0.1", "--sweep", "optimizer.lr=0.2"], "given twice"),
+    (["--sweep", "optimizer.lr=0.1,0.2", "optimizer.lr=0.3"], "also set by the override"),
+    (["--sweep", "optimizer.lr"], "expected KEY=V1,V2"),
+])
+def test_bad_sweep_specs_are_one_line_and_exit_2(tmp_path, args, needle):
+    result = invoke("train", write_config(tmp_path), "-q", *args)
+    assert result.exit_code == 2 and needle in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+def test_sweep_with_resume_is_refused(tmp_path):
+    run = run_of(invoke("train", write_config(tmp_path), "-q", "train.epochs=1"))
+    result = invoke("train", "--resume", run, "--sweep", "optimizer.lr=0.1,0.2")
+    assert result.exit_code == 2 and "--sweep" in result.output and "--resume" in result.output
+
+
+def test_a_parallel_sweep_of_runs_writes_its_grid_and_summary(tmp_path):
+    result = invoke("train", write_config(tmp_path), "-q", "train.epochs=1", "--jobs", "2",
+                    "--sweep", "optimizer.lr=0.01,0.5", "--sweep", "model.0.out_features=4,8")
+    sweep = run_of(result)
+    info = json.loads((sweep / "sweep.json").read_text())
+    assert info["keys"] == ["optimizer.lr", "model.0.out_features"]
+    assert info["values"] == {"optimizer.lr": [0.01, 0.5], "model.0.out_features": [4, 8]}
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [(r["optimizer.lr"], r["model.0.out_features"]) for r in rows] == [
+        ("0.01", "4"), ("0.01", "8"), ("0.5", "4"), ("0.5", "8")]
+    for row, point in zip(rows, info["points"], strict=True):
+        run = sweep / point["name"]
+        stored = (run / "config.yaml").read_text()
+        assert f"lr: {row['optimizer.lr']}" in stored and meta(run)["status"] == "completed"
+        last = list(csv.DictReader(open(run / "metrics.csv")))[-1]
+        assert float(row["test_loss_mean"]) == pytest.approx(float(last["test_loss"]))
+        assert row["seeds"] == "1" and row["status"] == "completed"
+    assert len({r["test_loss_mean"] for r in rows}) == 4
+    assert len({meta(sweep / p["name"])["seed"] for p in info["points"]}) == 1  # one seed
+
+
+def test_a_stopped_sweep_of_seed_groups_resumes_to_completion(tmp_path):
+    """Stopped after its first member (as by Ctrl-C's flag): the others never start;
+    `--resume SWEEP train.epochs=2` starts them and extends the finished one."""
+    from minidl_cli import sweeps
+    from minidl_cli.train import StopFlag
+
+    grid = parse_sweeps(["optimizer.lr=0.01,0.1"])
+    resolved = sweeps.resolve_points(write_config(tmp_path), ["train.epochs=1"], grid, None)
+    flag = StopFlag()
+    sweep, rows = sweeps.run_sweep(grid, resolved, [0, 1], 1,
+                                   lambda point, row: setattr(flag, "signum", 2), flag)
+    assert [(r["seeds"], r["status"]) for r in rows] == [(1, "interrupted"), (0, "interrupted")]
+    assert json.loads((sweep / "sweep.json").read_text())["status"] == "interrupted"
+    first = sweep / "optimizer.lr=0.01"
+    assert (first / "seed-0000").is_dir() and not (first / "seed-0001").exists()
+
+    result = invoke("train", "--resume", sweep, "train.epochs=2", "-q", "--jobs", "2")
+    assert run_of(result) == sweep
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [(r["seeds"], r["status"]) for r in rows] == [("2", "completed")] * 2
+    for point in ("optimizer.lr=0.01", "optimizer.lr=0.1"):
+        group = json.loads((sweep / point / "group.json").read_text())
+        assert group["status"] == "completed" and group["members"] == ["seed-0000", "seed-0001"]
+        for seed in (0, 1):
+            member = sweep / point / f"seed-000{seed}"
+            assert meta(member)["epochs_completed"] == 2 and meta(member)["seed"] == seed
+    again = invoke("train", "--resume", sweep, "-q")  # nothing left to do
+    assert again.exit_code == 0 and run_of(again) == sweep
+
+
+def test_resume_finishes_a_stopped_seed_group(tmp_path):
+    from minidl_cli.config import load_config
+    from minidl_cli.seeds import run_seeds
+    from minidl_cli.train import StopFlag
+
+    flag = StopFlag()
+    config = load_config(write_config(tmp_path), ["train.epochs=1"])
+    group, _ = run_seeds(config, [0, 1, 2], 1, lambda row: setattr(flag, "signum", 2), flag)
+    result = invoke("train", "--resume", group, "-q")
+    assert run_of(result) == Path(group) and "±" in result.stdout
+    summary = list(csv.DictReader(open(group / "summary.csv")))
+    assert [(r["seed"], r["status"]) for r in summary] == [
+        ("0", "completed"), ("1", "completed"), ("2", "completed")]
+    assert len({r["test_loss"] for r in summary}) == 3

@@ -17,6 +17,7 @@ import click
 
 from minidl_cli import __version__
 from minidl_cli.cli.common import LOST_READER, pause_gc_for_imports
+from minidl_cli.cli.compare import compare
 from minidl_cli.cli.evaluate import evaluate
 from minidl_cli.cli.gradcheck import gradcheck
 from minidl_cli.cli.listing import list_
@@ -116,5 +117,5 @@ def main(debug: bool) -> None:
     """
 
 
-for command in (train, evaluate, predict, sample, plot, gradcheck, list_):
+for command in (train, evaluate, compare, predict, sample, plot, gradcheck, list_):
     main.add_command(command)

@@ -1,0 +1,209 @@
+"""`minidl compare`: runs, seed groups and sweeps side by side, best first.
+
+Each entry is a run, a seed group or a sweep point (a sweep expands into its points). Its
+row holds the config keys whose values differ between the entries, each final metric (the
+last metrics.csv row of every member that has one) as mean and std over its seeds, the
+epochs trained and the training time (metrics.csv's elapsed_s). Everything is read from
+the directories' files: no checkpoint is loaded, so comparing needs no torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minidl_cli.runs import RunError
+
+IGNORED_KEYS = ("seed", "runs_dir", "name")  # differ between any two runs: not settings
+LOWER_IS_BETTER = ("loss", "error", "mae", "rmse")
+
+
+@dataclass
+class Entry:
+    """One row of the comparison: a run, a seed group or a sweep point."""
+
+    label: str  # its path, relative to what was given where it came from a sweep
+    config: dict[str, Any]  # flattened: dotted keys -> values
+    task: str
+    members: list[dict[str, float]] = field(default_factory=list)  # each member's last row
+
+
+def collect(paths: list[Path]) -> list[Entry]:
+    """The entries of every path (a run, a seed group, or a sweep's points); RunError for
+    a path that is none of them, or for entries of different tasks."""
+    from minidl_cli import seeds, sweeps
+
+    entries: list[Entry] = []
+    for path in map(Path, paths):
+        if sweeps.is_sweep(path):
+            info = json.loads((path / sweeps.SWEEP_FILE).read_text())
+            for point in info["points"]:
+                folder = path / point["name"]
+                if folder.is_dir():
+                    entries.append(_entry(folder, str(folder), point["config"]))
+        elif seeds.is_group(path) or (path / "meta.json").is_file():
+            entries.append(_entry(path, str(path)))
+        else:
+            raise RunError(f"{path} is not a run, a seed group or a sweep (no meta.json, "
+                           "group.json or sweep.json); pass directories that minidl train made")
+    tasks = sorted({e.task for e in entries})
+    if len(tasks) > 1:
+        which = {t: next(e.label for e in entries if e.task == t) for t in tasks}
+        raise RunError("cannot compare runs of different tasks: "
+                       + ", ".join(f"{t} ({which[t]})" for t in tasks)
+                       + "; compare each task's runs separately")
+    return entries
+
+
+def _entry(path: Path, label: str, config: dict | None = None) -> Entry:
+    """A run or a seed group at `path` as one entry."""
+    from minidl_cli import seeds
+    from minidl_cli.config import load_yaml
+
+    members = seeds.member_dirs(path) if seeds.is_group(path) else [path]
+    if config is None:
+        config = load_yaml((path if seeds.is_group(path) else members[0]) / "config.yaml")
+    rows, task = [], None
+    for member in members:
+        try:
+            meta = json.loads((member / "meta.json").read_text())
+            with open(member / "metrics.csv", newline="") as f:
+                last = list(csv.DictReader(f))[-1]
+        except (OSError, ValueError, IndexError):
+            continue  # never started, or no epoch yet
+        task = meta.get("task", "classification")
+        row = {k: float(v) for k, v in last.items() if v not in (None, "")}
+        for split in ("train", "val", "test"):  # classification's error, as summaries show
+            if f"{split}_accuracy" in row:
+                row[f"{split}_error"] = 1 - row[f"{split}_accuracy"]
+        rows.append(row)
+    if task is None:
+        try:
+            task = json.loads((members[0] / "meta.json").read_text()).get("task")
+        except (OSError, ValueError, IndexError):
+            pass
+    return Entry(label, _flatten(config), task or "classification", rows)
+
+
+def default_metric(task: str) -> str:
+    """The test accuracy for classification; the test loss for regression and language
+    models (a language model's accuracy says little of its text)."""
+    return "test_accuracy" if task == "classification" else "test_loss"
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.endswith(LOWER_IS_BETTER)
+
+
+def table(entries: list[Entry], metric: str | None = None) -> list[dict[str, Any]]:
+    """One dict per entry, best first by `metric`: `path`, the varied keys, `seeds`,
+    `<metric>_mean` / `<metric>_std` of each final metric, `epochs`, `train_s`. ValueError
+    when `metric` is not a column of the runs."""
+    from minidl_cli.seeds import statistics
+
+    if not entries:
+        return []
+    task = entries[0].task
+    metric = metric or default_metric(task)
+    names = _metric_names(entries)
+    if metric not in names:
+        raise ValueError(f"--metric {metric}: not a metric of these runs; choose one of "
+                         f"{', '.join(names)}")
+    keys = varied_keys(entries)
+    rows = []
+    for entry in entries:
+        row: dict[str, Any] = {"path": entry.label,
+                               **{k: entry.config.get(k) for k in keys},
+                               "seeds": len(entry.members)}
+        for name in [*names, "epoch", "elapsed_s"]:
+            stats = statistics([m[name] for m in entry.members if name in m])
+            out = {"epoch": "epochs", "elapsed_s": "train_s"}.get(name, name)
+            row[f"{out}_mean"], row[f"{out}_std"] = stats["mean"], stats["std"]
+        rows.append(row)
+    sign = 1 if lower_is_better(metric) else -1
+    rows.sort(key=lambda r: (math.isnan(r[f"{metric}_mean"]), sign * r[f"{metric}_mean"]
+                             if not math.isnan(r[f"{metric}_mean"]) else 0))
+    return rows
+
+
+def _metric_names(entries: list[Entry]) -> list[str]:
+    """The final metrics the entries record: test first, then validation, then training."""
+    seen = {k for e in entries for m in e.members for k in m}
+    order = {"test": 0, "val": 1, "train": 2}
+    names = [k for k in seen if k.split("_", 1)[0] in order]
+    return sorted(names, key=lambda k: (order[k.split("_", 1)[0]], k))
+
+
+def varied_keys(entries: list[Entry]) -> list[str]:
+    """The flattened config keys whose values are not the same in every entry (less a
+    layer's inferred input size that only repeats another varied key's values)."""
+    keys: list[str] = []
+    for entry in entries:
+        keys += [k for k in entry.config if k not in keys]
+    varied: list[str] = []
+    columns: list[list[str]] = []
+    for key in keys:
+        column = [json.dumps(e.config.get(key), sort_keys=True) for e in entries]
+        if key.split(".", 1)[0] in IGNORED_KEYS or len(set(column)) == 1:
+            continue
+        if key.rsplit(".", 1)[-1].startswith("in_") and column in columns:
+            continue  # a size inferred from a varied one (in_features after out_features)
+        varied.append(key)
+        columns.append(column)
+    return varied
+
+
+def draw(rows: list[dict[str, Any]], keys: list[str], metric: str, out: Path) -> list[Path]:
+    """`<metric>-vs-<key>.png` in `out` for each varied key: the metric's mean against the
+    key's values, with error bars of one std over seeds; one line per combination of the
+    other varied keys. Numbers go on a numeric axis (a log one when they span a decade or
+    more), anything else as categories."""
+    from minidl_cli.plots.canvas import color, default_style, legend_below, new_figure, save
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in rows if not math.isnan(r[f"{metric}_mean"])]
+    paths = []
+    for key in keys:
+        others = [k for k in keys if k != key]
+        numeric = all(isinstance(r[key], (int, float)) and not isinstance(r[key], bool)
+                      for r in rows)
+        labels = sorted({json.dumps(r[key]) for r in rows})
+        lines: dict[str, list[dict]] = {}
+        for r in rows:
+            lines.setdefault(", ".join(f"{k}={r[k]}" for k in others), []).append(r)
+        with default_style():
+            fig = new_figure(6, 4)
+            ax = fig.add_subplot()
+            for i, (label, members) in enumerate(sorted(lines.items())):
+                if numeric:
+                    members.sort(key=lambda r: r[key])
+                xs = [r[key] if numeric else labels.index(json.dumps(r[key])) for r in members]
+                ax.errorbar(xs, [r[f"{metric}_mean"] for r in members],
+                            yerr=[r[f"{metric}_std"] for r in members], fmt="o-", capsize=4,
+                            color=color(i), label=label or None)
+            if not numeric:
+                ax.set_xticks(range(len(labels)), [s.strip('"') for s in labels])
+            values = [r[key] for r in rows] if numeric else []
+            if values and min(values) > 0 and max(values) / min(values) >= 10:
+                ax.set_xscale("log")
+            ax.set_xlabel(key)
+            ax.set_ylabel(metric)
+            ax.set_title(f"{metric} against {key} (mean ± std over seeds)", fontsize=10)
+            if others:
+                legend_below(fig, ax, ncols=2)
+            paths.append(save(fig, out / f"{metric}-vs-{key.replace('/', '_')}.png"))
+    return paths
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and tree:
+        return {k: v for key, value in tree.items()
+                for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list) and tree:
+        return {k: v for i, value in enumerate(tree)
+                for k, v in _flatten(value, f"{prefix}{i}.").items()}
+    return {prefix[:-1]: tree}

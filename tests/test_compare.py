@@ -1,0 +1,81 @@
+"""`minidl compare`: runs, seed groups and sweeps in one table, sorted, drawn."""
+
+import csv
+import json
+
+import pytest
+
+from tests.helpers import invoke, run_of, write_config
+from tests.test_tasks import regression_config
+from tests.test_text import text_config
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep")
+    return run_of(invoke("train", write_config(folder), "-q", "train.epochs=2", "--seeds", "0-1",
+                         "--sweep", "optimizer.lr=0.01,0.3", "--sweep",
+                         "model.0.out_features=4,8"))
+
+
+def test_a_sweep_expands_into_its_points_best_first(sweep, tmp_path):
+    result = invoke("compare", sweep, "--json", "--out", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    summary = {r["point"]: r for r in csv.DictReader(open(sweep / "summary.csv"))}
+    assert len(rows) == 4 and all(r["seeds"] == 2 for r in rows)
+    accuracy = [r["test_accuracy_mean"] for r in rows]
+    assert accuracy == sorted(accuracy, reverse=True)  # best first
+    for row in rows:
+        point = summary[row["path"].rsplit("/", 1)[1]]
+        assert row["test_accuracy_mean"] == pytest.approx(float(point["test_accuracy_mean"]))
+        assert row["test_loss_std"] == pytest.approx(float(point["test_loss_std"]))
+        assert row["optimizer.lr"] == float(point["optimizer.lr"])
+        assert row["epochs_mean"] == 2
+    assert set(rows[0]) >= {"optimizer.lr", "model.0.out_features"}
+    assert "model.2.in_features" not in rows[0]  # inferred from out_features: not a setting
+    for key in ("optimizer.lr", "model.0.out_features"):
+        assert (tmp_path / "cmp" / f"test_accuracy-vs-{key}.png").read_bytes()[:4] == b"\x89PNG"
+
+    by_loss = json.loads(invoke("compare", sweep, "--json", "--metric", "test_loss").stdout)
+    losses = [r["test_loss_mean"] for r in by_loss]
+    assert losses == sorted(losses)  # a loss: lowest first
+
+
+def test_runs_and_a_group_side_by_side_in_a_table(sweep, tmp_path):
+    config = write_config(tmp_path)
+    runs = [run_of(invoke("train", config, "-q", "train.epochs=2", f"optimizer.lr={lr}"))
+            for lr in (0.01, 0.3)]
+    group = run_of(invoke("train", config, "-q", "train.epochs=2", "--seeds", "0-1",
+                          "optimizer.lr=0.05"))
+    result = invoke("compare", *runs, group)
+    assert result.exit_code == 0, result.output
+    header, *lines = result.stdout.splitlines()
+    assert header.split()[:3] == ["run", "optimizer.lr", "seeds"] and len(lines) == 3
+    assert any(group.name in line and " ± " in line for line in lines)
+    refused = invoke("compare", runs[0], "--metric", "test_r2")
+    assert refused.exit_code == 2 and "test_accuracy" in refused.output
+
+
+def test_regression_and_language_models_sort_by_test_loss_and_do_not_mix(tmp_path):
+    (tmp_path / "reg").mkdir()
+    (tmp_path / "lm").mkdir()
+    reg = [run_of(invoke("train", write_config(tmp_path / "reg",
+                                               regression_config(tmp_path / "reg")),
+                         "-q", f"optimizer.lr={lr}")) for lr in (0.001, 0.05)]
+    rows = json.loads(invoke("compare", *reg, "--json").stdout)
+    assert [r["test_loss_mean"] for r in rows] == sorted(r["test_loss_mean"] for r in rows)
+    assert "test_r2_mean" in rows[0] and "test_accuracy_mean" not in rows[0]
+    lm = [run_of(invoke("train", text_config(tmp_path / "lm"), "-q", f"optimizer.lr={lr}"))
+          for lr in (0.002, 0.05)]
+    rows = json.loads(invoke("compare", *lm, "--json").stdout)
+    assert [r["test_loss_mean"] for r in rows] == sorted(r["test_loss_mean"] for r in rows)
+    mixed = invoke("compare", reg[0], lm[0])
+    assert mixed.exit_code == 2 and "different tasks" in mixed.output
+    assert "regression" in mixed.output and "language_model" in mixed.output
+    assert len(mixed.output.strip().splitlines()) == 1
+
+
+def test_a_folder_that_is_not_a_run(tmp_path):
+    result = invoke("compare", tmp_path)
+    assert result.exit_code == 2 and "not a run, a seed group or a sweep" in result.output

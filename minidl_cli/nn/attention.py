@@ -23,7 +23,7 @@ SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 @register("layer", "gelu")
 class GELU(Module):
-    """Gaussian error linear unit (Hendrycks & Gimpel, 2016), as torch.nn.GELU:
+    """Gaussian error linear unit (Hendrycks & Gimpel, 2016), as torch.nn.GELU.
 
         approximate="none":  y = x Φ(x),  Φ the standard normal CDF
         approximate="tanh":  y = ½ x (1 + tanh u),  u = √(2/π) (x + 0.044715 x³)  (GPT-2's)
@@ -70,8 +70,10 @@ class GELU(Module):
 
 @register("layer", "positional_embedding")
 class PositionalEmbedding(Module):
-    """y[n, t] = x[n, t] + W[t]: a learned position vector added to each of the first T
-    positions (GPT-2's wpe), W of shape (max_len, E) drawn from N(0, 1) as nn.Embedding.
+    """A learned vector per position, added to the input (GPT-2's wpe).
+
+    y[n, t] = x[n, t] + W[t] for the first T positions, W of shape (max_len, E) drawn from
+    N(0, 1) as nn.Embedding; max_len is inferred from the data's block size.
 
     Shape: (N, T, E) -> (N, T, E) with T <= max_len. Raises ValueError when T > max_len.
     """
@@ -138,7 +140,7 @@ class SelfAttentionTwin(torch.nn.MultiheadAttention):
 
 @register("layer", "self_attention")
 class SelfAttention(Module):
-    """Multi-head scaled dot-product self-attention (Vaswani et al., 2017):
+    """Multi-head scaled dot-product self-attention (Vaswani et al., 2017).
 
         [Q K V] = x W_inᵀ + b_in,   split into `num_heads` heads of d = E / num_heads
         S = Q Kᵀ / √d  (per head; with `causal`, S[t, s] = −∞ for s > t)

@@ -13,8 +13,10 @@ from minidl_cli.registry import Range, register
 
 @register("layer", "embedding")
 class Embedding(Module):
-    """y[n, t] = W[x[n, t]]: row x of a (num_embeddings, embedding_dim) table, W ~ N(0, 1)
-    as torch.nn.Embedding initialises it.
+    """A learned vector per token id, as torch.nn.Embedding.
+
+    y[n, t] = W[x[n, t]]: row x of a (num_embeddings, embedding_dim) table, W ~ N(0, 1) as
+    torch.nn.Embedding initialises it.
 
     Shape: (N, T) int64 ids in 0..num_embeddings-1 -> (N, T, embedding_dim); any (N, *) ids
     -> (N, *, embedding_dim). Raises TypeError for floating-point inputs (ids are integers)

@@ -49,8 +49,9 @@ class Flatten(Module):
 
 @register("layer", "unflatten")
 class Unflatten(Module):
-    """Split the features of (N, F) into `unflattened_size`, as torch.nn.Unflatten(1, …):
-    a table's columns become a signal (N, C, L) for conv1d, a sequence (N, T, F) for a
+    """Split the features of (N, F) into `unflattened_size`, as torch.nn.Unflatten(1, …).
+
+    A table's columns become a signal (N, C, L) for conv1d, a sequence (N, T, F) for a
     recurrent layer, or an image (N, C, H, W).
 
     Shape: (N, F) -> (N, *unflattened_size), with prod(unflattened_size) = F. Raises

@@ -269,7 +269,7 @@ class RNN(RecurrentBase):
 
 @register("layer", "lstm")
 class LSTM(RecurrentBase):
-    """Long short-term memory (Hochreiter & Schmidhuber, 1997), as torch.nn.LSTM:
+    """Long short-term memory (Hochreiter & Schmidhuber, 1997), as torch.nn.LSTM.
 
         i, f, g, o = σ(a_i), σ(a_f), tanh(a_g), σ(a_o),  a = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh
         c_t = f ⊙ c_{t-1} + i ⊙ g,   h_t = o ⊙ tanh(c_t)
@@ -324,7 +324,7 @@ class LSTM(RecurrentBase):
 
 @register("layer", "gru")
 class GRU(RecurrentBase):
-    """Gated recurrent unit (Cho et al., 2014), as torch.nn.GRU:
+    """Gated recurrent unit (Cho et al., 2014), as torch.nn.GRU.
 
         r = σ(a_r + h W_hrᵀ + b_hr),  z = σ(a_z + h W_hzᵀ + b_hz)
         n = tanh(a_n + r ⊙ (h W_hnᵀ + b_hn)),  h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}

@@ -187,7 +187,12 @@ def finish_sweep(sweep: Path, info: dict, rows: dict[tuple[str, int | None], dic
             groups.finish_group(folder, info["seeds"], group_rows)
             members = list(group_rows.values())
         summary.append(point_summary(point, members))
-    write_summary(sweep, info["keys"], summary)
+        if "search" in info:  # what the search optimised: never a test metric
+            from minidl_cli.search import objective
+
+            metric = info["search"]["objective"]
+            summary[-1][f"{metric}_mean"] = objective(folder, metric)
+    write_summary(sweep, info["keys"], summary, info.get("search", {}).get("objective"))
     status = "completed" if all(r["status"] == "completed" for r in summary) else "interrupted"
     _write_json(sweep / SWEEP_FILE, {**info, "status": status})
     return summary
@@ -213,13 +218,17 @@ def point_summary(point: dict, members: list[dict]) -> dict:
     return row
 
 
-def write_summary(sweep: Path, keys: list[str], rows: list[dict]) -> None:
+def write_summary(sweep: Path, keys: list[str], rows: list[dict],
+                  objective: str | None = None) -> None:
+    """summary.csv: the keys' values, point, seeds, (a search's objective,) each final
+    metric's mean and std, status."""
     from minidl_cli.tasks import by_name
 
     task = next((r["task"] for r in rows if "task" in r), "classification")
     metrics = [f"{k}_{s}" for k in by_name(task).summary_keys() for s in ("mean", "std")]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, [*keys, "point", "seeds", *metrics, "status"],
+    searched = [f"{objective}_mean"] if objective else []
+    writer = csv.DictWriter(buffer, [*keys, "point", "seeds", *searched, *metrics, "status"],
                             lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

@@ -3,6 +3,7 @@ many members at once, reported as seed groups are (cli/train.py)."""
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from pathlib import Path
@@ -13,17 +14,33 @@ from minidl_cli.cli.common import echo
 
 
 def train_sweep(config_path: Path, overrides: list[str], specs: list[str],
-                seeds_text: str | None, jobs: int, quiet: bool) -> None:
-    """Check every point's config, train the grid, print its summary and the sweep's path."""
-    from minidl_cli import seeds, sweeps
+                seeds_text: str | None, jobs: int, quiet: bool, trials: int | None = None
+                ) -> None:
+    """Check every point's config, train the grid (or `trials` points of a search), print
+    its summary and the sweep's path."""
+    from minidl_cli import search, seeds, sweeps
     from minidl_cli.cli.train import stop_on_signals
     from minidl_cli.config import load_config
 
     try:
         grid = sweeps.parse_sweeps(specs, overrides)
+        if trials is not None:
+            search.parse_space(grid)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    ranged = [key for key, values in grid if search.is_range(values)]
+    if ranged and trials is None:
+        raise click.UsageError(f"--sweep {ranged[0]}: a range is searched, not listed; add "
+                               "--trials N (or give the values: --sweep KEY=V1,V2)")
     chosen = seeds.parse_seeds(seeds_text) if seeds_text is not None else None
+    if trials is not None:
+        with stop_on_signals() as flag:
+            sweep, rows = search.run_search(config_path, overrides, grid, trials, chosen, jobs,
+                                            _reporter(quiet), flag)
+        _report(sweep, rows, flag.signum, sweep_keys=[k for k, _ in grid],
+                objective=search.objective_of(load_config(config_path, overrides,
+                                                          data=False))[0])
+        return
     base_seed = None if chosen is not None else load_config(config_path, overrides,
                                                             data=False)["seed"]
     resolved = sweeps.resolve_points(config_path, overrides, grid, base_seed)
@@ -63,7 +80,7 @@ def _reporter(quiet: bool):
 
 
 def _report(path: Path, rows: list[dict], signum: int | None,
-            sweep_keys: list[str] | None) -> None:
+            sweep_keys: list[str] | None, objective: str | None = None) -> None:
     """The summary table (a sweep's points, or a group's seeds); on a signal, what to do
     next and exit 128 + signal; exit 1 when a member did not complete."""
     from minidl_cli.cli.common import print_group_summary
@@ -82,6 +99,13 @@ def _report(path: Path, rows: list[dict], signum: int | None,
         print_group_summary(rows, task)
     else:
         key = by_name(task).headline
+        if objective is not None:  # a search: the validation metric it optimised
+            done = [r for r in rows if not math.isnan(r.get(f"{objective}_mean", math.nan))]
+            if done:
+                best = (min if objective.endswith(("loss", "error", "mae", "rmse")) else max)(
+                    done, key=lambda r: r[f"{objective}_mean"])
+                echo(f"best by {objective}: {best['point']} ({best[f'{objective}_mean']:.4f}); "
+                     f"compare them all with: minidl compare {path} --metric {objective}")
         echo(f"{'point':<40} seeds {key + ' (mean ± std)':>24}")
         for row in rows:
             mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")

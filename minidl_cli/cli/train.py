@@ -82,6 +82,10 @@ def stop_on_signals():
 @click.option("--sweep", "sweep", multiple=True, metavar="KEY=V1,V2,...",
               help="One point per combination of the listed values (repeatable), each a run "
                    "(or a seed group with --seeds) in one sweep directory.")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="With --sweep KEY=log(lo,hi) / interval(lo,hi) / int(lo,hi) / "
+                   "choice(a,b): this many points drawn by Optuna, optimising the "
+                   "validation metric (pip install 'minidl[sweep]').")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="With --seeds, --sweep, or --resume of a sweep or seed group: train this "
                    "many members in parallel processes [default: 1].")
@@ -92,8 +96,8 @@ def stop_on_signals():
 @click.option("--quiet", "-q", is_flag=True, help="Hide the progress bar.")
 @handle_errors
 def train(args: tuple[str, ...], resume: Path | None, seeds: str | None,
-          sweep: tuple[str, ...], jobs: int | None, nproc: int, print_config: bool,
-          quiet: bool) -> None:
+          sweep: tuple[str, ...], trials: int | None, jobs: int | None, nproc: int,
+          print_config: bool, quiet: bool) -> None:
     """Train the network CONFIG describes; print the run directory as the last line.
 
     \b
@@ -112,6 +116,9 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None,
 
     imports_done()  # torch and minidl are in: the garbage collector may walk again
     world = World.from_env()  # set when torchrun (or --nproc) started this process as a rank
+    if trials is not None and not sweep:
+        raise click.UsageError("--trials searches the ranges given with --sweep, e.g. --sweep "
+                               "'optimizer.lr=log(0.001,1)'; add one")
     _check_combinations(args, resume, seeds, jobs, nproc, print_config, world, sweep)
     jobs = jobs or 1
     if world is None and (sweep or _is_collection(resume)):
@@ -122,7 +129,8 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None,
         if not args:
             raise click.UsageError("missing CONFIG (a YAML file) for --sweep")
         check_overrides(list(args[1:]))
-        return many.train_sweep(Path(args[0]), list(args[1:]), list(sweep), seeds, jobs, quiet)
+        return many.train_sweep(Path(args[0]), list(args[1:]), list(sweep), seeds, jobs, quiet,
+                                trials)
     if world is None:
         opened = _open_run(args, resume, print_config, seeds, jobs, quiet, nproc)
         if opened:

@@ -341,9 +341,13 @@ def member_work(member: Path, config: dict[str, Any], overrides: list[str]
         return groups.train_member, (apply_overrides(config, overrides), member)
     if meta.get("status") == "failed" or meta.get("stopped_early_at"):
         return None
-    epochs = apply_overrides(config, overrides)["train"]["epochs"]
-    if meta.get("status") == "completed" and meta.get("epochs_completed", 0) >= epochs:
+    epochs, done = apply_overrides(config, overrides)["train"]["epochs"], meta.get(
+        "epochs_completed", 0)
+    if meta.get("status") == "completed" and done >= epochs:
         return None
+    if done >= epochs:  # checked before anything trains: no member half-way when refused
+        raise RunError(f"{member} has already trained {done} of {epochs} epochs; pass "
+                       f"train.epochs=N with N > {done} to finish it")
     return groups.resume_member, (member, overrides)
 
 

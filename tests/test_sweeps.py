@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,46 @@ def test_resume_finishes_a_stopped_seed_group(tmp_path):
     assert [(r["seed"], r["status"]) for r in summary] == [
         ("0", "completed"), ("1", "completed"), ("2", "completed")]
     assert len({r["test_loss"] for r in summary}) == 3
+
+
+def test_ctrl_c_stops_a_parallel_sweep_and_resume_finishes_it(tmp_path):
+    """Ctrl-C (SIGINT to the process group) while two points train in two workers and two
+    wait: exit 130, the running ones saved as interrupted, the queued ones never started;
+    `--resume SWEEP train.epochs=N` then finishes all four."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    config = write_config(tmp_path, train={"epochs": 100_000, "batch_size": 50})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "minidl_cli", "train", str(config), "--jobs", "2", "-q",
+         "--sweep", "optimizer.lr=0.01,0.02", "--sweep", "model.0.out_features=4,8"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    def training() -> int:  # members past their first epoch
+        return sum(len(p.read_text().splitlines()) > 1
+                   for p in tmp_path.glob("runs/*/*/metrics.csv"))
+
+    deadline = time.monotonic() + 120
+    while training() < 2:
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "minidl train --resume" in err
+    (sweep,) = (tmp_path / "runs").iterdir()
+    assert out.strip().splitlines()[-1] == str(sweep)
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [r["status"] for r in rows] == ["interrupted"] * 4
+    started = [p for p in json.loads((sweep / "sweep.json").read_text())["points"]
+               if (sweep / p["name"]).is_dir()]
+    assert len(started) == 2 and all(meta(sweep / p["name"])["status"] == "interrupted"
+                                     for p in started)
+    most = max(meta(sweep / p["name"])["epochs_completed"] for p in started)
+    resumed = invoke("train", "--resume", sweep, f"train.epochs={most + 1}", "-q")
+    assert run_of(resumed) == sweep
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [r["status"] for r in rows] == ["completed"] * 4

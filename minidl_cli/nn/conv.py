@@ -39,7 +39,7 @@ from minidl_cli.registry import Range, register
 
 Size2 = int | tuple[int, int]  # one size for both axes, or (height, width), as torch.nn takes
 # the weight gradient sums the batch in slices of at most this many images and input values
-SLICE_IMAGES, SLICE_VALUES = 64, 2**20
+SLICE_IMAGES, SLICE_VALUES = 64, 2**19
 
 
 def pair(value: Size2, name: str, minimum: int = 1) -> tuple[int, int]:

@@ -45,8 +45,14 @@ def compare(paths: tuple[Path, ...], metric: str | None, as_json: bool,
             echo(path, err=as_json)  # --json keeps stdout one JSON document
 
 
+MAX_KEY_COLUMNS = 6  # more varied keys (two different networks): --json lists them all
+
+
 def _print_table(rows: list[dict], keys: list[str], metric: str) -> None:
     from minidl_cli.tasks import format_metric
+
+    hidden = keys[MAX_KEY_COLUMNS:]
+    keys = keys[:MAX_KEY_COLUMNS]
 
     names = [n[:-5] for n in rows[0] if n.endswith("_mean")]
     shown = [metric] + [n for n in names if n != metric and n not in ("epochs", "train_s")
@@ -70,7 +76,13 @@ def _print_table(rows: list[dict], keys: list[str], metric: str) -> None:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *lines, strict=True)]
     for line in [header, *lines]:
         echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    if hidden:
+        echo(f"({len(hidden)} more keys differ: {', '.join(hidden[:4])}"
+             f"{', ...' if len(hidden) > 4 else ''}; --json lists every one)")
 
 
 def _value(value) -> str:
+    """A config value for the table: floats to 4 significant digits (a search's draws)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
     return value if isinstance(value, str) else json.dumps(value)

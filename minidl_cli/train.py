@@ -75,12 +75,7 @@ class Trainer:
         self.shuffle_gen = torch.Generator(device=self.device).manual_seed(self.seed)
         self.history: list[dict[str, float]] = []  # one metrics row per epoch
         self.monitor = Monitor.from_config(config["train"])  # best.pt's epoch; early stopping
-        if self.monitor.patience is not None and self.monitor.name not in self.columns:
-            from minidl_cli.config import ConfigError
-
-            watched = [c for c in self.columns if c.startswith("val_")]
-            raise ConfigError([f"train.early_stopping.monitor: {self.monitor.name} is not a "
-                               f"metric of this run; use one of {', '.join(watched)}"])
+        _check_monitor(self.monitor, self.columns)
         self.elapsed = 0.0  # seconds of training, over every resume
         self.extra: dict[str, Any] = {}  # a caller's own plain-data state, kept in checkpoints
         self.batch_loss: Tensor | None = None  # the last batch's loss (never read in the loop)
@@ -90,8 +85,7 @@ class Trainer:
         return len(self.history)
 
     @property
-    def columns(self) -> list[str]:
-        """metrics.csv's header for this run's task and splits."""
+    def columns(self) -> list[str]:  # metrics.csv's header for this run's task and splits
         return self.task.columns(list(self.splits))
 
     # --- one epoch ---
@@ -196,8 +190,7 @@ class Trainer:
                 checkpointer.close()
 
     def _end_epoch(self, started: float) -> tuple[dict[str, float], bool]:
-        """Measure the epoch, check it, step the schedule: (the row appended to the history,
-        whether it lowered the validation loss)."""
+        """Measure, check and record the epoch: (its row, whether it improved the monitor)."""
         row = self.measure()
         if not math.isfinite(row["train_loss"]):
             raise Diverged(f"the training loss became {row['train_loss']} "
@@ -209,9 +202,7 @@ class Trainer:
         return row, self.monitor.update(row)
 
     @property
-    def stopped_early(self) -> bool:
-        """train.early_stopping's patience ran out: the monitored metric has not improved
-        for `patience` epochs."""
+    def stopped_early(self) -> bool:  # the monitored metric did not improve for `patience`
         return self.monitor.should_stop
 
     # --- state: everything a bit-identical resume needs, as plain data ---
@@ -268,6 +259,15 @@ class Trainer:
         self.elapsed = state.get("elapsed_s", 0.0)
         self.extra = dict(state.get("extra") or {})
 
-    def snapshot(self) -> dict[str, Any]:
-        """state_dict() with its tensors copied: it stays as it is while training goes on."""
+    def snapshot(self) -> dict[str, Any]:  # state_dict() with its tensors copied
         return copy_state(self.state_dict())
+
+
+def _check_monitor(monitor: Monitor, columns: list[str]) -> None:
+    """ConfigError when train.early_stopping watches a metric this run does not have."""
+    if monitor.patience is not None and monitor.name not in columns:
+        from minidl_cli.config import ConfigError
+
+        watched = [c for c in columns if c.startswith("val_")]
+        raise ConfigError([f"train.early_stopping.monitor: {monitor.name} is not a metric of "
+                           f"this run; use one of {', '.join(watched)}"])

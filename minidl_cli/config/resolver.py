@@ -89,12 +89,8 @@ REQUIRED = {
 
 
 def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> dict:
-    """The validated, complete config; ConfigError listing every problem.
-
-    `data=False` leaves out the checks that need the data set (its shapes, its task, the
-    sizes inferred from it): parts.build_parts makes them with the data it builds once
-    (check_with_data), so a run reads its data once.
-    """
+    """The validated, complete config; ConfigError listing every problem. `data=False`
+    leaves the checks against the data set to parts.build_parts (check_with_data)."""
     if not isinstance(raw, dict):
         raise ConfigError(
             [f"config: must be a mapping of keys (data:, model:, ...), got {_kind(raw)}"]

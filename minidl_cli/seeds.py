@@ -89,7 +89,7 @@ def resume_member(member: Path, overrides: list[str], threads: int | None = None
 
     stop = stop or _worker_stop
     if stop is not None and stop():
-        return _member_state(json.loads((member / "meta.json").read_text())["seed"], member)
+        return member_state(json.loads((member / "meta.json").read_text())["seed"], member)
     started = time.perf_counter()
     _set_threads(threads)
     run, trainer = resume_run(member, overrides)
@@ -230,12 +230,12 @@ def finish_group(group: Path, seeds: list[int], rows: dict) -> str:
     members = [member_name(seed) for seed in seeds]
     for seed, name in zip(seeds, members, strict=True):
         if seed not in rows:  # stopped before it reported: what its meta.json says
-            rows[seed] = _member_state(seed, group / name)
+            rows[seed] = member_state(seed, group / name)
         if rows[seed]["status"] == NOT_STARTED and (group / name).is_dir():
             try:
                 (group / name).rmdir()  # only if empty: a started member keeps its files
             except OSError:
-                rows[seed] = _member_state(seed, group / name)
+                rows[seed] = member_state(seed, group / name)
     kept = [name for seed, name in zip(seeds, members, strict=True)
             if rows[seed]["status"] != NOT_STARTED]
     write_summary(group, [rows[seed] for seed in seeds])
@@ -246,7 +246,7 @@ def finish_group(group: Path, seeds: list[int], rows: dict) -> str:
     return status
 
 
-def _member_state(seed: int, member: Path) -> dict:
+def member_state(seed: int, member: Path) -> dict:
     """A summary row from a member's files: meta.json's status and epochs, and the final
     metrics of its last metrics.csv row (those of the epochs its last.pt holds)."""
     from minidl_cli.tasks import by_name

@@ -177,7 +177,7 @@ def finish_sweep(sweep: Path, info: dict, rows: dict[tuple[str, int | None], dic
     for point in info["points"]:
         name, folder = point["name"], sweep / point["name"]
         if info["seeds"] is None:
-            row = rows.get((name, None)) or groups._member_state(0, folder)
+            row = rows.get((name, None)) or groups.member_state(0, folder)
             if row["status"] == groups.NOT_STARTED and folder.is_dir():
                 _remove_if_empty(folder)
             members = [row]
@@ -291,7 +291,7 @@ def resume(path: Path, overrides: list[str], jobs: int = 1,
         try:
             groups.run_members(work, jobs, done, stop)
         finally:
-            rows = {s: found.get(s) or groups._member_state(s, path / groups.member_name(s))
+            rows = {s: found.get(s) or groups.member_state(s, path / groups.member_name(s))
                     for s in info["seeds"]}
             groups.finish_group(path, info["seeds"], rows)
         return [rows[s] for s in info["seeds"]]
@@ -317,7 +317,7 @@ def _finish_members(sweep: Path, info: dict, work: list, owners: list, jobs: int
             for seed in info["seeds"] or [None]:
                 member = folder if seed is None else folder / groups.member_name(seed)
                 if (point["name"], seed) not in rows:
-                    rows[(point["name"], seed)] = groups._member_state(seed or 0, member)
+                    rows[(point["name"], seed)] = groups.member_state(seed or 0, member)
         summary = finish_sweep(sweep, info, rows)
     return summary
 

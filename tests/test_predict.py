@@ -297,3 +297,31 @@ def test_evaluate_data_on_an_image_run_takes_labelled_images(digits_run, tmp_pat
     wrong = invoke("evaluate", digits_run, "--data", tmp_path / "rows.csv")
     assert wrong.exit_code == 2 and "a folder FOLDER/<class>/image.png or an .npz" in \
         wrong.output and "tensor" not in wrong.output.split("in Python")[0]
+
+
+# --- --out never overwrites what the command reads --------------------------------------------
+
+
+def test_out_onto_the_input_or_into_the_run_is_refused_and_nothing_written(tmp_path):
+    """`predict RUN rows.csv --out rows.csv` replaced the rows with predictions; an --out of
+    the run's checkpoints/last.pt or config.yaml made the run unusable; both exit 0."""
+    trained = train_tiny(tmp_path)  # its own run: the fixture's must never change
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x1,x2\n0.1,0.2\n")
+    result = invoke("predict", trained, rows, "--out", rows)
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+    assert "is the input" in result.output and rows.read_text() == "x1,x2\n0.1,0.2\n"
+    for inside in ("checkpoints/last.pt", "config.yaml", "meta.json", "new.csv"):
+        before = {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()}
+        for command in (("predict", trained, rows), ("evaluate", trained)):
+            result = invoke(*command, "--out", trained / inside)
+            assert result.exit_code == 2 and "inside the run" in result.output, result.output
+            assert len(result.output.splitlines()) == 1
+        assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("x1,x2,label\n0.1,0.2,0\n")
+    result = invoke("evaluate", trained, "--data", labelled, "--out", labelled)
+    assert result.exit_code == 2 and "is the input" in result.output
+    assert labelled.read_text() == "x1,x2,label\n0.1,0.2,0\n"
+    assert invoke("predict", trained, rows).exit_code == 0
+

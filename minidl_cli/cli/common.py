@@ -171,6 +171,22 @@ def handle_errors(command):
     return wrapper
 
 
+def refuse_out(out: Path | None, run_dir: Path, inputs: tuple[Path | None, ...] = ()) -> None:
+    """UserError when --out would overwrite what the command reads: one of `inputs` (the
+    input file, --data, a --checkpoint file) or anything inside the run directory (its
+    checkpoints, config.yaml, meta.json). Paths are compared resolved (symlinks, `..`)."""
+    if out is None:
+        return
+    target = out.resolve()
+    for given in inputs:
+        if given is not None and str(given) != "-" and given.resolve() == target:
+            raise UserError(f"--out {out} is the input {given}: writing there would destroy "
+                            "it; write the results to another file")
+    if target.is_relative_to(run_dir.resolve()):
+        raise UserError(f"--out {out} is inside the run {run_dir}: writing there could destroy "
+                        "the run (its checkpoints, config); write outside the run directory")
+
+
 def check_overrides(overrides: list[str]) -> None:
     """UserError naming every override that is not KEY=VALUE."""
     bad = [o for o in overrides if "=" not in o]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import RUN_PATH, handle_errors, print_group_summary
+from minidl_cli.cli.common import RUN_PATH, handle_errors, print_group_summary, refuse_out
 
 DATA_PATH = click.Path(path_type=Path, dir_okay=False)
 
@@ -54,6 +54,7 @@ def evaluate(run_dir: Path, checkpoint: str | None, data: Path | None, as_json: 
         if data is None:
             print_group_summary([_flat(r) for r in results], results[0]["task"])
         return
+    refuse_out(out, run_dir, (data, Path(checkpoint) if checkpoint else None))
     result = (evaluate_file(run_dir, data, checkpoint, out) if data
               else evaluate_run(run_dir, checkpoint, out))
     if as_json:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import RUN_PATH, handle_errors
+from minidl_cli.cli.common import RUN_PATH, handle_errors, refuse_out
 
 INPUT_PATH = click.Path(path_type=Path, dir_okay=False)
 
@@ -35,6 +35,7 @@ def predict(run_dir: Path, input_file: Path, checkpoint: str, out: Path | None) 
     from minidl_cli.predict import load, write_csv
     from minidl_cli.runs import atomic_write
 
+    refuse_out(out, run_dir, (input_file, Path(checkpoint)))
     if out is not None and not out.parent.is_dir():
         raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist; "
                                 "create it or write elsewhere")

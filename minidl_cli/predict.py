@@ -244,8 +244,30 @@ class Predictor:
             mean, std = self.standardizer
             inputs = (inputs - mean) / std
         with torch.no_grad():
-            inputs = inputs.to(self.dtype) if inputs.is_floating_point() else inputs
+            if inputs.is_floating_point():
+                inputs = inputs.to(self.dtype)
+                self._check_finite(inputs)
             return forward_in_slices(self.model, inputs)  # a slice of rows at a time
+
+    def _check_finite(self, inputs: Tensor) -> None:
+        """ValueError naming the first data row (counted from 1, the header not counted)
+        and column whose value (after standardisation) the run's dtype cannot hold: the
+        network would give NaN for it. Training refuses the same values
+        (data.check_network_data). Shape: inputs (n, *input_shape) in the run's dtype."""
+        flat = inputs.reshape(len(inputs), -1)
+        bad = ~torch.isfinite(flat)
+        if not bool(bad.any()):
+            return
+        row, column = (int(i) for i in bad.nonzero()[0])
+        names = self.encoded_features or []
+        what = (f"column {names[column]!r}" if len(self.input_shape) == 1 and column < len(names)
+                else f"input value {column}")
+        name = str(self.dtype).removeprefix("torch.")
+        raise ValueError(
+            f"predict: data row {row + 1}, {what}: the value (after the run's standardisation) "
+            f"is beyond what {name} (the run's train.dtype) holds "
+            f"({torch.finfo(self.dtype).max:.3g}), so the network would give NaN; fix the "
+            "value (or its unit), or train a run with train.dtype: float64")
 
     def _contexts(self, x: Any) -> Tensor:
         """A language model's input for texts (see `inputs`). Shape: -> (n, block_size)."""

@@ -325,3 +325,17 @@ def test_out_onto_the_input_or_into_the_run_is_refused_and_nothing_written(tmp_p
     assert labelled.read_text() == "x1,x2,label\n0.1,0.2,0\n"
     assert invoke("predict", trained, rows).exit_code == 0
 
+
+def test_a_value_beyond_the_runs_dtype_is_refused_naming_row_and_column(trained, tmp_path):
+    """1e200 in a float32 run's input gave NaN probabilities (and a made-up class), exit 0;
+    training refuses the same value."""
+    rows = tmp_path / "huge.csv"
+    rows.write_text("x1,x2\n0.1,0.2\n0.3,1e200\n")
+    labelled = tmp_path / "huge-labelled.csv"
+    labelled.write_text("x1,x2,label\n0.1,0.2,0\n0.3,1e200,1\n")
+    for command in (("predict", trained, rows), ("evaluate", trained, "--data", labelled)):
+        result = invoke(*command)
+        assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+        assert "data row 2, column 'x2'" in result.output and "float32" in result.output
+    with pytest.raises(ValueError, match="data row 2"):
+        minidl_cli.load(trained).predict(torch.tensor([[0.1, 0.2], [0.3, 1e200]]))

@@ -227,7 +227,11 @@ def _huge_table(tmp_path: Path, feature_scale: float, target_scale: float) -> Pa
     (1.0, 1e20, r"data: target 'y' of the train rows reaches [67]e\+20: its squared error "
                 r"overflows float32", "data.standardize_target=true"),
     (1e200, 1.0, r"data: feature 'a' of the train rows reaches 2\.\de\+200, beyond what float32",
-     "data.standardize=true")])
+     "data.standardize=true"),
+    # finite in float32, but its products and squares in the first layer are not: the loss
+    # became nan in epoch 1 and the advice was a smaller learning rate
+    (1e30, 1.0, r"data: feature 'a' of the train rows reaches \d\.\d+e\+30: the first layer's "
+                r"products and squares .* overflow float32", "data.standardize=true")])
 def test_values_the_network_cannot_hold_in_its_dtype_are_named_with_their_fix(
         tmp_path, feature_scale, target_scale, says, fix):
     """Checked as the network gets them (float32): the loss was inf before the first step and

@@ -149,9 +149,10 @@ def check_network_data(split: str, x: Tensor, targets: Tensor, dataset: Dataset,
                        config: dict[str, Any]) -> None:
     """ValueError when what the network receives is damaged in the dtype it receives it:
     a feature (after standardisation) beyond the range of train.dtype (float32 holds up to
-    3.4e38), or a regression target whose squared error overflows it, so the loss is inf
-    before the first step and no learning rate can help. The message names the column and
-    its largest value, and the option that fixes it.
+    3.4e38), or so large (|x| > sqrt(finfo.max) / number of input values) that the first
+    layer's products, squares and gradients overflow it, or a regression target whose
+    squared error overflows it, so the loss is inf or nan and no learning rate can help.
+    The message names the column and its largest value, and the option that fixes it.
 
     Shape: x (n, *input_shape) and targets (n, k) as the network gets them (train.dtype);
     `dataset` holds the raw float64 values; `config` the resolved run config.
@@ -175,6 +176,23 @@ def check_network_data(split: str, x: Tensor, targets: Tensor, dataset: Dataset,
         raise ValueError(f"data: {what} of the {split} rows reaches {peak:.3g}, beyond what "
                          f"{name} (train.dtype) holds ({largest:.3g}), so the network would "
                          f"get inf; {fix}")
+    flat = x.reshape(len(x), -1)
+    bound = math.sqrt(largest) / max(flat.shape[1], 1)
+    over = (flat.abs().amax(0) > bound) if len(flat) else torch.zeros(flat.shape[1], dtype=bool)
+    if bool(over.any()):
+        column = int(over.nonzero()[0])
+        raw = getattr(dataset, f"x_{split}" if split != "val" else "x_train")
+        raw = raw.reshape(len(raw), -1)
+        peak = raw[:, column].abs().max().item() if len(raw) else math.inf
+        what = (f"feature {dataset.feature_names[column]!r}"
+                if x.ndim == 2 and dataset.feature_names else "the inputs")
+        fix = ("set data.standardize: true (z-scores with the training statistics)"
+               if not data.get("standardize") else
+               "rescale the column (change its unit), or set train.dtype: float64")
+        raise ValueError(f"data: {what} of the {split} rows reaches {peak:.3g}: the first "
+                         f"layer's products and squares of values this large overflow {name} "
+                         f"(train.dtype; up to {largest:.3g}), so training would reach nan "
+                         f"whatever the learning rate; {fix}")
     if targets.is_floating_point() and dataset.task == "regression":
         peak = targets.abs().amax(0) if len(targets) else torch.zeros(targets.shape[1:])
         over = (peak.double() > math.sqrt(largest)) | ~torch.isfinite(peak)

@@ -27,9 +27,12 @@ PERCENT_METRICS = ("accuracy", "error")  # shown as percentages
 
 
 def format_metric(name: str, value: float) -> str:
-    """A metric for people: accuracy and error as percentages, the rest with 4 decimals."""
+    """A metric for people: accuracy and error as percentages, the rest with 4 decimals
+    (from 1e6 on, 5 significant digits with an exponent)."""
     if any(name.endswith(p) for p in PERCENT_METRICS):
         return f"{value:.2%}"
+    if math.isfinite(value) and abs(value) >= 1e6:  # 1.2346e+199, never 200 digits
+        return f"{value:.4e}"
     return f"{value:.4f}"
 
 
@@ -57,10 +60,17 @@ def regression_scores(y_true: Any, y_pred: Any) -> dict[str, Tensor]:
     y_true = torch.as_tensor(y_true).double()
     y_true = y_true.reshape(len(y_true), -1)
     residual = torch.as_tensor(y_pred).double().reshape(y_true.shape) - y_true
-    ss_res = residual.square().sum(0)
-    ss_tot = (y_true - y_true.mean(0)).square().sum(0)
+    # Each column is divided by its largest magnitude before squaring and the sums scaled
+    # back (as LAPACK's dnrm2): targets near 1e200 square to inf in float64 otherwise.
+    deviation = y_true - y_true.mean(0)
+    scale = torch.maximum(residual.abs().amax(0), deviation.abs().amax(0)) if len(y_true) \
+        else torch.ones(y_true.shape[1:], dtype=torch.float64)
+    scale = torch.where((scale > 0) & torch.isfinite(scale), scale, torch.ones_like(scale))
+    ss_res = (residual / scale).square().sum(0)  # Σ(y − ŷ)² / scale²
+    ss_tot = (deviation / scale).square().sum(0)  # Σ(y − ȳ)² / scale²
     r2 = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp_min(1e-300), (ss_res == 0).double())
-    return {"mae": residual.abs().mean(0), "rmse": residual.square().mean(0).sqrt(), "r2": r2}
+    rmse = (residual / scale).square().mean(0).sqrt() * scale
+    return {"mae": residual.abs().mean(0), "rmse": rmse, "r2": r2}
 
 
 class Task:

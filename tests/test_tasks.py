@@ -53,6 +53,22 @@ def test_regression_metrics_are_scikit_learns_on_the_targets_scale():
     assert "per_target" not in tasks.Regression(["a"]).evaluation(outputs[:, :1], y[:, :1])
 
 
+def test_regression_metrics_of_targets_near_1e200_are_finite_and_printed_short():
+    """Targets near 1e200 (trained with standardize_target) gave rmse inf and r2 nan (the
+    squares overflow float64), and evaluate printed the mae as a 200-digit number."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(40, 2, generator=g, dtype=torch.float64) + 3
+    pred = y + 0.5 * torch.randn(40, 2, generator=g, dtype=torch.float64)
+    small, huge = tasks.regression_scores(y, pred), tasks.regression_scores(y * 1e200, pred * 1e200)
+    assert torch.isfinite(huge["rmse"]).all() and torch.isfinite(huge["r2"]).all()
+    assert torch.allclose(huge["rmse"], small["rmse"] * 1e200, rtol=1e-12)
+    assert torch.allclose(huge["mae"], small["mae"] * 1e200, rtol=1e-12)
+    assert torch.allclose(huge["r2"], small["r2"], rtol=1e-12)
+    shown = tasks.format_metric("mae", huge["mae"][0].item())
+    assert len(shown) <= 11 and float(shown) == pytest.approx(huge["mae"][0].item(), rel=1e-4)
+    assert tasks.format_metric("rmse", 0.25) == "0.2500"
+
+
 def test_r2_of_a_constant_target_follows_scikit_learn():
     task = tasks.Regression(["y"])
     y = torch.full((4, 1), 3.0, dtype=torch.float64)

@@ -384,17 +384,22 @@ def evaluate_run(run_dir: Path, checkpoint: str | None = None, out: Path | None 
 
 
 def evaluate_file(run_dir: Path, data: Path, checkpoint: str | None = None,
-                  out: Path | None = None) -> dict[str, Any]:
+                  out: Path | None = None, shown: str | None = None) -> dict[str, Any]:
     """A checkpoint on another labelled file (the training columns and the label), read
     as `predict` reads: from the checkpoint, without the training data. Written to
-    eval-<file stem>.json in the run (or `out`; a RunWarning when it cannot be)."""
+    eval-<file stem>.json in the run (or `out`; a RunWarning when it cannot be). `shown`:
+    what to call the data when `data` is a copy of it (files.readable_file; `<stdin>`
+    is saved as eval-stdin.json)."""
+    from minidl_cli.data.files import STDIN_NAME
     from minidl_cli.predict import load
 
     predictor = load(run_dir, checkpoint or default_checkpoint(Run.open(run_dir)))
+    name = shown if shown is not None and shown != str(data) else str(Path(data).absolute())
+    stem = "stdin" if name == STDIN_NAME else Path(name).stem
     result: dict[str, Any] = {"checkpoint": str(predictor.checkpoint), "epoch": predictor.epoch,
-                              **predictor.task.describe(), "data": str(Path(data).absolute()),
+                              **predictor.task.describe(), "data": name,
                               "file": predictor.evaluate(data)}
-    _save_eval(Run.open(run_dir), f"eval-{Path(data).stem}.json", result, out)
+    _save_eval(Run.open(run_dir), f"eval-{stem}.json", result, out)
     return result
 
 

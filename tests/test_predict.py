@@ -339,3 +339,22 @@ def test_a_value_beyond_the_runs_dtype_is_refused_naming_row_and_column(trained,
         assert "data row 2, column 'x2'" in result.output and "float32" in result.output
     with pytest.raises(ValueError, match="data row 2"):
         minidl_cli.load(trained).predict(torch.tensor([[0.1, 0.2], [0.3, 1e200]]))
+
+
+def test_evaluate_data_reads_stdin_as_predict_does(tmp_path):
+    """`minidl evaluate RUN --data -` said "file not found: -"."""
+    from click.testing import CliRunner
+
+    from minidl_cli.cli import main
+
+    trained = train_tiny(tmp_path)  # its own run: eval-stdin.json is written into it
+    text = "x1,x2,label\n0.1,0.2,0\n0.9,0.9,1\n0.2,0.7,1\n"
+    (tmp_path / "labelled.csv").write_text(text)
+    on_file = json.loads(invoke("evaluate", trained, "--data", tmp_path / "labelled.csv",
+                                "--json").stdout)
+    result = CliRunner().invoke(main, ["evaluate", str(trained), "--data", "-", "--json"],
+                                input=text)
+    assert result.exit_code == 0, result.output
+    on_stdin = json.loads(result.stdout)
+    assert on_stdin["data"] == "<stdin>" and on_stdin["file"] == on_file["file"]
+    assert json.loads((trained / "eval-stdin.json").read_text())["file"] == on_file["file"]

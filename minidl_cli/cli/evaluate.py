@@ -34,6 +34,18 @@ def evaluate(run_dir: Path, checkpoint: str | None, data: Path | None, as_json: 
     With --data FILE: on that file instead, written to eval-<FILE's stem>.json.
     Given a seed group (from --seeds), evaluates every member and prints mean ± std.
     """
+    from minidl_cli.data.files import readable_file
+
+    if data is None:
+        _evaluate(run_dir, checkpoint, None, as_json, out, None)
+        return
+    refuse_out(out, run_dir, (data,))
+    with readable_file(data) as (path, shown):  # `-` (stdin) or a pipe: read once, copied
+        _evaluate(run_dir, checkpoint, path, as_json, out, shown)
+
+
+def _evaluate(run_dir: Path, checkpoint: str | None, data: Path | None, as_json: bool,
+              out: Path | None, shown: str | None) -> None:
     from minidl_cli import seeds
     from minidl_cli.experiment import evaluate_file, evaluate_run
 
@@ -42,7 +54,8 @@ def evaluate(run_dir: Path, checkpoint: str | None, data: Path | None, as_json: 
             raise click.UsageError("--out: a seed group writes each member's results into "
                                    "the member; use --json to get them all at once")
         members = seeds.open_group(run_dir)
-        results = [evaluate_file(m, data, checkpoint) if data else evaluate_run(m, checkpoint)
+        results = [evaluate_file(m, data, checkpoint, shown=shown) if data
+                   else evaluate_run(m, checkpoint)
                    for m in members]
         if as_json:
             click.echo(json.dumps(results, indent=2))
@@ -55,7 +68,7 @@ def evaluate(run_dir: Path, checkpoint: str | None, data: Path | None, as_json: 
             print_group_summary([_flat(r) for r in results], results[0]["task"])
         return
     refuse_out(out, run_dir, (data, Path(checkpoint) if checkpoint else None))
-    result = (evaluate_file(run_dir, data, checkpoint, out) if data
+    result = (evaluate_file(run_dir, data, checkpoint, out, shown) if data
               else evaluate_run(run_dir, checkpoint, out))
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -532,6 +532,20 @@ def test_booleans_read_alike_from_csv_and_parquet(tmp_path):
         encode_labelled(write(tmp_path / "n.csv", "a,y\n0,1\n"), ds.preprocessing)
 
 
+def test_a_feature_mixing_true_false_with_1_0_reads_as_1_0(tmp_path):
+    """True/False alone and 1/0 alone were numbers, both together "'True' is not a number";
+    a value other than 0 or 1 beside them is still refused."""
+    flags = ["True", "False", "1", "0"]
+    rows = ["a,flag,y"] + [f"{i},{flags[i % 4]},{['pos', 'neg'][i % 3 == 0]}" for i in range(12)]
+    path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    ds = csv_dataset(path, test=path, label="y", generator=gen())
+    assert ds.x_train[:, 1].tolist() == [1.0, 0.0] * 6
+    assert encode_table(write(tmp_path / "new.csv", "a,flag\n1,TRUE\n2,0\n"),
+                        ds.preprocessing)[:, 1].tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="'True' is not a number"):
+        encode_table(write(tmp_path / "bad.csv", "a,flag\n1,True\n2,2.5\n"), ds.preprocessing)
+
+
 def test_a_repeated_header_name_matters_only_in_a_column_minidl_reads(tmp_path):
     rows = ["a,b,y,note,note"] + [f"{i},{i % 3},{'pq'[i % 2]},x,z" for i in range(10)]
     path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")

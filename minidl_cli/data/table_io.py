@@ -385,9 +385,10 @@ def present_codes(found: np.ndarray, size: int, rows: np.ndarray | None = None) 
 
 
 def _as_float(column: pa.ChunkedArray, name: str, problems: BadCells) -> pa.ChunkedArray:
-    """A column as float64 with NaN as null; a column of only True/False (any case) as 1/0,
-    like a Parquet bool. Bad cells and text columns go to `problems`, and are nulls here
-    (problems.masks says which nulls are bad rather than missing)."""
+    """A column as float64 with NaN as null; a column of only True/False (any case), or of
+    True/False beside 0/1, as 1/0, like a Parquet bool. Bad cells and text columns go to
+    `problems`, and are nulls here (problems.masks says which nulls are bad rather than
+    missing)."""
     tf = problems.tf
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
@@ -397,6 +398,15 @@ def _as_float(column: pa.ChunkedArray, name: str, problems: BadCells) -> pa.Chun
         text = pc.if_else(pc.is_in(written, value_set=pa.array(tf.missing_values)), None, written)
         lower = pc.utf8_lower(text)
         boolean = pc.is_in(lower, value_set=pa.array(list(BOOLEANS)))
+        if pc.any(boolean).as_py() and not pc.all(pc.fill_null(boolean, True)).as_py():
+            # True/False beside 0/1 (and nothing else): the same 1/0 as either alone
+            numeric = pc.match_substring_regex(text, NUMBER, ignore_case=True)
+            value = pc.cast(pc.if_else(pc.fill_null(numeric, False), text, None), pa.float64())
+            zero_one = pc.fill_null(pc.is_in(value, value_set=pa.array([0.0, 1.0])), False)
+            if pc.all(pc.fill_null(pc.or_(boolean, zero_one), True)).as_py():
+                text = pc.if_else(boolean, pc.if_else(pc.equal(lower, "true"), "1", "0"), text)
+                lower = pc.utf8_lower(text)
+                boolean = pc.is_in(lower, value_set=pa.array(list(BOOLEANS)))
         if text.null_count < len(text) and pc.all(pc.fill_null(boolean, True)).as_py():
             text = pc.cast(pc.equal(lower, "true"), pa.float64())  # True/False: 1/0
             number = pc.is_valid(text)

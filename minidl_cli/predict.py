@@ -152,9 +152,12 @@ class Predictor:
         if x.ndim == 3:
             x = x[:, None]
         if tuple(x.shape[1:]) != self.input_shape:
+            fix = f"resize them to {height}×{width} (H×W) pixels"
+            if tuple(x.shape[2:]) == (height, width):  # only the channels differ
+                fix = _channel_fix(x.shape[1], channels)
             raise ValueError(f"predict: {path} gives images of shape (C, H, W) = "
                              f"{tuple(x.shape[1:])} but the run takes ({channels}, {height}, "
-                             f"{width}); resize them to {height}×{width} (H×W) pixels")
+                             f"{width}); {fix}")
         return files, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
 
     def _pixels(self, files: list[Path]) -> Any:
@@ -446,6 +449,18 @@ def _is_table(x: Any) -> bool:
     return module.startswith("pyarrow") or module.startswith("pandas")
 
 
+
+
+def _channel_fix(given: int, taken: int) -> str:
+    """What to do with images whose channel count (C) is not the run's."""
+    if given == 1 and taken == 3:
+        return ("they have 1 channel (grayscale) and the run takes 3 (RGB): convert them to "
+                "RGB (for an .npz, repeat the channel: x.repeat(3, axis=1)), or use a run "
+                "trained with data.grayscale: true")
+    if given in (3, 4) and taken == 1:
+        return (f"they have {given} channels (colour) and the run takes 1 (grayscale): "
+                "convert them to grayscale, or use a run trained on colour images")
+    return f"give images with {taken} channel{'s' if taken != 1 else ''} (C), not {given}"
 
 
 def _first_width(config: dict[str, Any]) -> int:

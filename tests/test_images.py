@@ -280,6 +280,11 @@ def test_an_image_added_to_or_removed_from_the_folder_is_refused(tmp_path):
     on_npz = list(csv.DictReader(invoke("predict", run, tmp_path / "x.npz").stdout.splitlines()))
     assert list(on_npz[0]) == ["prediction", "prob_cat", "prob_dog"]
     assert float(on_npz[0]["prob_cat"]) == pytest.approx(float(one[0]["prob_cat"]), rel=1e-4)
+    np.savez(tmp_path / "gray.npz", x=pixels[:, :1])  # the right size, one channel
+    gray = invoke("predict", run, tmp_path / "gray.npz")  # said "resize them to 4×5"
+    assert gray.exit_code == 2 and len(gray.output.splitlines()) == 1, gray.output
+    assert "1 channel (grayscale) and the run takes 3 (RGB): convert them to RGB" in gray.output
+    assert "resize" not in gray.output
     (tmp_path / "in.csv").write_text("a,b\n1,2\n")
     wrong = invoke("predict", run, tmp_path / "in.csv")
     assert wrong.exit_code == 2 and "this run takes images" in wrong.output

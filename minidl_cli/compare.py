@@ -26,7 +26,8 @@ LOWER_IS_BETTER = ("loss", "error", "mae", "rmse")
 class Entry:
     """One row of the comparison: a run, a seed group or a sweep point."""
 
-    label: str  # its path, relative to what was given where it came from a sweep
+    label: str  # its folder's name; a sweep point's with its sweep's: SWEEP/POINT
+    path: str
     config: dict[str, Any]  # flattened: dotted keys -> values
     task: str
     members: list[dict[str, float]] = field(default_factory=list)  # each member's last row
@@ -44,9 +45,10 @@ def collect(paths: list[Path]) -> list[Entry]:
             for point in info["points"]:
                 folder = path / point["name"]
                 if folder.is_dir():
-                    entries.append(_entry(folder, str(folder), point["config"]))
+                    entries.append(_entry(folder, f"{path.name}/{point['name']}",
+                                          point["config"]))
         elif seeds.is_group(path) or (path / "meta.json").is_file():
-            entries.append(_entry(path, str(path)))
+            entries.append(_entry(path, path.absolute().name))
         else:
             raise RunError(f"{path} is not a run, a seed group or a sweep (no meta.json, "
                            "group.json or sweep.json); pass directories that minidl train made")
@@ -86,7 +88,11 @@ def _entry(path: Path, label: str, config: dict | None = None) -> Entry:
             task = json.loads((members[0] / "meta.json").read_text()).get("task")
         except (OSError, ValueError, IndexError):
             pass
-    return Entry(label, _flatten(config), task or "classification", rows)
+    layers = config.get("model") or []
+    described = {"model": "-".join(str(layer.get("type") if isinstance(layer, dict) else layer)
+                                   for layer in layers)}
+    return Entry(label, str(path), {**described, **_flatten(config)},
+                 task or "classification", rows)
 
 
 def default_metric(task: str) -> str:
@@ -100,9 +106,9 @@ def lower_is_better(metric: str) -> bool:
 
 
 def table(entries: list[Entry], metric: str | None = None) -> list[dict[str, Any]]:
-    """One dict per entry, best first by `metric`: `path`, the varied keys, `seeds`,
-    `<metric>_mean` / `<metric>_std` of each final metric, `epochs`, `train_s`. ValueError
-    when `metric` is not a column of the runs."""
+    """One dict per entry, best first by `metric`: `run` (its label), `path`, the varied
+    keys, `seeds`, `<metric>_mean` / `<metric>_std` of each final metric, `epochs`,
+    `train_s`. ValueError when `metric` is not a column of the runs."""
     from minidl_cli.seeds import statistics
 
     if not entries:
@@ -116,7 +122,7 @@ def table(entries: list[Entry], metric: str | None = None) -> list[dict[str, Any
     keys = varied_keys(entries)
     rows = []
     for entry in entries:
-        row: dict[str, Any] = {"path": entry.label,
+        row: dict[str, Any] = {"run": entry.label, "path": entry.path,
                                **{k: entry.config.get(k) for k in keys},
                                "seeds": len(entry.members)}
         for name in [*names, "epoch", "elapsed_s"]:
@@ -140,16 +146,21 @@ def _metric_names(entries: list[Entry]) -> list[str]:
 
 def varied_keys(entries: list[Entry]) -> list[str]:
     """The flattened config keys whose values are not the same in every entry (less a
-    layer's inferred input size that only repeats another varied key's values)."""
+    layer's inferred input size that only repeats another varied key's values). Entries of
+    different networks differ in `model`, their layer types (linear-relu-linear), instead
+    of in every layer's options."""
     keys: list[str] = []
     for entry in entries:
         keys += [k for k in entry.config if k not in keys]
     varied: list[str] = []
     columns: list[list[str]] = []
+    networks = len({e.config.get("model") for e in entries})  # layer types, e.g. linear-relu
     for key in keys:
         column = [json.dumps(e.config.get(key), sort_keys=True) for e in entries]
         if key.split(".", 1)[0] in IGNORED_KEYS or len(set(column)) == 1:
             continue
+        if networks > 1 and key.startswith("model."):
+            continue  # different networks: the `model` column says which; --json has no more
         if key.rsplit(".", 1)[-1].startswith("in_") and column in columns:
             continue  # a size inferred from a varied one (in_features after out_features)
         varied.append(key)

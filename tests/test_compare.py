@@ -79,3 +79,18 @@ def test_regression_and_language_models_sort_by_test_loss_and_do_not_mix(tmp_pat
 def test_a_folder_that_is_not_a_run(tmp_path):
     result = invoke("compare", tmp_path)
     assert result.exit_code == 2 and "not a run, a seed group or a sweep" in result.output
+
+
+def test_different_networks_differ_in_one_model_column(tmp_path):
+    from tests.helpers import TINY
+
+    deeper = {**TINY, "model": [{"type": "linear", "out_features": 8}, "relu",
+                                {"type": "linear", "out_features": 8}, "relu",
+                                {"type": "linear", "out_features": 2}, "tanh"]}
+    runs = [run_of(invoke("train", write_config(tmp_path, config, name=f"{i}.yaml"), "-q",
+                          "train.epochs=1")) for i, config in enumerate((TINY, deeper))]
+    rows = json.loads(invoke("compare", *runs, "--json").stdout)
+    assert {r["model"] for r in rows} == {"linear-relu-linear-tanh",
+                                          "linear-relu-linear-relu-linear-tanh"}
+    assert not any(k.startswith("model.") for k in rows[0])
+    assert {r["run"] for r in rows} == {runs[0].name, runs[1].name}

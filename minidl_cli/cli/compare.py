@@ -68,7 +68,7 @@ def _print_table(rows: list[dict], keys: list[str], metric: str) -> None:
         return f"{format_metric(name, mean)} ± {format_metric(name, std)}"
 
     header = ["run", *keys, "seeds", *shown, "epochs", "train s"]
-    lines = [[Path(r["path"]).name, *(_value(r[k]) for k in keys), str(r["seeds"]),
+    lines = [[r["run"], *(_value(r[k]) for k in keys), str(r["seeds"]),
               *(cell(r, n) for n in shown),
               "-" if math.isnan(r["epochs_mean"]) else f"{r['epochs_mean']:g}",
               "-" if math.isnan(r["train_s_mean"]) else f"{r['train_s_mean']:.3g}"]

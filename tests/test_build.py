@@ -352,3 +352,13 @@ def test_train_and_gradcheck_name_a_plugin_whose_backward_has_the_wrong_shape(tm
         registry._entries["layer"].pop("test_build_badshape", None)
         for key in [k for k, v in registry._lookup["layer"].items() if v == "test_build_badshape"]:
             registry._lookup["layer"].pop(key)
+
+
+def test_an_embedding_on_data_without_a_vocabulary_says_what_it_takes():
+    """An embedding reads num_embeddings off a text data set's vocabulary; on float features
+    the error says so (it was a Python comparison error about None)."""
+    from minidl_cli.build import build_layers
+
+    with pytest.raises(ValueError, match=r"model\\[0\\].*takes token ids.*no vocabulary"):
+        build_layers([{"type": "embedding", "embedding_dim": 4, "num_embeddings": None},
+                      "flatten"], (40,))

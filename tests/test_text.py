@@ -211,7 +211,21 @@ def test_block_size_longer_than_the_whole_text(tmp_path):
                        vocabulary=9)
     message = bad(tmp_path, "train", path)
     assert "data.block_size 20 is longer than the whole text" in message
-    assert "(12 characters" in message and "at most 11" in message
+    assert "(12 characters" in message and "set data.block_size to at most 1" in message
+
+
+def test_the_block_size_advice_counts_both_parts_of_the_text(tmp_path):
+    """The largest block_size offered leaves a window in the training and the test part
+    (the end of the text): following the advice trains."""
+    from minidl_cli.data import make_dataset
+
+    (tmp_path / "t.txt").write_text("to be or not to be " * 3)  # 57 characters: 6 for test
+    options = {"path": str(tmp_path / "t.txt"), "mode": "stream", "block_size": 30}
+    with pytest.raises(ValueError, match=r"6 test characters.*at most 5") as info:
+        make_dataset("text", options, seed=0)
+    assert "whole text" not in str(info.value)
+    dataset = make_dataset("text", {**options, "block_size": 5}, seed=0)
+    assert len(dataset.x_test) >= 1
 
 
 def test_a_test_character_the_training_text_never_has(tmp_path):

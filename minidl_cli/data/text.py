@@ -246,19 +246,20 @@ def _stream(content: str, source: Path, test_fraction: float,
             block_size: int) -> tuple[Tensor, Tensor, list[str]]:
     """(train ids, test ids, vocabulary) of `stream` mode: the test part is the end of the
     text."""
-    if block_size + 1 > len(content):
-        raise ValueError(f"{WHERE}: data.block_size {block_size} is longer than the whole text "
-                         f"of {source} ({len(content)} characters; a window needs block_size + "
-                         f"1 of them); set data.block_size to at most {len(content) - 1}")
     n_test = round(test_fraction * len(content))
     train, test = content[:len(content) - n_test], content[len(content) - n_test:]
-    for part, name in ((train, "training part"), (test, "test part")):
-        if len(part) < block_size + 1:
-            raise ValueError(
-                f"{WHERE}: the {name} of {source} ({len(part)} of its {len(content)} "
-                f"characters, data.test_fraction {test_fraction}) is shorter than a window "
-                f"(block_size + 1 = {block_size + 1}); change data.test_fraction or lower "
-                "data.block_size")
+    # a window is block_size + 1 characters, and both parts need one
+    longest = min(len(train), len(test)) - 1
+    if block_size > longest:
+        whole = block_size + 1 > len(content)
+        what = (f"is longer than the whole text of {source} ({len(content)} characters)"
+                if whole else
+                f"needs windows of {block_size + 1} characters in both parts of {source} "
+                f"({len(train)} training and {len(test)} test characters, data.test_fraction "
+                f"{test_fraction})")
+        fix = (f"set data.block_size to at most {longest}" if longest >= 1 else
+               "use a longer text" if whole else "use a longer text or change data.test_fraction")
+        raise ValueError(f"{WHERE}: data.block_size {block_size} {what}; {fix}")
     vocabulary = sorted(set(train))
     return (encode(train, vocabulary, f"{WHERE}: the training part of {source}"),
             encode(test, vocabulary, f"{WHERE}: the test part (its end) of {source}"),

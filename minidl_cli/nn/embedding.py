@@ -26,6 +26,10 @@ class Embedding(Module):
     inferred = {"num_embeddings": "vocabulary_size"}  # the data's vocabulary, not a shape
 
     def __init__(self, num_embeddings: int, embedding_dim: Annotated[int, Range(ge=1)]):
+        if num_embeddings is None:  # the builder found no vocabulary to read it off
+            raise ValueError("takes token ids, and this data has no vocabulary (its inputs are "
+                             "not token ids: an embedding goes first on a text data set); "
+                             "remove it, or set num_embeddings for integer inputs")
         if num_embeddings < 1 or embedding_dim < 1:
             raise ValueError(f"Embedding needs num_embeddings and embedding_dim >= 1, got "
                              f"{num_embeddings}, {embedding_dim}")

@@ -362,3 +362,27 @@ def test_an_embedding_on_data_without_a_vocabulary_says_what_it_takes():
     with pytest.raises(ValueError, match=r"model\[0\].*takes token ids.*no vocabulary"):
         build_layers([{"type": "embedding", "embedding_dim": 4, "num_embeddings": None},
                       "flatten"], (40,))
+
+
+def test_self_attention_errors_name_the_fix():
+    from minidl_cli.build import build_layers
+
+    with pytest.raises(ValueError, match=r"model\[0\]\.num_heads: 3 must divide embed_dim 4.*"
+                                         r"\[1, 2, 4\]"):
+        build_layers([{"type": "self_attention", "num_heads": 3}], (5, 4))
+    with pytest.raises(ValueError, match=r"model\[0\]: self_attention needs a sequence.*"
+                                         r"unflattened_size: \[40, 1\]"):
+        build_layers([{"type": "self_attention"}], (40,))
+
+
+def test_a_recurrent_sequence_fed_to_a_classifier_is_told_about_output_last(tmp_path):
+    """A gru's per-step output ends in (N, T, 10): the advice names output: last as well as
+    a flatten (the model already ends with the linear layer the old advice proposed)."""
+    from helpers import invoke, write_config
+
+    config = {"data": {"type": "mnist1d"}, "loss": "cross_entropy",
+              "model": [{"type": "unflatten", "unflattened_size": [40, 1]},
+                        {"type": "gru", "hidden_size": 4}, {"type": "linear", "out_features": 10}],
+              "optimizer": {"type": "adam"}, "train": {"epochs": 1, "batch_size": 100}}
+    result = invoke("train", write_config(tmp_path, config))
+    assert result.exit_code == 2 and "give model[1] output: last" in result.output

@@ -327,8 +327,13 @@ def _check_output(model: list[dict], shapes: list[tuple[int, ...]], dataset: Any
                             "axis (no flatten), or use data.target: next")
             return
     elif len(shapes[-1]) != 1:
+        recurrent = [i for i, layer in enumerate(model) if isinstance(layer, dict)
+                     and layer.get("type") in ("rnn", "lstm", "gru")
+                     and layer.get("output", "sequence") == "sequence"]
+        last = (f", or give model[{recurrent[-1]}] output: last (its final state, not every "
+                "step)") if recurrent else ""
         problems.append(f"model: the network outputs {show_shape(shapes[-1])} but {has}, "
-                        f"which needs (N, {want}); {end} (after a flatten)")
+                        f"which needs (N, {want}); {end} (after a flatten){last}")
         return
     what = f"the network outputs {shapes[-1][-1]} values but {has}"
     setters = [i for i in range(len(model))

@@ -159,8 +159,9 @@ class SelfAttention(Module):
     def __init__(self, embed_dim: int, num_heads: Annotated[int, Range(ge=1)] = 1,
                  causal: bool = False, bias: bool = True):
         if embed_dim < 1 or num_heads < 1 or embed_dim % num_heads:
-            raise ValueError(f"self_attention: embed_dim {embed_dim} must be a positive "
-                             f"multiple of num_heads {num_heads}")
+            divisors = [h for h in range(1, embed_dim + 1) if embed_dim % h == 0]
+            raise ValueError(f"num_heads {num_heads} must divide embed_dim {embed_dim} (each head "
+                             f"takes embed_dim / num_heads features); use one of {divisors}")
         self.embed_dim, self.num_heads, self.causal = embed_dim, num_heads, causal
         E = embed_dim
         bound = math.sqrt(6.0 / (E + 3 * E))  # xavier_uniform_ of the (3E, E) in_proj_weight
@@ -171,6 +172,10 @@ class SelfAttention(Module):
         self.out_proj.weight.data.uniform_(-1 / math.sqrt(E), 1 / math.sqrt(E))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) == 1:  # (N, F): features, not a sequence
+            raise ValueError(f"needs a sequence (N, T, E), got {show_shape(input_shape)}; "
+                             "put an embedding first (token ids), or an unflatten "
+                             f"({{type: unflatten, unflattened_size: [{input_shape[0]}, 1]}})")
         if len(input_shape) != 2 or input_shape[1] != self.embed_dim:
             raise ValueError(f"needs (N, T, {self.embed_dim}), got {show_shape(input_shape)}")
         return input_shape

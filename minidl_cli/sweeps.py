@@ -149,24 +149,7 @@ def run_sweep(grid: list[tuple[str, list[str]]],
             work.append((groups.train_member,
                          (cfg, sweep / name / groups.member_name(cfg["seed"]))))
             owners.append((name, cfg["seed"]))
-    return sweep, _run_and_finish(sweep, info, work, owners, jobs, on_done, stop)
-
-
-def _run_and_finish(sweep: Path, info: dict, work: list, owners: list[tuple[str, int | None]],
-                    jobs: int, on_done: Callable[[str, dict], None] | None,
-                    stop: StopFlag | None) -> list[dict]:
-    rows: dict[tuple[str, int | None], dict] = {}
-
-    def done(i: int, row: dict) -> None:
-        rows[owners[i]] = row
-        if on_done and row["status"] != groups.NOT_STARTED:
-            on_done(owners[i][0], row)
-
-    try:
-        groups.run_members(work, jobs, done, stop)
-    finally:
-        summary = finish_sweep(sweep, info, rows)
-    return summary
+    return sweep, _finish_members(sweep, info, work, owners, jobs, on_done, stop)
 
 
 def finish_sweep(sweep: Path, info: dict, rows: dict[tuple[str, int | None], dict]
@@ -301,7 +284,9 @@ def resume(path: Path, overrides: list[str], jobs: int = 1,
 def _finish_members(sweep: Path, info: dict, work: list, owners: list, jobs: int,
                     on_done: Callable[[str, dict], None] | None,
                     stop: StopFlag | None) -> list[dict]:
-    """As _run_and_finish, the members not in `work` read back from their files."""
+    """Run `work` (jobs at a time; `owners[i]` is the (point, seed) of work[i]), then write
+    the sweep's summary: each member's row as it finished, or read back from its files for
+    the members not in `work` (a resumed sweep's completed ones)."""
     rows: dict[tuple[str, int | None], dict] = {}
 
     def done(i: int, row: dict) -> None:

@@ -135,7 +135,8 @@ class Trainer:
         """
         part = self.splits[split]
         self._set_training(False)
-        outputs = forward_in_slices(self.model, part.x)  # a slice of rows at a time
+        outputs = forward_in_slices(self.model, part.x,  # a slice of rows at a time
+                                    row_outputs=math.prod(self.dataset.output_shape))
         loss = self.loss_fn(outputs, part.targets).item()
         if self.loss_fn.reduction == "sum":
             loss /= self.task.count(part.y)  # per row, or per token for a language model

@@ -388,6 +388,8 @@ def test_forward_in_slices_equals_one_call_and_bounds_the_rows_per_slice():
     assert max(seen) == 10 and sum(seen[1:]) == 103  # 60 values / 6 per row; the probe first
     seen.clear()
     assert torch.equal(forward_in_slices(net, x), original(x)) and seen == [1, 103]
+    seen.clear()  # an output size given: no one-row call to measure it
+    assert torch.equal(forward_in_slices(net, x, row_outputs=3), original(x)) and seen == [103]
 
 
 def test_linear_torch_default_init_draws_what_torch_nn_linear_draws():

@@ -46,19 +46,21 @@ def show_shape(input_shape: tuple[int, ...]) -> str:
 EVAL_VALUES = 2**20  # values of a row's input or output per slice of forward_in_slices
 
 
-def forward_in_slices(module: Module, x: Tensor, values: int = EVAL_VALUES) -> Tensor:
+def forward_in_slices(module: Module, x: Tensor, values: int = EVAL_VALUES,
+                      row_outputs: int | None = None) -> Tensor:
     """module(x) for many rows, a slice of rows at a time. Every layer keeps what its
     backward would need, so one call on a whole split holds all of it at once (a GPT's
     attention weights and hidden layers for every window: tens of GB); slices of about
     `values` values of the larger of a row's input and output hold a bounded amount.
-    Small data is one slice, the very call module(x).
+    Small data is one slice, the very call module(x). `row_outputs`, the values one row's
+    output holds, spares a one-row call that measures it (the trainer knows it).
 
     Shape: x (n, ...) -> module(x)'s (n, ...).
     """
     n = len(x)
-    first = module(x[:1])
-    per_row = max(x[:1].numel(), first.numel(), 1)
-    rows = max(1, values // per_row)
+    if row_outputs is None:
+        row_outputs = module(x[:1]).numel()
+    rows = max(1, values // max(x[:1].numel(), row_outputs, 1))
     if rows >= n:
         return module(x)
     return torch.cat([module(x[start:start + rows]) for start in range(0, n, rows)])

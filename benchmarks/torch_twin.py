@@ -68,8 +68,8 @@ def evaluate(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[fl
     return total / count, right / count
 
 
-def train_twin(config_path: str, seed: int) -> dict[str, float]:
-    config = load_config(Path(config_path), [f"seed={seed}"])
+def train_twin(config_path: str, seed: int, overrides: list[str] = ()) -> dict[str, float]:
+    config = load_config(Path(config_path), [*overrides, f"seed={seed}"])
     parts = build_parts(config)
     net = parts.model.to_torch().train()
     optimizer = torch_optimizer(config, net.parameters())

@@ -14,6 +14,7 @@ import bench_gpt  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_rnn  # noqa: E402
 import bench_step  # noqa: E402
+import torch_twin  # noqa: E402
 
 
 def test_the_three_step_implementations_do_the_same_maths():
@@ -78,3 +79,21 @@ def test_the_gpt_steps_do_the_same_maths():
     """The GPT config in minidl, in torch.nn with plain attention and with fused attention:
     the same weights after 3 float64 AdamW steps."""
     assert bench_gpt.check_agreement() < 1e-10
+
+
+def test_the_torch_twin_of_a_config_trains_to_minidls_result(tmp_path):
+    """benchmarks/torch_twin.py trains the to_torch() twin on the run's own data, weights and
+    batches: for a linear model (the same arithmetic) it ends at minidl's test loss."""
+    import csv
+
+    from tests.helpers import invoke
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "mnist1d-logistic.yaml"
+    overrides = ["train.epochs=2", f"runs_dir={tmp_path}"]
+    result = invoke("train", config, "-q", *overrides)
+    assert result.exit_code == 0, result.output
+    with open(Path(result.stdout.strip().splitlines()[-1]) / "metrics.csv") as f:
+        last = list(csv.DictReader(f))[-1]
+    twin = torch_twin.train_twin(str(config), 0, overrides)
+    assert abs(twin["test_loss"] - float(last["test_loss"])) < 1e-5
+    assert abs(twin["test_accuracy"] - float(last["test_accuracy"])) < 1e-9

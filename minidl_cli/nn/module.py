@@ -263,17 +263,12 @@ class Module:
         for p in self.parameters():
             p.data = p.data.to(device=device, dtype=dtype)
             p.grad = p.grad.to(device=device, dtype=dtype)
-        for module in self._modules_tree():
+        for _, module in self.named_modules():
             for name in vars(module).get("_buffer_names", ()):
                 buffer = getattr(module, name)
                 cast = dtype if buffer.is_floating_point() else None
                 setattr(module, name, buffer.to(device=device, dtype=cast))
         return self
-
-    def _modules_tree(self) -> Iterator[Module]:
-        yield self
-        for _, child in self.named_children():
-            yield from child._modules_tree()
 
     # --- state dicts: torch.nn's keys and shapes ---
 
@@ -323,20 +318,26 @@ class Module:
         children = list(self.named_children())
         if not children:
             return f"{type(self).__name__}({self.extra_repr()})"
-        groups: dict[str, list[tuple[str, Module]]] = {}  # 'branches.0' under 'branches'
-        for name, child in children:
-            head, _, index = name.partition(".")
-            groups.setdefault(head, []).append((index, child))
-        lines = []
-        for head, members in groups.items():
-            if members[0][0]:  # modules in a list, printed as torch.nn prints a ModuleList
-                inner = "\n".join(f"  ({i}): " + repr(c).replace("\n", "\n  ")
-                                  for i, c in members)
-                text = f"ModuleList(\n{inner}\n)"
-            else:
-                text = repr(members[0][1])
-            lines.append(f"  ({head}): " + text.replace("\n", "\n  "))
-        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+        return f"{type(self).__name__}(\n" + _children_repr(children) + "\n)"
+
+
+def _children_repr(children: list[tuple[str, Module]]) -> str:
+    """A module's children as torch.nn prints them, one '  (name): ...' per attribute; the
+    modules of a list attribute ('branches.0', 'branches.1') as one ModuleList."""
+    groups: dict[str, list[tuple[str, Module]]] = {}  # 'branches.0' under 'branches'
+    for name, child in children:
+        head, _, index = name.partition(".")
+        groups.setdefault(head, []).append((index, child))
+    lines = []
+    for head, members in groups.items():
+        if members[0][0]:  # modules in a list, printed as torch.nn prints a ModuleList
+            inner = "\n".join(f"  ({i}): " + repr(c).replace("\n", "\n  ")
+                              for i, c in members)
+            text = f"ModuleList(\n{inner}\n)"
+        else:
+            text = repr(members[0][1])
+        lines.append(f"  ({head}): " + text.replace("\n", "\n  "))
+    return "\n".join(lines)
 
 
 class Sequential(Module):

@@ -14,58 +14,59 @@ from minidl_cli import registry
 from minidl_cli.registry import Range
 
 
-class _Mismatch(Exception):
+class Mismatch(Exception):
     """A value that does not fit a type hint."""
 
 
-def _convert(hint: Any, value: Any, base: Path) -> Any:
-    """`value` as the type `hint` asks (1e3 -> 1000 for int, paths made absolute), or _Mismatch."""
+def convert(hint: Any, value: Any, base: Path) -> Any:
+    """`value` as the type `hint` asks (1e3 -> 1000 for int, paths made absolute), or Mismatch."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Annotated:
-        return _convert(args[0], value, base)
+        return convert(args[0], value, base)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         for arm in args:
             try:
-                return _convert(arm, value, base)
-            except _Mismatch:
+                return convert(arm, value, base)
+            except Mismatch:
                 pass
-        raise _Mismatch
+        raise Mismatch
     if hint is Any:
         return value
     if origin is Literal:
         if any(type(value) is type(choice) and value == choice for choice in args):
             return value
-        raise _Mismatch
+        raise Mismatch
     if origin in (tuple, list) and isinstance(value, (list, tuple)):
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
-                raise _Mismatch
-            return [_convert(a, v, base) for a, v in zip(args, value, strict=True)]
+                raise Mismatch
+            return [convert(a, v, base) for a, v in zip(args, value, strict=True)]
         element = args[0] if args else Any
-        return [_convert(element, v, base) for v in value]
+        return [convert(element, v, base) for v in value]
     if hint is int and isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and not value.is_integer():
-            raise _Mismatch
+            raise Mismatch
         return int(value)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return float(value)
         except OverflowError:  # an integer beyond float's range
-            raise _Mismatch from None
+            raise Mismatch from None
     if inspect.isclass(hint) and issubclass(hint, PurePath) and isinstance(value, str) and value:
         return os.path.abspath(base / Path(value).expanduser())  # relative to the config file
     if hint in (int, float) or origin in (tuple, list):
-        raise _Mismatch
+        raise Mismatch
     if inspect.isclass(hint):
         if isinstance(value, hint):
             return value
-        raise _Mismatch
+        raise Mismatch
     return value  # a hint we cannot check (e.g. a plugin's Callable): accept
 
 
-def _in_range(value: Any, bound: Range | None) -> bool:
+def in_range(value: Any, bound: Range | None) -> bool:
+    """Whether a number lies in `bound` (no bound, or a value that is not a number: True)."""
     if bound is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return True
     if isinstance(value, float) and not math.isfinite(value):
@@ -73,23 +74,23 @@ def _in_range(value: Any, bound: Range | None) -> bool:
     return value in bound
 
 
-def _choices(hint: Any) -> list[Any]:
+def literal_choices(hint: Any) -> list[Any]:
     """The Literal choices anywhere in a hint (for did-you-mean)."""
     if typing.get_origin(hint) is Literal:
         return list(typing.get_args(hint))
-    return [c for arm in typing.get_args(hint) for c in _choices(arm)]
+    return [c for arm in typing.get_args(hint) for c in literal_choices(arm)]
 
 
 _PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
 
 
-def _expect(hint: Any, bound: Range | None = None) -> str:
+def describe_hint(hint: Any, bound: Range | None = None) -> str:
     """What a value must be, in words: 'an integer >= 1', "one of 'cpu', 'cuda'", ..."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Annotated:
-        return _expect(args[0], bound)
+        return describe_hint(args[0], bound)
     if origin in (typing.Union, types.UnionType):
-        text = " or ".join(_expect(a, bound) for a in args if a is not type(None))
+        text = " or ".join(describe_hint(a, bound) for a in args if a is not type(None))
         return text + " or null" if type(None) in args else text
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
@@ -120,21 +121,21 @@ def _expect(hint: Any, bound: Range | None = None) -> str:
     return f"{text} {bound}" if bound and hint in (int, float) else text
 
 
-def _is_plain(value: Any) -> bool:
+def is_plain(value: Any) -> bool:
     """Whether a default can be written to YAML (plugin defaults might not be)."""
     if value is None or isinstance(value, (bool, int, float, str, PurePath)):
         return True
     if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
+        return all(is_plain(v) for v in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
     return False
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A default as YAML-friendly data: tuples become lists, paths strings."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     return str(value) if isinstance(value, PurePath) else value

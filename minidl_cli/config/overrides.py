@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from minidl_cli.config.errors import ConfigError
-from minidl_cli.config.yaml_io import _parse, _show
+from minidl_cli.config.yaml_io import parse_yaml, show_value
 
 _COMPONENTS = ("data", "loss", "optimizer", "scheduler")  # sections that may be a bare name
 
@@ -40,7 +40,7 @@ def _apply(config: dict, override: str) -> None:
     if "" in parts:
         raise fail(f"the key {key!r} has an empty part; write dotted keys like train.epochs")
     try:
-        value = _parse(text, None)
+        value = parse_yaml(text, None)
     except ConfigError as e:
         raise fail(e.problems[0]) from None
     node: Any = config
@@ -59,7 +59,7 @@ def _apply(config: dict, override: str) -> None:
         elif isinstance(node, dict):
             index = part
         else:
-            raise fail(f"{where} is {_show(node)}, not a mapping or a list")
+            raise fail(f"{where} is {show_value(node)}, not a mapping or a list")
         if last:
             node[index] = value
             break

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from minidl_cli import registry
 from minidl_cli.config.errors import ConfigError
 from minidl_cli.config.overrides import apply_overrides
-from minidl_cli.config.validate import _Checker
-from minidl_cli.config.yaml_io import _kind, load_yaml
+from minidl_cli.config.validate import Checker
+from minidl_cli.config.yaml_io import kind_of, load_yaml
 from minidl_cli.registry import Option, Range
 
 # Training defaults: those of the reference experiment (README, "The reference experiment").
@@ -93,7 +93,7 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
     leaves the checks against the data set to parts.build_parts (check_with_data)."""
     if not isinstance(raw, dict):
         raise ConfigError(
-            [f"config: must be a mapping of keys (data:, model:, ...), got {_kind(raw)}"]
+            [f"config: must be a mapping of keys (data:, model:, ...), got {kind_of(raw)}"]
         )
     base = Path(config_path).parent.absolute() if config_path is not None else Path.cwd()
     problems: list[str] = []
@@ -106,7 +106,7 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
     for key, what in REQUIRED.items():
         if raw.get(key) is None:
             problems.append(f"{key}: missing; it is required ({what})")
-    check = _Checker(problems, base)
+    check = Checker(problems, base)
     config = {
         "name": check.name(_given(raw, "name", Path(config_path).stem if config_path else "run")),
         "seed": check.seed(raw.get("seed")),
@@ -120,7 +120,7 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
     config["scheduler"] = check.component("scheduler", "scheduler", raw.get("scheduler"))
     train = raw.get("train")
     if train is not None and not isinstance(train, dict):
-        problems.append(f"train: must be a mapping of options, got {_kind(train)}")
+        problems.append(f"train: must be a mapping of options, got {kind_of(train)}")
         train = None
     train = dict(train or {})
     stopping = train.pop("early_stopping", None)
@@ -138,11 +138,11 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
     return config
 
 
-def _early_stopping(check: _Checker, given: Any, train: dict) -> Any:
+def _early_stopping(check: Checker, given: Any, train: dict) -> Any:
     """train.early_stopping's options checked and completed; it needs a validation split."""
     if not isinstance(given, dict):
         check.problems.append("train.early_stopping: must be a mapping such as "
-                              f"{{monitor: val_loss, patience: 10}}, got {_kind(given)}")
+                              f"{{monitor: val_loss, patience: 10}}, got {kind_of(given)}")
         return given
     options = check.options("train.early_stopping", EARLY_STOPPING_OPTIONS, given)
     monitor = options.get("monitor")

@@ -14,22 +14,22 @@ from typing import Any
 from minidl_cli import registry
 from minidl_cli.config.errors import ConfigError
 from minidl_cli.config.hints import (
-    _choices,
-    _convert,
-    _expect,
-    _in_range,
-    _is_plain,
-    _Mismatch,
-    _plain,
+    Mismatch,
+    convert,
+    describe_hint,
+    in_range,
+    is_plain,
+    literal_choices,
+    plain,
 )
 from minidl_cli.config.plugins import import_plugins
-from minidl_cli.config.yaml_io import _show
+from minidl_cli.config.yaml_io import show_value
 from minidl_cli.registry import Option, Range
 
 SEED_LIMIT = 2**63  # torch.manual_seed takes up to 64 bits
 
 
-class _Checker:
+class Checker:
     """Validates sections into plain values, appending one line per problem to `problems`."""
 
     def __init__(self, problems: list[str], base: Path):
@@ -37,7 +37,7 @@ class _Checker:
 
     def name(self, value: Any) -> str | None:
         if not isinstance(value, str) or not value.strip() or value in (".", ".."):
-            self.problems.append(f"name: must be a non-empty string, got {_show(value)}")
+            self.problems.append(f"name: must be a non-empty string, got {show_value(value)}")
         elif re.search(r"[/\\\x00]", value):
             self.problems.append(
                 f"name: {value!r} is used in a directory name; leave out '/' and '\\'"
@@ -48,19 +48,19 @@ class _Checker:
         if value is None:
             return secrets.randbelow(2**31)  # drawn once, then recorded in the config
         try:
-            value = _convert(int, value, self.base)  # 1e3 is 1000, as for every integer option
-        except _Mismatch:
+            value = convert(int, value, self.base)  # 1e3 is 1000, as for every integer option
+        except Mismatch:
             pass
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
             self.problems.append(
                 f"seed: must be an integer from 0 to 2**63 - 1, or null to draw "
-                f"one, got {_show(value)}"
+                f"one, got {show_value(value)}"
             )
         return value
 
     def runs_dir(self, value: Any) -> str:
         if not isinstance(value, str) or not value:
-            self.problems.append(f"runs_dir: must be a directory path, got {_show(value)}")
+            self.problems.append(f"runs_dir: must be a directory path, got {show_value(value)}")
         return value
 
     def plugins(self, value: Any) -> list[str]:
@@ -70,7 +70,8 @@ class _Checker:
             return []
         if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
             self.problems.append(
-                f"plugins: must be a list of module names such as [my_layers], got {_show(value)}"
+                "plugins: must be a list of module names such as [my_layers], "
+                f"got {show_value(value)}"
             )
             return []
         try:
@@ -89,7 +90,7 @@ class _Checker:
         if not isinstance(value, list) or not value:
             self.problems.append(
                 f"{path}: must be a non-empty list of layers such as "
-                f"[{{type: linear, out_features: 2}}], got {_show(value)}"
+                f"[{{type: linear, out_features: 2}}], got {show_value(value)}"
             )
             return None
         for i, item in enumerate(value):
@@ -108,7 +109,7 @@ class _Checker:
         if not isinstance(value, list) or not value:
             self.problems.append(
                 f"{path}: must be a non-empty list of layer lists such as "
-                f"[[{{type: linear, out_features: 8}}], [identity]], got {_show(value)}"
+                f"[[{{type: linear, out_features: 8}}], [identity]], got {show_value(value)}"
             )
             return value
         return [self.layers(f"{path}[{k}]", branch) for k, branch in enumerate(value)]
@@ -121,7 +122,8 @@ class _Checker:
             value = {"type": value}
         if not isinstance(value, dict):
             self.problems.append(
-                f"{path}: must be a {kind} name or a mapping with a 'type' key, got {_show(value)}"
+                f"{path}: must be a {kind} name or a mapping with a 'type' key, "
+                f"got {show_value(value)}"
             )
             return None
         if "type" not in value:
@@ -159,27 +161,29 @@ class _Checker:
             elif option.required:
                 self.problems.append(
                     f"{path}.{option.name}: required option missing "
-                    f"({_expect(option.type, option.range)})"
+                    f"({describe_hint(option.type, option.range)})"
                 )
-            elif _is_plain(option.default):
-                out[option.name] = _plain(option.default)
+            elif is_plain(option.default):
+                out[option.name] = plain(option.default)
         return out
 
     def value(self, path: str, option: Option, value: Any) -> Any:
         if registry.nesting(option.type) is not None:
             return self.nested(path, option, value)
         try:
-            converted = _convert(option.type, value, self.base)
-            ok = _in_range(converted, option.range)
-        except _Mismatch:
+            converted = convert(option.type, value, self.base)
+            ok = in_range(converted, option.range)
+        except Mismatch:
             ok = False
         if ok:
             return converted
         hint = ""
         if isinstance(value, str):
-            hint = registry.suggest(value, [c for c in _choices(option.type) if isinstance(c, str)])
+            words = [c for c in literal_choices(option.type) if isinstance(c, str)]
+            hint = registry.suggest(value, words)
         self.problems.append(
-            f"{path}: must be {_expect(option.type, option.range)}, got {_show(value)}{hint}"
+            f"{path}: must be {describe_hint(option.type, option.range)}, "
+            f"got {show_value(value)}{hint}"
         )
         return value
 

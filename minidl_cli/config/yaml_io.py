@@ -94,7 +94,7 @@ _Dumper.add_representer(
 )
 
 
-def _parse(text: str, source: str | None) -> Any:
+def parse_yaml(text: str, source: str | None) -> Any:
     """Parse YAML text with _Loader; syntax and tag errors become `source:LINE:COL: ...`.
 
     With source None (an override's value) the place is `column N`.
@@ -145,7 +145,7 @@ def load_yaml(path: Path) -> dict:
         raise ConfigError([f"{path}: not UTF-8 text ({e.reason} at byte {e.start})"]) from None
     except OSError as e:
         raise ConfigError([f"{path}: cannot read the file ({e.strerror})"]) from None
-    raw = _parse(text, str(path))
+    raw = parse_yaml(text, str(path))
     if raw is None:
         raise ConfigError(
             [
@@ -157,7 +157,7 @@ def load_yaml(path: Path) -> dict:
         raise ConfigError(
             [
                 f"{path}: the top level must be a mapping of keys (data:, model:, "
-                f"...), got {_kind(raw)}"
+                f"...), got {kind_of(raw)}"
             ]
         )
     return raw
@@ -171,7 +171,7 @@ def dump_yaml(config: dict) -> str:
     return yaml.dump(config, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value as the user wrote it in YAML: null, true, 'text', -1, [1, 2]."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
@@ -180,8 +180,11 @@ def _show(value: Any) -> str:
 
 
 def _flow(value: Any) -> str:
+    """A list or mapping as one line of YAML flow style: [1, 2], {type: relu}."""
     return yaml.dump(value, Dumper=_Dumper, default_flow_style=True, width=10**6).strip()
 
 
-def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string", dict: "a mapping"}.get(type(value), _show(value))
+def kind_of(value: Any) -> str:
+    """What a value is, for "got ..." in a message: 'a list', 'a mapping', 'a string', or the
+    value itself as YAML (null, 3)."""
+    return {list: "a list", str: "a string", dict: "a mapping"}.get(type(value), show_value(value))

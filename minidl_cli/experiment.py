@@ -406,13 +406,11 @@ def evaluate_file(run_dir: Path, data: Path, checkpoint: str | None = None,
 def _save_eval(run: Run, filename: str, result: dict[str, Any], out: Path | None) -> None:
     """The results into the run's `filename` (or `out`); a RunWarning, not an error, when
     they cannot be written (a read-only run, a full disk): they were computed all the same."""
-    import json
-
-    from minidl_cli.runs import atomic_write
+    from minidl_cli.runs import write_json_atomic
 
     target = Path(out) if out is not None else run.path / filename
     try:
-        atomic_write(target, (json.dumps(result, indent=2) + "\n").encode())
+        write_json_atomic(target, result)
     except OSError as e:
         warnings.warn(RunWarning(
             f"could not write {target} ({e.strerror or e}); the results are not saved: print "

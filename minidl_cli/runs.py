@@ -72,6 +72,11 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON (and a final newline) to `path` with atomic_write."""
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
 def _mode_for(path: Path) -> int:
     """The permission bits open() would give `path`: its own if it exists, else 0666 & ~umask."""
     try:
@@ -230,7 +235,7 @@ class Run:
         return meta
 
     def write_json(self, filename: str, obj: Any) -> None:
-        atomic_write(self.path / filename, (json.dumps(obj, indent=2) + "\n").encode())
+        write_json_atomic(self.path / filename, obj)
 
     # --- metrics.csv ---
 

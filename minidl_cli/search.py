@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidl_cli import seeds as groups
 from minidl_cli import sweeps
-from minidl_cli.runs import atomic_write, create_run_dir
+from minidl_cli.runs import atomic_write, create_run_dir, write_json_atomic
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
@@ -43,10 +43,10 @@ def parse_space(grid: list[tuple[str, list[str]]]) -> dict[str, tuple[str, list[
     for key, values in grid:
         match = RANGE.match(values[0]) if len(values) == 1 else None
         if match is None:
-            space[key] = ("choice", [sweeps._parsed(v) for v in values])
+            space[key] = ("choice", [sweeps.parse_value(v) for v in values])
             continue
         kind, text = match.groups()
-        args = [_number(a.strip()) for a in sweeps._split_top_level(text)]
+        args = [_number(a.strip()) for a in sweeps.split_top_level(text)]
         if kind == "choice":
             if not text.strip():
                 raise ValueError(f"--sweep {key}=choice(): give the values, e.g. choice(8,16)")
@@ -72,7 +72,7 @@ def _number(text: str) -> Any:
             return kind(text)
         except ValueError:
             pass
-    return sweeps._parsed(text)
+    return sweeps.parse_value(text)
 
 
 def import_optuna() -> Any:
@@ -149,7 +149,7 @@ def run_search(config_path: Path, overrides: list[str], grid: list[tuple[str, li
                         work.append((groups.train_member,
                                      (cfg, sweep / name / groups.member_name(cfg["seed"]))))
                         owners.append((name, cfg["seed"]))
-            sweeps._write_json(sweep / sweeps.SWEEP_FILE, info)
+            write_json_atomic(sweep / sweeps.SWEEP_FILE, info)
 
             def done(i: int, row: dict, owners=owners) -> None:
                 rows[owners[i]] = row

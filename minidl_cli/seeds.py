@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minidl_cli.runs import RunError, atomic_write, create_run_dir
+from minidl_cli.runs import RunError, atomic_write, create_run_dir, write_json_atomic
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
@@ -156,7 +156,7 @@ def prepare_group(group: Path, config: dict[str, Any], seeds: list[int]) -> list
 
     for seed in seeds:
         (group / member_name(seed)).mkdir()
-    _write_json(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
+    write_json_atomic(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
                                      "members": [member_name(s) for s in seeds],
                                      "status": "running"})
     configs = [{**config, "seed": seed} for seed in seeds]
@@ -241,7 +241,7 @@ def finish_group(group: Path, seeds: list[int], rows: dict) -> str:
     write_summary(group, [rows[seed] for seed in seeds])
     status = ("completed" if all(rows[s]["status"] in ("completed", "failed") for s in seeds)
               else "interrupted")
-    _write_json(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
+    write_json_atomic(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
                                      "members": kept, "status": status})
     return status
 
@@ -294,6 +294,3 @@ def open_group(path: Path) -> list[Path]:
         raise RunError(f"{path} is not a seed group (no {GROUP_FILE})")
     return member_dirs(path)
 
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidl_cli import seeds as groups
-from minidl_cli.runs import RunError, atomic_write, create_run_dir
+from minidl_cli.runs import RunError, atomic_write, create_run_dir, write_json_atomic
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
@@ -51,7 +51,7 @@ def parse_sweeps(specs: list[str], overrides: list[str] = ()) -> list[tuple[str,
         if not sep or not key:
             raise ValueError(f"--sweep {spec!r}: expected KEY=V1,V2,..., e.g. "
                              "--sweep optimizer.lr=0.01,0.1")
-        values = [v.strip() for v in _split_top_level(text)]
+        values = [v.strip() for v in split_top_level(text)]
         if not values or any(v == "" for v in values):
             raise ValueError(f"--sweep {spec!r}: empty value in the list; give the values "
                              f"separated by commas, e.g. --sweep {key}=1,2")
@@ -65,7 +65,7 @@ def parse_sweeps(specs: list[str], overrides: list[str] = ()) -> list[tuple[str,
     return grid
 
 
-def _split_top_level(text: str) -> list[str]:
+def split_top_level(text: str) -> list[str]:
     """`text` split at the commas outside brackets, braces and quotes."""
     parts, depth, quote, start = [], 0, None, 0
     for i, c in enumerate(text):
@@ -130,12 +130,12 @@ def run_sweep(grid: list[tuple[str, list[str]]],
     sweep = create_run_dir(Path(base["runs_dir"]), f"{base['name']}-sweep")
     names = _unique([point_name(values) for values, _ in resolved])
     info = {"kind": "minidl-sweep", "keys": [k for k, _ in grid],
-            "values": {k: [_parsed(v) for v in vs] for k, vs in grid}, "seeds": seeds,
-            "points": [{"name": name, "values": {k: _parsed(v) for k, v in values.items()},
+            "values": {k: [parse_value(v) for v in vs] for k, vs in grid}, "seeds": seeds,
+            "points": [{"name": name, "values": {k: parse_value(v) for k, v in values.items()},
                         "config": config}
                        for name, (values, config) in zip(names, resolved, strict=True)],
             "status": "running"}
-    _write_json(sweep / SWEEP_FILE, info)
+    write_json_atomic(sweep / SWEEP_FILE, info)
     atomic_write(sweep / "config.yaml", dump_yaml(base).encode())
     work, owners = [], []
     for name, (_, config) in zip(names, resolved, strict=True):
@@ -177,7 +177,7 @@ def finish_sweep(sweep: Path, info: dict, rows: dict[tuple[str, int | None], dic
             summary[-1][f"{metric}_mean"] = objective(folder, metric)
     write_summary(sweep, info["keys"], summary, info.get("search", {}).get("objective"))
     status = "completed" if all(r["status"] == "completed" for r in summary) else "interrupted"
-    _write_json(sweep / SWEEP_FILE, {**info, "status": status})
+    write_json_atomic(sweep / SWEEP_FILE, {**info, "status": status})
     return summary
 
 
@@ -352,7 +352,9 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _parsed(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """A --sweep value as YAML reads it (8 -> 8, [1, 2] -> a list), or the text itself
+    where it is not YAML."""
     import yaml
 
     try:
@@ -360,6 +362,3 @@ def _parsed(text: str) -> Any:
     except yaml.YAMLError:
         return text
 
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())

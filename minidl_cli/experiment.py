@@ -453,6 +453,30 @@ def replot_run(run_dir: Path) -> list[Path]:
         return draw_plots(run, trainer)
 
 
+def replot_sweep(sweep: Path, out: Path | None = None) -> list[Path]:
+    """Redraw a sweep: each point's pictures (a run's, or a seed group's mean curves with
+    their bands, into the point's plots/), then the default metric against each swept key
+    (as `minidl compare --out`) into `out`, by default the sweep's plots/. Points not run
+    yet are skipped."""
+    from minidl_cli import compare, plots, seeds, sweeps
+
+    paths: list[Path] = []
+    for point in sweeps.point_dirs(sweep):
+        if seeds.is_group(point):
+            members = [m for m in seeds.member_dirs(point) if (m / "metrics.csv").is_file()]
+            if members:
+                paths += plots.plot_group(members, point / "plots")
+        elif (point / "checkpoints" / "last.pt").is_file():
+            paths += replot_run(point)
+    entries = compare.collect([sweep])
+    if entries:
+        metric = compare.default_metric(entries[0].task)
+        rows = compare.table(entries, metric)
+        paths += compare.draw(rows, compare.varied_keys(entries), metric,
+                              out or sweep / "plots")
+    return paths
+
+
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(tree, dict):
         return {k: v for key, value in tree.items()

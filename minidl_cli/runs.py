@@ -207,6 +207,12 @@ class Run:
             raise RunError(f"{path} is a seed group (from --seeds), not a run; give one of its "
                            f"member runs, e.g. {member} (evaluate and plot also take the "
                            "whole group)")
+        if (path / "sweep.json").is_file():  # sweeps.SWEEP_FILE
+            points = json.loads((path / "sweep.json").read_text()).get("points") or []
+            point = path / points[0]["name"] if points else path
+            raise RunError(f"{path} is a sweep (from --sweep), not a run; give one of its "
+                           f"points, e.g. {point} (plot, compare and train --resume also "
+                           "take the whole sweep)")
         if not path.is_dir() or not (path / "config.yaml").is_file():
             raise RunError(f"{path} is not a minidl run directory (it has no config.yaml); pass "
                            "a directory that `minidl train` created")

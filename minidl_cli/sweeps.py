@@ -40,6 +40,12 @@ def is_sweep(path: Path) -> bool:
     return (Path(path) / SWEEP_FILE).is_file()
 
 
+def point_dirs(sweep: Path) -> list[Path]:
+    """The folders of a sweep's points that exist (a point not started has none)."""
+    info = json.loads((Path(sweep) / SWEEP_FILE).read_text())
+    return [Path(sweep) / p["name"] for p in info["points"] if (Path(sweep) / p["name"]).is_dir()]
+
+
 def parse_sweeps(specs: list[str], overrides: list[str] = ()) -> list[tuple[str, list[str]]]:
     """`KEY=V1,V2,...` specs -> [(key, [value texts])]; ValueError (one line) for a spec
     without `=`, an empty value list, a key swept twice or also given as an override."""

@@ -74,3 +74,16 @@ def test_bad_early_stopping_is_one_line(tmp_path, change, needle):
     result = invoke("train", write_config(tmp_path, config), "--quiet")
     assert result.exit_code == 2 and needle in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+def test_a_misspelt_early_stopping_is_named_and_list_shows_its_options(tmp_path):
+    train = {k: v for k, v in MOONS["train"].items() if k != "early_stopping"}
+    config = {**MOONS, "train": {**train, "early_stoping": {"patience": 3}}}
+    result = invoke("train", write_config(tmp_path, config), "--quiet")
+    assert result.exit_code == 2, result.output
+    assert "train.early_stoping: unknown option (did you mean 'early_stopping'?)" in result.output
+
+    listed = invoke("list", "train").output
+    section = listed[listed.index("early_stopping:"):]
+    for option in ("monitor: str", "patience: int >= 1", "min_delta: float >= 0"):
+        assert option in section, listed

@@ -152,3 +152,18 @@ def test_ctrl_c_stops_a_parallel_sweep_and_resume_finishes_it(tmp_path):
     assert run_of(resumed) == sweep
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert [r["status"] for r in rows] == ["completed"] * 4
+
+
+def test_plot_redraws_a_sweep_and_a_sweep_is_not_taken_for_a_run(tmp_path):
+    sweep = run_of(invoke("train", write_config(tmp_path), "-q", "train.epochs=2",
+                          "--sweep", "optimizer.lr=0.01,0.5", "--seeds", "0-1"))
+    result = invoke("plot", sweep)
+    assert result.exit_code == 0, result.output
+    drawn = {Path(line).relative_to(sweep).as_posix() for line in result.output.split()}
+    for point in ("optimizer.lr=0.01", "optimizer.lr=0.5"):
+        assert f"{point}/plots/loss.png" in drawn  # each point's seed group: mean and band
+    assert any(p.startswith("plots/") and p.endswith("-vs-optimizer.lr.png") for p in drawn)
+
+    refused = invoke("evaluate", sweep)
+    assert refused.exit_code == 2 and "is a sweep (from --sweep), not a run" in refused.output
+    assert str(sweep / "optimizer.lr=0.01") in refused.output

@@ -46,7 +46,12 @@ def list_(kind: str | None) -> None:
 def _section(name: str) -> None:
     """The options of the config's train: section, of every data: section, or its top level."""
     from minidl_cli.config import STANDARDIZE, TRAIN_OPTIONS
-    from minidl_cli.config.resolver import OPTION_HELP, STANDARDIZE_TARGET, TOP_LEVEL
+    from minidl_cli.config.resolver import (
+        EARLY_STOPPING_OPTIONS,
+        OPTION_HELP,
+        STANDARDIZE_TARGET,
+        TOP_LEVEL,
+    )
 
     if name == "config":
         echo("config (top-level keys; data, model, loss, optimizer, scheduler and train are "
@@ -61,4 +66,9 @@ def _section(name: str) -> None:
         for option in TRAIN_OPTIONS if name == "train" else [STANDARDIZE, STANDARDIZE_TARGET]:
             hint = OPTION_HELP.get(f"{name}.{option.name}")
             echo(f"      {option.describe()}{' - ' + hint if hint else ''}")
+        if name == "train":
+            echo(f"      early_stopping: mapping | null (default None) - "
+                 f"{OPTION_HELP['train.early_stopping']}:")
+            for option in EARLY_STOPPING_OPTIONS:
+                echo(f"          {option.describe()}")
     echo()

@@ -18,11 +18,17 @@ def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     """Redraw a run's pictures into its plots/; overlay several runs' curves into --out.
 
     Given a seed group, draws the mean curves with a ±1 std band into the group's plots/.
+    Given a sweep, redraws each point's pictures and draws the test metric against each
+    swept key into the sweep's plots/ (or --out).
     """
-    from minidl_cli import plots, seeds
-    from minidl_cli.experiment import replot_run
+    from minidl_cli import plots, seeds, sweeps
+    from minidl_cli.experiment import replot_run, replot_sweep
     from minidl_cli.runs import Run
 
+    if len(run_dirs) == 1 and sweeps.is_sweep(run_dirs[0]):
+        for path in replot_sweep(run_dirs[0], out):
+            click.echo(path)
+        return
     if len(run_dirs) == 1 and seeds.is_group(run_dirs[0]):
         target = out or run_dirs[0] / "plots"
         target.mkdir(parents=True, exist_ok=True)

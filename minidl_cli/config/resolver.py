@@ -56,6 +56,9 @@ OPTION_HELP = {
     "train.val_fraction": "share of the training set held out for validation (best.pt)",
     "train.clip_grad_norm": "rescale all gradients together so that their global 2-norm "
                             "is at most this (null: no clipping), after the all-reduce",
+    "train.early_stopping": "stop when `monitor` has not improved by more than `min_delta` "
+                            "for `patience` epochs (needs train.val_fraction > 0; evaluate "
+                            "then defaults to best.pt)",
     "train.threads": "torch threads on the CPU (null: torch's default; 1 is fastest for "
                      "small networks)",
     "data.standardize": "z-score the inputs with training-set statistics (kept in the "
@@ -124,7 +127,7 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
         train = None
     train = dict(train or {})
     stopping = train.pop("early_stopping", None)
-    config["train"] = check.options("train", TRAIN_OPTIONS, train)
+    config["train"] = check.options("train", TRAIN_OPTIONS, train, ("early_stopping",))
     if stopping is not None:
         config["train"]["early_stopping"] = _early_stopping(check, stopping, config["train"])
     config["runs_dir"] = check.runs_dir(_given(raw, "runs_dir", "runs"))

@@ -145,9 +145,14 @@ class Checker:
         given = {k: v for k, v in value.items() if k != "type"}
         return {"type": entry.name, **self.options(path, options, given)}
 
-    def options(self, path: str, options: list[Option], given: dict) -> dict:
-        """Each option checked and converted, defaults filled, unknown keys reported."""
-        known = [o.name for o in options]
+    def options(self, path: str, options: list[Option], given: dict,
+                checked_elsewhere: tuple[str, ...] = ()) -> dict:
+        """Each option checked and converted, defaults filled, unknown keys reported.
+
+        `checked_elsewhere`: further names of this section (checked by the caller), offered
+        as suggestions for a misspelt key.
+        """
+        known = [o.name for o in options] + list(checked_elsewhere)
         for key in given:
             if key not in known:
                 hint = registry.suggest(str(key), known) or (

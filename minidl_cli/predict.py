@@ -279,8 +279,11 @@ class Predictor:
 
         if isinstance(x, Tensor) and x.dtype == torch.int64 and x.shape[1:] == self.input_shape:
             return x  # token ids already
-        if isinstance(x, os.PathLike):
-            x = [line for line in read_text(Path(x)).split("\n") if line]
+        if isinstance(x, os.PathLike):  # one text per line; errors name the line
+            lines = [(n, line) for n, line in enumerate(read_text(Path(x)).split("\n"), 1)
+                     if line]
+            return contexts(self.task, [line for _, line in lines],
+                            [f"{x} line {n}" for n, _ in lines])
         elif isinstance(x, str):
             x = [x]
         if not isinstance(x, (list, tuple)) or not all(isinstance(t, str) for t in x):

@@ -22,19 +22,21 @@ DEFAULT_NUM = {"lines": 10, "stream": 1}  # items of a lines run; texts of a str
 DEFAULT_MAX_TOKENS = {"lines": 100, "stream": 500}  # an item's cap; a stream text's length
 
 
-def contexts(task: Any, texts: list[str]) -> Tensor:
+def contexts(task: Any, texts: list[str], wheres: list[str] | None = None) -> Tensor:
     """The network's input for each text: its last block_size tokens after the padding the
     mode calls for (see the module docstring).
 
     Shape: -> (len(texts), block_size) int64. Raises ValueError naming a character that is
-    not in the vocabulary, and the vocabulary.
+    not in the vocabulary, and the vocabulary; `wheres` (one per text, e.g. "ctx.txt line 3")
+    says where the text came from.
     """
     pad = (task.boundary * task.block_size if task.mode == "lines" else task.start) or ""
     rows = []
-    for text in texts:
-        ids = encode(pad + text, task.vocabulary, f"the text {text!r}")
+    for i, text in enumerate(texts):
+        what = f"{wheres[i]}: the text {text!r}" if wheres else f"the text {text!r}"
+        ids = encode(pad + text, task.vocabulary, what)
         if len(ids) < task.block_size:  # a stream run without a recorded start
-            raise ValueError(f"the text {text!r} is shorter than the run's context of "
+            raise ValueError(f"{what} is shorter than the run's context of "
                              f"{task.block_size} characters; give a longer one")
         rows.append(ids[-task.block_size:])
     return torch.stack(rows) if rows else torch.zeros(0, task.block_size, dtype=torch.int64)

@@ -395,6 +395,12 @@ def test_predict_command_reads_one_context_per_line(tmp_path):
     rows = list(csv.DictReader(result.stdout.splitlines()))
     assert len(rows) == 2 and all(r["prediction"] in meta(run)["vocabulary"] for r in rows)
 
+    # a character outside the vocabulary: the error names the file's line (blank lines count)
+    (tmp_path / "contexts.txt").write_text("emm\n\nsaM\n")
+    message = bad(tmp_path, "predict", run, tmp_path / "contexts.txt")
+    assert message.startswith(f"error: {tmp_path / 'contexts.txt'} line 3: the text 'saM' "
+                              "holds the character 'M'"), message
+
 
 def test_list_shows_the_text_data_set():
     text = invoke("list", "dataset").stdout

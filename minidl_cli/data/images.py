@@ -128,7 +128,7 @@ def image_folder(
             raise ValueError(f"{where}: the test class folder {Path(test) / unknown[0]} has no "
                              f"training folder {Path(train) / unknown[0]}; every test class must "
                              "be a training class")
-    x = _read_images([f for _, f in train_files + test_files], size, grayscale)
+    x = decode_images([f for _, f in train_files + test_files], size, grayscale)
     labels = np.array([c for c, _ in train_files + test_files])
     n = len(train_files)
     data = _images(x[:n], labels[:n], x[n:], labels[n:], f"{where}: {train}",
@@ -334,12 +334,12 @@ WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # Pillow's more-than
 
 
 def pixel_depth(pixels: np.ndarray) -> str:
-    """What _read_images made of a set of images: "8-bit" (uint8, 0..255) or "more than
+    """What decode_images made of a set of images: "8-bit" (uint8, 0..255) or "more than
     8-bit" (float32 holding 16-bit, 32-bit or float values as stored)."""
     return "8-bit" if pixels.dtype == np.uint8 else "more than 8-bit"
 
 
-def _read_images(files: list[Path], size: tuple[int, int] | None, grayscale: bool,
+def decode_images(files: list[Path], size: tuple[int, int] | None, grayscale: bool,
                  where: str = "image_folder dataset") -> np.ndarray:
     """Decode each image, turn it upright as its EXIF orientation says (as viewers show it),
     convert and resize it; without `size` all must have the first's size. 16-bit (and 32-bit

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -63,7 +62,8 @@ class Checkpointer:
                 (t.shape, t.dtype, t.device) for t in tensors]:
             copies = self._copies = [t.clone() for t in tensors]
         else:
-            torch._foreach_copy_(copies, tensors)
+            for copy, tensor in zip(copies, tensors, strict=True):
+                copy.copy_(tensor)
         it = iter(copies)
         self._kept = {**state, "history": list(state["history"]), "extra": dict(state["extra"]),
                       **{part: _with_tensors(state[part], it) for part in COPIED}}

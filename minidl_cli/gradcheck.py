@@ -86,6 +86,7 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
             ref_params = dict(reference.named_parameters())
             ref_output = reference(x_ref)
         else:
+            originals = {pname: p.data for pname, p in module.named_parameters()}
             ref_params = _leaf_parameters(module)
             ref_output = module.forward(x_ref)
         ref_output.backward(grad_output)
@@ -105,7 +106,8 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
         for bname, b in module.named_buffers():
             report.errors[bname] = rel_error(b.double(), ref_buffers[bname].double())
     if reference is None:
-        _restore_parameters(module, ref_params)
+        for pname, p in module.named_parameters():
+            p.data = originals[pname]
     return report
 
 
@@ -157,14 +159,8 @@ def _leaf_parameters(module: nn.Module) -> dict[str, Tensor]:
     leaves = {}
     for pname, p in module.named_parameters():
         leaves[pname] = p.data.detach().clone().requires_grad_(True)
-        leaves[pname]._minidl_original = p.data
         p.data = leaves[pname]
     return leaves
-
-
-def _restore_parameters(module: nn.Module, leaves: dict[str, Tensor]) -> None:
-    for pname, p in module.named_parameters():
-        p.data = leaves[pname]._minidl_original
 
 
 def torch_loss_reference(loss: nn.Loss) -> Callable[[Tensor, Tensor], Tensor]:

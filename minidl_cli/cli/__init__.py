@@ -90,6 +90,8 @@ def exit_now(code: Any) -> NoReturn:
     if code is not None and not isinstance(code, int):  # sys.exit("message"), as Python does
         print(code, file=sys.stderr)
         code = 1
+    # Python has no public call that runs the atexit handlers: a handler registered first
+    # that calls os._exit would skip those registered before the command started.
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         if stream is None:  # started with it closed and never reopened

@@ -19,7 +19,7 @@ import torch
 
 from minidl_cli import registry
 from minidl_cli.nn import Loss, Sequential
-from minidl_cli.nn.module import output_shape_of
+from minidl_cli.nn.module import Module, output_shape_of, show_shape
 from minidl_cli.optim import LRScheduler, Optimizer
 
 
@@ -46,13 +46,9 @@ def injected_sizes(entry: registry.Entry, shape: tuple[int, ...],
             continue
         if not -len(full) <= axis < len(full) or full[axis] is None:
             raise ValueError(f"{entry.name} reads {arg} off axis {axis} of its input, which "
-                             f"is {_show(shape)}")
+                             f"is {show_shape(shape)}")
         sizes[arg] = full[axis]
     return sizes
-
-
-def _show(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(["N", *map(str, shape)]) + ")"
 
 
 def _unit(entry: registry.Entry, arg: str, shape: tuple[int, ...]) -> str:
@@ -83,30 +79,15 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
         where = f"{path}[{i}]"
         name, options = _split(cfg)
         entry = registry.lookup("layer", name)
-        try:
-            sizes = injected_sizes(entry, shapes[-1], data)
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
-        for arg, size in sizes.items():
-            given = options.get(arg)
-            if given is not None and given != size:
-                source = (f"{path}[{i - 1}] outputs" if i else
-                          "the data has" if path == "model" else f"the input of {path} has")
-                raise ValueError(f"{where}.{arg}: is {given} but {source} {size} "
-                                 f"{_unit(entry, arg, shapes[-1])}; remove it (it is "
-                                 f"inferred) or set it to {size}")
+        source = (f"{path}[{i - 1}] outputs" if i else
+                  "the data has" if path == "model" else f"the input of {path} has")
+        for arg, size in _inferred_options(entry, options, shapes[-1], where, source,
+                                           data).items():
             options[arg] = size
             if record and isinstance(cfg, dict) and arg in cfg:
                 cfg[arg] = size  # the config describes the run: inferred sizes recorded
         _build_nested(entry, options, shapes[-1], where, record, seen, data)
-        try:
-            layer = entry.target(**options)
-        except (ValueError, TypeError) as e:
-            if str(e).startswith(f"{where}."):  # a nested list's copy, built by the block
-                raise ValueError(str(e)) from None
-            raise ValueError(_name_option(where, str(e), options)) from None
-        except Exception as e:  # a plugin's bug, or a size beyond memory
-            raise ValueError(f"{where}: {type(e).__name__}: {e}") from None
+        layer = _construct(entry, options, where)
         try:
             shapes.append(output_shape_of(layer, shapes[-1], entry.name))
         except ValueError as e:
@@ -115,6 +96,37 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
         if seen is not None:
             seen.append((where, layer, shapes[-2]))
     return Sequential(*layers), shapes
+
+
+def _inferred_options(entry: registry.Entry, options: dict[str, Any], shape: tuple[int, ...],
+                      where: str, source: str, data: dict[str, int] | None) -> dict[str, int]:
+    """The sizes layer `entry` reads off its input `shape` (and the data set), each checked
+    against the one `options` gives, if any: ValueError naming both and the fix; `source`
+    says where the input comes from ('model[2] outputs')."""
+    try:
+        sizes = injected_sizes(entry, shape, data)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    for arg, size in sizes.items():
+        given = options.get(arg)
+        if given is not None and given != size:
+            raise ValueError(f"{where}.{arg}: is {given} but {source} {size} "
+                             f"{_unit(entry, arg, shape)}; remove it (it is "
+                             f"inferred) or set it to {size}")
+    return sizes
+
+
+def _construct(entry: registry.Entry, options: dict[str, Any], where: str) -> Module:
+    """The layer `entry` with `options`; its constructor's errors (and a plugin's bugs) as
+    ValueError naming `where` and the option."""
+    try:
+        return entry.target(**options)
+    except (ValueError, TypeError) as e:
+        if str(e).startswith(f"{where}."):  # a nested list's copy, built by the block
+            raise ValueError(str(e)) from None
+        raise ValueError(_name_option(where, str(e), options)) from None
+    except Exception as e:  # a plugin's bug, or a size beyond memory
+        raise ValueError(f"{where}: {type(e).__name__}: {e}") from None
 
 
 def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[int, ...],

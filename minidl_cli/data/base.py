@@ -159,58 +159,86 @@ def check_network_data(split: str, x: Tensor, targets: Tensor, dataset: Dataset,
     """
     if not x.is_floating_point():  # token ids: integers, as the data set made them
         return
-    data, dtype = config.get("data") or {}, x.dtype
-    name, largest = str(dtype).removeprefix("torch."), torch.finfo(dtype).max
-    if not bool(torch.isfinite(x).all()):
-        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(0)
+    standardized = bool((config.get("data") or {}).get("standardize"))
+    _check_finite_inputs(split, x, dataset, standardized)
+    _check_bounded_inputs(split, x, dataset, standardized)
+    loss = config.get("loss") or ""
+    loss = loss.get("type", "") if isinstance(loss, dict) else loss
+    if str(loss).lower() in ("mse", "mseloss"):
+        _check_squared_targets(split, targets, dataset, x.dtype)
+
+
+def _check_finite_inputs(split: str, x: Tensor, dataset: Dataset, standardized: bool) -> None:
+    """ValueError naming the first input column that holds a value beyond x's dtype."""
+    if bool(torch.isfinite(x).all()):
+        return
+    column = int((~torch.isfinite(x.reshape(len(x), -1)).all(0)).nonzero()[0])
+    what, peak = _column(split, x, dataset, column)
+    if what == "the inputs":  # images, sequences: the largest raw value of any
         raw = getattr(dataset, f"x_{split}" if split != "val" else "x_train")
-        if x.ndim == 2 and dataset.feature_names:
-            column = int(bad.nonzero()[0])
-            what = f"feature {dataset.feature_names[column]!r}"
-            peak = raw[:, column].abs().max().item() if len(raw) else math.inf
-        else:
-            what, peak = "the inputs", raw.abs().max().item() if len(raw) else math.inf
-        fix = ("set data.standardize: true (z-scores with the training statistics), or "
-               "train.dtype: float64") if not data.get("standardize") else \
-            "rescale the column (change its unit), or set train.dtype: float64"
-        raise ValueError(f"data: {what} of the {split} rows reaches {peak:.3g}, beyond what "
-                         f"{name} (train.dtype) holds ({largest:.3g}), so the network would "
-                         f"get inf; {fix}")
+        peak = raw.abs().max().item() if len(raw) else math.inf
+    fix = ("rescale the column (change its unit), or set train.dtype: float64" if standardized
+           else "set data.standardize: true (z-scores with the training statistics), or "
+           "train.dtype: float64")
+    name, largest = str(x.dtype).removeprefix("torch."), torch.finfo(x.dtype).max
+    raise ValueError(f"data: {what} of the {split} rows reaches {peak:.3g}, beyond what "
+                     f"{name} (train.dtype) holds ({largest:.3g}), so the network would "
+                     f"get inf; {fix}")
+
+
+def _check_bounded_inputs(split: str, x: Tensor, dataset: Dataset, standardized: bool) -> None:
+    """ValueError naming the first input column with a value so large (|x| > sqrt(finfo.max)
+    / number of input values) that the first layer's products and squares overflow."""
     flat = x.reshape(len(x), -1)
+    largest = torch.finfo(x.dtype).max
     bound = math.sqrt(largest) / max(flat.shape[1], 1)
     over = (flat.abs().amax(0) > bound) if len(flat) else torch.zeros(flat.shape[1], dtype=bool)
-    if bool(over.any()):
-        column = int(over.nonzero()[0])
-        raw = getattr(dataset, f"x_{split}" if split != "val" else "x_train")
-        raw = raw.reshape(len(raw), -1)
-        peak = raw[:, column].abs().max().item() if len(raw) else math.inf
-        what = (f"feature {dataset.feature_names[column]!r}"
-                if x.ndim == 2 and dataset.feature_names else "the inputs")
-        fix = ("set data.standardize: true (z-scores with the training statistics)"
-               if not data.get("standardize") else
-               "rescale the column (change its unit), or set train.dtype: float64")
-        raise ValueError(f"data: {what} of the {split} rows reaches {peak:.3g}: the first "
-                         f"layer's products and squares of values this large overflow {name} "
-                         f"(train.dtype; up to {largest:.3g}), so training would reach nan "
-                         f"whatever the learning rate; {fix}")
-    if targets.is_floating_point() and dataset.task == "regression":
-        peak = targets.abs().amax(0) if len(targets) else torch.zeros(targets.shape[1:])
-        over = (peak.double() > math.sqrt(largest)) | ~torch.isfinite(peak)
-        loss = config.get("loss") or ""
-        loss = loss.get("type", "") if isinstance(loss, dict) else loss
-        if bool(over.any()) and str(loss).lower() in ("mse", "mseloss"):
-            column = int(over.nonzero()[0])
-            names = dataset.target_names or [f"y{i + 1}" for i in range(len(peak))]
-            raw = getattr(dataset, f"y_{split}" if split != "val" else "y_train")
-            value = raw[:, column].abs().max().item() if len(raw) else math.inf
-            fix = ("set data.standardize_target: true (the network learns z-scored targets; "
-                   "metrics stay on the target's scale)"
-                   + (", or train.dtype: float64" if dtype != torch.float64 and value < 1e150
-                      else ""))
-            raise ValueError(
-                f"data: target {names[column]!r} of the {split} rows reaches {value:.3g}: its "
-                f"squared error overflows {name} (train.dtype; up to {largest:.3g}), so the mse "
-                f"loss is inf before the first step and no learning rate can help; {fix}")
+    if not bool(over.any()):
+        return
+    what, peak = _column(split, x, dataset, int(over.nonzero()[0]))
+    fix = ("rescale the column (change its unit), or set train.dtype: float64" if standardized
+           else "set data.standardize: true (z-scores with the training statistics)")
+    name = str(x.dtype).removeprefix("torch.")
+    raise ValueError(f"data: {what} of the {split} rows reaches {peak:.3g}: the first "
+                     f"layer's products and squares of values this large overflow {name} "
+                     f"(train.dtype; up to {largest:.3g}), so training would reach nan "
+                     f"whatever the learning rate; {fix}")
+
+
+def _check_squared_targets(split: str, targets: Tensor, dataset: Dataset,
+                           dtype: torch.dtype) -> None:
+    """ValueError naming the first regression target whose squared error overflows `dtype`
+    (|y| > sqrt(finfo.max)), so an mse loss is inf before the first step."""
+    if not targets.is_floating_point() or dataset.task != "regression":
+        return
+    largest = torch.finfo(dtype).max
+    peak = targets.abs().amax(0) if len(targets) else torch.zeros(targets.shape[1:])
+    over = (peak.double() > math.sqrt(largest)) | ~torch.isfinite(peak)
+    if not bool(over.any()):
+        return
+    column = int(over.nonzero()[0])
+    names = dataset.target_names or [f"y{i + 1}" for i in range(len(peak))]
+    raw = getattr(dataset, f"y_{split}" if split != "val" else "y_train")
+    value = raw[:, column].abs().max().item() if len(raw) else math.inf
+    fix = ("set data.standardize_target: true (the network learns z-scored targets; "
+           "metrics stay on the target's scale)"
+           + (", or train.dtype: float64" if dtype != torch.float64 and value < 1e150 else ""))
+    raise ValueError(
+        f"data: target {names[column]!r} of the {split} rows reaches {value:.3g}: its "
+        f"squared error overflows {str(dtype).removeprefix('torch.')} (train.dtype; up to "
+        f"{largest:.3g}), so the mse loss is inf before the first step and no learning rate "
+        f"can help; {fix}")
+
+
+def _column(split: str, x: Tensor, dataset: Dataset, column: int) -> tuple[str, float]:
+    """What a message calls input value `column` (a feature's name, or 'the inputs') and
+    its largest magnitude in the split's raw (float64) data."""
+    raw = getattr(dataset, f"x_{split}" if split != "val" else "x_train")
+    raw = raw.reshape(len(raw), -1)
+    peak = raw[:, column].abs().max().item() if len(raw) else math.inf
+    if x.ndim == 2 and dataset.feature_names:
+        return f"feature {dataset.feature_names[column]!r}", peak
+    return "the inputs", peak
 
 
 def apply_standardizer(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:

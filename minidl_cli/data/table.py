@@ -76,6 +76,23 @@ def load_table_dataset(
             "missing": missing, "label": labels, "task": task, "delimiter": delimiter,
             "missing_values": tf.missing_values}
     hashes = hash_in_background([Path(train)] + ([Path(test)] if test is not None else []))
+    x_train, y_train, x_test, y_test = _encoded_splits(tf, prep, test, test_fraction, generator)
+    return Dataset(
+        x_train=torch.from_numpy(x_train), y_train=torch.from_numpy(y_train),
+        x_test=torch.as_tensor(x_test), y_test=torch.as_tensor(y_test),
+        num_classes=len(prep["class_names"] or []), feature_names=list(prep["feature_names"]),
+        class_names=prep["class_names"], task=task,
+        target_names=list(labels) if task == "regression" else None,
+        data_files=hashes.result(), preprocessing=prep,
+    )
+
+
+def _encoded_splits(tf: table_io.TableFile, prep: dict[str, Any], test: str | Path | None,
+                    test_fraction: float | None, generator: torch.Generator) -> tuple:
+    """The training table read, the preprocessing fitted on its training rows (categories,
+    class names, fill values: `prep` completed), and x_train, y_train, x_test, y_test
+    encoded with it: the test rows from the `test` file or a seeded `test_fraction` of the
+    training table's."""
     table, origin = _read(tf, prep, with_labels=True)
     split = None if test is not None else _split(tf, table.num_rows, test_fraction, generator)
     _fit(tf, prep, table, None if split is None else split == 0)
@@ -86,18 +103,8 @@ def load_table_dataset(
     for x in parts:
         _fill(x, prep)
     if split is None:
-        x_train, y_train = parts[0], y
-        x_test, y_test = encode_labelled(test, prep, training=True)
-    else:
-        (x_train, x_test), y_train, y_test = parts, y[split == 0], y[split == 1]
-    return Dataset(
-        x_train=torch.from_numpy(x_train), y_train=torch.from_numpy(y_train),
-        x_test=torch.as_tensor(x_test), y_test=torch.as_tensor(y_test),
-        num_classes=len(prep["class_names"] or []), feature_names=list(prep["feature_names"]),
-        class_names=prep["class_names"], task=task,
-        target_names=list(labels) if task == "regression" else None,
-        data_files=hashes.result(), preprocessing=prep,
-    )
+        return (parts[0], y, *encode_labelled(test, prep, training=True))
+    return parts[0], y[split == 0], parts[1], y[split == 1]
 
 
 def encode_table(source: Source, preprocessing: dict[str, Any]) -> Tensor:

@@ -221,44 +221,14 @@ def _read_csv(tf: TableFile, raw: dict[str, str], types: dict[str, ColumnType]) 
     spans lines when it straddles a block boundary; rows then seem ragged. Before reporting
     any, the file is parsed again with newlines_in_values (slower, quote-aware cutting).
     """
-    ragged: list[int] = []
-
-    def on_ragged(row: pa_csv.InvalidRow) -> str:
-        ragged.append(row.actual_columns)
-        return "skip"
-
-    def read(kinds: dict[str, ColumnType], newlines: bool) -> pa.Table:
-        column_types = {r: pa.float64() if kinds[n] == "float" else TEXT for r, n in raw.items()}
-        return pa_csv.read_csv(
-            _csv_source(tf),
-            read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=tf.delimiter, invalid_row_handler=on_ragged,
-                newlines_in_values=newlines,
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=list(raw), column_types=column_types, null_values=[""],
-                strings_can_be_null=True,  # the other NULLS: _as_text, _as_float
-            ),
-        )
-
-    def attempt(newlines: bool) -> pa.Table:
-        ragged.clear()
-        try:
-            return read(types, newlines)
-        except pa.ArrowInvalid as e:
-            if "conversion error" not in str(e):
-                raise
-            ragged.clear()
-            return read(dict.fromkeys(types, "string"), newlines)  # TEXT: _as_float decodes it
-
+    ragged: list[int] = []  # the column counts of rows of another length than the header
     try:
         try:
-            table = attempt(newlines=False)
+            table = _parse_or_read_as_text(tf, raw, types, False, ragged)
         except pa.ArrowInvalid:
             table = None
         if table is None or ragged:
-            table = attempt(newlines=True)
+            table = _parse_or_read_as_text(tf, raw, types, True, ragged)
     except pa.ArrowInvalid as e:
         raise ValueError(f"{tf.name}: cannot be read as CSV: {_first(e)}") from None
     except (OSError, EOFError) as e:  # a damaged compressed stream
@@ -266,6 +236,44 @@ def _read_csv(tf: TableFile, raw: dict[str, str], types: dict[str, ColumnType]) 
     if ragged:
         _raise_ragged(tf)
     return table
+
+
+def _parse_or_read_as_text(tf: TableFile, raw: dict[str, str], types: dict[str, ColumnType],
+                           newlines: bool, ragged: list[int]) -> pa.Table:
+    """The file parsed with the wanted types or, on a conversion error, with every column
+    as text (_as_float decodes it); `ragged` gets only this parse's ragged rows."""
+    ragged.clear()
+    try:
+        return _parse_csv(tf, raw, types, newlines, ragged)
+    except pa.ArrowInvalid as e:
+        if "conversion error" not in str(e):
+            raise
+        ragged.clear()
+        return _parse_csv(tf, raw, dict.fromkeys(types, "string"), newlines, ragged)
+
+
+def _parse_csv(tf: TableFile, raw: dict[str, str], kinds: dict[str, ColumnType],
+               newlines: bool, ragged: list[int]) -> pa.Table:
+    """One pyarrow parse of the columns `raw` (as written -> their names) as `kinds` says
+    (float64, else text), "" as null; a row of another length is skipped and its column
+    count appended to `ragged`. `newlines`: quote-aware block cutting (newlines_in_values)."""
+    def on_ragged(row: pa_csv.InvalidRow) -> str:
+        ragged.append(row.actual_columns)
+        return "skip"
+
+    column_types = {r: pa.float64() if kinds[n] == "float" else TEXT for r, n in raw.items()}
+    return pa_csv.read_csv(
+        _csv_source(tf),
+        read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE),
+        parse_options=pa_csv.ParseOptions(
+            delimiter=tf.delimiter, invalid_row_handler=on_ragged,
+            newlines_in_values=newlines,
+        ),
+        convert_options=pa_csv.ConvertOptions(
+            include_columns=list(raw), column_types=column_types, null_values=[""],
+            strings_can_be_null=True,  # the other NULLS: _as_text, _as_float
+        ),
+    )
 
 
 def _csv_source(tf: TableFile) -> object:
@@ -389,42 +397,62 @@ def _as_float(column: pa.ChunkedArray, name: str, problems: BadCells) -> pa.Chun
     True/False beside 0/1, as 1/0, like a Parquet bool. Bad cells and text columns go to
     `problems`, and are nulls here (problems.masks says which nulls are bad rather than
     missing)."""
-    tf = problems.tf
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     kind = column.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        written = pc.utf8_trim_whitespace(column)
-        text = pc.if_else(pc.is_in(written, value_set=pa.array(tf.missing_values)), None, written)
-        lower = pc.utf8_lower(text)
-        boolean = pc.is_in(lower, value_set=pa.array(list(BOOLEANS)))
-        if pc.any(boolean).as_py() and not pc.all(pc.fill_null(boolean, True)).as_py():
-            # True/False beside 0/1 (and nothing else): the same 1/0 as either alone
-            numeric = pc.match_substring_regex(text, NUMBER, ignore_case=True)
-            value = pc.cast(pc.if_else(pc.fill_null(numeric, False), text, None), pa.float64())
-            zero_one = pc.fill_null(pc.is_in(value, value_set=pa.array([0.0, 1.0])), False)
-            if pc.all(pc.fill_null(pc.or_(boolean, zero_one), True)).as_py():
-                text = pc.if_else(boolean, pc.if_else(pc.equal(lower, "true"), "1", "0"), text)
-                lower = pc.utf8_lower(text)
-                boolean = pc.is_in(lower, value_set=pa.array(list(BOOLEANS)))
-        if text.null_count < len(text) and pc.all(pc.fill_null(boolean, True)).as_py():
-            text = pc.cast(pc.equal(lower, "true"), pa.float64())  # True/False: 1/0
-            number = pc.is_valid(text)
-        else:
-            number = pc.match_substring_regex(text, NUMBER, ignore_case=True)
-        bad = pc.invert(pc.fill_null(number, True))
-        spelled = pc.and_(pc.is_null(text), pc.fill_null(pc.not_equal(written, ""), False))
-        if pc.any(spelled).as_py():
-            tf.spellings[name] = pc.if_else(spelled, written, None)
-        if pc.any(bad).as_py():
-            problems.not_numbers(name, text, bad)
-            return pc.cast(pc.if_else(bad, None, text), pa.float64())
-        column = text
-    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-              or pa.types.is_decimal(kind) or pa.types.is_null(kind)):
+        return _text_as_float(column, name, problems)
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+            or pa.types.is_decimal(kind) or pa.types.is_null(kind)):
         problems.column(name, f"holds {kind} values, not numbers; leave it out with data.exclude")
         problems.masks[name] = np.ones(len(column), dtype=bool)
         return pa.chunked_array([pa.nulls(len(column), pa.float64())])
+    return _finite_floats(column, name, problems)
+
+
+def _text_as_float(column: pa.ChunkedArray, name: str, problems: BadCells) -> pa.ChunkedArray:
+    """A text column as float64 (see _as_float): missing spellings as null, True/False as
+    1/0, cells that are no number reported to `problems` and null."""
+    tf = problems.tf
+    written = pc.utf8_trim_whitespace(column)
+    text = pc.if_else(pc.is_in(written, value_set=pa.array(tf.missing_values)), None, written)
+    text = _booleans_beside_zero_one(text)
+    lower = pc.utf8_lower(text)
+    boolean = pc.is_in(lower, value_set=pa.array(list(BOOLEANS)))
+    if text.null_count < len(text) and pc.all(pc.fill_null(boolean, True)).as_py():
+        text = pc.cast(pc.equal(lower, "true"), pa.float64())  # True/False: 1/0
+        number = pc.is_valid(text)
+    else:
+        number = pc.match_substring_regex(text, NUMBER, ignore_case=True)
+    bad = pc.invert(pc.fill_null(number, True))
+    spelled = pc.and_(pc.is_null(text), pc.fill_null(pc.not_equal(written, ""), False))
+    if pc.any(spelled).as_py():
+        tf.spellings[name] = pc.if_else(spelled, written, None)
+    if pc.any(bad).as_py():
+        problems.not_numbers(name, text, bad)
+        return pc.cast(pc.if_else(bad, None, text), pa.float64())
+    return _finite_floats(text, name, problems)
+
+
+def _booleans_beside_zero_one(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column of True/False (any case) beside 0/1 and nothing else, with True/False
+    written as 1/0, the same values as either alone gives; any other column as it is."""
+    lower = pc.utf8_lower(text)
+    boolean = pc.is_in(lower, value_set=pa.array(list(BOOLEANS)))
+    if not pc.any(boolean).as_py() or pc.all(pc.fill_null(boolean, True)).as_py():
+        return text
+    numeric = pc.match_substring_regex(text, NUMBER, ignore_case=True)
+    value = pc.cast(pc.if_else(pc.fill_null(numeric, False), text, None), pa.float64())
+    zero_one = pc.fill_null(pc.is_in(value, value_set=pa.array([0.0, 1.0])), False)
+    if not pc.all(pc.fill_null(pc.or_(boolean, zero_one), True)).as_py():
+        return text
+    return pc.if_else(boolean, pc.if_else(pc.equal(lower, "true"), "1", "0"), text)
+
+
+def _finite_floats(column: pa.ChunkedArray, name: str, problems: BadCells) -> pa.ChunkedArray:
+    """A numeric (or numeric text) column as float64: infinities reported to `problems` and
+    null, NaN null (missing; a CSV spelling it is remembered)."""
+    tf = problems.tf
     values = pc.cast(column, pa.float64())
     if values.null_count == len(values) or pc.all(pc.is_finite(values)).as_py():
         return values  # one pass in the usual case

@@ -61,8 +61,7 @@ class Inlined(Minidl):
                     g = h.sign().mul_(g.mm(w))
                 g_t = g.t()
                 gw1.addmm_(g_t, x)
-                gb1.addmv_(g_t, ones)
-                g.mm(w1)  # dL/dx, which minidl's Sequential.backward returns
+                gb1.addmv_(g_t, ones)  # no dL/dx for the data (backward_params)
                 flat_w.add_(flat_g, alpha=-LR)
                 flat_g.zero_()
 

@@ -5,7 +5,8 @@ shape 2 → W → W → W → 2 (ReLU between layers, Tanh after the output), fo
 widths W and batch sizes. Three implementations run side by side in one process:
 
 - minidl:   the public API exactly as a user writes it (nn.Sequential, nn.MSELoss,
-            optim.SGD, net.backward(loss_fn.backward())).
+            optim.SGD, net.backward_params(loss_fn.backward()): the backward of minidl's
+            training loop, which skips the first layer's input gradient as autograd does).
 - torch.nn: torch.nn.Sequential + autograd (loss.backward()) + torch.optim.SGD, defaults.
 - raw:      the same step hand-inlined in torch ops: in-place activations and
             gradients, the gradient of each layer computed before its weight is updated
@@ -107,7 +108,7 @@ class Minidl:
         with torch.no_grad():
             for xb, yb in batches:
                 loss_fn(net(xb), yb)
-                net.backward(loss_fn.backward())
+                net.backward_params(loss_fn.backward())  # the data needs no gradient
                 opt.step()
                 opt.zero_grad()
 

@@ -71,13 +71,19 @@ class Linear(Module):
         return linear(x, self.weight.data, None if bias is None else bias.data)
 
     def backward(self, grad_output: Tensor) -> Tensor:
+        self.backward_params(grad_output)
+        if grad_output.dim() != 2:  # (N, *, out): position by position
+            return grad_output.matmul(self.weight.data)  # dL/dx = g W
+        return grad_output.mm(self.weight.data)  # dL/dx = g W
+
+    def backward_params(self, grad_output: Tensor) -> None:
+        """The parameter gradients alone (a network's first layer: its input is data)."""
         if grad_output.dim() != 2:  # (N, *, out): every position is one more row
             return self._backward_rows(grad_output)
         g_t = grad_output.t()
         self.weight.grad.addmm_(g_t, self._input)  # dL/dW += gᵀ x
         if self.bias is not None:
             self.bias.grad.addmv_(g_t, self._ones_like_rows(grad_output))  # dL/db += gᵀ 1 = Σₙ g
-        return grad_output.mm(self.weight.data)  # dL/dx = g W
 
     def _ones_like_rows(self, g: Tensor) -> Tensor:
         """(N,) ones, kept between steps: Σₙ g as gᵀ·1 is one BLAS call where g.sum(0) and an
@@ -88,13 +94,13 @@ class Linear(Module):
             ones = self._ones = g.new_ones(g.shape[0])
         return ones
 
-    def _backward_rows(self, grad_output: Tensor) -> Tensor:
-        """backward for (N, *, F): the rows of all positions, each a row of (N·T, F)."""
+    def _backward_rows(self, grad_output: Tensor) -> None:
+        """The parameter gradients for (N, *, F): the rows of all positions, each a row of
+        (N·T, F)."""
         g = grad_output.reshape(-1, self.out_features)
         self.weight.grad.addmm_(g.t(), self._input.reshape(-1, self.in_features))  # += gᵀ x
         if self.bias is not None:
             self.bias.grad += g.sum(0)  # dL/db += Σ over every row and position of g
-        return grad_output.matmul(self.weight.data)  # dL/dx = g W, position by position
 
     def torch_twin(self) -> torch.nn.Module:
         return torch.nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)

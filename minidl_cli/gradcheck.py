@@ -10,7 +10,8 @@ the forward with itself. Tests and `minidl gradcheck` both use it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -85,11 +86,11 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
         if reference is not None:
             ref_params = dict(reference.named_parameters())
             ref_output = reference(x_ref)
+            ref_output.backward(grad_output)
         else:
-            originals = {pname: p.data for pname, p in module.named_parameters()}
-            ref_params = _leaf_parameters(module)
-            ref_output = module.forward(x_ref)
-        ref_output.backward(grad_output)
+            with _autograd_leaves(module) as ref_params:
+                ref_output = module.forward(x_ref)
+                ref_output.backward(grad_output)
 
     if reference is not None:  # without a twin, the forward would be compared with itself
         report.errors["output"] = rel_error(output, ref_output.detach())
@@ -105,9 +106,6 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
         ref_buffers = dict(reference.named_buffers())
         for bname, b in module.named_buffers():
             report.errors[bname] = rel_error(b.double(), ref_buffers[bname].double())
-    if reference is None:
-        for pname, p in module.named_parameters():
-            p.data = originals[pname]
     return report
 
 
@@ -154,13 +152,20 @@ def central_difference(module: nn.Module, x: Tensor, directions: int = 3, eps: f
     return worst
 
 
-def _leaf_parameters(module: nn.Module) -> dict[str, Tensor]:
-    """Swap each parameter's data for an autograd leaf so autograd can differentiate forward."""
-    leaves = {}
+@contextlib.contextmanager
+def _autograd_leaves(module: nn.Module) -> Iterator[dict[str, Tensor]]:
+    """Each parameter's data swapped for an autograd leaf, so autograd can differentiate the
+    module's forward; yields the leaves by name and puts the original data back after."""
+    originals = {pname: p.data for pname, p in module.named_parameters()}
+    leaves = {pname: data.detach().clone().requires_grad_(True)
+              for pname, data in originals.items()}
     for pname, p in module.named_parameters():
-        leaves[pname] = p.data.detach().clone().requires_grad_(True)
         p.data = leaves[pname]
-    return leaves
+    try:
+        yield leaves
+    finally:
+        for pname, p in module.named_parameters():
+            p.data = originals[pname]
 
 
 def torch_loss_reference(loss: nn.Loss) -> Callable[[Tensor, Tensor], Tensor]:

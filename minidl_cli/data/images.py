@@ -113,21 +113,7 @@ def image_folder(
                          "or data.test_fraction (the share of the training images to hold out)")
     if size is not None and not all(isinstance(s, int) and s >= 1 for s in size):
         raise ValueError(f"{where}: size must be [height, width] in pixels (>= 1), got {size}")
-    train_files = _class_files(Path(train), "train")
-    classes = sorted({c for c, _ in train_files})
-    if len(classes) < 2:
-        raise ValueError(f"{where}: {train} has one class folder; a classifier needs at least two")
-    if test is None:
-        train_idx, test_idx = _split(len(train_files), test_fraction, generator, where)
-        test_files = [train_files[i] for i in test_idx.tolist()]
-        train_files = [train_files[i] for i in train_idx.tolist()]
-    else:
-        test_files = _class_files(Path(test), "test")
-        unknown = sorted({c for c, _ in test_files} - set(classes))
-        if unknown:
-            raise ValueError(f"{where}: the test class folder {Path(test) / unknown[0]} has no "
-                             f"training folder {Path(train) / unknown[0]}; every test class must "
-                             "be a training class")
+    train_files, test_files = _folder_splits(Path(train), test, test_fraction, generator)
     x = decode_images([f for _, f in train_files + test_files], size, grayscale)
     labels = np.array([c for c, _ in train_files + test_files])
     n = len(train_files)
@@ -139,6 +125,29 @@ def image_folder(
         path, entry = listing_entry(Path(folder))
         data.data_files[path] = entry
     return data
+
+
+def _folder_splits(train: Path, test: Path | None, test_fraction: float | None,
+                   generator: torch.Generator) -> tuple[list, list]:
+    """The (class, file) pairs of an image_folder's training and test images: the `test`
+    folder's, or a seeded `test_fraction` of the training images. ValueError for fewer than
+    two classes or a test class without a training folder."""
+    where = "image_folder dataset"
+    train_files = _class_files(train, "train")
+    classes = sorted({c for c, _ in train_files})
+    if len(classes) < 2:
+        raise ValueError(f"{where}: {train} has one class folder; a classifier needs at least two")
+    if test is None:
+        train_idx, test_idx = _split(len(train_files), test_fraction, generator, where)
+        return ([train_files[i] for i in train_idx.tolist()],
+                [train_files[i] for i in test_idx.tolist()])
+    test_files = _class_files(Path(test), "test")
+    unknown = sorted({c for c, _ in test_files} - set(classes))
+    if unknown:
+        raise ValueError(f"{where}: the test class folder {Path(test) / unknown[0]} has no "
+                         f"training folder {train / unknown[0]}; every test class must "
+                         "be a training class")
+    return train_files, test_files
 
 
 @register("dataset", "npz")

@@ -115,8 +115,8 @@ def run_search(config_path: Path, overrides: list[str], grid: list[tuple[str, li
                                 sampler=optuna.samplers.TPESampler(seed=base["seed"]))
     sweep = create_run_dir(Path(base["runs_dir"]), f"{base['name']}-sweep")
     info: dict[str, Any] = {
-        "kind": "minidl-sweep", "keys": list(space), "values": {k: [kind, *args] for k, (
-            kind, args) in space.items()}, "seeds": seeds,
+        "kind": "minidl-sweep", "keys": list(space),
+        "values": {k: [kind, *args] for k, (kind, args) in space.items()}, "seeds": seeds,
         "search": {"trials": trials, "sampler": "optuna TPESampler", "seed": base["seed"],
                    "objective": metric, "direction": direction},
         "points": [], "status": "running"}
@@ -125,31 +125,16 @@ def run_search(config_path: Path, overrides: list[str], grid: list[tuple[str, li
     try:
         while len(info["points"]) < trials and not (stop is not None and stop()):
             batch = [study.ask() for _ in range(min(jobs, trials - len(info["points"])))]
-            work, owners, asked = [], [], []
+            names, members = [], []
             for trial in batch:
-                values = {key: _suggest(trial, key, kind, args)
-                          for key, (kind, args) in space.items()}
-                texts = {k: json.dumps(v) if not isinstance(v, str) else v
-                         for k, v in values.items()}
-                name = f"trial-{trial.number:04d}," + sweeps.point_name(
-                    {k: f"{v:.4g}" if isinstance(v, float) else t
-                     for (k, v), t in zip(values.items(), texts.values(), strict=True)})
-                (_, config), = sweeps.resolve_points(
-                    config_path, overrides, [(k, [t]) for k, t in texts.items()],
-                    base["seed"] if seeds is None else None)
-                info["points"].append({"name": name, "values": values, "config": config,
-                                       "trial": trial.number})
-                asked.append((trial, name))
-                (sweep / name).mkdir()
-                if seeds is None:
-                    work.append((groups.train_member, (config, sweep / name)))
-                    owners.append((name, None))
-                else:
-                    for cfg in groups.prepare_group(sweep / name, config, seeds):
-                        work.append((groups.train_member,
-                                     (cfg, sweep / name / groups.member_name(cfg["seed"]))))
-                        owners.append((name, cfg["seed"]))
+                point = _trial_point(trial, space, config_path, overrides,
+                                     base["seed"] if seeds is None else None)
+                info["points"].append({**point, "trial": trial.number})
+                names.append(point["name"])
+                (sweep / point["name"]).mkdir()
+                members += _point_members(sweep, point["name"], point["config"], seeds)
             write_json_atomic(sweep / sweeps.SWEEP_FILE, info)
+            work, owners = [item for item, _ in members], [owner for _, owner in members]
 
             def done(i: int, row: dict, owners=owners) -> None:
                 rows[owners[i]] = row
@@ -157,15 +142,45 @@ def run_search(config_path: Path, overrides: list[str], grid: list[tuple[str, li
                     on_done(owners[i][0], row)
 
             groups.run_members(work, jobs, done, stop)
-            for trial, name in asked:
-                value = objective(sweep / name, metric)
-                if math.isnan(value):
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                else:
-                    study.tell(trial, value)
+            _tell(optuna, study, [(trial, objective(sweep / name, metric))
+                                  for trial, name in zip(batch, names, strict=True)])
     finally:
         summary = sweeps.finish_sweep(sweep, info, rows)
     return sweep, summary
+
+
+def _tell(optuna: Any, study: Any, results: list[tuple[Any, float]]) -> None:
+    """Each trial's objective to the study; NaN (no member completed) as a failed trial."""
+    for trial, value in results:
+        if math.isnan(value):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+
+
+def _trial_point(trial: Any, space: dict[str, tuple[str, list[Any]]], config_path: Path,
+                 overrides: list[str], seed: int | None) -> dict[str, Any]:
+    """A trial's point of the sweep: its name ('trial-0003,optimizer.lr=0.0123'), the values
+    Optuna's `trial` draws from `space`, and its resolved config (`seed`: the config's, or
+    None for a seed group's point)."""
+    values = {key: _suggest(trial, key, kind, args) for key, (kind, args) in space.items()}
+    texts = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in values.items()}
+    name = f"trial-{trial.number:04d}," + sweeps.point_name(
+        {k: f"{v:.4g}" if isinstance(v, float) else t
+         for (k, v), t in zip(values.items(), texts.values(), strict=True)})
+    (_, config), = sweeps.resolve_points(
+        config_path, overrides, [(k, [t]) for k, t in texts.items()], seed)
+    return {"name": name, "values": values, "config": config}
+
+
+def _point_members(sweep: Path, name: str, config: dict, seeds: list[int] | None) -> list:
+    """What training point `name` takes: [((train_member, its arguments), (name, seed))],
+    one member (seed None) or a seed group's members (the group prepared on disk)."""
+    if seeds is None:
+        return [((groups.train_member, (config, sweep / name)), (name, None))]
+    return [((groups.train_member, (cfg, sweep / name / groups.member_name(cfg["seed"]))),
+             (name, cfg["seed"]))
+            for cfg in groups.prepare_group(sweep / name, config, seeds)]
 
 
 def _suggest(trial: Any, key: str, kind: str, args: list[Any]) -> Any:

@@ -242,49 +242,62 @@ def resume(path: Path, overrides: list[str], jobs: int = 1,
                            f"{', '.join(sorted(RESUMABLE_KEYS))} may change (for other "
                            "settings start a new sweep)")
     if is_sweep(path):
-        info = json.loads((path / SWEEP_FILE).read_text())
-        work, owners = [], []
-        for point in info["points"]:
-            folder = path / point["name"]
-            if info["seeds"] is None:
-                members = [(folder, point["config"], None)]
-            else:
-                members = [(folder / groups.member_name(s), {**point["config"], "seed": s}, s)
-                           for s in info["seeds"]]
-                folder.mkdir(exist_ok=True)
-            for member, config, seed in members:
-                job = member_work(member, config, overrides)
-                if job is not None:
-                    work.append(job)
-                    owners.append((point["name"], seed))
-        rows = _finish_members(path, info, work, owners, jobs, on_done, stop)
-        return rows
+        return _resume_sweep(path, overrides, jobs, on_done, stop)
     if groups.is_group(path):
-        from minidl_cli.config import load_yaml
+        return _resume_group(path, overrides, jobs, on_done, stop)
+    raise RunError(f"{path} is neither a sweep nor a seed group")
 
-        info = json.loads((path / groups.GROUP_FILE).read_text())
-        base = load_yaml(path / "config.yaml")
-        work, owners = [], []
-        for seed in info["seeds"]:
-            job = member_work(path / groups.member_name(seed), {**base, "seed": seed}, overrides)
+
+def _resume_sweep(path: Path, overrides: list[str], jobs: int,
+                  on_done: Callable[[str, dict], None] | None,
+                  stop: StopFlag | None) -> list[dict]:
+    """resume() of a sweep: its points' members not completed, then its summary."""
+    info = json.loads((path / SWEEP_FILE).read_text())
+    work, owners = [], []
+    for point in info["points"]:
+        folder = path / point["name"]
+        if info["seeds"] is None:
+            members = [(folder, point["config"], None)]
+        else:
+            members = [(folder / groups.member_name(s), {**point["config"], "seed": s}, s)
+                       for s in info["seeds"]]
+            folder.mkdir(exist_ok=True)
+        for member, config, seed in members:
+            job = member_work(member, config, overrides)
             if job is not None:
                 work.append(job)
-                owners.append(seed)
-        found: dict[int, dict] = {}
+                owners.append((point["name"], seed))
+    return _finish_members(path, info, work, owners, jobs, on_done, stop)
 
-        def done(i: int, row: dict) -> None:
-            found[owners[i]] = row
-            if on_done and row["status"] != groups.NOT_STARTED:
-                on_done(path.name, row)
 
-        try:
-            groups.run_members(work, jobs, done, stop)
-        finally:
-            rows = {s: found.get(s) or groups.member_state(s, path / groups.member_name(s))
-                    for s in info["seeds"]}
-            groups.finish_group(path, info["seeds"], rows)
-        return [rows[s] for s in info["seeds"]]
-    raise RunError(f"{path} is neither a sweep nor a seed group")
+def _resume_group(path: Path, overrides: list[str], jobs: int,
+                  on_done: Callable[[str, dict], None] | None,
+                  stop: StopFlag | None) -> list[dict]:
+    """resume() of a seed group: its members not completed, then its summary."""
+    from minidl_cli.config import load_yaml
+
+    info = json.loads((path / groups.GROUP_FILE).read_text())
+    base = load_yaml(path / "config.yaml")
+    work, owners = [], []
+    for seed in info["seeds"]:
+        job = member_work(path / groups.member_name(seed), {**base, "seed": seed}, overrides)
+        if job is not None:
+            work.append(job)
+            owners.append(seed)
+    found: dict[int, dict] = {}
+
+    def done(i: int, row: dict) -> None:
+        found[owners[i]] = row
+        if on_done and row["status"] != groups.NOT_STARTED:
+            on_done(path.name, row)
+
+    try:
+        groups.run_members(work, jobs, done, stop)
+    finally:
+        rows = {s: found.get(s) or groups.member_state(s, path / groups.member_name(s))
+                for s in info["seeds"]}
+        groups.finish_group(path, info["seeds"], rows)
+    return [rows[s] for s in info["seeds"]]
 
 
 def _finish_members(sweep: Path, info: dict, work: list, owners: list, jobs: int,

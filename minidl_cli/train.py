@@ -211,16 +211,13 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint's content: weights, optimizer and schedule, RNG states, history,
         counters, `extra`, the config and what using the model needs (`describe`)."""
-        rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_gen.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         mean, std = self.standardizer or (None, None)
         return {
             "epoch": self.epoch,
             "model": dict(self.model.state_dict()),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "rng": rng,
+            "rng": rng_state(self.shuffle_gen, self.device),
             "standardizer": None if mean is None else {"mean": mean, "std": std},
             **self.describe(),
             "history": self.history,
@@ -247,11 +244,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.shuffle_gen.set_state(rng["shuffle"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        load_rng_state(state["rng"], self.shuffle_gen, self.device)
         self.history = [dict(row) for row in state["history"]]
         if "monitor" in state:
             self.monitor.load_state_dict(state["monitor"])
@@ -262,6 +255,24 @@ class Trainer:
 
     def snapshot(self) -> dict[str, Any]:  # state_dict() with its tensors copied
         return copy_state(self.state_dict())
+
+
+def rng_state(shuffle_gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+    """The random number generators a run draws from: torch's global one (initial weights,
+    dropout), the shuffling generator, and the device's on CUDA."""
+    rng = {"torch": torch.get_rng_state(), "shuffle": shuffle_gen.get_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def load_rng_state(rng: dict[str, Tensor], shuffle_gen: torch.Generator,
+                   device: torch.device) -> None:
+    """Set the generators rng_state() recorded (the CUDA one only on CUDA)."""
+    torch.set_rng_state(rng["torch"])
+    shuffle_gen.set_state(rng["shuffle"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
 
 
 def _check_monitor(monitor: Monitor, columns: list[str]) -> None:

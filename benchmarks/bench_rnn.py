@@ -93,7 +93,7 @@ class Minidl:
         with torch.no_grad():
             for xb, yb in batches:
                 loss_fn(net(xb), yb)
-                net.backward(loss_fn.backward())
+                net.backward_params(loss_fn.backward())  # the data needs no gradient
                 opt.step()
                 opt.zero_grad()
 
@@ -131,73 +131,88 @@ class TorchNN:
 
 
 # ---------------------------------------------------------------- the raw loop
+#
+# The layout is minidl's: a step's vectors are columns, (T, D, F, N) with the batch innermost,
+# the reverse direction reading the input flipped in time. The raw loop keeps each kind of
+# weight of the D directions in one (D, …) tensor, so nothing is stacked per step.
 
 
 def gru_steps(a, w_hh, b_hh):
-    """Forward over time of the D directions side by side, a (T, D, N, 3H) the input
-    projections; returns hs (T, D, N, H) and the backward through time."""
-    T, D, N, G = a.shape
+    """Forward over time of the D directions side by side, a (T, D, 3H, N) the input
+    projections; returns hs (T + 1, D, H, N), hs[0] = 0, and the backward through time."""
+    T, D, G, N = a.shape
     H = G // 3
-    hs, ns = a.new_empty(T, D, N, H), a.new_empty(T, D, N, H)
-    hh, rz = a.new_empty(T, D, N, G), a.new_empty(T, D, N, 2 * H)
-    h, w_hh_t, b = a.new_zeros(D, N, H), w_hh.transpose(1, 2), b_hh.unsqueeze(1)
+    hs, ns = a.new_empty(T + 1, D, H, N), a.new_empty(T, D, H, N)
+    hh, rz = a.new_empty(T, D, G, N), a.new_empty(T, D, 2 * H, N)
+    hs[0].zero_()
+    h, n, hh_, rz_ = (t.unbind(0) for t in (hs, ns, hh, rz))
+    a_rz, a_n = a[:, :, :2 * H].unbind(0), a[:, :, 2 * H:].unbind(0)
+    hh_rz, hh_n = hh[:, :, :2 * H].unbind(0), hh[:, :, 2 * H:].unbind(0)
+    r, z = (t.unbind(0) for t in rz.view(T, D, 2, H, N).unbind(2))
+    b = b_hh.unsqueeze(2)
     for t in range(T):
-        torch.baddbmm(b, h, w_hh_t, out=hh[t])
-        rz_t = torch.add(a[t, ..., :2 * H], hh[t, ..., :2 * H], out=rz[t]).sigmoid_()
-        r, z = rz_t.chunk(2, 2)
-        n = torch.addcmul(a[t, ..., 2 * H:], r, hh[t, ..., 2 * H:], out=ns[t]).tanh_()
-        h = torch.lerp(n, h, z, out=hs[t])
+        torch.baddbmm(b, w_hh, h[t], out=hh_[t])
+        torch.add(a_rz[t], hh_rz[t], out=rz_[t]).sigmoid_()
+        torch.addcmul(a_n[t], r[t], hh_n[t], out=n[t]).tanh_()
+        torch.lerp(n[t], h[t], z[t], out=h[t + 1])
 
     def backward(g):
-        r, z = rz.chunk(2, 3)
-        hn, h_prev = hh[..., 2 * H:], torch.cat((torch.zeros_like(hs[:1]), hs[:-1]))
-        dan = (1 - z) * (1 - ns * ns)
-        dar = dan * hn * r * (1 - r)
-        daz = (h_prev - ns) * z * (1 - z)
-        dhh_dh = torch.stack((dar, daz, dan * r), 3)
-        dhs, d_hh = g.new_empty(T, D, N, H), g.new_empty(T, D, N, 3, H)
-        dh_next = g.new_zeros(D, N, H)
+        rr, zz = rz.view(T, D, 2, H, N).unbind(2)
+        dan = (1 - zz) * (1 - ns * ns)
+        dar = dan * hh[:, :, 2 * H:] * rr * (1 - rr)
+        daz = (hs[:-1] - ns) * zz * (1 - zz)
+        dhh_dh = torch.stack((dar, daz, dan * rr), 2)
+        dhs, d_hh = g.new_empty(T, D, H, N), g.new_empty(T, D, 3, H, N)
+        w_hh_t = w_hh.transpose(1, 2)
+        g_, z_, dhh_dh_, d_hh_ = (t.unbind(0) for t in (g, zz, dhh_dh, d_hh))
+        dh_, dh_col = dhs.unbind(0), dhs.unsqueeze(2).unbind(0)
+        d_hh_flat = d_hh.view(T, D, G, N).unbind(0)
+        dh_[-1].copy_(g_[-1])
         for t in reversed(range(T)):
-            dh = torch.add(g[t], dh_next, out=dhs[t])
-            torch.mul(dh.unsqueeze(2), dhh_dh[t], out=d_hh[t])
-            dh_next = torch.baddbmm(dh * z[t], d_hh[t].view(D, N, G), w_hh)
-        d_a = dhs.unsqueeze(3) * torch.stack((dar, daz, dan), 3)
-        return d_a.view(T, D, N, G), d_hh.view(T, D, N, G)
+            torch.mul(dh_col[t], dhh_dh_[t], out=d_hh_[t])
+            if t:
+                torch.baddbmm(torch.addcmul(g_[t - 1], dh_[t], z_[t]), w_hh_t, d_hh_flat[t],
+                              out=dh_[t - 1])
+        d_a = dhs.unsqueeze(2) * torch.stack((dar, daz, dan), 2)
+        return d_a.view(T, D, G, N), d_hh.view(T, D, G, N)
 
     return hs, backward
 
 
 def lstm_steps(a, w_hh, b_hh):
-    T, D, N, G = a.shape
+    T, D, G, N = a.shape  # b_hh is in a
     H = G // 4
-    a = a + b_hh.unsqueeze(1)
-    hs, cs, tcs = (a.new_empty(T, D, N, H) for _ in range(3))
-    gates, pre = a.new_empty(T, D, N, 4, H), a.new_empty(D, N, 4, H)
-    h, c, w_hh_t = a.new_zeros(D, N, H), a.new_zeros(D, N, H), w_hh.transpose(1, 2)
+    gates, pre = a.new_empty(T, D, G, N), a.new_empty(D, G, N)
+    hs, cs, tcs = a.new_empty(T + 1, D, H, N), a.new_empty(T + 1, D, H, N), a.new_empty(T, D, H, N)
+    hs[0].zero_(), cs[0].zero_()
+    a_, gates_, h, c, tc = (t.unbind(0) for t in (a, gates, hs, cs, tcs))
+    i, f, gg, o = (t.unbind(0) for t in gates.view(T, D, 4, H, N).unbind(2))
+    pre_g = pre[:, 2 * H:3 * H]
     for t in range(T):
-        torch.baddbmm(a[t], h, w_hh_t, out=pre.view(D, N, G))
-        torch.sigmoid(pre, out=gates[t])
-        torch.tanh(pre[:, :, 2], out=gates[t, :, :, 2])
-        i, f, gg, o = gates[t].unbind(2)
-        c = torch.addcmul(f * c, i, gg, out=cs[t])
-        h = torch.mul(o, torch.tanh(c, out=tcs[t]), out=hs[t])
+        torch.baddbmm(a_[t], w_hh, h[t], out=pre)
+        torch.sigmoid(pre, out=gates_[t])
+        torch.tanh(pre_g, out=gg[t])
+        torch.addcmul(f[t] * c[t], i[t], gg[t], out=c[t + 1])
+        torch.mul(o[t], torch.tanh(c[t + 1], out=tc[t]), out=h[t + 1])
 
     def backward(g):
-        i, f, gg, o = gates.unbind(3)
-        c_prev = torch.cat((torch.zeros_like(cs[:1]), cs[:-1]))
-        dc_dh = o * (1 - tcs * tcs)
-        dpre_dc = torch.stack((gg * i * (1 - i), c_prev * f * (1 - f), i * (1 - gg * gg)), 3)
-        dpre_o = tcs * o * (1 - o)
-        d_pre = gates.new_empty(T, D, N, 4, H)
-        dh_next, dc_next = g.new_zeros(D, N, H), g.new_zeros(D, N, H)
+        ii, ff, gt, oo = gates.view(T, D, 4, H, N).unbind(2)
+        dc_dh = oo * (1 - tcs * tcs)
+        dpre_dc = torch.stack((gt * ii * (1 - ii), cs[:-1] * ff * (1 - ff), ii * (1 - gt * gt)), 2)
+        dpre_o = tcs * oo * (1 - oo)
+        d_pre, w_hh_t = gates.new_empty(T, D, 4, H, N), w_hh.transpose(1, 2)
+        g_, f_, dc_dh_, dpre_dc_, dpre_o_ = (t.unbind(0) for t in (g, ff, dc_dh, dpre_dc, dpre_o))
+        d_ifg, d_o = d_pre[:, :, :3].unbind(0), d_pre[:, :, 3].unbind(0)
+        d_pre_ = d_pre.view(T, D, G, N).unbind(0)
+        dh, dc_next = g_[-1], g.new_zeros(D, H, N)
         for t in reversed(range(T)):
-            dh = g[t] + dh_next
-            dc = torch.addcmul(dc_next, dh, dc_dh[t])
-            torch.mul(dc.unsqueeze(2), dpre_dc[t], out=d_pre[t, :, :, :3])
-            torch.mul(dh, dpre_o[t], out=d_pre[t, :, :, 3])
-            dc_next = dc * f[t]
-            dh_next = torch.bmm(d_pre[t].view(D, N, G), w_hh)
-        d_pre = d_pre.view(T, D, N, G)
+            dc = torch.addcmul(dc_next, dh, dc_dh_[t])
+            torch.mul(dc.unsqueeze(1), dpre_dc_[t], out=d_ifg[t])
+            torch.mul(dh, dpre_o_[t], out=d_o[t])
+            if t:
+                dc_next = dc * f_[t]
+                dh = torch.baddbmm(g_[t - 1], w_hh_t, d_pre_[t])
+        d_pre = d_pre.view(T, D, G, N)
         return d_pre, d_pre
 
     return hs, backward
@@ -208,46 +223,51 @@ class Raw:
 
     def __init__(self, cell: str, size: str, weights: dict):
         self.steps = {"gru": gru_steps, "lstm": lstm_steps}[cell]
-        self.D = 2 if SIZES[size][4] else 1
-        self.params = [w.clone() for w in weights.values()]
+        self.fold_b_hh = cell == "lstm"  # b_hh adds to the input projection (not the GRU's)
+        D = self.D = 2 if SIZES[size][4] else 1
+        p = list(weights.values())
+        # (D, …) per kind: w_ih, w_hh, b_ih, b_hh; then the head's weight and bias
+        self.params = [torch.stack(p[k:4 * D:4]) for k in range(4)] + [w.clone() for w in p[4 * D:]]
         self.grads = [torch.zeros_like(w) for w in self.params]
         self.m = [torch.zeros_like(w) for w in self.params]
         self.v = [torch.zeros_like(w) for w in self.params]
         self.t = 0
 
     def epoch(self, batches) -> None:
-        p, gr, D = self.params, self.grads, self.D
-        w_ih, w_hh, b_ih, b_hh = (p[k::4][:D] for k in range(4))  # per direction
+        (w_ih, w_hh, b_ih, b_hh, w, b), D = self.params, self.D
+        gw_ih, gw_hh, gb_ih, gb_hh, gw, gb = self.grads
         with torch.no_grad():
             for xb, yb in batches:
-                N = len(yb)
-                seq = xb.transpose(0, 1)
-                x = torch.stack((seq, seq.flip(0))[:D], 1)  # (T, D, N, I)
-                T = x.size(0)
-                a = torch.stack([torch.addmm(b_ih[d], x[:, d].reshape(T * N, -1), w_ih[d].t())
-                                 .view(T, N, -1) for d in range(D)], 1)
-                hs, backward = self.steps(a, torch.stack(w_hh), torch.stack(b_hh))
-                H = hs.size(3)
-                out = hs[:, 0] if D == 1 else torch.cat((hs[:, 0], hs[:, 1].flip(0)), 2)
-                flat = out.transpose(0, 1).reshape(N, -1)
-                w, b = p[4 * D], p[4 * D + 1]
+                N, T, _ = xb.shape
+                xs = xb.permute(2, 1, 0)  # (I, T, N)
+                x = torch.stack((xs, xs.flip(1))[:D]).view(D, -1, T * N)
+                bias = b_ih + b_hh if self.fold_b_hh else b_ih
+                a = torch.baddbmm(bias.unsqueeze(2), w_ih, x)
+                a = a.view(D, -1, T, N).permute(2, 0, 1, 3).contiguous()  # (T, D, G, N)
+                hs, backward = self.steps(a, w_hh, b_hh)
+                H = hs.size(2)
+                out = hs[1:, 0] if D == 1 else torch.cat((hs[1:, 0], hs[1:, 1].flip(0)), 1)
+                flat = out.permute(2, 0, 1).reshape(N, -1)  # (N, T·D·H)
                 prob = torch.softmax(torch.addmm(b, flat, w.t()), 1)
                 rows = torch.arange(N)
                 -prob[rows, yb].log().mean()  # the loss value
                 prob[rows, yb] -= 1
                 g = prob.div_(N)  # dL/dlogits = (softmax − onehot) / N
-                gr[4 * D].addmm_(g.t(), flat)
-                gr[4 * D + 1].add_(g.sum(0))
-                g_seq = g.mm(w).view(N, T, D * H).transpose(0, 1)
-                g_steps = torch.stack((g_seq[..., :H], g_seq[..., H:].flip(0))[:D], 1)
+                gw.addmm_(g.t(), flat)
+                gb.add_(g.sum(0))
+                g_seq = g.mm(w).view(N, T, D, H).permute(1, 2, 3, 0)  # (T, D, H, N)
+                g_steps = g_seq.contiguous() if D == 1 else torch.stack(
+                    (g_seq[:, 0], g_seq[:, 1].flip(0)), 1)
                 d_a, d_hh = backward(g_steps)
-                G = d_a.size(3)
-                for d in range(D):
-                    da, dhh = d_a[:, d].reshape(T * N, G), d_hh[:, d].reshape(T, N, G)
-                    gr[4 * d + 1].addmm_(dhh[1:].reshape(-1, G).t(), hs[:-1, d].reshape(-1, H))
-                    gr[4 * d].addmm_(da.t(), x[:, d].reshape(T * N, -1))
-                    gr[4 * d + 3].add_(dhh.sum((0, 1)))
-                    gr[4 * d + 2].add_(da.sum(0))
+                G = d_a.size(2)
+                d_a_steps = d_a.permute(1, 2, 0, 3).reshape(D, G, T * N)
+                d_hh_steps = d_a_steps if d_hh is d_a else d_hh.permute(1, 2, 0, 3).reshape(
+                    D, G, T * N)
+                h_prev = hs[1:-1].permute(1, 2, 0, 3).reshape(D, H, -1)
+                gw_hh.baddbmm_(d_hh_steps[:, :, N:], h_prev.transpose(1, 2))
+                gw_ih.baddbmm_(d_a_steps, x.transpose(1, 2))
+                gb_hh.add_(d_hh_steps.sum(2))
+                gb_ih.add_(d_a_steps.sum(2))
                 self._adam()
 
     def _adam(self) -> None:
@@ -261,7 +281,9 @@ class Raw:
             g.zero_()
 
     def weights(self) -> list[torch.Tensor]:
-        return self.params
+        """torch.nn's state-dict order: each direction's w_ih, w_hh, b_ih, b_hh, then the head."""
+        *per_kind, w, b = self.params
+        return [k[d] for d in range(self.D) for k in per_kind] + [w, b]
 
 
 IMPLEMENTATIONS = [Minidl, TorchNN, Raw]

@@ -6,29 +6,33 @@ of direction d keeps `weight_ih_l{k}{s}` (G·H, I), `weight_hh_l{k}{s}` (G·H, H
 time, G = 1 (RNN), 4 (LSTM: gates i, f, g, o) or 3 (GRU: r, z, n), every entry drawn from
 U(−1/√H, 1/√H) as torch.nn does. The initial state is zero.
 
+Inside, a step's vectors are columns, one per batch row: x_t is (I, N), h_t is (H, N), and
+sequences are (T, D, F, N), time first, the D directions side by side, the batch innermost.
+Each step is then one contiguous block and each gate of a step a run of H·N numbers, which
+is what the many small element-wise operations of a step want. The reverse direction reads
+the input flipped in time, so both directions step forward together, one batched matrix
+product a step.
+
 Forward, one layer (each cell's `_forward_steps`):
 
-    a_t = x_t W_ihᵀ + b_ih          all T steps in one matrix product
-    h_t = cell(a_t, h_{t-1})        a loop over time
+    a_t = W_ih x_t + b_ih           all T steps in one matrix product
+    h_t = cell(a_t, h_{t-1})        a loop over time: pre_t = a_t + W_hh h_{t-1} + b_hh
 
 Backward is backpropagation through time (Werbos, 1990): a loop over reversed time (each
 cell's `_through_time`) that carries dL/dh (and, for the LSTM, dL/dc) to the step before:
 
     dL/dh_t   = g_t (from the output) + dL/dh_t sent back by step t+1
     dL/dpre_t = dL/dh_t ⊙ (the cell's derivative at step t)
-    dL/dh_{t-1} = dL/dpre_t W_hh (+ the direct path of a gated cell)
+    dL/dh_{t-1} = W_hhᵀ dL/dpre_t (+ the direct path of a gated cell)
 
 Every factor of a cell's derivative that does not depend on dL/dh (σ' = s(1 − s),
 tanh' = 1 − y², …) is known once the forward is done, so it is computed for all steps at
 once before the loop; the loop itself only carries the gradient. The shared weights then
-receive every step's gradient, summed over t in one matrix product each:
+receive every step's gradient, summed over t in one matrix product each (the steps laid
+side by side as (F, T·N) matrices, one transposing copy away):
 
-    dL/dW_hh = Σ_t (dL/dpre_t)ᵀ h_{t-1},   dL/db_hh = Σ_t Σ_n dL/dpre_t
-    dL/dW_ih = Σ_t (dL/da_t)ᵀ x_t,         dL/dx_t = dL/da_t W_ih
-
-Inside, sequences are time-major and the D directions step side by side as a batch:
-(T, D, N, ·), so that step t of every direction is one contiguous block and one batched
-matrix product (the reverse direction reads the input flipped in time).
+    dL/dW_hh = Σ_t dL/dpre_t h_{t-1}ᵀ,   dL/db_hh = Σ_t Σ_n dL/dpre_t
+    dL/dW_ih = Σ_t dL/da_t x_tᵀ,         dL/dx_t = W_ihᵀ dL/da_t
 
 Output: `output="sequence"` gives (N, T, D·H), the top layer's hidden states with both
 directions side by side (torch's `output`); `output="last"` gives (N, D·H), the top
@@ -52,7 +56,22 @@ Output = Literal["sequence", "last"]
 
 def _stack(params: list[Parameter | None]) -> Tensor | None:
     """The D directions' tensors of one kind as one (D, …) tensor (None without a bias)."""
-    return None if params[0] is None else torch.stack([p.data for p in params])
+    if params[0] is None:
+        return None
+    if len(params) == 1:
+        return params[0].data.unsqueeze(0)
+    return torch.stack([p.data for p in params])
+
+
+def _per_direction(seq: Tensor, directions: int) -> Tensor:
+    """(T, D·F, N) in time order -> (T, D, F, N), the reverse direction's part flipped in time."""
+    parts = seq.chunk(directions, 1)
+    return torch.stack((parts[0], parts[1].flip(0)) if directions == 2 else parts, 1)
+
+
+def _in_time_order(hs: Tensor) -> Tensor:
+    """(T, D, F, N) -> (T, D·F, N), the reverse direction's part flipped back in time."""
+    return hs[:, 0] if hs.size(1) == 1 else torch.cat((hs[:, 0], hs[:, 1].flip(0)), 1)
 
 
 def _twin_class(base: type) -> type:
@@ -84,6 +103,7 @@ class RecurrentBase(Module):
     """
 
     gates = 1
+    bias_hh_in_projection = True  # b_hh adds to a_t as b_ih does (not the GRU's n gate)
     inferred = {"input_size": -1}  # as torch's Lazy modules would: input.shape[-1]
 
     def __init__(self, input_size: int, hidden_size: Annotated[int, Range(ge=1)],
@@ -140,68 +160,79 @@ class RecurrentBase(Module):
         if x.dim() != 3 or not x.is_floating_point():
             raise ValueError(f"{type(self).__name__} needs (N, T, F) float inputs, got "
                              f"{x.dtype} of shape {tuple(x.shape)}")
-        seq = x.transpose(0, 1)  # (T, N, F): time-major
+        D, (N, T, _) = self.num_directions, x.shape
+        seq = x.permute(1, 2, 0)  # (T, F, N): time first, a step's inputs as columns
         self._caches = []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = (_stack(ps) for ps in self._stacked(layer))
-            directions = (seq, seq.flip(0)) if self.bidirectional else (seq,)
-            inputs = torch.stack(directions, 1)  # (T, D, N, F)
-            a = self._input_projection(inputs, w_ih, b_ih)  # (T, D, N, G·H)
-            hs, cache = self._forward_steps(a, w_hh, b_hh)  # (T, D, N, H)
+            # (D, F, T·N): every step's input side by side; the reverse direction's flipped
+            xs = seq.permute(1, 0, 2)
+            inputs = torch.stack((xs, xs.flip(1)) if D == 2 else (xs,)).view(D, -1, T * N)
+            bias = b_ih if b_ih is None or not self.bias_hh_in_projection else b_ih + b_hh
+            a = self._input_projection(inputs, w_ih, bias, T)  # (T, D, G·H, N)
+            hs, cache = self._forward_steps(a, w_hh, b_hh)  # (T + 1, D, H, N), hs[0] = 0
             self._caches.append((inputs, hs, cache))
-            # (T, N, D·H): the directions side by side, the reverse one back in time order
-            seq = hs[:, 0] if not self.bidirectional else torch.cat((hs[:, 0], hs[:, 1].flip(0)), 2)
-        self._steps = seq.size(0)
+            seq = _in_time_order(hs[1:])  # (T, D·H, N), both directions in time order
+        self._steps = T
         if self.output == "last":  # forward: the state after x_{T-1}; reverse: after x_0
-            H = self.hidden_size
-            ends = [seq[-1, :, :H]] + ([seq[0, :, H:]] if self.bidirectional else [])
-            return torch.cat(ends, dim=1)
-        return seq.transpose(0, 1).contiguous()  # (N, T, D·H)
+            return hs[-1].reshape(D * self.hidden_size, N).t().contiguous()  # (N, D·H)
+        return seq.permute(2, 0, 1).contiguous()  # (N, T, D·H)
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        H, D = self.hidden_size, self.num_directions
-        if self.output == "last":  # only the final states received a gradient
-            g = grad_output.new_zeros(self._steps, *grad_output.shape)
-            g[-1, :, :H] = grad_output[:, :H]
-            if self.bidirectional:
-                g[0, :, H:] = grad_output[:, H:]
+        return self._backward(grad_output, input_grad=True)
+
+    def backward_params(self, grad_output: Tensor) -> None:
+        """`backward` without dL/dx of the first layer: its input is data."""
+        self._backward(grad_output, input_grad=False)
+
+    def _backward(self, grad_output: Tensor, input_grad: bool) -> Tensor | None:
+        H, D, T, N = self.hidden_size, self.num_directions, self._steps, grad_output.size(0)
+        if self.output == "last":  # only each direction's final state received a gradient
+            g = grad_output.new_zeros(T, D, H, N)
+            g[-1] = grad_output.t().reshape(D, H, N)
         else:
-            g = grad_output.transpose(0, 1)  # (T, N, D·H)
+            g = _per_direction(grad_output.permute(1, 2, 0), D)  # (T, D, H, N)
         for layer in reversed(range(self.num_layers)):
             inputs, hs, cache = self._caches[layer]
-            g_steps = torch.stack((g[:, :, :H], g[:, :, H:].flip(0)) if D == 2 else (g,), 1)
-            g_in = self._backward_steps(g_steps, inputs, hs, cache, self._stacked(layer))
-            # the input fans out to both directions: their gradients add
-            g = g_in[:, 0] if D == 1 else g_in[:, 0] + g_in[:, 1].flip(0)
-        return g.transpose(0, 1)  # (N, T, F)
+            if layer == 0 and not input_grad:
+                self._backward_steps(g, inputs, hs, cache, self._stacked(layer), False)
+                return None
+            g_in = self._backward_steps(g, inputs, hs, cache, self._stacked(layer), True)
+            # the input fans out to both directions: their gradients add, in time order
+            g_in = g_in[0] if D == 1 else g_in[0] + g_in[1].flip(1)  # (F, T, N)
+            g = _per_direction(g_in.transpose(0, 1), D) if layer else g_in
+        return g.permute(2, 1, 0)  # (N, T, F)
 
-    def _input_projection(self, x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
-        """a = x W_ihᵀ + b_ih for every step at once, one matrix product per direction:
-        (T, D, N, I) -> (T, D, N, G·H), W_ih (D, G·H, I), b_ih (D, G·H)."""
-        T, D, N, _ = x.shape
-        a = [x[:, d].reshape(T * N, -1).mm(w_ih[d].t()) for d in range(D)]
-        a = torch.stack([p.view(T, N, -1) for p in a], 1)
-        return a if b_ih is None else a.add_(b_ih.unsqueeze(1))
+    def _input_projection(self, x: Tensor, w_ih: Tensor, b: Tensor | None, steps: int) -> Tensor:
+        """a = W_ih x + b for every step at once, one matrix product per direction:
+        x (D, I, T·N), W_ih (D, G·H, I), b (D, G·H) -> (T, D, G·H, N)."""
+        D, _, TN = x.shape
+        a = torch.bmm(w_ih, x) if b is None else torch.baddbmm(b.unsqueeze(2), w_ih, x)
+        return a.view(D, -1, steps, TN // steps).permute(2, 0, 1, 3).contiguous()
 
     def _backward_steps(self, g: Tensor, x: Tensor, hs: Tensor, cache: tuple,
-                        params: list[list[Parameter | None]]) -> Tensor:
-        """dL/dx (T, D, N, I) from g = dL/dh (T, D, N, H), adding the weight gradients into
+                        params: list[list[Parameter | None]], input_grad: bool) -> Tensor | None:
+        """dL/dx (D, I, T, N) from g = dL/dh (T, D, H, N), adding the weight gradients into
         each direction's parameters; the loop over time is the cell's `_through_time`."""
         w_ih, w_hh, b_ih, b_hh = params
-        # d_a: dL/da_t (input side); d_hh: dL/d(h_{t-1} W_hhᵀ + b_hh); both (T, D, N, G·H)
+        # d_a: dL/da_t (input side); d_hh: dL/d(W_hh h_{t-1} + b_hh); both (T, D, G·H, N)
         d_a, d_hh = self._through_time(g, hs, cache, _stack(w_hh))
-        T, D, N, G = d_a.shape
-        grad_input = []
+        T, D, G, N = d_a.shape
+        # every step side by side, (D, G·H, T·N), and h_0 … h_{T-2} as (D, H, (T-1)·N)
+        d_a_steps = d_a.permute(1, 2, 0, 3).reshape(D, G, T * N)
+        d_hh_steps = d_a_steps if d_hh is d_a else d_hh.permute(1, 2, 0, 3).reshape(D, G, T * N)
+        h_prev = hs[1:-1].permute(1, 2, 0, 3).reshape(D, hs.size(2), -1)
         for d in range(D):
-            d_a_d, d_hh_d = d_a[:, d].reshape(T * N, G), d_hh[:, d].reshape(T, N, G)
-            # dL/dW_hh = Σ_t d_hh_tᵀ h_{t-1}; h_{-1} = 0, so from t = 1
-            w_hh[d].grad.addmm_(d_hh_d[1:].reshape(-1, G).t(), hs[:-1, d].reshape(-1, hs.size(3)))
-            w_ih[d].grad.addmm_(d_a_d.t(), x[:, d].reshape(T * N, -1))  # Σ_t d_a_tᵀ x_t
+            # dL/dW_hh = Σ_t d_hh_t h_{t-1}ᵀ; h_{-1} = 0, so from t = 1
+            w_hh[d].grad.addmm_(d_hh_steps[d, :, N:], h_prev[d].t())
+            w_ih[d].grad.addmm_(d_a_steps[d], x[d].t())  # dL/dW_ih = Σ_t d_a_t x_tᵀ
             if b_ih[d] is not None:  # dL/db = Σ_t Σ_n d
-                b_hh[d].grad.add_(d_hh_d.sum((0, 1)))
-                b_ih[d].grad.add_(d_a_d.sum(0))
-            grad_input.append(d_a_d.mm(w_ih[d].data).view(T, N, -1))  # dL/dx_t = d_a_t W_ih
-        return torch.stack(grad_input, 1)
+                b_hh[d].grad.add_(d_hh_steps[d].sum(1))
+                b_ih[d].grad.add_(d_a_steps[d].sum(1))
+        if not input_grad:
+            return None
+        w_ih_t = _stack(w_ih).transpose(1, 2)
+        return torch.bmm(w_ih_t, d_a_steps).view(D, -1, T, N)  # dL/dx_t = W_ihᵀ d_a_t
 
     def torch_twin(self) -> torch.nn.Module:
         twin = getattr(torch.nn, type(self).__name__)
@@ -225,7 +256,7 @@ class RecurrentBase(Module):
 
 @register("layer", "rnn")
 class RNN(RecurrentBase):
-    """Elman RNN, h_t = act(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh), act tanh or relu.
+    """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu.
 
     Shape: (N, T, input_size) -> (N, T, D·hidden_size), or (N, D·hidden_size) with
     output="last" (D = 2 if bidirectional). As torch.nn.RNN(batch_first=True).
@@ -243,35 +274,35 @@ class RNN(RecurrentBase):
         super().__init__(input_size, hidden_size, num_layers, bias, bidirectional, output)
 
     def _forward_steps(self, a: Tensor, w_hh: Tensor, b_hh: Tensor | None):
-        if b_hh is not None:
-            a.add_(b_hh.unsqueeze(1))  # b_hh enters the same sum as b_ih
-        T, D, N, H = a.shape
-        hs, h, w_hh_t = a.new_empty(T, D, N, H), a.new_zeros(D, N, H), w_hh.transpose(1, 2)
+        T, D, H, N = a.shape  # b_hh is in a
+        hs = a.new_empty(T + 1, D, H, N)
+        hs[0].zero_()
         act_ = torch.tanh_ if self.nonlinearity == "tanh" else torch.relu_
+        a_, h = a.unbind(0), hs.unbind(0)
         for t in range(T):
-            h = act_(torch.baddbmm(a[t], h, w_hh_t, out=hs[t]))  # h_t = act(a_t + h_{t-1} W_hhᵀ)
+            act_(torch.baddbmm(a_[t], w_hh, h[t], out=h[t + 1]))  # h_t = act(a_t + W_hh h_{t-1})
         return hs, ()
 
     def _through_time(self, g: Tensor, hs: Tensor, cache: tuple,
                       w_hh: Tensor) -> tuple[Tensor, Tensor]:
+        h = hs[1:]
         # act'(pre_t) from the output: tanh' = 1 − h², relu' = 1[h > 0]
-        slope = 1 - hs * hs if self.nonlinearity == "tanh" else (hs > 0).to(hs.dtype)
-        d_pre, dh_next = torch.empty_like(hs), g.new_zeros(g.shape[1:])
+        slope = 1 - h * h if self.nonlinearity == "tanh" else (h > 0).to(h.dtype)
+        d_pre, w_hh_t = torch.empty_like(g), w_hh.transpose(1, 2)
+        g_, slope_, d_pre_ = g.unbind(0), slope.unbind(0), d_pre.unbind(0)
+        dh = g_[-1]
         for t in reversed(range(len(g))):
-            torch.mul(g[t] + dh_next, slope[t], out=d_pre[t])  # dL/dpre_t = dL/dh_t ⊙ act'
-            dh_next = torch.bmm(d_pre[t], w_hh)  # dL/dh_{t-1} = dL/dpre_t W_hh
-        return d_pre, d_pre  # a_t and h_{t-1} W_hhᵀ enter the same sum
-
-    def extra_repr(self) -> str:
-        extra = super().extra_repr()
-        return extra if self.nonlinearity == "tanh" else extra + ", nonlinearity='relu'"
+            torch.mul(dh, slope_[t], out=d_pre_[t])  # dL/dpre_t = dL/dh_t ⊙ act'
+            if t:  # dL/dh_{t-1} = g_{t-1} + W_hhᵀ dL/dpre_t
+                dh = torch.baddbmm(g_[t - 1], w_hh_t, d_pre_[t])
+        return d_pre, d_pre  # a_t and W_hh h_{t-1} enter the same sum
 
 
 @register("layer", "lstm")
 class LSTM(RecurrentBase):
     """Long short-term memory (Hochreiter & Schmidhuber, 1997), as torch.nn.LSTM.
 
-        i, f, g, o = σ(a_i), σ(a_f), tanh(a_g), σ(a_o),  a = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh
+        i, f, g, o = σ(a_i), σ(a_f), tanh(a_g), σ(a_o),  a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
         c_t = f ⊙ c_{t-1} + i ⊙ g,   h_t = o ⊙ tanh(c_t)
 
     Shape: (N, T, input_size) -> (N, T, D·hidden_size), or (N, D·hidden_size) with
@@ -281,44 +312,49 @@ class LSTM(RecurrentBase):
     gates = 4
 
     def _forward_steps(self, a: Tensor, w_hh: Tensor, b_hh: Tensor | None):
-        if b_hh is not None:
-            a.add_(b_hh.unsqueeze(1))  # b_hh enters the same sum as b_ih
-        T, D, N, G = a.shape
+        T, D, G, N = a.shape  # b_hh is in a
         H = G // 4
-        hs, cs, tanh_cs = (a.new_empty(T, D, N, H) for _ in range(3))
-        gates, pre = a.new_empty(T, D, N, 4, H), a.new_empty(D, N, 4, H)
-        h, c, w_hh_t = a.new_zeros(D, N, H), a.new_zeros(D, N, H), w_hh.transpose(1, 2)
+        gates, pre = a.new_empty(T, D, G, N), a.new_empty(D, G, N)
+        hs, cs = a.new_empty(T + 1, D, H, N), a.new_empty(T + 1, D, H, N)
+        tanh_cs = a.new_empty(T, D, H, N)
+        hs[0].zero_(), cs[0].zero_()
+        a_, gates_, h, c, tanh_c = (t.unbind(0) for t in (a, gates, hs, cs, tanh_cs))
+        i, f, gg, o = (t.unbind(0) for t in gates.view(T, D, 4, H, N).unbind(2))
+        pre_g = pre[:, 2 * H:3 * H]
         for t in range(T):
-            torch.baddbmm(a[t], h, w_hh_t, out=pre.view(D, N, G))  # a_t + h_{t-1} W_hhᵀ
-            torch.sigmoid(pre, out=gates[t])  # i, f, o = σ(·) …
-            torch.tanh(pre[:, :, 2], out=gates[t, :, :, 2])  # … and g = tanh(·)
-            i, f, gg, o = gates[t].unbind(2)
-            c = torch.addcmul(f * c, i, gg, out=cs[t])  # c_t = f ⊙ c_{t-1} + i ⊙ g
-            h = torch.mul(o, torch.tanh(c, out=tanh_cs[t]), out=hs[t])  # h_t = o ⊙ tanh(c_t)
+            torch.baddbmm(a_[t], w_hh, h[t], out=pre)  # a_t + W_hh h_{t-1}
+            torch.sigmoid(pre, out=gates_[t])  # i, f, o = σ(·) …
+            torch.tanh(pre_g, out=gg[t])  # … and g = tanh(·)
+            torch.addcmul(f[t] * c[t], i[t], gg[t], out=c[t + 1])  # c_t = f ⊙ c_{t-1} + i ⊙ g
+            torch.tanh(c[t + 1], out=tanh_c[t])
+            torch.mul(o[t], tanh_c[t], out=h[t + 1])  # h_t = o ⊙ tanh(c_t)
         return hs, (cs, tanh_cs, gates)
 
     def _through_time(self, g: Tensor, hs: Tensor, cache: tuple,
                       w_hh: Tensor) -> tuple[Tensor, Tensor]:
         cs, tanh_c, gates = cache
-        i, f, gg, o = gates.unbind(3)
-        c_prev = torch.cat((torch.zeros_like(cs[:1]), cs[:-1]))
+        T, D, H, N = g.shape
+        i, f, gg, o = gates.view(T, D, 4, H, N).unbind(2)
         # the factors of the chain rule that do not depend on the incoming gradient:
         dc_dh = o * (1 - tanh_c * tanh_c)  # h = o tanh(c): ∂h/∂c = o tanh'(c)
-        dpre_dc = torch.stack((gg * i * (1 - i),        # c = … + i g, i = σ(a_i)
-                               c_prev * f * (1 - f),    # c = f c_{t-1} + …, f = σ(a_f)
-                               i * (1 - gg * gg)), 3)   # c = … + i g, g = tanh(a_g)
-        dpre_o = tanh_c * o * (1 - o)                   # h = o tanh(c), o = σ(a_o)
-        T, D, N, H = g.shape
-        d_pre = gates.new_empty(T, D, N, 4, H)
-        dh_next, dc_next = g.new_zeros(D, N, H), g.new_zeros(D, N, H)
+        dpre_dc = torch.stack((gg * i * (1 - i),       # c = … + i g, i = σ(a_i)
+                               cs[:-1] * f * (1 - f),  # c = f c_{t-1} + …, f = σ(a_f)
+                               i * (1 - gg * gg)), 2)  # c = … + i g, g = tanh(a_g)
+        dpre_o = tanh_c * o * (1 - o)                  # h = o tanh(c), o = σ(a_o)
+        d_pre, w_hh_t = gates.new_empty(T, D, 4, H, N), w_hh.transpose(1, 2)
+        g_, f_, dc_dh_, dpre_dc_, dpre_o_ = (t.unbind(0) for t in (g, f, dc_dh, dpre_dc, dpre_o))
+        d_ifg, d_o = d_pre[:, :, :3].unbind(0), d_pre[:, :, 3].unbind(0)
+        d_pre_ = d_pre.view(T, D, 4 * H, N).unbind(0)
+        dh, dc_next = g_[-1], g.new_zeros(D, H, N)
         for t in reversed(range(T)):
-            dh = g[t] + dh_next                                   # dL/dh_t
-            dc = torch.addcmul(dc_next, dh, dc_dh[t])             # dL/dc_t: through h, and from t+1
-            torch.mul(dc.unsqueeze(2), dpre_dc[t], out=d_pre[t, :, :, :3])  # dL/da_i, a_f, a_g
-            torch.mul(dh, dpre_o[t], out=d_pre[t, :, :, 3])       # dL/da_o
-            dc_next = dc * f[t]                                   # dL/dc_{t-1} = dL/dc_t ⊙ f
-            dh_next = torch.bmm(d_pre[t].view(D, N, 4 * H), w_hh)  # dL/dh_{t-1} = dL/da_t W_hh
-        d_pre = d_pre.view(T, D, N, 4 * H)
+            dc = torch.addcmul(dc_next, dh, dc_dh_[t])  # dL/dc_t: through h_t, and from c_{t+1}
+            torch.mul(dc.unsqueeze(1), dpre_dc_[t], out=d_ifg[t])  # dL/da_i, a_f, a_g
+            torch.mul(dh, dpre_o_[t], out=d_o[t])  # dL/da_o
+            if t:
+                dc_next = dc * f_[t]  # dL/dc_{t-1} = dL/dc_t ⊙ f
+                # dL/dh_{t-1} = g_{t-1} + W_hhᵀ dL/da_t
+                dh = torch.baddbmm(g_[t - 1], w_hh_t, d_pre_[t])
+        d_pre = d_pre.view(T, D, 4 * H, N)
         return d_pre, d_pre
 
 
@@ -326,48 +362,57 @@ class LSTM(RecurrentBase):
 class GRU(RecurrentBase):
     """Gated recurrent unit (Cho et al., 2014), as torch.nn.GRU.
 
-        r = σ(a_r + h W_hrᵀ + b_hr),  z = σ(a_z + h W_hzᵀ + b_hz)
-        n = tanh(a_n + r ⊙ (h W_hnᵀ + b_hn)),  h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
+        r = σ(a_r + W_hr h + b_hr),  z = σ(a_z + W_hz h + b_hz)
+        n = tanh(a_n + r ⊙ (W_hn h + b_hn)),  h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
 
     Shape: (N, T, input_size) -> (N, T, D·hidden_size), or (N, D·hidden_size) with
     output="last". As torch.nn.GRU(batch_first=True).
     """
 
     gates = 3
+    bias_hh_in_projection = False  # b_hn is multiplied by r
 
     def _forward_steps(self, a: Tensor, w_hh: Tensor, b_hh: Tensor | None):
-        T, D, N, G = a.shape
+        T, D, G, N = a.shape
         H = G // 3
-        hs, ns = a.new_empty(T, D, N, H), a.new_empty(T, D, N, H)
-        hh, rz = a.new_empty(T, D, N, G), a.new_empty(T, D, N, 2 * H)
-        h, w_hh_t = a.new_zeros(D, N, H), w_hh.transpose(1, 2)
+        hs, ns = a.new_empty(T + 1, D, H, N), a.new_empty(T, D, H, N)
+        hh, rz = a.new_empty(T, D, G, N), a.new_empty(T, D, 2 * H, N)
+        hs[0].zero_()
+        h, n, hh_, rz_ = (t.unbind(0) for t in (hs, ns, hh, rz))
+        a_rz, a_n = a[:, :, :2 * H].unbind(0), a[:, :, 2 * H:].unbind(0)
+        hh_rz, hh_n = hh[:, :, :2 * H].unbind(0), hh[:, :, 2 * H:].unbind(0)
+        r, z = (t.unbind(0) for t in rz.view(T, D, 2, H, N).unbind(2))
+        b = None if b_hh is None else b_hh.unsqueeze(2)
         for t in range(T):
-            if b_hh is None:  # h W_hhᵀ + b_hh: the r, z and n parts
-                torch.bmm(h, w_hh_t, out=hh[t])
+            if b is None:  # W_hh h_{t-1} + b_hh: the r, z and n parts
+                torch.bmm(w_hh, h[t], out=hh_[t])
             else:
-                torch.baddbmm(b_hh.unsqueeze(1), h, w_hh_t, out=hh[t])
-            rz_t = torch.add(a[t, ..., :2 * H], hh[t, ..., :2 * H], out=rz[t]).sigmoid_()
-            r, z = rz_t.chunk(2, 2)
-            n = torch.addcmul(a[t, ..., 2 * H:], r, hh[t, ..., 2 * H:], out=ns[t]).tanh_()
-            h = torch.lerp(n, h, z, out=hs[t])  # h_t = n + z ⊙ (h_{t-1} − n)
-        return hs, (hh[..., 2 * H:], rz, ns)
+                torch.baddbmm(b, w_hh, h[t], out=hh_[t])
+            torch.add(a_rz[t], hh_rz[t], out=rz_[t]).sigmoid_()  # r, z = σ(a + W_h h + b_h)
+            torch.addcmul(a_n[t], r[t], hh_n[t], out=n[t]).tanh_()  # n = tanh(a_n + r ⊙ hn)
+            torch.lerp(n[t], h[t], z[t], out=h[t + 1])  # h_t = n + z ⊙ (h_{t-1} − n)
+        return hs, (hh[:, :, 2 * H:], rz, ns)
 
     def _through_time(self, g: Tensor, hs: Tensor, cache: tuple,
                       w_hh: Tensor) -> tuple[Tensor, Tensor]:
         hn, rz, n = cache
-        r, z = rz.chunk(2, 3)
-        h_prev = torch.cat((torch.zeros_like(hs[:1]), hs[:-1]))
+        T, D, H, N = g.shape
+        r, z = rz.view(T, D, 2, H, N).unbind(2)
         # the factors of the chain rule that do not depend on the incoming gradient:
         dan_dh = (1 - z) * (1 - n * n)            # h = (1 − z) n + …, n = tanh(a_n + r ⊙ hn)
         dar_dh = dan_dh * hn * r * (1 - r)        # r enters n's argument times hn, r = σ(a_r)
-        daz_dh = (h_prev - n) * z * (1 - z)       # ∂h/∂z = h_{t-1} − n, z = σ(a_z)
-        dhh_dh = torch.stack((dar_dh, daz_dh, dan_dh * r), 3)  # hn enters n's argument times r
-        T, D, N, H = g.shape
-        dhs, d_hh = g.new_empty(T, D, N, H), g.new_empty(T, D, N, 3, H)
-        dh_next = g.new_zeros(D, N, H)
+        daz_dh = (hs[:-1] - n) * z * (1 - z)      # ∂h/∂z = h_{t-1} − n, z = σ(a_z)
+        dhh_dh = torch.stack((dar_dh, daz_dh, dan_dh * r), 2)  # hn enters n's argument times r
+        dhs, d_hh = g.new_empty(T, D, H, N), g.new_empty(T, D, 3, H, N)
+        w_hh_t = w_hh.transpose(1, 2)
+        g_, z_, dhh_dh_, d_hh_ = (t.unbind(0) for t in (g, z, dhh_dh, d_hh))
+        dh_, dh_col = dhs.unbind(0), dhs.unsqueeze(2).unbind(0)
+        d_hh_flat = d_hh.view(T, D, 3 * H, N).unbind(0)
+        dh_[-1].copy_(g_[-1])  # dL/dh_{T-1}: from the output only
         for t in reversed(range(T)):
-            dh = torch.add(g[t], dh_next, out=dhs[t])           # dL/dh_t
-            torch.mul(dh.unsqueeze(2), dhh_dh[t], out=d_hh[t])  # dL/d(h_{t-1} W_hhᵀ + b_hh)
-            dh_next = torch.baddbmm(dh * z[t], d_hh[t].view(D, N, 3 * H), w_hh)  # dL/dh_{t-1}
-        d_a = dhs.unsqueeze(3) * torch.stack((dar_dh, daz_dh, dan_dh), 3)  # dL/da_t: r, z, n
-        return d_a.view(T, D, N, 3 * H), d_hh.view(T, D, N, 3 * H)
+            torch.mul(dh_col[t], dhh_dh_[t], out=d_hh_[t])  # dL/d(W_hh h_{t-1} + b_hh)
+            if t:  # dL/dh_{t-1} = g_{t-1} + dL/dh_t ⊙ z + W_hhᵀ d_hh_t
+                torch.baddbmm(torch.addcmul(g_[t - 1], dh_[t], z_[t]), w_hh_t, d_hh_flat[t],
+                              out=dh_[t - 1])
+        d_a = dhs.unsqueeze(2) * torch.stack((dar_dh, daz_dh, dan_dh), 2)  # dL/da_t: r, z, n
+        return d_a.view(T, D, 3 * H, N), d_hh.view(T, D, 3 * H, N)

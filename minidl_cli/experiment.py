@@ -163,7 +163,7 @@ def _fit_and_draw(run: Run, trainer: Trainer, progress: Callable[[dict], None] |
              if trainer.stopped_early else {})
     run.write_meta(status="completed", finished_at=now_iso(), epochs_completed=trainer.epoch,
                    **early)
-    _warn_if_not_learning(run, trainer)
+    warn_if_not_learning(run, trainer)
     if plots:  # nothing after training turns a completed run into a failed one
         try:
             draw_plots(run, trainer)
@@ -223,7 +223,7 @@ JUDGE_SCORE_AFTER_EPOCHS = 10  # the final score against a constant guess: as lo
 CHANCE_MARGIN = 0.01  # accuracy within 1 point of always guessing the commonest class
 
 
-def _warn_if_not_learning(run: Run, trainer: Trainer) -> None:
+def warn_if_not_learning(run: Run, trainer: Trainer) -> None:
     """RunWarning when the network did not learn (a learning rate far too large saturates it):
     no epoch after the first lowered the training loss over JUDGE_AFTER_EPOCHS epochs, or,
     after JUDGE_SCORE_AFTER_EPOCHS epochs whose loss rose at least once, the final training

@@ -23,12 +23,13 @@ the oracle checks against. An option annotated `Layers` (or `list[Layers]`, or
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import inspect
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +149,27 @@ def register(kind: str, name: str, *, aliases: tuple[str, ...] = ()) -> Callable
         return target
 
     return decorator
+
+
+def unregister(kind: str, name: str) -> None:
+    """Forget component `name` of `kind` and its aliases, as if its module had never been
+    imported (a plugin a test loads again, as a new process would)."""
+    _entries[kind].pop(name, None)
+    for key in [k for k, owner in _lookup[kind].items() if owner == name]:
+        del _lookup[kind][key]
+
+
+@contextlib.contextmanager
+def restored() -> Iterator[None]:
+    """Put the registry back as it was at the start of the block: what was registered
+    inside it (plugins, a test's layers) is forgotten, what was replaced comes back."""
+    entries = {kind: dict(table) for kind, table in _entries.items()}
+    lookup = {kind: dict(table) for kind, table in _lookup.items()}
+    try:
+        yield
+    finally:
+        for kind in KINDS:
+            _entries[kind], _lookup[kind] = entries[kind], lookup[kind]
 
 
 def load_builtins() -> None:

@@ -15,13 +15,9 @@ torch.set_num_threads(1)
 def isolated_registry():
     """Tests may register plugin components; undo that (and their imports) afterwards."""
     registry.load_builtins()
-    entries = {kind: dict(table) for kind, table in registry._entries.items()}
-    lookup = {kind: dict(table) for kind, table in registry._lookup.items()}
     modules = set(sys.modules)
-    yield
-    for kind in registry.KINDS:
-        registry._entries[kind] = entries[kind]
-        registry._lookup[kind] = lookup[kind]
+    with registry.restored():
+        yield
     for name in set(sys.modules) - modules:
         if "plugin" in name or name.startswith("minidl_test"):
             del sys.modules[name]

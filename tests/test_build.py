@@ -234,9 +234,7 @@ def registered():
 
     yield register
     for name in names:
-        registry._entries["layer"].pop(name)
-        for key in [k for k, v in registry._lookup["layer"].items() if v == name]:
-            registry._lookup["layer"].pop(key)
+        registry.unregister("layer", name)
 
 
 def test_a_backward_of_the_wrong_shape_is_a_build_error_naming_the_layer(registered):
@@ -349,9 +347,7 @@ def test_train_and_gradcheck_name_a_plugin_whose_backward_has_the_wrong_shape(tm
     finally:
         from minidl_cli import registry
 
-        registry._entries["layer"].pop("test_build_badshape", None)
-        for key in [k for k, v in registry._lookup["layer"].items() if v == "test_build_badshape"]:
-            registry._lookup["layer"].pop(key)
+        registry.unregister("layer", "test_build_badshape")
 
 
 def test_an_embedding_on_data_without_a_vocabulary_says_what_it_takes():

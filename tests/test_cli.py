@@ -304,9 +304,7 @@ class Swish(Module):
 def forget_plugin(module: str) -> None:
     """As a new process would be: the module not imported, its layer not registered."""
     sys.modules.pop(module, None)
-    registry._entries["layer"].pop("test_surprise_swish", None)
-    for key in [k for k, v in registry._lookup["layer"].items() if v == "test_surprise_swish"]:
-        del registry._lookup["layer"][key]
+    registry.unregister("layer", "test_surprise_swish")
 
 
 def test_a_run_with_a_plugin_works_from_any_directory(tmp_path, monkeypatch):

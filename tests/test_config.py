@@ -566,9 +566,7 @@ def plugin(tmp_path):
     yield make
     for module, name in written:
         sys.modules.pop(module, None)
-        registry._entries["layer"].pop(name, None)
-        for key in [k for k, v in registry._lookup["layer"].items() if v == name]:
-            del registry._lookup["layer"][key]
+        registry.unregister("layer", name)
 
 
 def test_plugin_layer_is_usable_in_the_model(tiny, plugin, monkeypatch):

@@ -114,15 +114,15 @@ def test_classes_and_functions_are_small(path):
 
 
 def test_no_module_reads_another_modules_private_names():
-    trees = {path: parse(path) for path in modules()}
-    own = {path: defined_private_names(tree) for path, tree in trees.items()}
-    ours = set().union(*own.values())
+    """Over the package, its tests and its benchmarks."""
+    paths = [*modules(), *sorted((ROOT / "tests").rglob("*.py")),
+             *sorted((ROOT / "benchmarks").rglob("*.py"))]
+    trees = {path: parse(path) for path in paths}
     problems = []
     for path, tree in trees.items():
+        own = defined_private_names(tree)
         for line, name, surely in private_reads(tree):
-            if name in own[path] and not surely:
-                continue  # its own name, read on another instance of its own class
-            if name in ours or name not in FOREIGN:
+            if surely or not (name in own or name in FOREIGN):
                 problems.append(f"{path.relative_to(ROOT)}:{line} reads {name}")
     assert not problems, ("make the name public (no underscore, a docstring) or move the "
                           "code to the module that owns it:\n" + "\n".join(problems))

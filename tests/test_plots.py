@@ -457,7 +457,10 @@ def test_a_grid_of_few_images_keeps_its_title_inside_the_figure():
     x = torch.rand(4, 1, 6, 6)
     fig = images_module.image_predictions_figure(x, torch.tensor([0, 1, 0, 1]),
                                                  torch.tensor([0, 0, 0, 1]), ["cat", "dog"])
-    box = fig._suptitle.get_window_extent(fig.canvas.get_renderer())
+    from matplotlib.text import Text
+
+    (title,) = [t for t in fig.findobj(Text) if t.get_text() == fig.get_suptitle()]
+    box = title.get_window_extent(fig.canvas.get_renderer())
     assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)
     assert fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1, (box, fig.bbox)
 

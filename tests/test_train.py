@@ -61,7 +61,7 @@ def test_a_final_score_no_better_than_a_constant_guess_is_a_warning(last, says):
                               dataset=SimpleNamespace(y_train=torch.tensor([0] * 7 + [1] * 3)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        experiment._warn_if_not_learning(None, trainer)
+        experiment.warn_if_not_learning(None, trainer)
     if says is None:
         assert caught == []
     else:
@@ -87,5 +87,5 @@ def test_a_run_that_learnt_everything_at_once_is_not_told_it_did_not_learn():
                                   dataset=SimpleNamespace(y_train=torch.tensor([0, 1])))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            experiment._warn_if_not_learning(None, trainer)
+            experiment.warn_if_not_learning(None, trainer)
         assert caught == [], last

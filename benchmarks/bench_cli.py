@@ -76,6 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
+    results = measure(env, args.runs, args.help_runs)
+    report(results, env)
+    return 0
+
+
+def measure(env: dict[str, str], runs: int, help_runs: int
+            ) -> dict[str, list[tuple[float, float]]]:
+    """(wall s, peak RSS MiB) of each run of `minidl --help`, then of the two trainings
+    (minidl's, the torch.nn script's) interleaved, alternating which goes first."""
     minidl = minidl_command()
     with tempfile.TemporaryDirectory(prefix="minidl-bench-") as runs_dir:
         commands = {
@@ -85,14 +94,18 @@ def main(argv: list[str] | None = None) -> int:
             "torch.nn script (only trains)": [sys.executable, str(REFERENCE)],
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-        for _ in range(args.help_runs):
+        for _ in range(help_runs):
             results["minidl --help"].append(run_once(commands["minidl --help"], env))
         trainings = list(commands)[1:]
-        for i in range(args.runs):  # interleaved, alternating which goes first
+        for i in range(runs):  # interleaved, alternating which goes first
             for name in trainings[::1 if i % 2 == 0 else -1]:
                 results[name].append(run_once(commands[name], env))
                 print(f"  {name}: {results[name][-1][0]:.2f} s", file=sys.stderr, flush=True)
+    return results
 
+
+def report(results: dict[str, list[tuple[float, float]]], env: dict[str, str]) -> None:
+    """The table of medians, bests and peak memory, and the two targets."""
     import torch  # only for the versions line; the children import their own
 
     threads = env.get("OMP_NUM_THREADS", "default")
@@ -109,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| `{name}` | {median[name]:.2f} | {min(walls):.2f} | {max(rss):.0f} "
               f"| {len(samples)} |")
     print()
+    trainings = list(results)[1:]
     train_s, reference_s = median[trainings[0]], median[trainings[1]]
     help_s = median["minidl --help"]
     torch_imported = imports_torch(env)
@@ -117,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{'yes' if torch_imported else 'no'})")
     print(f"         minidl train ≤ torch.nn script: {train_s:.2f} s vs {reference_s:.2f} s, "
           f"ratio {train_s / reference_s:.2f} ({'met' if train_s <= reference_s else 'missed'})")
-    return 0
 
 
 if __name__ == "__main__":

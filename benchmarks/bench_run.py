@@ -169,7 +169,7 @@ def phases(argv: list[str]) -> None:
         common.pause_gc_for_imports()
     import torch  # noqa: F401  (what `minidl train` imports, timed as imports)
 
-    from minidl_cli import experiment  # noqa: F401  (the rest is imported where used)
+    from minidl_cli import experiment
     from minidl_cli.checkpointer import Checkpointer
     from minidl_cli.runs import Run
     from minidl_cli.train import Trainer
@@ -177,21 +177,6 @@ def phases(argv: list[str]) -> None:
     spent = dict.fromkeys(PHASES, 0.0)
     spent[PHASES[0]] = time.process_time()
     fit_started = [0.0]
-
-    def timed(owner, name: str, phase: str) -> None:
-        inner = getattr(owner, name, None)
-        if inner is None:  # the loop was restructured: this phase is counted in "the rest"
-            return
-
-        def wrapper(*args, **kwargs):
-            started = time.process_time()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                spent[phase] += time.process_time() - started
-
-        setattr(owner, name, wrapper)
-
     fit = Trainer.fit
 
     def fit_marked(self, *args, **kwargs):
@@ -199,12 +184,13 @@ def phases(argv: list[str]) -> None:
         return fit(self, *args, **kwargs)
 
     Trainer.fit = fit_marked
-    timed(Trainer, "train_epoch", PHASES[2])
-    timed(Trainer, "measure", PHASES[3])
-    timed(Run, "append_metrics", PHASES[4])
-    timed(Checkpointer, "_keep", PHASES[4])
-    timed(Checkpointer, "write", PHASES[5])
-    timed(experiment, "draw_plots", PHASES[6])
+    for owner, name, phase in ((Trainer, "train_epoch", PHASES[2]),
+                               (Trainer, "measure", PHASES[3]),
+                               (Run, "append_metrics", PHASES[4]),
+                               (Checkpointer, "keep", PHASES[4]),
+                               (Checkpointer, "write", PHASES[5]),
+                               (experiment, "draw_plots", PHASES[6])):
+        _time_calls(owner, name, phase, spent)
     args = ["train", str(CONFIG), "--quiet", f"runs_dir={runs_dir}"]
     args += [f"train.epochs={epochs}"] if epochs else []
     try:
@@ -217,6 +203,23 @@ def phases(argv: list[str]) -> None:
     for phase in PHASES:
         print(f"{phase}\t{spent[phase]:.4f}")
     getattr(cli, "exit_now", sys.exit)(0)  # end the process as `minidl` itself ends it
+
+
+def _time_calls(owner: object, name: str, phase: str, spent: dict[str, float]) -> None:
+    """Wrap `owner.name` so that its CPU time adds to spent[phase]; a name the code does not
+    have (the loop was restructured) leaves its time in "the rest"."""
+    inner = getattr(owner, name, None)
+    if inner is None:
+        return
+
+    def wrapper(*args, **kwargs):
+        started = time.process_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent[phase] += time.process_time() - started
+
+    setattr(owner, name, wrapper)
 
 
 def breakdown_of(runs_dir: str, epochs: int | None, env: dict[str, str]) -> dict[str, float]:

@@ -44,7 +44,7 @@ class Checkpointer:
         when SAVE_EVERY_S have passed since the last write, or when this is the `final`
         epoch."""
         self.run.append_metrics(trainer.history, trainer.columns)
-        self._keep(trainer.state_dict())
+        self.keep(trainer.state_dict())
         if improved:
             self._best, self._copies = self._kept, None  # the next epoch copies elsewhere
         if self.every and trainer.epoch % self.every == 0:
@@ -52,7 +52,7 @@ class Checkpointer:
         if final or time.perf_counter() - self._written >= SAVE_EVERY_S:
             self.write()
 
-    def _keep(self, state: dict[str, Any]) -> None:
+    def keep(self, state: dict[str, Any]) -> None:
         """Keep `state` as it is now: its model and optimizer tensors copied (into the
         previous kept state's copies when they are free and alike), the history by a list
         of its rows (rows never change once appended)."""

@@ -22,6 +22,7 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from minidl_cli.checkpointer import Checkpointer
     from minidl_cli.distributed import World
 
-__all__ = ["Diverged", "Interrupted", "Split", "StopFlag", "Trainer", "resolve_device"]
+__all__ = ["Diverged", "Interrupted", "Split", "StopFlag", "Trainer", "resolve_device",
+           "stop_on_signals"]
 
 
 class Diverged(RuntimeError):
@@ -60,6 +62,32 @@ class StopFlag:
 
     def __call__(self) -> bool:
         return self.signum is not None
+
+
+# Signals that stop a run (saved, marked interrupted, exit 128 + signal): Ctrl-C, kill, and a
+# closed terminal (SIGHUP). One already ignored (nohup, a background job) stays ignored.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    """A StopFlag that SIGINT, SIGTERM and SIGHUP set while the block runs (fit stops at the
+    next batch, the last epoch saved); a second signal raises Interrupted at once. The
+    previous handlers come back at the end."""
+    flag = StopFlag()
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.signum is not None:
+            raise Interrupted(signum)
+        flag.signum = signum
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS
+                if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class Trainer:

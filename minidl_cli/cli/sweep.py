@@ -19,8 +19,8 @@ def train_sweep(config_path: Path, overrides: list[str], specs: list[str],
     """Check every point's config, train the grid (or `trials` points of a search), print
     its summary and the sweep's path."""
     from minidl_cli import search, seeds, sweeps
-    from minidl_cli.cli.train import stop_on_signals
     from minidl_cli.config import load_config
+    from minidl_cli.train import stop_on_signals
 
     try:
         grid = sweeps.parse_sweeps(specs, overrides)
@@ -52,7 +52,7 @@ def train_sweep(config_path: Path, overrides: list[str], specs: list[str],
 def resume_many(path: Path, overrides: list[str], jobs: int, quiet: bool) -> None:
     """Finish every member of a sweep or seed group; print its summary and its path."""
     from minidl_cli import sweeps
-    from minidl_cli.cli.train import stop_on_signals
+    from minidl_cli.train import stop_on_signals
 
     with stop_on_signals() as flag:
         rows = sweeps.resume(path, overrides, jobs, _reporter(quiet), flag)

@@ -21,10 +21,6 @@ from minidl_cli.cli.common import (
     print_group_summary,
 )
 
-# Signals that stop a run (saved, marked interrupted, exit 128 + signal): Ctrl-C, kill, and a
-# closed terminal (SIGHUP). One already ignored (nohup, a background job) stays ignored.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
 
 @contextmanager
 def progress_bar(total: int, done: int, enabled: bool,
@@ -52,27 +48,6 @@ def progress_bar(total: int, done: int, enabled: bool,
         yield lambda row: safely(lambda: bar.update(1, row))
     finally:
         safely(lambda: bar.__exit__(None, None, None))
-
-
-@contextmanager
-def stop_on_signals():
-    """SIGINT/SIGTERM/SIGHUP set a flag the loop polls; a second signal stops at once."""
-    from minidl_cli.train import Interrupted, StopFlag
-
-    flag = StopFlag()
-
-    def handler(signum, frame):
-        if flag.signum is not None:
-            raise Interrupted(signum)
-        flag.signum = signum
-
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS
-                if signal.getsignal(s) is not signal.SIG_IGN}
-    try:
-        yield flag
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 @click.command()
@@ -265,7 +240,7 @@ def _train_replica(world) -> None:
     """A data-parallel rank > 0: train rank 0's run in step with it, silently; then exit."""
     from minidl_cli import experiment
     from minidl_cli.distributed import RankLost
-    from minidl_cli.train import Diverged, Interrupted
+    from minidl_cli.train import Diverged, Interrupted, stop_on_signals
 
     setup = world.follow()
     if setup is None or "error" in setup:  # rank 0 reports the problem
@@ -283,7 +258,7 @@ def _train_replica(world) -> None:
 def _train(run, trainer, quiet: bool, world=None) -> None:
     from minidl_cli import experiment
     from minidl_cli.distributed import RankLost
-    from minidl_cli.train import Diverged, Interrupted
+    from minidl_cli.train import Diverged, Interrupted, stop_on_signals
 
     epochs = trainer.config["train"]["epochs"]
     last = run.checkpoints / "last.pt"
@@ -336,6 +311,7 @@ def _fail(run, message: str) -> None:
 def _train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
     from minidl_cli import seeds
     from minidl_cli.tasks import by_name, format_metric
+    from minidl_cli.train import stop_on_signals
 
     chosen = seeds.parse_seeds(seeds_text)
 

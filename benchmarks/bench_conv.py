@@ -180,104 +180,20 @@ class Raw:
     def __init__(self, case: str, weights: dict[str, torch.Tensor]):
         self.adam = CASES[case][3] == "adam"
         self.state = {k: v.clone() for k, v in weights.items()}
-        self.layers = [self._layer(str(i), m) for i, m in
-                       enumerate(CASES[case][0](torch.nn))]
         self.params = [(v, torch.zeros_like(v), torch.zeros_like(v), torch.zeros_like(v))
                        for k, v in self.state.items() if k.endswith(("weight", "bias"))]
         self.grads = {id(p): grad for p, grad, _, _ in self.params}
+        self.layers = [self._layer(str(i), m) for i, m in
+                       enumerate(CASES[case][0](torch.nn))]
         self.t = 0
 
-    def _layer(self, i: str, m: torch.nn.Module):  # noqa: C901  (one branch per layer type)
-        s, saved = self.state, {}
-        if isinstance(m, torch.nn.Conv2d):
-            w, b = s[i + ".weight"], s.get(i + ".bias")
-            geometry = (m.kernel_size, m.stride, m.padding, m.dilation)
-
-            def forward(x):
-                saved["x"] = x
-                return F.conv2d(x, w, b, m.stride, m.padding)
-
-            def backward(g, need_dx):
-                x = saved["x"]
-                if b is not None:
-                    torch.sum(g, (0, 2, 3), out=self.grads[id(b)])  # Σ g
-                self.grads[id(w)].copy_(weight_gradient(x, g, *geometry, 1))  # x ⋆ g
-                if need_dx:
-                    extra = transposed_output_padding(x.shape[2:], g.shape[2:], *geometry)
-                    return F.conv_transpose2d(g, w, None, m.stride, m.padding, extra)
-                return None
-        elif isinstance(m, torch.nn.Linear):
-            w, b = s[i + ".weight"], s[i + ".bias"]
-
-            def forward(x):
-                saved["x"] = x
-                return torch.addmm(b, x, w.t())
-
-            def backward(g, need_dx):
-                torch.mm(g.t(), saved["x"], out=self.grads[id(w)])  # gᵀ x
-                torch.sum(g, 0, out=self.grads[id(b)])
-                return g.mm(w) if need_dx else None
-        elif isinstance(m, torch.nn.ReLU):
-            def forward(x):
-                saved["y"] = y = torch.relu(x)
-                return y
-
-            def backward(g, need_dx):
-                return saved["y"].sign_().mul_(g)  # the next layer's backward is done with y
-        elif isinstance(m, torch.nn.MaxPool2d):
-            def forward(x):
-                saved["shape"] = x.shape
-                out, saved["argmax"] = F.max_pool2d(x, m.kernel_size, m.stride, m.padding,
-                                                    return_indices=True)
-                return out
-
-            def backward(g, need_dx):
-                n, c, h, w = saved["shape"]
-                dx = g.new_zeros(n, c, h * w)
-                return dx.scatter_add_(2, saved["argmax"].flatten(2), g.flatten(2)).view(
-                    n, c, h, w)
-        elif isinstance(m, torch.nn.Flatten):
-            def forward(x):
-                saved["shape"] = x.shape
-                return x.flatten(1)
-
-            def backward(g, need_dx):
-                return g.view(saved["shape"])
-        elif isinstance(m, torch.nn.BatchNorm2d):
-            gamma, beta = s[i + ".weight"], s[i + ".bias"]
-            mean_r, var_r, count = (s[i + k] for k in (".running_mean", ".running_var",
-                                                       ".num_batches_tracked"))
-
-            def forward(x):
-                x3 = x.flatten(2)
-                k = x3.shape[0] * x3.shape[2]
-                mean = x3.sum(2).sum(0) / k
-                dot = torch.bmm(x3.reshape(-1, 1, x3.shape[2]), x3.reshape(-1, x3.shape[2], 1))
-                var = dot.view(x3.shape[:2]).sum(0) / k - mean * mean
-                count.add_(1)
-                mean_r.mul_(1 - m.momentum).add_(mean, alpha=m.momentum)
-                var_r.mul_(1 - m.momentum).add_(var * (k / (k - 1)), alpha=m.momentum)
-                invstd = torch.rsqrt(var + m.eps)
-                scale = gamma * invstd
-                saved.update(x=x, mean=mean, invstd=invstd, k=k)
-                return torch.addcmul((beta - mean * scale).view(1, -1, 1, 1), x,
-                                     scale.view(1, -1, 1, 1))
-
-            def backward(g, need_dx):
-                x, mean, invstd, k = saved["x"], saved["mean"], saved["invstd"], saved["k"]
-                g3, x3 = g.flatten(2), x.flatten(2)
-                g_sum = torch.sum(g3.sum(2), 0, out=self.grads[id(beta)])
-                dot = torch.bmm(g3.reshape(-1, 1, g3.shape[2]), x3.reshape(-1, x3.shape[2], 1))
-                g_xhat = self.grads[id(gamma)]
-                torch.mul(dot.view(g3.shape[:2]).sum(0) - mean * g_sum, invstd, out=g_xhat)
-                a = gamma * invstd
-                b = -a * invstd * g_xhat / k
-                c = -a * g_sum / k - mean * b
-                return torch.addcmul(c.view(1, -1, 1, 1), x, b.view(1, -1, 1, 1)).addcmul_(
-                    g, a.view(1, -1, 1, 1))
-        else:
-            raise TypeError(f"no raw version of {m}")
-        return forward, backward
+    def _layer(self, i: str, m: torch.nn.Module):
+        """(forward, backward) closures of layer `i` of the network, `m` its torch.nn twin;
+        backward(g, need_dx) writes the parameter gradients into self.grads."""
+        for kind, raw in RAW_LAYERS.items():
+            if isinstance(m, kind):
+                return raw(m, self.state, i, self.grads)
+        raise TypeError(f"no raw version of {m}")
 
     def steps(self, batches) -> None:
         layers = self.layers
@@ -307,6 +223,132 @@ class Raw:
 
     def weights(self) -> list[torch.Tensor]:
         return list(self.state.values())
+
+
+# Raw's layers: each gives (forward, backward) closures over the network's state `s` (tensors
+# by state-dict key), writing parameter gradients into `grads` (by id of the parameter).
+
+def _raw_conv2d(m: torch.nn.Conv2d, s: dict, i: str, grads: dict):
+    saved = {}
+    w, b = s[i + ".weight"], s.get(i + ".bias")
+    geometry = (m.kernel_size, m.stride, m.padding, m.dilation)
+
+    def forward(x):
+        saved["x"] = x
+        return F.conv2d(x, w, b, m.stride, m.padding)
+
+    def backward(g, need_dx):
+        x = saved["x"]
+        if b is not None:
+            torch.sum(g, (0, 2, 3), out=grads[id(b)])  # Σ g
+        grads[id(w)].copy_(weight_gradient(x, g, *geometry, 1))  # x ⋆ g
+        if need_dx:
+            extra = transposed_output_padding(x.shape[2:], g.shape[2:], *geometry)
+            return F.conv_transpose2d(g, w, None, m.stride, m.padding, extra)
+        return None
+
+    return forward, backward
+
+
+def _raw_linear(m: torch.nn.Linear, s: dict, i: str, grads: dict):
+    saved = {}
+    w, b = s[i + ".weight"], s[i + ".bias"]
+
+    def forward(x):
+        saved["x"] = x
+        return torch.addmm(b, x, w.t())
+
+    def backward(g, need_dx):
+        torch.mm(g.t(), saved["x"], out=grads[id(w)])  # gᵀ x
+        torch.sum(g, 0, out=grads[id(b)])
+        return g.mm(w) if need_dx else None
+
+    return forward, backward
+
+
+def _raw_relu(m: torch.nn.ReLU, s: dict, i: str, grads: dict):
+    saved = {}
+
+    def forward(x):
+        saved["y"] = y = torch.relu(x)
+        return y
+
+    def backward(g, need_dx):
+        return saved["y"].sign_().mul_(g)  # the next layer's backward is done with y
+
+    return forward, backward
+
+
+def _raw_max_pool2d(m: torch.nn.MaxPool2d, s: dict, i: str, grads: dict):
+    saved = {}
+
+    def forward(x):
+        saved["shape"] = x.shape
+        out, saved["argmax"] = F.max_pool2d(x, m.kernel_size, m.stride, m.padding,
+                                            return_indices=True)
+        return out
+
+    def backward(g, need_dx):
+        n, c, h, w = saved["shape"]
+        dx = g.new_zeros(n, c, h * w)
+        return dx.scatter_add_(2, saved["argmax"].flatten(2), g.flatten(2)).view(n, c, h, w)
+
+    return forward, backward
+
+
+def _raw_flatten(m: torch.nn.Flatten, s: dict, i: str, grads: dict):
+    saved = {}
+
+    def forward(x):
+        saved["shape"] = x.shape
+        return x.flatten(1)
+
+    def backward(g, need_dx):
+        return g.view(saved["shape"])
+
+    return forward, backward
+
+
+def _raw_batch_norm2d(m: torch.nn.BatchNorm2d, s: dict, i: str, grads: dict):
+    saved = {}
+    gamma, beta = s[i + ".weight"], s[i + ".bias"]
+    mean_r, var_r, count = (s[i + k] for k in (".running_mean", ".running_var",
+                                               ".num_batches_tracked"))
+
+    def forward(x):
+        x3 = x.flatten(2)
+        k = x3.shape[0] * x3.shape[2]
+        mean = x3.sum(2).sum(0) / k
+        dot = torch.bmm(x3.reshape(-1, 1, x3.shape[2]), x3.reshape(-1, x3.shape[2], 1))
+        var = dot.view(x3.shape[:2]).sum(0) / k - mean * mean
+        count.add_(1)
+        mean_r.mul_(1 - m.momentum).add_(mean, alpha=m.momentum)
+        var_r.mul_(1 - m.momentum).add_(var * (k / (k - 1)), alpha=m.momentum)
+        invstd = torch.rsqrt(var + m.eps)
+        scale = gamma * invstd
+        saved.update(x=x, mean=mean, invstd=invstd, k=k)
+        return torch.addcmul((beta - mean * scale).view(1, -1, 1, 1), x,
+                             scale.view(1, -1, 1, 1))
+
+    def backward(g, need_dx):
+        x, mean, invstd, k = saved["x"], saved["mean"], saved["invstd"], saved["k"]
+        g3, x3 = g.flatten(2), x.flatten(2)
+        g_sum = torch.sum(g3.sum(2), 0, out=grads[id(beta)])
+        dot = torch.bmm(g3.reshape(-1, 1, g3.shape[2]), x3.reshape(-1, x3.shape[2], 1))
+        g_xhat = grads[id(gamma)]
+        torch.mul(dot.view(g3.shape[:2]).sum(0) - mean * g_sum, invstd, out=g_xhat)
+        a = gamma * invstd
+        b = -a * invstd * g_xhat / k
+        c = -a * g_sum / k - mean * b
+        return torch.addcmul(c.view(1, -1, 1, 1), x, b.view(1, -1, 1, 1)).addcmul_(
+            g, a.view(1, -1, 1, 1))
+
+    return forward, backward
+
+
+RAW_LAYERS = {torch.nn.Conv2d: _raw_conv2d, torch.nn.Linear: _raw_linear,
+              torch.nn.ReLU: _raw_relu, torch.nn.MaxPool2d: _raw_max_pool2d,
+              torch.nn.Flatten: _raw_flatten, torch.nn.BatchNorm2d: _raw_batch_norm2d}
 
 
 IMPLEMENTATIONS = [Minidl, TorchNN, Raw]
@@ -399,14 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     if torch.get_num_threads() > 1 and args.clock == "cpu":
         args.clock = "wall"  # the CPU time of the calling thread misses the other threads' work
 
-    for case in args.cases:
-        worst = check_agreement(case)
-        print(f"{case}: float64 agreement after 10 steps (max rel. weight difference): "
-              f"{worst:.1e}")
-        if worst > 1e-10:
-            print(f"error: {case}: the implementations disagree; the timings would compare "
-                  "different work", file=sys.stderr)
-            return 1
+    if not all_agree(args.cases):
+        return 1
     print(f"minidl {__version__}, torch {torch.__version__}, Python {platform.python_version()},"
           f" {platform.machine()}, {os.cpu_count()} cores, threads={torch.get_num_threads()}, "
           f"float32, {args.clock} time, best of {args.repeats}, load average "
@@ -417,34 +453,52 @@ def main(argv: list[str] | None = None) -> int:
     missed = []
     for case in args.cases:
         for batch in [args.batch] if args.batch else CASES[case][2]:
-            x, labels = image_data(case, STEPS_PER_EPOCH * batch, torch.float32)
-            weights = initial_weights(case, torch.float32)
-            impls = [cls(case, weights) for cls in IMPLEMENTATIONS]
-            ms = {k: v * 1e3 for k, v in best_step(impls, batches_of(x, labels, batch),
-                                                   args.repeats, args.budget,
-                                                   CLOCKS[args.clock]).items()}
-            del impls
-            speed = ms["torch.nn"] / ms["minidl"]
-            mb = {name: math.nan for name in ms}
-            if not args.no_memory:
-                mb = {cls.name: peak_mb(case, batch, cls.name, args.threads)
-                      for cls in IMPLEMENTATIONS}
-            memory = mb["minidl"] / mb["torch.nn"]
-            print(f"| {case:>7} | {batch:>5} | {ms['minidl']:>9.2f} | {ms['torch.nn']:>11.2f} "
-                  f"| {ms['raw']:>6.2f} | {speed:>16.2f}× | {ms['minidl'] / ms['raw']:>11.2f}× "
-                  f"| {mb['minidl']:>9.1f} | {mb['torch.nn']:>11.1f} | {mb['raw']:>6.1f} "
-                  f"| {memory:>19.2f}× |", flush=True)
-            if speed < 1.0:
-                missed.append(f"{case}, batch {batch}: torch.nn / minidl = {speed:.2f} < 1.0")
-            if memory > 1.5:
-                missed.append(f"{case}, batch {batch}: minidl's peak memory {memory:.2f}× "
-                              "torch.nn's > 1.5")
+            missed += table_row(case, batch, args)
     print()
     print("targets: torch.nn / minidl ≥ 1.0; peak memory ≤ 1.5× torch.nn's")
     for line in missed:
         print(f"  missed: {line}")
     print("  all met" if not missed else "")
     return 0
+
+
+def all_agree(cases: list[str]) -> bool:
+    """Print each case's float64 agreement; False (and an error) when one disagrees."""
+    for case in cases:
+        worst = check_agreement(case)
+        print(f"{case}: float64 agreement after 10 steps (max rel. weight difference): "
+              f"{worst:.1e}")
+        if worst > 1e-10:
+            print(f"error: {case}: the implementations disagree; the timings would compare "
+                  "different work", file=sys.stderr)
+            return False
+    return True
+
+
+def table_row(case: str, batch: int, args: argparse.Namespace) -> list[str]:
+    """Measure one network at one batch size, print its table row; the targets it missed."""
+    x, labels = image_data(case, STEPS_PER_EPOCH * batch, torch.float32)
+    weights = initial_weights(case, torch.float32)
+    impls = [cls(case, weights) for cls in IMPLEMENTATIONS]
+    ms = {k: v * 1e3 for k, v in best_step(impls, batches_of(x, labels, batch), args.repeats,
+                                           args.budget, CLOCKS[args.clock]).items()}
+    del impls
+    speed = ms["torch.nn"] / ms["minidl"]
+    mb = {name: math.nan for name in ms}
+    if not args.no_memory:
+        mb = {cls.name: peak_mb(case, batch, cls.name, args.threads) for cls in IMPLEMENTATIONS}
+    memory = mb["minidl"] / mb["torch.nn"]
+    print(f"| {case:>7} | {batch:>5} | {ms['minidl']:>9.2f} | {ms['torch.nn']:>11.2f} "
+          f"| {ms['raw']:>6.2f} | {speed:>16.2f}× | {ms['minidl'] / ms['raw']:>11.2f}× "
+          f"| {mb['minidl']:>9.1f} | {mb['torch.nn']:>11.1f} | {mb['raw']:>6.1f} "
+          f"| {memory:>19.2f}× |", flush=True)
+    missed = []
+    if speed < 1.0:
+        missed.append(f"{case}, batch {batch}: torch.nn / minidl = {speed:.2f} < 1.0")
+    if memory > 1.5:
+        missed.append(f"{case}, batch {batch}: minidl's peak memory {memory:.2f}× "
+                      "torch.nn's > 1.5")
+    return missed
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The shape of the code itself, read with ast: small classes and functions, and no module
-reading another module's private (underscored) names.
+"""The shape of the code itself (the package and its benchmarks), read with ast: small
+classes and functions, and no module reading another module's private (underscored) names.
 
 A name used by two modules is public (no underscore, a docstring), or it moves to the module
 that owns the idea. A module may read its own private names on any object (Module reads
@@ -104,7 +104,8 @@ def private_reads(tree: ast.Module) -> list[tuple[int, str, bool]]:
     return reads
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", [*modules(), *sorted((ROOT / "benchmarks").rglob("*.py"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_classes_and_functions_are_small(path):
     too_long = [f"{kind} {name}: {lines} lines" for kind, name, lines in sizes(parse(path))
                 if lines >= (MAX_CLASS_LINES if kind == "class" else MAX_FUNCTION_LINES)]

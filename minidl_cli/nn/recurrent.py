@@ -103,7 +103,6 @@ class RecurrentBase(Module):
     """
 
     gates = 1
-    bias_hh_in_projection = True  # b_hh adds to a_t as b_ih does (not the GRU's n gate)
     inferred = {"input_size": -1}  # as torch's Lazy modules would: input.shape[-1]
 
     def __init__(self, input_size: int, hidden_size: Annotated[int, Range(ge=1)],
@@ -168,7 +167,7 @@ class RecurrentBase(Module):
             # (D, F, T·N): every step's input side by side; the reverse direction's flipped
             xs = seq.permute(1, 0, 2)
             inputs = torch.stack((xs, xs.flip(1)) if D == 2 else (xs,)).view(D, -1, T * N)
-            bias = b_ih if b_ih is None or not self.bias_hh_in_projection else b_ih + b_hh
+            bias = None if b_ih is None else self._projection_bias(b_ih, b_hh)
             a = self._input_projection(inputs, w_ih, bias, T)  # (T, D, G·H, N)
             hs, cache = self._forward_steps(a, w_hh, b_hh)  # (T + 1, D, H, N), hs[0] = 0
             self._caches.append((inputs, hs, cache))
@@ -207,8 +206,13 @@ class RecurrentBase(Module):
         """a = W_ih x + b for every step at once, one matrix product per direction:
         x (D, I, T·N), W_ih (D, G·H, I), b (D, G·H) -> (T, D, G·H, N)."""
         D, _, TN = x.shape
-        a = torch.bmm(w_ih, x) if b is None else torch.baddbmm(b.unsqueeze(2), w_ih, x)
-        return a.view(D, -1, steps, TN // steps).permute(2, 0, 1, 3).contiguous()
+        wx = torch.bmm(w_ih, x).view(D, -1, steps, TN // steps).permute(2, 0, 1, 3)
+        a = wx.new_empty(wx.shape)  # time first; the bias is added on the way
+        return a.copy_(wx) if b is None else torch.add(wx, b.view(1, D, -1, 1), out=a)
+
+    def _projection_bias(self, b_ih: Tensor, b_hh: Tensor) -> Tensor:
+        """The bias added to a_t, (D, G·H): b_hh enters the same sum as b_ih."""
+        return b_ih + b_hh
 
     def _backward_steps(self, g: Tensor, x: Tensor, hs: Tensor, cache: tuple,
                         params: list[list[Parameter | None]], input_grad: bool) -> Tensor | None:
@@ -370,7 +374,12 @@ class GRU(RecurrentBase):
     """
 
     gates = 3
-    bias_hh_in_projection = False  # b_hn is multiplied by r
+
+    def _projection_bias(self, b_ih: Tensor, b_hh: Tensor) -> Tensor:
+        """b_ih, and b_hh's r and z parts, which add to a as b_ih does (b_hn is multiplied by r)."""
+        bias = b_ih.clone()
+        bias[:, :2 * bias.size(1) // 3] += b_hh[:, :2 * bias.size(1) // 3]
+        return bias
 
     def _forward_steps(self, a: Tensor, w_hh: Tensor, b_hh: Tensor | None):
         T, D, G, N = a.shape
@@ -382,12 +391,11 @@ class GRU(RecurrentBase):
         a_rz, a_n = a[:, :, :2 * H].unbind(0), a[:, :, 2 * H:].unbind(0)
         hh_rz, hh_n = hh[:, :, :2 * H].unbind(0), hh[:, :, 2 * H:].unbind(0)
         r, z = (t.unbind(0) for t in rz.view(T, D, 2, H, N).unbind(2))
-        b = None if b_hh is None else b_hh.unsqueeze(2)
+        b_n = None if b_hh is None else b_hh[:, 2 * H:].unsqueeze(2)  # b_hr, b_hz are in a
         for t in range(T):
-            if b is None:  # W_hh h_{t-1} + b_hh: the r, z and n parts
-                torch.bmm(w_hh, h[t], out=hh_[t])
-            else:
-                torch.baddbmm(b, w_hh, h[t], out=hh_[t])
+            torch.bmm(w_hh, h[t], out=hh_[t])  # W_hh h_{t-1}: the r, z and n parts …
+            if b_n is not None:
+                hh_n[t].add_(b_n)  # … and hn = W_hn h_{t-1} + b_hn
             torch.add(a_rz[t], hh_rz[t], out=rz_[t]).sigmoid_()  # r, z = σ(a + W_h h + b_h)
             torch.addcmul(a_n[t], r[t], hh_n[t], out=n[t]).tanh_()  # n = tanh(a_n + r ⊙ hn)
             torch.lerp(n[t], h[t], z[t], out=h[t + 1])  # h_t = n + z ⊙ (h_{t-1} − n)

@@ -513,6 +513,30 @@ def test_pngs_are_written_with_the_fastest_zlib_level(tmp_path):
     assert data[idat:idat + 2] == b"\x78\x01"  # zlib header: FLEVEL 0, the fastest
 
 
+def test_save_writes_the_pixels_savefig_writes(tmp_path):
+    """canvas.save draws once and encodes the canvas; savefig lays the figure out in a draw
+    of its own first: the PNGs must show the same pixels, laid out alike."""
+    import io
+
+    from PIL import Image
+
+    ds = spirals(n_train=10, n_test=200, classes=3, generator=torch.Generator().manual_seed(1))
+    metrics = plots.read_metrics(write_metrics(tmp_path / "run", epochs=10) / "metrics.csv")
+    builders = [
+        lambda: points.data_figure(ds.x_test, ds.y_test, class_names=["long class name", "b", "c"]),
+        lambda: curves.curve_figure(metrics, "loss", "mse"),
+        lambda: confusion.confusion_figure(tasks.confusion_matrix(ds.y_test, 2 - ds.y_test, 3)),
+    ]
+    for i, build in enumerate(builders):
+        with canvas.default_style():
+            ours = Image.open(canvas.save(build(), tmp_path / f"{i}.png"))
+            png = io.BytesIO()
+            build().savefig(png, format="png", dpi=canvas.DPI)
+        theirs = Image.open(png)
+        assert ours.size == theirs.size
+        assert np.array_equal(np.asarray(ours), np.asarray(theirs)), f"picture {i} differs"
+
+
 def pixels(fig) -> np.ndarray:
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba()).copy()

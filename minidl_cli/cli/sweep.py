@@ -1,5 +1,6 @@
-"""`minidl train CONFIG --sweep KEY=V1,V2,...` and `minidl train --resume SWEEP_OR_GROUP`:
-many members at once, reported as seed groups are (cli/train.py)."""
+"""`minidl train CONFIG --seeds ...`, `--sweep KEY=V1,V2,...` and `--resume SWEEP_OR_GROUP`:
+many members at once (a seed group, a sweep's points), each reported as it ends, then the
+collection's summary; cli/train.py parses the options and hands over."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import echo
+from minidl_cli.cli.common import echo, print_group_summary
 
 
 def train_sweep(config_path: Path, overrides: list[str], specs: list[str],
@@ -65,6 +66,53 @@ def resume_many(path: Path, overrides: list[str], jobs: int, quiet: bool) -> Non
         _report(path, rows, flag.signum, sweep_keys=None)
 
 
+def train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
+    """Train one run per seed into a group directory, each line as it ends; print the
+    group's summary and its path (exit 1 if a seed did not complete)."""
+    from minidl_cli import seeds
+    from minidl_cli.tasks import by_name, format_metric
+    from minidl_cli.train import stop_on_signals
+
+    chosen = seeds.parse_seeds(seeds_text)
+
+    def report(row: dict) -> None:
+        if not quiet:
+            key = by_name(row["task"]).headline
+            echo(f"seed {row['seed']:>4}: {key.replace('_', ' ')} "
+                 f"{format_metric(key, row[key])} "
+                 f"({row['epochs']} epochs, {row['wall_s']:.1f} s, {row['status']})", err=True)
+
+    with stop_on_signals() as flag:
+        group, rows = seeds.run_seeds(config, chosen, jobs, report, stop=flag)
+    if flag.signum is not None:
+        _report_interrupted_group(group, rows, flag.signum)
+    print_group_summary(rows, next((r["task"] for r in rows if "task" in r), "classification"))
+    echo(group)
+    if any(row["status"] != "completed" for row in rows):
+        sys.exit(1)
+
+
+def _report_interrupted_group(group: Path, rows: list[dict], signum: int) -> None:
+    """Which seeds completed, which were saved mid-training, which never started; exit."""
+    from minidl_cli.seeds import NOT_STARTED
+
+    def seeds_with(*statuses: str) -> list[int]:
+        return [row["seed"] for row in rows if row["status"] in statuses]
+
+    finished, unstarted = seeds_with("completed", "failed"), seeds_with(NOT_STARTED)
+    saved = [s for s in seeds_with("interrupted", "running")]
+    lines = [f"\ninterrupted by {signal.Signals(signum).name}: {len(finished)} of {len(rows)} "
+             f"seeds finished; {group / 'summary.csv'} lists every seed and its status"]
+    if saved:
+        lines.append(f"seeds {', '.join(map(str, saved))} were saved mid-training; resume one "
+                     f"with: minidl train --resume {group / f'seed-{saved[0]:04d}'}")
+    if unstarted:
+        lines.append(f"seeds {', '.join(map(str, unstarted))} were not started")
+    echo("\n".join(lines), err=True)
+    echo(group)
+    sys.exit(128 + signum)
+
+
 def _reporter(quiet: bool):
     from minidl_cli.tasks import by_name, format_metric
 
@@ -83,7 +131,6 @@ def _report(path: Path, rows: list[dict], signum: int | None,
             sweep_keys: list[str] | None, objective: str | None = None) -> None:
     """The summary table (a sweep's points, or a group's seeds); on a signal, what to do
     next and exit 128 + signal; exit 1 when a member did not complete."""
-    from minidl_cli.cli.common import print_group_summary
     from minidl_cli.tasks import by_name, format_metric
 
     task = next((r["task"] for r in rows if "task" in r), "classification")

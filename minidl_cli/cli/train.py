@@ -18,7 +18,6 @@ from minidl_cli.cli.common import (
     echo,
     handle_errors,
     imports_done,
-    print_group_summary,
 )
 
 
@@ -219,7 +218,9 @@ def _open_run(args: tuple[str, ...], resume: Path | None, print_config: bool,
         click.echo(dump_yaml(config), nl=False)
         return None
     if seeds is not None:
-        _train_seeds(config, seeds, jobs, quiet)
+        from minidl_cli.cli.sweep import train_seeds
+
+        train_seeds(config, seeds, jobs, quiet)
         return None
     if nproc > 1:
         distributed.check_gpus(resolve_device(config["train"]["device"]), nproc)
@@ -306,48 +307,3 @@ def _fail(run, message: str) -> None:
     echo(message, err=True)
     echo(run.path)
     sys.exit(1)
-
-
-def _train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
-    from minidl_cli import seeds
-    from minidl_cli.tasks import by_name, format_metric
-    from minidl_cli.train import stop_on_signals
-
-    chosen = seeds.parse_seeds(seeds_text)
-
-    def report(row: dict) -> None:
-        if not quiet:
-            key = by_name(row["task"]).headline
-            echo(f"seed {row['seed']:>4}: {key.replace('_', ' ')} "
-                 f"{format_metric(key, row[key])} "
-                 f"({row['epochs']} epochs, {row['wall_s']:.1f} s, {row['status']})", err=True)
-
-    with stop_on_signals() as flag:
-        group, rows = seeds.run_seeds(config, chosen, jobs, report, stop=flag)
-    if flag.signum is not None:
-        _report_interrupted_group(group, rows, flag.signum)
-    print_group_summary(rows, next((r["task"] for r in rows if "task" in r), "classification"))
-    echo(group)
-    if any(row["status"] != "completed" for row in rows):
-        sys.exit(1)
-
-
-def _report_interrupted_group(group: Path, rows: list[dict], signum: int) -> None:
-    """Which seeds completed, which were saved mid-training, which never started; exit."""
-    from minidl_cli.seeds import NOT_STARTED
-
-    def seeds_with(*statuses: str) -> list[int]:
-        return [row["seed"] for row in rows if row["status"] in statuses]
-
-    finished, unstarted = seeds_with("completed", "failed"), seeds_with(NOT_STARTED)
-    saved = [s for s in seeds_with("interrupted", "running")]
-    lines = [f"\ninterrupted by {signal.Signals(signum).name}: {len(finished)} of {len(rows)} "
-             f"seeds finished; {group / 'summary.csv'} lists every seed and its status"]
-    if saved:
-        lines.append(f"seeds {', '.join(map(str, saved))} were saved mid-training; resume one "
-                     f"with: minidl train --resume {group / f'seed-{saved[0]:04d}'}")
-    if unstarted:
-        lines.append(f"seeds {', '.join(map(str, unstarted))} were not started")
-    echo("\n".join(lines), err=True)
-    echo(group)
-    sys.exit(128 + signum)

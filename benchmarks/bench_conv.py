@@ -11,11 +11,11 @@ Networks (cross-entropy on 10 classes; the step: forward, loss, backward, update
     vgg      3×32×32: a VGG block: conv 3×3 64 (padding 1; no bias, as batch norm removes
                       it) → batch norm → ReLU → conv 3×3 64 (padding 1) → max pool 2 →
                       flatten → linear 10; Adam; batch 128
-    mnist1d  1×40:    MNIST-1D's convnet: conv k5 stride 2 25 → ReLU → conv k3 stride 2 25
-                      → ReLU → conv k3 stride 2 25 → ReLU → flatten → linear 10 (padding 1,
-                      as the data set's reference code); Adam; batch 100. minidl has no
-                      conv1d layer, so every implementation runs it as a conv2d on 1×1×40
-                      inputs with 1×k kernels (torch.nn.Conv1d computes the same).
+    mnist1d  1×40:    MNIST-1D's convnet, configs/mnist1d-cnn.yaml: conv1d k5 stride 2 25
+                      → ReLU → conv1d k3 stride 2 25 → ReLU → conv1d k3 stride 2 25 → ReLU
+                      → flatten → linear 10 (padding 1, as the data set's reference code);
+                      Adam; batch 100. torch.nn.Conv1d is the twin; the raw loop runs
+                      conv1d and its two gradients as minidl's Conv1d writes them.
 
 All three start from the same weights (torch.nn's initialisation) and see the same batches;
 before anything is timed they run 10 float64 steps per network and must end with the same
@@ -81,9 +81,9 @@ def vgg(m) -> list:
 
 
 def mnist1d(m) -> list:
-    return [m.Conv2d(1, 25, (1, 5), stride=(1, 2), padding=(0, 1)), m.ReLU(),
-            m.Conv2d(25, 25, (1, 3), stride=(1, 2), padding=(0, 1)), m.ReLU(),
-            m.Conv2d(25, 25, (1, 3), stride=(1, 2), padding=(0, 1)), m.ReLU(),
+    return [m.Conv1d(1, 25, 5, stride=2, padding=1), m.ReLU(),
+            m.Conv1d(25, 25, 3, stride=2, padding=1), m.ReLU(),
+            m.Conv1d(25, 25, 3, stride=2, padding=1), m.ReLU(),
             m.Flatten(), m.Linear(25 * 5, CLASSES)]
 
 
@@ -92,7 +92,7 @@ CASES = {
     "digits": (digits, (1, 8, 8), (32,), "sgd"),
     "lenet": (lenet, (1, 28, 28), (64, 256), "adam"),
     "vgg": (vgg, (3, 32, 32), (128,), "adam"),
-    "mnist1d": (mnist1d, (1, 1, 40), (100,), "adam"),
+    "mnist1d": (mnist1d, (1, 40), (100,), "adam"),
 }
 
 
@@ -250,6 +250,30 @@ def _raw_conv2d(m: torch.nn.Conv2d, s: dict, i: str, grads: dict):
     return forward, backward
 
 
+def _raw_conv1d(m: torch.nn.Conv1d, s: dict, i: str, grads: dict):
+    saved = {}
+    w, b = s[i + ".weight"], s.get(i + ".bias")
+    (k,), (stride,), (padding,), (dilation,) = m.kernel_size, m.stride, m.padding, m.dilation
+
+    def forward(x):
+        saved["x"] = x
+        return F.conv1d(x, w, b, stride, padding)
+
+    def backward(g, need_dx):
+        x = saved["x"]
+        if b is not None:
+            torch.sum(g, (0, 2), out=grads[id(b)])  # Σ g
+        grads[id(w)].copy_(weight_gradient(x.unsqueeze(2), g.unsqueeze(2), (1, k), (1, stride),
+                                           (0, padding), (1, dilation), 1).squeeze(2))  # x ⋆ g
+        if need_dx:
+            (extra,) = transposed_output_padding(x.shape[2:], g.shape[2:], (k,), (stride,),
+                                                 (padding,), (dilation,))
+            return F.conv_transpose1d(g, w, None, stride, padding, extra)
+        return None
+
+    return forward, backward
+
+
 def _raw_linear(m: torch.nn.Linear, s: dict, i: str, grads: dict):
     saved = {}
     w, b = s[i + ".weight"], s[i + ".bias"]
@@ -346,7 +370,8 @@ def _raw_batch_norm2d(m: torch.nn.BatchNorm2d, s: dict, i: str, grads: dict):
     return forward, backward
 
 
-RAW_LAYERS = {torch.nn.Conv2d: _raw_conv2d, torch.nn.Linear: _raw_linear,
+RAW_LAYERS = {torch.nn.Conv2d: _raw_conv2d, torch.nn.Conv1d: _raw_conv1d,
+              torch.nn.Linear: _raw_linear,
               torch.nn.ReLU: _raw_relu, torch.nn.MaxPool2d: _raw_max_pool2d,
               torch.nn.Flatten: _raw_flatten, torch.nn.BatchNorm2d: _raw_batch_norm2d}
 

@@ -17,6 +17,8 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,19 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
             continue
         return path
     raise RunError(f"could not create a run directory under {runs_dir}")
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the directory `path` (a sweep, a seed group) for this process while the block
+    runs, with the lock a run's own trainer takes (Run.lock): another minidl process that
+    would train it too gets a RunError naming `path`, before it changes anything."""
+    holder = Run(path)
+    holder.lock()
+    try:
+        yield
+    finally:
+        holder.unlock()
 
 
 class Run:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidl_cli import seeds as groups
 from minidl_cli import sweeps
-from minidl_cli.runs import atomic_write, create_run_dir, write_json_atomic
+from minidl_cli.runs import atomic_write, create_run_dir, locked, write_json_atomic
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
@@ -105,7 +105,7 @@ def run_search(config_path: Path, overrides: list[str], grid: list[tuple[str, li
                stop: StopFlag | None = None) -> tuple[Path, list[dict]]:
     """`trials` points drawn by Optuna's TPE sampler (`jobs` at a time), each trained as a
     sweep point; the sweep directory and its summary rows."""
-    from minidl_cli.config import dump_yaml, load_config
+    from minidl_cli.config import load_config
 
     optuna = import_optuna()
     space = parse_space(grid)
@@ -114,6 +114,20 @@ def run_search(config_path: Path, overrides: list[str], grid: list[tuple[str, li
     study = optuna.create_study(direction=direction,
                                 sampler=optuna.samplers.TPESampler(seed=base["seed"]))
     sweep = create_run_dir(Path(base["runs_dir"]), f"{base['name']}-sweep")
+    with locked(sweep):  # a --resume of it from another process is refused meanwhile
+        return sweep, _search(sweep, study, space, base, config_path, overrides, trials,
+                              seeds, jobs, on_done, stop)
+
+
+def _search(sweep: Path, study: Any, space: dict[str, tuple[str, list[Any]]],
+            base: dict[str, Any], config_path: Path, overrides: list[str], trials: int,
+            seeds: list[int] | None, jobs: int, on_done: Callable[[str, dict], None] | None,
+            stop: StopFlag | None) -> list[dict]:
+    """run_search's trials in the new, locked directory `sweep`; the summary rows."""
+    from minidl_cli.config import dump_yaml
+
+    optuna = import_optuna()
+    metric, direction = objective_of(base)
     info: dict[str, Any] = {
         "kind": "minidl-sweep", "keys": list(space),
         "values": {k: [kind, *args] for k, (kind, args) in space.items()}, "seeds": seeds,
@@ -146,7 +160,7 @@ def run_search(config_path: Path, overrides: list[str], grid: list[tuple[str, li
                                   for trial, name in zip(batch, names, strict=True)])
     finally:
         summary = sweeps.finish_sweep(sweep, info, rows)
-    return sweep, summary
+    return summary
 
 
 def _tell(optuna: Any, study: Any, results: list[tuple[Any, float]]) -> None:

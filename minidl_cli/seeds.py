@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minidl_cli.runs import RunError, atomic_write, create_run_dir, write_json_atomic
+from minidl_cli.runs import RunError, atomic_write, create_run_dir, locked, write_json_atomic
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
@@ -130,6 +130,13 @@ def run_seeds(config: dict[str, Any], seeds: list[int], jobs: int = 1,
     seed: its final metrics when it completed, else its status and epochs.
     """
     group = create_run_dir(Path(config["runs_dir"]), f"{config['name']}-seeds")
+    with locked(group):  # a --resume of it from another process is refused meanwhile
+        return group, _train_group(group, config, seeds, jobs, on_done, stop)
+
+
+def _train_group(group: Path, config: dict[str, Any], seeds: list[int], jobs: int,
+                 on_done: Callable[[dict], None] | None, stop: StopFlag | None) -> list[dict]:
+    """run_seeds' work in the new, locked directory `group`; a row per seed."""
     configs = prepare_group(group, config, seeds)
     rows: dict[int, dict] = {}
 
@@ -143,7 +150,7 @@ def run_seeds(config: dict[str, Any], seeds: list[int], jobs: int = 1,
                      for cfg in configs], jobs, done, stop)
     finally:
         finish_group(group, seeds, rows)
-    return group, [rows[seed] for seed in seeds]
+    return [rows[seed] for seed in seeds]
 
 
 def member_name(seed: int) -> str:

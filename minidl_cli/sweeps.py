@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidl_cli import seeds as groups
-from minidl_cli.runs import RunError, atomic_write, create_run_dir, write_json_atomic
+from minidl_cli.runs import RunError, atomic_write, create_run_dir, locked, write_json_atomic
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
@@ -130,10 +130,21 @@ def run_sweep(grid: list[tuple[str, list[str]]],
     """Train every point (a run, or a seed group over `seeds`) into a new sweep directory,
     in `jobs` processes; write sweep.json and summary.csv. Stopped (`stop()` true), the
     queued members never start and the running ones are saved, as in a seed group."""
+    base = resolved[0][1]
+    sweep = create_run_dir(Path(base["runs_dir"]), f"{base['name']}-sweep")
+    with locked(sweep):  # a --resume of it from another process is refused meanwhile
+        return sweep, _start_sweep(sweep, grid, resolved, seeds, jobs, on_done, stop)
+
+
+def _start_sweep(sweep: Path, grid: list[tuple[str, list[str]]],
+                 resolved: list[tuple[dict[str, str], dict[str, Any]]],
+                 seeds: list[int] | None, jobs: int,
+                 on_done: Callable[[str, dict], None] | None,
+                 stop: StopFlag | None) -> list[dict]:
+    """run_sweep's work in the new, locked directory `sweep`; the summary rows."""
     from minidl_cli.config import dump_yaml
 
     base = resolved[0][1]
-    sweep = create_run_dir(Path(base["runs_dir"]), f"{base['name']}-sweep")
     names = _unique([point_name(values) for values, _ in resolved])
     info = {"kind": "minidl-sweep", "keys": [k for k, _ in grid],
             "values": {k: [parse_value(v) for v in vs] for k, vs in grid}, "seeds": seeds,
@@ -155,7 +166,7 @@ def run_sweep(grid: list[tuple[str, list[str]]],
             work.append((groups.train_member,
                          (cfg, sweep / name / groups.member_name(cfg["seed"]))))
             owners.append((name, cfg["seed"]))
-    return sweep, _finish_members(sweep, info, work, owners, jobs, on_done, stop)
+    return _finish_members(sweep, info, work, owners, jobs, on_done, stop)
 
 
 def finish_sweep(sweep: Path, info: dict, rows: dict[tuple[str, int | None], dict]
@@ -241,11 +252,13 @@ def resume(path: Path, overrides: list[str], jobs: int = 1,
             raise RunError(f"cannot change {key} when resuming {path}: only "
                            f"{', '.join(sorted(RESUMABLE_KEYS))} may change (for other "
                            "settings start a new sweep)")
-    if is_sweep(path):
-        return _resume_sweep(path, overrides, jobs, on_done, stop)
-    if groups.is_group(path):
+    if not is_sweep(path) and not groups.is_group(path):
+        raise RunError(f"{path} is neither a sweep nor a seed group")
+    # one process at a time: a sweep (the whole of it, when `path` is one of its points)
+    with locked(path.parent if is_sweep(path.parent) else path):
+        if is_sweep(path):
+            return _resume_sweep(path, overrides, jobs, on_done, stop)
         return _resume_group(path, overrides, jobs, on_done, stop)
-    raise RunError(f"{path} is neither a sweep nor a seed group")
 
 
 def _resume_sweep(path: Path, overrides: list[str], jobs: int,

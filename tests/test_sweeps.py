@@ -167,3 +167,41 @@ def test_plot_redraws_a_sweep_and_a_sweep_is_not_taken_for_a_run(tmp_path):
     refused = invoke("evaluate", sweep)
     assert refused.exit_code == 2 and "is a sweep (from --sweep), not a run" in refused.output
     assert str(sweep / "optimizer.lr=0.01") in refused.output
+
+
+def test_a_sweep_being_trained_refuses_a_second_resume(tmp_path):
+    """While the sweep trains (here: between its points), `--resume` of it or of one of
+    its points from elsewhere is one line, exit 2, and changes nothing; the sweep goes on."""
+    from minidl_cli import sweeps
+
+    grid = parse_sweeps(["optimizer.lr=0.01,0.1"])
+    resolved = sweeps.resolve_points(write_config(tmp_path), ["train.epochs=1"], grid, None)
+    refusals = []
+
+    def meanwhile(point, row):
+        sweep = next((tmp_path / "runs").iterdir())
+        files = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))
+        for target in (sweep, sweep / "optimizer.lr=0.1"):
+            refusals.append(invoke("train", "--resume", target, "-q"))
+        assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == files
+
+    sweep, rows = sweeps.run_sweep(grid, resolved, [0], 1, meanwhile)
+    assert len(refusals) == 4
+    for refused in refusals:
+        assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+        assert f"{sweep} is being trained by another minidl process" in refused.output
+    assert [r["status"] for r in rows] == ["completed"] * 2
+    assert json.loads((sweep / "sweep.json").read_text())["status"] == "completed"
+
+
+def test_a_seed_group_being_trained_refuses_a_second_resume(tmp_path):
+    from minidl_cli.config import load_config
+    from minidl_cli.seeds import run_seeds
+
+    refusals = []
+    config = load_config(write_config(tmp_path), ["train.epochs=1"])
+    group, rows = run_seeds(config, [0, 1], 1, lambda row: refusals.append(
+        invoke("train", "--resume", next((tmp_path / "runs").iterdir()), "-q")))
+    assert [r.exit_code for r in refusals] == [2, 2]
+    assert f"{group} is being trained by another minidl process" in refusals[0].output
+    assert [r["status"] for r in rows] == ["completed"] * 2

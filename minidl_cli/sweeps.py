@@ -46,9 +46,21 @@ def point_dirs(sweep: Path) -> list[Path]:
     return [Path(sweep) / p["name"] for p in info["points"] if (Path(sweep) / p["name"]).is_dir()]
 
 
+# Keys that are not settings of the experiment, and what to do instead.
+NOT_SWEPT = {
+    "seed": "every point of a sweep trains with the same seed, so the points differ only in "
+            "the swept keys; repeat each point over seeds with --seeds 1,2 instead",
+    "name": "a sweep is one directory named after the config; run separate commands with "
+            "name=... to get separately named runs",
+    "runs_dir": "a sweep is one directory inside one runs_dir; run separate commands with "
+                "runs_dir=... to put runs in different places",
+}
+
+
 def parse_sweeps(specs: list[str], overrides: list[str] = ()) -> list[tuple[str, list[str]]]:
     """`KEY=V1,V2,...` specs -> [(key, [value texts])]; ValueError (one line) for a spec
-    without `=`, an empty value list, a key swept twice or also given as an override."""
+    without `=`, an empty value list, a key that is not a setting (NOT_SWEPT), a key swept
+    twice or also given as an override."""
     grid: list[tuple[str, list[str]]] = []
     fixed = {o.partition("=")[0].strip() for o in overrides}
     for spec in specs:
@@ -61,6 +73,8 @@ def parse_sweeps(specs: list[str], overrides: list[str] = ()) -> list[tuple[str,
         if not values or any(v == "" for v in values):
             raise ValueError(f"--sweep {spec!r}: empty value in the list; give the values "
                              f"separated by commas, e.g. --sweep {key}=1,2")
+        if key in NOT_SWEPT:
+            raise ValueError(f"--sweep {key}: {NOT_SWEPT[key]}")
         if key in (k for k, _ in grid):
             raise ValueError(f"--sweep {key}: the key is given twice; list all its values in "
                              f"one --sweep {key}=V1,V2,...")

@@ -31,10 +31,15 @@ def test_the_grid_is_every_combination_in_order():
     (["--sweep", "optimizer.lr=0.1", "--sweep", "optimizer.lr=0.2"], "given twice"),
     (["--sweep", "optimizer.lr=0.1,0.2", "optimizer.lr=0.3"], "also set by the override"),
     (["--sweep", "optimizer.lr"], "expected KEY=V1,V2"),
+    (["--sweep", "seed=1,2"], "--seeds 1,2"),  # would train the same seed twice
+    (["--sweep", "runs_dir=a,b"], "one runs_dir"),
+    (["--sweep", "optimizer.lr=0.1,0.2", "--nproc", "2"], "--jobs"),
 ])
 def test_bad_sweep_specs_are_one_line_and_exit_2(tmp_path, args, needle):
     result = invoke("train", write_config(tmp_path), "-q", *args)
     assert result.exit_code == 2 and needle in result.output, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
 
 
@@ -42,6 +47,7 @@ def test_sweep_with_resume_is_refused(tmp_path):
     run = run_of(invoke("train", write_config(tmp_path), "-q", "train.epochs=1"))
     result = invoke("train", "--resume", run, "--sweep", "optimizer.lr=0.1,0.2")
     assert result.exit_code == 2 and "--sweep" in result.output and "--resume" in result.output
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
 
 
 def test_a_parallel_sweep_of_runs_writes_its_grid_and_summary(tmp_path):

@@ -142,6 +142,10 @@ def handle_errors(command):
         try:
             with showing_run_warnings():
                 return command(*args, **kwargs)
+        except UserError:
+            raise
+        except click.UsageError as e:  # our own checks of the options: one line each, as
+            raise UserError(e.format_message()) from None  # every other bad input
         except (click.ClickException, BrokenPipeError):  # click quiets a closed pipe (| head)
             raise
         except RunWriteError as e:

@@ -280,6 +280,12 @@ def _resume_sweep(path: Path, overrides: list[str], jobs: int,
                   stop: StopFlag | None) -> list[dict]:
     """resume() of a sweep: its points' members not completed, then its summary."""
     info = json.loads((path / SWEEP_FILE).read_text())
+    swept = [o.partition("=")[0].strip() for o in overrides
+             if o.partition("=")[0].strip() in info["keys"]]
+    if swept:
+        raise RunError(f"cannot set {swept[0]} when resuming {path}: it is swept there "
+                       f"({', '.join(map(str, info['values'][swept[0]]))}), each point has its "
+                       "own; resume a point on its own, or start a new sweep")
     work, owners = [], []
     for point in info["points"]:
         folder = path / point["name"]
@@ -374,7 +380,8 @@ def member_work(member: Path, config: dict[str, Any], overrides: list[str]
         return None
     epochs, done = apply_overrides(config, overrides)["train"]["epochs"], meta.get(
         "epochs_completed", 0)
-    if meta.get("status") == "completed" and done >= epochs:
+    extending = any(o.partition("=")[0].strip() == "train.epochs" for o in overrides)
+    if meta.get("status") == "completed" and done >= epochs and not (extending and done > epochs):
         return None
     if done >= epochs:  # checked before anything trains: no member half-way when refused
         raise RunError(f"{member} has already trained {done} of {epochs} epochs; pass "

@@ -99,6 +99,16 @@ def test_a_stopped_sweep_of_seed_groups_resumes_to_completion(tmp_path):
             assert meta(member)["epochs_completed"] == 2 and meta(member)["seed"] == seed
     again = invoke("train", "--resume", sweep, "-q")  # nothing left to do
     assert again.exit_code == 0 and run_of(again) == sweep
+    fewer = invoke("train", "--resume", sweep, "train.epochs=1", "-q")
+    assert fewer.exit_code == 2 and "has already trained 2 of 1 epochs" in fewer.output
+
+
+def test_resume_cannot_set_a_swept_key(tmp_path):
+    sweep = run_of(invoke("train", write_config(tmp_path), "-q", "--sweep", "train.epochs=1,2"))
+    result = invoke("train", "--resume", sweep, "train.epochs=3", "-q")
+    assert result.exit_code == 2, result.output
+    assert "cannot set train.epochs when resuming" in result.output and "swept" in result.output
+    assert [meta(sweep / f"train.epochs={n}")["epochs_completed"] for n in (1, 2)] == [1, 2]
 
 
 def test_resume_finishes_a_stopped_seed_group(tmp_path):

@@ -88,8 +88,12 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None,
     """
     from minidl_cli.distributed import World
 
-    imports_done()  # torch and minidl are in: the garbage collector may walk again
     world = World.from_env()  # set when torchrun (or --nproc) started this process as a rank
+    if not print_config and (world is None or world.rank == 0):
+        from minidl_cli.plots.canvas import import_matplotlib
+
+        import_matplotlib()  # for the pictures drawn when training ends (see imports_done)
+    imports_done()  # torch, minidl and matplotlib are in: the garbage collector may walk again
     if trials is not None and not sweep:
         raise click.UsageError("--trials searches the ranges given with --sweep, e.g. --sweep "
                                "'optimizer.lr=log(0.001,1)'; add one")

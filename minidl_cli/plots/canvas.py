@@ -39,7 +39,8 @@ _style: dict[str, Any] | None = None
 
 
 def import_matplotlib() -> Any:
-    """The matplotlib module, imported without reading MPLBACKEND (see the module docstring)."""
+    """The matplotlib module, imported without reading MPLBACKEND (see the module docstring),
+    with the parts drawing uses (Figure, the Agg canvas, image encoding)."""
     import sys
 
     if "matplotlib" not in sys.modules:
@@ -50,6 +51,9 @@ def import_matplotlib() -> Any:
             if hidden is not None:
                 os.environ["MPLBACKEND"] = hidden
     import matplotlib
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure
+    import matplotlib.image  # noqa: F401
 
     return matplotlib
 

@@ -351,9 +351,10 @@ class LSTM(RecurrentBase):
         i, f, gg, o = gates.view(T, D, 4, H, N).unbind(2)
         # the factors of the chain rule that do not depend on the incoming gradient:
         dc_dh = o * (1 - tanh_c * tanh_c)  # h = o tanh(c): ∂h/∂c = o tanh'(c)
-        dpre_dc = torch.stack((gg * i * (1 - i),       # c = … + i g, i = σ(a_i)
-                               cs[:-1] * f * (1 - f),  # c = f c_{t-1} + …, f = σ(a_f)
-                               i * (1 - gg * gg)), 2)  # c = … + i g, g = tanh(a_g)
+        dpre_dc = g.new_empty(T, D, 3, H, N)  # dL/da_i, a_f, a_g = dL/dc_t ⊙ these:
+        torch.mul(gg * i, 1 - i, out=dpre_dc[:, :, 0])        # c = … + i g, i = σ(a_i)
+        torch.mul(cs[:-1] * f, 1 - f, out=dpre_dc[:, :, 1])   # c = f c_{t-1} + …, f = σ(a_f)
+        torch.mul(i, 1 - gg * gg, out=dpre_dc[:, :, 2])       # c = … + i g, g = tanh(a_g)
         dpre_o = tanh_c * o * (1 - o)                  # h = o tanh(c), o = σ(a_o)
         d_pre, w_hh_t = gates.new_empty(T, D, 4, H, N), w_hh.transpose(1, 2)
         g_, f_, dc_dh_, dpre_dc_, dpre_o_ = (t.unbind(0) for t in (g, f, dc_dh, dpre_dc, dpre_o))
@@ -416,21 +417,25 @@ class GRU(RecurrentBase):
         hn, rz, n = cache
         T, D, H, N = g.shape
         r, z = rz.view(T, D, 2, H, N).unbind(2)
-        # the factors of the chain rule that do not depend on the incoming gradient:
-        dan_dh = (1 - z) * (1 - n * n)            # h = (1 − z) n + …, n = tanh(a_n + r ⊙ hn)
-        dar_dh = dan_dh * hn * r * (1 - r)        # r enters n's argument times hn, r = σ(a_r)
-        daz_dh = (hs[:-1] - n) * z * (1 - z)      # ∂h/∂z = h_{t-1} − n, z = σ(a_z)
-        dhh_dh = torch.stack((dar_dh, daz_dh, dan_dh * r), 2)  # hn enters n's argument times r
-        dhs, d_hh = g.new_empty(T, D, H, N), g.new_empty(T, D, 3, H, N)
+        # the factors of the chain rule that do not depend on the incoming gradient, gate by
+        # gate (r, z, n): dL/da_t = dL/dh_t ⊙ da_dh, dL/d(W_hh h_{t-1} + b_hh) = dL/dh_t ⊙ dhh_dh
+        da_dh, dhh_dh = g.new_empty(T, D, 3, H, N), g.new_empty(T, D, 3, H, N)
+        dar_dh, daz_dh, dan_dh = da_dh.unbind(2)
+        torch.mul(1 - z, 1 - n * n, out=dan_dh)     # h = (1 − z) n + …, n = tanh(a_n + r ⊙ hn)
+        torch.mul(dan_dh * hn, r * (1 - r), out=dar_dh)  # r enters n's argument times hn, σ(a_r)
+        torch.mul((hs[:-1] - n) * z, 1 - z, out=daz_dh)  # ∂h/∂z = h_{t-1} − n, z = σ(a_z)
+        dhh_dh[:, :, :2] = da_dh[:, :, :2]          # r and z enter both sums alike;
+        torch.mul(dan_dh, r, out=dhh_dh[:, :, 2])   # hn enters n's argument times r
+        d_a, d_hh = g.new_empty(T, D, 3, H, N), g.new_empty(T, D, 3, H, N)
         w_hh_t = w_hh.transpose(1, 2)
-        g_, z_, dhh_dh_, d_hh_ = (t.unbind(0) for t in (g, z, dhh_dh, d_hh))
-        dh_, dh_col = dhs.unbind(0), dhs.unsqueeze(2).unbind(0)
+        g_, z_, da_dh_, dhh_dh_ = (t.unbind(0) for t in (g, z, da_dh, dhh_dh))
+        d_a_, d_hh_ = d_a.unbind(0), d_hh.unbind(0)
         d_hh_flat = d_hh.view(T, D, 3 * H, N).unbind(0)
-        dh_[-1].copy_(g_[-1])  # dL/dh_{T-1}: from the output only
+        dh = g_[-1]  # dL/dh_{T-1}: from the output only
         for t in reversed(range(T)):
-            torch.mul(dh_col[t], dhh_dh_[t], out=d_hh_[t])  # dL/d(W_hh h_{t-1} + b_hh)
+            dh_col = dh.unsqueeze(1)
+            torch.mul(dh_col, da_dh_[t], out=d_a_[t])  # dL/da_t
+            torch.mul(dh_col, dhh_dh_[t], out=d_hh_[t])  # dL/d(W_hh h_{t-1} + b_hh)
             if t:  # dL/dh_{t-1} = g_{t-1} + dL/dh_t ⊙ z + W_hhᵀ d_hh_t
-                torch.baddbmm(torch.addcmul(g_[t - 1], dh_[t], z_[t]), w_hh_t, d_hh_flat[t],
-                              out=dh_[t - 1])
-        d_a = dhs.unsqueeze(2) * torch.stack((dar_dh, daz_dh, dan_dh), 2)  # dL/da_t: r, z, n
+                dh = torch.baddbmm(torch.addcmul(g_[t - 1], dh, z_[t]), w_hh_t, d_hh_flat[t])
         return d_a.view(T, D, 3 * H, N), d_hh.view(T, D, 3 * H, N)

@@ -9,14 +9,13 @@ the directories' files: no checkpoint is loaded, so comparing needs no torch.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minidl_cli.runs import RunError
+from minidl_cli.runs import RunError, kept_metrics
 
 IGNORED_KEYS = ("seed", "runs_dir", "name")  # differ between any two runs: not settings
 LOWER_IS_BETTER = ("loss", "error", "mae", "rmse")
@@ -73,12 +72,12 @@ def _entry(path: Path, label: str, config: dict | None = None) -> Entry:
     for member in members:
         try:
             meta = json.loads((member / "meta.json").read_text())
-            with open(member / "metrics.csv", newline="") as f:
-                last = list(csv.DictReader(f))[-1]
-        except (OSError, ValueError, IndexError):
-            continue  # never started, or no epoch yet
+        except (OSError, ValueError):
+            continue  # never started
+        row = kept_metrics(member)  # the last epoch's, or the best with early stopping
+        if row is None:
+            continue  # no epoch yet
         task = meta.get("task", "classification")
-        row = {k: float(v) for k, v in last.items() if v not in (None, "")}
         for split in ("train", "val", "test"):  # classification's error, as summaries show
             if f"{split}_accuracy" in row:
                 row[f"{split}_error"] = 1 - row[f"{split}_accuracy"]

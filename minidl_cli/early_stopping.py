@@ -63,3 +63,17 @@ class Monitor:
         if state.get("monitor", self.name) != self.name:
             return  # another metric was watched before: start counting afresh
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+
+
+def kept_row(rows: list[dict[str, float]], train: dict[str, Any]) -> dict[str, float] | None:
+    """The metrics row of the model a run keeps (the one evaluate and predict use): with
+    `train.early_stopping`, the best epoch's (best.pt), found by replaying the rows through
+    the run's Monitor; otherwise the last row. None without rows."""
+    if not rows:
+        return None
+    if not train.get("early_stopping"):
+        return rows[-1]
+    monitor = Monitor.from_config(train)
+    for row in rows:
+        monitor.update(row)
+    return next((r for r in rows if int(r["epoch"]) == monitor.best_epoch), rows[-1])

@@ -21,6 +21,7 @@ from minidl_cli.runs import (
     RunError,
     RunWarning,
     RunWriteError,
+    default_checkpoint,
     load_checkpoint,
     now_iso,
 )
@@ -286,16 +287,6 @@ def join_run(config: dict[str, Any], checkpoint: Path, world: World) -> Trainer:
     return trainer
 
 
-def default_checkpoint(run: Run) -> str:
-    """evaluate's checkpoint when none is named: best.pt for a run trained with
-    train.early_stopping (the epoch it kept), last.pt otherwise."""
-    try:
-        stopping = load_yaml(run.config_path).get("train", {}).get("early_stopping")
-    except (OSError, ConfigError, AttributeError):
-        return "last"
-    return "best" if stopping and run.checkpoint_path("best").exists() else "last"
-
-
 def load_trainer(run: Run, checkpoint: str = "last") -> tuple[Trainer, dict[str, Any], Path]:
     """A Trainer rebuilt from the run directory alone, holding the chosen checkpoint."""
     path = run.checkpoint_path(checkpoint)
@@ -371,7 +362,7 @@ def evaluate_run(run_dir: Path, checkpoint: str | None = None, out: Path | None 
     import torch
 
     run = Run.open(run_dir)
-    trainer, state, path = load_trainer(run, checkpoint or default_checkpoint(run))
+    trainer, state, path = load_trainer(run, checkpoint or default_checkpoint(run.path))
     result: dict[str, Any] = {"checkpoint": str(path), "epoch": state["epoch"],
                               **trainer.task.describe()}
     with torch.no_grad():
@@ -393,7 +384,7 @@ def evaluate_file(run_dir: Path, data: Path, checkpoint: str | None = None,
     from minidl_cli.data.files import STDIN_NAME
     from minidl_cli.predict import load
 
-    predictor = load(run_dir, checkpoint or default_checkpoint(Run.open(run_dir)))
+    predictor = load(run_dir, checkpoint or default_checkpoint(Run.open(run_dir).path))
     name = shown if shown is not None and shown != str(data) else str(Path(data).absolute())
     stem = "stdin" if name == STDIN_NAME else Path(name).stem
     result: dict[str, Any] = {"checkpoint": str(predictor.checkpoint), "epoch": predictor.epoch,

@@ -330,6 +330,39 @@ class Run:
         return path
 
 
+def default_checkpoint(run_dir: Path) -> str:
+    """The checkpoint evaluate, predict, sample and load() use when none is named: best.pt
+    for a run trained with train.early_stopping (the epoch it kept), last.pt otherwise."""
+    stopping = _train_options(run_dir).get("early_stopping")
+    return "best" if stopping and (Path(run_dir) / "checkpoints" / "best.pt").exists() else "last"
+
+
+def kept_metrics(run_dir: Path) -> dict[str, float] | None:
+    """The metrics.csv row of the model the run keeps (early_stopping.kept_row): the best
+    epoch's for a run trained with train.early_stopping, else the last; None before its
+    first epoch. Empty cells are left out; the others are floats."""
+    from minidl_cli.early_stopping import kept_row
+
+    try:
+        with open(Path(run_dir) / "metrics.csv", newline="") as f:
+            rows = [{k: float(v) for k, v in row.items() if v not in (None, "")}
+                    for row in csv.DictReader(f)]
+    except (OSError, ValueError):
+        return None
+    return kept_row(rows, _train_options(run_dir))
+
+
+def _train_options(run_dir: Path) -> dict[str, Any]:
+    """The train: section of the run's config.yaml ({} when it cannot be read)."""
+    from minidl_cli.config import ConfigError, load_yaml
+
+    try:
+        train = load_yaml(Path(run_dir) / "config.yaml").get("train")
+    except (OSError, ConfigError, AttributeError):
+        return {}
+    return train if isinstance(train, dict) else {}
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a minidl checkpoint with weights_only=True; RunError naming the file otherwise."""
     import pickle

@@ -14,7 +14,6 @@ optional extra (`pip install minidl[sweep]`).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidl_cli import seeds as groups
 from minidl_cli import sweeps
-from minidl_cli.runs import atomic_write, create_run_dir, locked, write_json_atomic
+from minidl_cli.runs import atomic_write, create_run_dir, kept_metrics, locked, write_json_atomic
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
@@ -206,16 +205,15 @@ def _suggest(trial: Any, key: str, kind: str, args: list[Any]) -> Any:
 
 
 def objective(point: Path, metric: str) -> float:
-    """The mean over a point's completed members of `metric` in their last metrics row;
-    NaN when none completed."""
+    """The mean over a point's completed members of `metric` in the metrics row of the
+    model each keeps (runs.kept_metrics); NaN when none completed."""
     members = groups.member_dirs(point) if groups.is_group(point) else [point]
     values = []
     for member in members:
         try:
             if json.loads((member / "meta.json").read_text())["status"] != "completed":
                 continue
-            with open(member / "metrics.csv", newline="") as f:
-                values.append(float(list(csv.DictReader(f))[-1][metric]))
-        except (OSError, ValueError, KeyError, IndexError):
+            values.append((kept_metrics(member) or {})[metric])
+        except (OSError, ValueError, KeyError):
             continue
     return sum(values) / len(values) if values else math.nan

@@ -21,7 +21,15 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minidl_cli.runs import RunError, atomic_write, create_run_dir, locked, write_json_atomic
+from minidl_cli.early_stopping import kept_row
+from minidl_cli.runs import (
+    RunError,
+    atomic_write,
+    create_run_dir,
+    kept_metrics,
+    locked,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
@@ -114,9 +122,9 @@ def _train_and_report(run, trainer, started: float, stop: StopFlag | None) -> di
         status = "failed"
     except Interrupted:
         status = "interrupted"
-    last = trainer.history[-1] if trainer.history else {}
+    kept = kept_row(trainer.history, trainer.config["train"]) or {}
     return {"seed": trainer.config["seed"], "epochs": trainer.epoch,
-            **trainer.task.summary(last), "wall_s": round(time.perf_counter() - started, 3),
+            **trainer.task.summary(kept), "wall_s": round(time.perf_counter() - started, 3),
             "status": status, "task": trainer.task.name}  # task: not a column, says which
 
 
@@ -255,7 +263,8 @@ def finish_group(group: Path, seeds: list[int], rows: dict) -> str:
 
 def member_state(seed: int, member: Path) -> dict:
     """A summary row from a member's files: meta.json's status and epochs, and the final
-    metrics of its last metrics.csv row (those of the epochs its last.pt holds)."""
+    metrics of the model it keeps (runs.kept_metrics: its last metrics.csv row, or its
+    best epoch's with train.early_stopping)."""
     from minidl_cli.tasks import by_name
 
     try:
@@ -264,13 +273,13 @@ def member_state(seed: int, member: Path) -> dict:
         return {"seed": seed, "epochs": 0, "status": NOT_STARTED}
     row = {"seed": seed, "epochs": meta.get("epochs_completed", 0),
            "status": meta.get("status", "interrupted")}
+    values = kept_metrics(member)
     try:
-        with open(member / "metrics.csv", newline="") as f:
-            last = list(csv.DictReader(f))[-1]
         task = by_name(meta["task"])
-    except (OSError, IndexError, KeyError, ValueError):
+    except (KeyError, ValueError):
         return row
-    values = {k: float(v) for k, v in last.items() if v not in (None, "")}
+    if values is None:
+        return row
     # a task's summary reads the row alone: no fitted state is needed
     return {**row, **task.__new__(task).summary(values), "task": meta["task"]}
 

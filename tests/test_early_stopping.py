@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import minidl_cli
 from minidl_cli.early_stopping import Monitor
 from minidl_cli.runs import load_checkpoint
 from tests.helpers import invoke, meta, metrics, run_of, write_config
@@ -46,6 +47,17 @@ def test_stops_at_best_plus_patience_and_evaluate_uses_best(tmp_path):
     assert evaluated["checkpoint"].endswith("best.pt") and evaluated["epoch"] == best
     last = json.loads(invoke("evaluate", run, "--json", "--checkpoint", "last").stdout)
     assert last["epoch"] == best + 3
+
+    # predict, load() and the final metrics of compare are those of the model kept, too
+    assert minidl_cli.load(run).epoch == best and minidl_cli.load(run, "last").epoch == best + 3
+    (tmp_path / "points.csv").write_text("x1,x2\n0.5,0.2\n")
+    kept = invoke("predict", run, tmp_path / "points.csv").stdout
+    assert kept.startswith("prediction,"), kept
+    assert kept == invoke("predict", run, tmp_path / "points.csv", "--checkpoint", "best").stdout
+    assert kept != invoke("predict", run, tmp_path / "points.csv", "--checkpoint", "last").stdout
+    compared = json.loads(invoke("compare", run, "--json").stdout)[0]
+    assert compared["epochs_mean"] == best
+    assert compared["test_accuracy_mean"] == pytest.approx(float(rows[best - 1]["test_accuracy"]))
 
     again = invoke("train", "--resume", run, "train.epochs=200")
     assert again.exit_code == 2 and "stopped early" in again.output

@@ -14,11 +14,12 @@ INPUT_PATH = click.Path(path_type=Path, dir_okay=False)
 @click.command()
 @click.argument("run_dir", type=RUN_PATH)
 @click.argument("input_file", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("--checkpoint", default="last", show_default=True,
-              help="last, best, an epoch number, or a checkpoint file.")
+@click.option("--checkpoint", default=None,
+              help="last, best, an epoch number, or a checkpoint file [default: best for a "
+                   "run trained with train.early_stopping, else last].")
 @click.option("--out", type=INPUT_PATH, help="Write the CSV here instead of to stdout.")
 @handle_errors
-def predict(run_dir: Path, input_file: Path, checkpoint: str, out: Path | None) -> None:
+def predict(run_dir: Path, input_file: Path, checkpoint: str | None, out: Path | None) -> None:
     """Predict every row of INPUT (a CSV or Parquet file; for an image run, an image, a
     folder of images or an .npz with an array x) with a run's network.
 
@@ -35,7 +36,7 @@ def predict(run_dir: Path, input_file: Path, checkpoint: str, out: Path | None) 
     from minidl_cli.predict import load, write_csv
     from minidl_cli.runs import atomic_write
 
-    refuse_out(out, run_dir, (input_file, Path(checkpoint)))
+    refuse_out(out, run_dir, (input_file, Path(checkpoint) if checkpoint else None))
     if out is not None and not out.parent.is_dir():
         raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist; "
                                 "create it or write elsewhere")

@@ -11,8 +11,9 @@ from minidl_cli.cli.common import RUN_PATH, echo, handle_errors
 
 @click.command()
 @click.argument("run_dir", type=RUN_PATH)
-@click.option("--checkpoint", default="last", show_default=True,
-              help="last, best, an epoch number, or a checkpoint file.")
+@click.option("--checkpoint", default=None,
+              help="last, best, an epoch number, or a checkpoint file [default: best for a "
+                   "run trained with train.early_stopping, else last].")
 @click.option("--num", type=click.IntRange(min=1), default=None,
               help="How many samples  [default: 10 items of a lines run, 1 text of a stream run]")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None,
@@ -23,7 +24,7 @@ from minidl_cli.cli.common import RUN_PATH, echo, handle_errors
 @click.option("--prompt", default="", help="Text every sample starts with.")
 @click.option("--seed", type=int, default=None, help="Seed of the draws (default: random).")
 @handle_errors
-def sample(run_dir: Path, checkpoint: str, num: int | None, max_tokens: int | None,
+def sample(run_dir: Path, checkpoint: str | None, num: int | None, max_tokens: int | None,
            temperature: float, prompt: str, seed: int | None) -> None:
     """Print text sampled from a language-model run (data type text).
 

@@ -16,7 +16,7 @@ from minidl_cli.config.plugins import import_plugins
 from minidl_cli.nn import Sequential
 from minidl_cli.nn.module import forward_in_slices
 from minidl_cli.predict.inputs import RunInputs
-from minidl_cli.runs import Run, RunError, load_checkpoint
+from minidl_cli.runs import Run, RunError, default_checkpoint, load_checkpoint
 
 
 class Predictor:
@@ -137,12 +137,14 @@ class Predictor:
             raise ValueError(f"model: {e}") from None
 
 
-def load(run_dir: str | os.PathLike, checkpoint: str = "last") -> Predictor:
-    """The Predictor of a run's checkpoint ('last', 'best', an epoch number or a path).
+def load(run_dir: str | os.PathLike, checkpoint: str | None = None) -> Predictor:
+    """The Predictor of a run's checkpoint ('last', 'best', an epoch number or a path;
+    None: runs.default_checkpoint, best.pt for a run trained with early stopping).
 
     RunError (a ValueError) for a missing run or checkpoint.
     """
     run = Run.open(Path(run_dir))
+    checkpoint = default_checkpoint(run.path) if checkpoint is None else checkpoint
     path = run.checkpoint_path(str(checkpoint))
     if checkpoint == "best" and not path.exists():
         raise RunError(f"{run.path} has no best.pt: it is kept only when train.val_fraction > 0; "

@@ -104,10 +104,13 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
     picture, most of it Pillow's search over the five PNG row filters.
     """
     import matplotlib.image
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from minidl_cli import runs  # the one atomic writer (its OSError names `path`)
 
     path = Path(path)
+    if not isinstance(fig.canvas, FigureCanvasAgg):  # a Figure made elsewhere, as savefig
+        FigureCanvasAgg(fig)
     fig.canvas.draw()
     png = io.BytesIO()
     matplotlib.image.imsave(png, fig.canvas.buffer_rgba(), format="png", origin="upper",

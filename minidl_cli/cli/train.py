@@ -90,9 +90,7 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None,
 
     world = World.from_env()  # set when torchrun (or --nproc) started this process as a rank
     if not print_config and (world is None or world.rank == 0):
-        from minidl_cli.plots.canvas import import_matplotlib
-
-        import_matplotlib()  # for the pictures drawn when training ends (see imports_done)
+        _import_drawing()
     imports_done()  # torch, minidl and matplotlib are in: the garbage collector may walk again
     if trials is not None and not sweep:
         raise click.UsageError("--trials searches the ranges given with --sweep, e.g. --sweep "
@@ -187,6 +185,14 @@ def _check_combinations(args: tuple[str, ...], resume: Path | None, seeds: str |
     problems = [message for clash, message in conflicts if clash]
     if problems:
         raise click.UsageError("\n".join(problems))
+
+
+def _import_drawing() -> None:
+    """matplotlib, for the pictures drawn when training ends, imported while the garbage
+    collector is paused (see imports_done)."""
+    from minidl_cli.plots.canvas import import_matplotlib
+
+    import_matplotlib()
 
 
 def _open_run(args: tuple[str, ...], resume: Path | None, print_config: bool,

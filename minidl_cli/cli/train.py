@@ -98,15 +98,7 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None,
     _check_combinations(args, resume, seeds, jobs, nproc, print_config, world, sweep)
     jobs = jobs or 1
     if world is None and (sweep or _is_collection(resume)):
-        from minidl_cli.cli import sweep as many
-
-        if resume is not None:
-            return many.resume_many(resume, list(args), jobs, quiet)
-        if not args:
-            raise click.UsageError("missing CONFIG (a YAML file) for --sweep")
-        check_overrides(list(args[1:]))
-        return many.train_sweep(Path(args[0]), list(args[1:]), list(sweep), seeds, jobs, quiet,
-                                trials)
+        return _train_many(args, resume, sweep, seeds, jobs, quiet, trials)
     if world is None:
         opened = _open_run(args, resume, print_config, seeds, jobs, quiet, nproc)
         if opened:
@@ -120,6 +112,20 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None,
                                               world=world))
         if opened:
             _train(*opened, quiet, world)
+
+
+def _train_many(args: tuple[str, ...], resume: Path | None, sweep: tuple[str, ...],
+                seeds: str | None, jobs: int, quiet: bool, trials: int | None) -> None:
+    """A new sweep (or search), or the resume of a sweep or seed group (cli/sweep.py)."""
+    from minidl_cli.cli import sweep as many
+
+    if resume is not None:
+        return many.resume_many(resume, list(args), jobs, quiet)
+    if not args:
+        raise click.UsageError("missing CONFIG (a YAML file) for --sweep")
+    check_overrides(list(args[1:]))
+    return many.train_sweep(Path(args[0]), list(args[1:]), list(sweep), seeds, jobs, quiet,
+                            trials)
 
 
 def _join(world) -> None:

@@ -92,10 +92,7 @@ def train(args: tuple[str, ...], resume: Path | None, seeds: str | None,
     if not print_config and (world is None or world.rank == 0):
         _import_drawing()
     imports_done()  # torch, minidl and matplotlib are in: the garbage collector may walk again
-    if trials is not None and not sweep:
-        raise click.UsageError("--trials searches the ranges given with --sweep, e.g. --sweep "
-                               "'optimizer.lr=log(0.001,1)'; add one")
-    _check_combinations(args, resume, seeds, jobs, nproc, print_config, world, sweep)
+    _check_combinations(args, resume, seeds, jobs, nproc, print_config, world, sweep, trials)
     jobs = jobs or 1
     if world is None and (sweep or _is_collection(resume)):
         return _train_many(args, resume, sweep, seeds, jobs, quiet, trials)
@@ -153,10 +150,13 @@ def _is_collection(path: Path | None) -> bool:
 
 def _check_combinations(args: tuple[str, ...], resume: Path | None, seeds: str | None,
                         jobs: int | None, nproc: int, print_config: bool, world,
-                        sweep: tuple[str, ...] = ()) -> None:
+                        sweep: tuple[str, ...] = (), trials: int | None = None) -> None:
     """A usage error (exit 2) naming both options for every combination that would drop
     one of them silently."""
     conflicts = [
+        (trials is not None and not sweep,
+         "--trials searches the ranges given with --sweep, e.g. --sweep "
+         "'optimizer.lr=log(0.001,1)'; add one"),
         (world is not None and nproc > 1,
          f"--nproc: this process is already rank {world.rank if world else 0} of "
          f"WORLD_SIZE={world.size if world else 0} (torchrun starts the ranks); leave --nproc out"),

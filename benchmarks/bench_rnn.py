@@ -11,12 +11,16 @@ features, hidden 256, one direction, 65 classes). Three implementations run side
 in one process, from the same weights on the same batches:
 
 - minidl:   nn.Sequential(nn.GRU(...), nn.Flatten(), nn.Linear(...)), nn.CrossEntropyLoss,
-            optim.Adam, as a user writes the loop;
+            optim.Adam, as the trainer runs the loop (backward_params: no gradient for
+            the data);
 - torch.nn: torch.nn.GRU/LSTM(batch_first=True) + autograd + torch.optim.Adam;
-- raw:      the same forward and backpropagation through time as minidl's (the
-            directions side by side), hand-inlined in plain functions on bare tensors (no
-            modules, no Parameter objects, no input gradient for the data), the same Adam
-            arithmetic: minidl / raw is what minidl's bookkeeping costs.
+- raw:      the same forward and backpropagation through time as minidl's (its layout:
+            time first, the directions side by side, the batch innermost), hand-inlined in
+            plain functions on bare tensors: no modules, no Parameter objects, no input
+            gradient for the data, each kind of weight of both directions kept in one
+            tensor (nothing stacked per step), the head reading the hidden states and
+            sending back their gradient as transposed views (no layout copies), the same
+            Adam arithmetic: minidl / raw is what minidl's bookkeeping costs.
 
 Before timing, the three run a few float64 steps and must agree to 1e-10. Timing as in
 bench_step.py: interleaved, best of N, the thread's CPU time, one intra-op thread.
@@ -158,22 +162,24 @@ def gru_steps(a, w_hh, b_hh):
 
     def backward(g):
         rr, zz = rz.view(T, D, 2, H, N).unbind(2)
-        dan = (1 - zz) * (1 - ns * ns)
-        dar = dan * hh[:, :, 2 * H:] * rr * (1 - rr)
-        daz = (hs[:-1] - ns) * zz * (1 - zz)
-        dhh_dh = torch.stack((dar, daz, dan * rr), 2)
-        dhs, d_hh = g.new_empty(T, D, H, N), g.new_empty(T, D, 3, H, N)
+        da_dh, dhh_dh = g.new_empty(T, D, 3, H, N), g.new_empty(T, D, 3, H, N)
+        dar, daz, dan = da_dh.unbind(2)
+        torch.mul(1 - zz, 1 - ns * ns, out=dan)
+        torch.mul(dan * hh[:, :, 2 * H:], rr * (1 - rr), out=dar)
+        torch.mul((hs[:-1] - ns) * zz, 1 - zz, out=daz)
+        dhh_dh[:, :, :2] = da_dh[:, :, :2]
+        torch.mul(dan, rr, out=dhh_dh[:, :, 2])
+        d_a, d_hh = g.new_empty(T, D, 3, H, N), g.new_empty(T, D, 3, H, N)
         w_hh_t = w_hh.transpose(1, 2)
-        g_, z_, dhh_dh_, d_hh_ = (t.unbind(0) for t in (g, zz, dhh_dh, d_hh))
-        dh_, dh_col = dhs.unbind(0), dhs.unsqueeze(2).unbind(0)
-        d_hh_flat = d_hh.view(T, D, G, N).unbind(0)
-        dh_[-1].copy_(g_[-1])
+        g_, z_, da_dh_, dhh_dh_ = (t.unbind(0) for t in (g, zz, da_dh, dhh_dh))
+        d_a_, d_hh_, d_hh_flat = d_a.unbind(0), d_hh.unbind(0), d_hh.view(T, D, G, N).unbind(0)
+        dh = g_[-1]
         for t in reversed(range(T)):
-            torch.mul(dh_col[t], dhh_dh_[t], out=d_hh_[t])
+            dh_col = dh.unsqueeze(1)
+            torch.mul(dh_col, da_dh_[t], out=d_a_[t])
+            torch.mul(dh_col, dhh_dh_[t], out=d_hh_[t])
             if t:
-                torch.baddbmm(torch.addcmul(g_[t - 1], dh_[t], z_[t]), w_hh_t, d_hh_flat[t],
-                              out=dh_[t - 1])
-        d_a = dhs.unsqueeze(2) * torch.stack((dar, daz, dan), 2)
+                dh = torch.baddbmm(torch.addcmul(g_[t - 1], dh, z_[t]), w_hh_t, d_hh_flat[t])
         return d_a.view(T, D, G, N), d_hh.view(T, D, G, N)
 
     return hs, backward
@@ -198,7 +204,10 @@ def lstm_steps(a, w_hh, b_hh):
     def backward(g):
         ii, ff, gt, oo = gates.view(T, D, 4, H, N).unbind(2)
         dc_dh = oo * (1 - tcs * tcs)
-        dpre_dc = torch.stack((gt * ii * (1 - ii), cs[:-1] * ff * (1 - ff), ii * (1 - gt * gt)), 2)
+        dpre_dc = g.new_empty(T, D, 3, H, N)
+        torch.mul(gt * ii, 1 - ii, out=dpre_dc[:, :, 0])
+        torch.mul(cs[:-1] * ff, 1 - ff, out=dpre_dc[:, :, 1])
+        torch.mul(ii, 1 - gt * gt, out=dpre_dc[:, :, 2])
         dpre_o = tcs * oo * (1 - oo)
         d_pre, w_hh_t = gates.new_empty(T, D, 4, H, N), w_hh.transpose(1, 2)
         g_, f_, dc_dh_, dpre_dc_, dpre_o_ = (t.unbind(0) for t in (g, ff, dc_dh, dpre_dc, dpre_o))
@@ -239,7 +248,7 @@ class Raw:
         with torch.no_grad():
             for xb, yb in batches:
                 N, T, _ = xb.shape
-                xs = xb.permute(2, 1, 0)  # (I, T, N)
+                xs = xb.reshape(N, -1).t().contiguous().view(T, -1, N).transpose(0, 1)  # (I, T, N)
                 x = torch.stack((xs, xs.flip(1))[:D]).view(D, -1, T * N)
                 bias = b_ih + b_hh if self.fold_b_hh else b_ih
                 a = torch.baddbmm(bias.unsqueeze(2), w_ih, x)
@@ -247,7 +256,7 @@ class Raw:
                 hs, backward = self.steps(a, w_hh, b_hh)
                 H = hs.size(2)
                 out = hs[1:, 0] if D == 1 else torch.cat((hs[1:, 0], hs[1:, 1].flip(0)), 1)
-                flat = out.permute(2, 0, 1).reshape(N, -1)  # (N, T·D·H)
+                flat = out.view(-1, N).t()  # (N, T·D·H), a transposed view
                 prob = torch.softmax(torch.addmm(b, flat, w.t()), 1)
                 rows = torch.arange(N)
                 -prob[rows, yb].log().mean()  # the loss value
@@ -255,9 +264,8 @@ class Raw:
                 g = prob.div_(N)  # dL/dlogits = (softmax − onehot) / N
                 gw.addmm_(g.t(), flat)
                 gb.add_(g.sum(0))
-                g_seq = g.mm(w).view(N, T, D, H).permute(1, 2, 3, 0)  # (T, D, H, N)
-                g_steps = g_seq.contiguous() if D == 1 else torch.stack(
-                    (g_seq[:, 0], g_seq[:, 1].flip(0)), 1)
+                g_seq = w.t().mm(g.t()).view(T, D, H, N)  # (g w)ᵀ: each step's columns
+                g_steps = g_seq if D == 1 else torch.stack((g_seq[:, 0], g_seq[:, 1].flip(0)), 1)
                 d_a, d_hh = backward(g_steps)
                 G = d_a.size(2)
                 d_a_steps = d_a.permute(1, 2, 0, 3).reshape(D, G, T * N)

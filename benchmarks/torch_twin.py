@@ -3,11 +3,13 @@
 For each seed, minidl builds the run's parts (the same data, split and initial weights as
 `minidl train CONFIG` with that seed); the model's `to_torch()` twin is then trained with
 autograd and the torch.optim optimizer of the same name and options (sgd, adam, adamw), the
-same epochs, batch size and per-epoch reshuffle (the same seeded generator), gradient
-clipping and per-epoch cosine or step schedule. It prints the final test loss and accuracy
+same epochs, batch size and batch order (the per-epoch reshuffle by the same seeded generator,
+or with `train.shuffle: false` the stored order every epoch), gradient clipping and
+per-epoch cosine or step schedule. It prints the final test loss and accuracy
 of each seed and their mean ± std: the "torch.nn" column of docs/RESULTS.md.
 
     python benchmarks/torch_twin.py configs/mnist1d-cnn.yaml --seeds 0-4
+    python benchmarks/torch_twin.py configs/mnist1d-gru.yaml data.shuffle_sequence=true --seeds 0-4
     python benchmarks/torch_twin.py configs/shakespeare-gpt.yaml --seeds 0
 """
 
@@ -76,12 +78,14 @@ def train_twin(config_path: str, seed: int, overrides: list[str] = ()) -> dict[s
     scheduler = torch_scheduler(config, optimizer)
     train, test = parts.splits["train"], parts.splits["test"]
     batch, clip = config["train"]["batch_size"], config["train"].get("clip_grad_norm")
-    shuffle = torch.Generator().manual_seed(seed)
+    shuffle = torch.Generator().manual_seed(seed) if config["train"]["shuffle"] else None
     started = time.process_time()
     for _ in range(config["train"]["epochs"]):
         net.train()
-        order = torch.randperm(len(train.x), generator=shuffle)
-        x, y = train.x[order], train.targets[order]
+        x, y = train.x, train.targets
+        if shuffle is not None:  # as DataLoader(shuffle=True): a new order every epoch
+            order = torch.randperm(len(x), generator=shuffle)
+            x, y = x[order], y[order]
         for start in range(0, len(x), batch):
             out = net(x[start:start + batch])
             target = y[start:start + batch]
@@ -107,11 +111,13 @@ def seeds(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, as minidl train takes them")
     parser.add_argument("--seeds", default="0", help="e.g. 0-4 (default 0)")
     args = parser.parse_args(argv)
     results = []
     for seed in seeds(args.seeds):
-        result = train_twin(args.config, seed)
+        result = train_twin(args.config, seed, args.overrides)
         results.append(result)
         print(f"seed {seed}: test loss {result['test_loss']:.4f}, test accuracy "
               f"{result['test_accuracy']:.2%} ({result['cpu_s']:.0f} s CPU)", flush=True)

@@ -14,6 +14,7 @@ import bench_gpt  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_rnn  # noqa: E402
 import bench_step  # noqa: E402
+import mnist1d_reference  # noqa: E402
 import torch_twin  # noqa: E402
 
 
@@ -81,15 +82,17 @@ def test_the_gpt_steps_do_the_same_maths():
     assert bench_gpt.check_agreement() < 1e-10
 
 
-def test_the_torch_twin_of_a_config_trains_to_minidls_result(tmp_path):
+@pytest.mark.parametrize("shuffle", ["true", "false"])
+def test_the_torch_twin_of_a_config_trains_to_minidls_result(tmp_path, shuffle):
     """benchmarks/torch_twin.py trains the to_torch() twin on the run's own data, weights and
-    batches: for a linear model (the same arithmetic) it ends at minidl's test loss."""
+    batches (reshuffled every epoch, or in the stored order with train.shuffle: false): for a
+    linear model (the same arithmetic) it ends at minidl's test loss."""
     import csv
 
     from tests.helpers import invoke
 
     config = Path(__file__).resolve().parents[1] / "configs" / "mnist1d-logistic.yaml"
-    overrides = ["train.epochs=2", f"runs_dir={tmp_path}"]
+    overrides = ["train.epochs=2", f"train.shuffle={shuffle}", f"runs_dir={tmp_path}"]
     result = invoke("train", config, "-q", *overrides)
     assert result.exit_code == 0, result.output
     with open(Path(result.stdout.strip().splitlines()[-1]) / "metrics.csv") as f:
@@ -97,3 +100,32 @@ def test_the_torch_twin_of_a_config_trains_to_minidls_result(tmp_path):
     twin = torch_twin.train_twin(str(config), 0, overrides)
     assert abs(twin["test_loss"] - float(last["test_loss"])) < 1e-5
     assert abs(twin["test_accuracy"] - float(last["test_accuracy"])) < 1e-9
+
+
+def test_the_torch_twin_script_takes_overrides_as_minidl_train_does(capsys):
+    """`torch_twin.py CONFIG KEY=VALUE... --seeds S` trains the overridden config."""
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "mnist1d-logistic.yaml")
+    overrides = ["train.epochs=1", "data.shuffle_sequence=true"]
+    assert torch_twin.main([config, *overrides, "--seeds", "0"]) == 0
+    twin = torch_twin.train_twin(config, 0, overrides)
+    assert f"seed 0: test loss {twin['test_loss']:.4f}" in capsys.readouterr().out
+
+
+def test_the_mnist1d_cnn_config_takes_the_papers_batches():
+    """The CNN config's twin (train.shuffle: false) and the authors' protocol written out in
+    benchmarks/mnist1d_reference.py start from the same weights and take the same batches:
+    after one epoch (40 steps) they end at the same test loss and accuracy."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "mnist1d-cnn.yaml"
+    reference = mnist1d_reference.train(mnist1d_reference.load("minidl", False), "cnn", 3,
+                                        steps=40)
+    twin = torch_twin.train_twin(str(config), 3, ["train.epochs=1"])
+    assert abs(reference["test_loss"] - twin["test_loss"]) < 1e-5
+    assert abs(reference["last"] / 100 - twin["test_accuracy"]) < 1e-9
+
+
+def test_the_mnist1d_reference_script_prints_last_and_best(capsys):
+    argv = ["--data", "minidl", "--model", "logistic", "--seeds", "0-1", "--steps", "300",
+            "--shuffle-seq"]
+    assert mnist1d_reference.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("seed ") == 2 and "last: " in out and "best: " in out

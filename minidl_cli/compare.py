@@ -144,15 +144,14 @@ def _metric_names(entries: list[Entry]) -> list[str]:
 
 
 def varied_keys(entries: list[Entry]) -> list[str]:
-    """The flattened config keys whose values are not the same in every entry (less a
-    layer's inferred input size that only repeats another varied key's values). Entries of
+    """The flattened config keys whose values are not the same in every entry, less the
+    sizes a layer reads off its input's shape (they follow the varied keys). Entries of
     different networks differ in `model`, their layer types (linear-relu-linear), instead
     of in every layer's options."""
     keys: list[str] = []
     for entry in entries:
         keys += [k for k in entry.config if k not in keys]
     varied: list[str] = []
-    columns: list[list[str]] = []
     networks = len({e.config.get("model") for e in entries})  # layer types, e.g. linear-relu
     for key in keys:
         column = [json.dumps(e.config.get(key), sort_keys=True) for e in entries]
@@ -160,11 +159,26 @@ def varied_keys(entries: list[Entry]) -> list[str]:
             continue
         if networks > 1 and key.startswith("model."):
             continue  # different networks: the `model` column says which; --json has no more
-        if key.rsplit(".", 1)[-1].startswith("in_") and column in columns:
-            continue  # a size inferred from a varied one (in_features after out_features)
+        if any(_inferred(key, e.config) for e in entries):
+            continue  # read off the input's shape (in_features after out_features or
+            # block_size): it follows a varied key, it is not one
         varied.append(key)
-        columns.append(column)
     return varied
+
+
+def _inferred(key: str, config: dict[str, Any]) -> bool:
+    """Whether the flattened `key` (model.2.in_features) is an argument its layer reads off
+    its input's shape (the layer's declared `inferred` arguments)."""
+    from minidl_cli import registry
+
+    prefix, _, arg = key.rpartition(".")
+    layer = config.get(f"{prefix}.type")
+    if not prefix.startswith("model.") or not isinstance(layer, str):
+        return False
+    try:
+        return arg in registry.lookup("layer", layer).inferred
+    except ValueError:  # a plugin's layer, its plugin not imported here
+        return False
 
 
 def draw(rows: list[dict[str, Any]], keys: list[str], metric: str, out: Path) -> list[Path]:

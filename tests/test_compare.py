@@ -94,3 +94,18 @@ def test_different_networks_differ_in_one_model_column(tmp_path):
                                           "linear-relu-linear-relu-linear-tanh"}
     assert not any(k.startswith("model.") for k in rows[0])
     assert {r["run"] for r in rows} == {runs[0].name, runs[1].name}
+
+
+def test_sizes_read_off_the_input_are_not_varied_keys():
+    """A language model's block_size changes its first linear layer's in_features (block_size
+    × embedding_dim): only block_size is a setting."""
+    from minidl_cli.compare import Entry, varied_keys
+
+    def entry(block_size):
+        config = {"data.block_size": block_size, "model.0.type": "embedding",
+                  "model.0.num_embeddings": 27, "model.0.embedding_dim": 4,
+                  "model.1": "flatten", "model.2.type": "linear",
+                  "model.2.in_features": 4 * block_size, "model.2.out_features": 27}
+        return Entry(f"b{block_size}", ".", config, "language_model")
+
+    assert varied_keys([entry(3), entry(5)]) == ["data.block_size"]

@@ -35,10 +35,13 @@ def test_monitor_counts_epochs_without_improvement():
 
 
 def test_stops_at_best_plus_patience_and_evaluate_uses_best(tmp_path):
-    run = run_of(invoke("train", write_config(tmp_path, MOONS), "--quiet"))
+    trained = invoke("train", write_config(tmp_path, MOONS), "--quiet")
+    run = run_of(trained)
     info, rows = meta(run), metrics(run)
     val = [float(r["val_loss"]) for r in rows]
     best = val.index(min(val)) + 1
+    assert f"stopped early at epoch {best + 3}: val_loss has not improved for 3 epochs; " \
+           f"best.pt keeps epoch {best}" in trained.stderr
     assert info["stopped_early_at"] == len(rows) == best + 3 < 80
     assert info["best_epoch"] == best and info["status"] == "completed"
     assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == best
@@ -77,7 +80,8 @@ def test_patience_counter_survives_resume(tmp_path):
 
 @pytest.mark.parametrize("change,needle", [
     ({"val_fraction": 0.0}, "train.val_fraction=0.2"),
-    ({"early_stopping": {"monitor": "test_loss"}}, "validation metric"),
+    ({"early_stopping": {"monitor": "test_loss"}}, "never watches the test set"),
+    ({"early_stopping": {"monitor": "train_loss"}}, "keeps improving while the network overfits"),
     ({"early_stopping": {"monitor": "val_r2"}}, "val_loss"),
     ({"early_stopping": {"patience": 0}}, "patience"),
 ])

@@ -310,7 +310,17 @@ def _train(run, trainer, quiet: bool, world=None) -> None:
                  f"resume with: minidl train --resume {run.path}", err=True)
         echo(run.path)
         sys.exit(128 + signum)
+    _report_early_stop(trainer)
     echo(run.path)
+
+
+def _report_early_stop(trainer) -> None:
+    """One line on stderr when train.early_stopping ended the run before train.epochs."""
+    monitor = trainer.monitor
+    if trainer.epoch < trainer.config["train"]["epochs"] and monitor.should_stop:
+        echo(f"stopped early at epoch {trainer.epoch}: {monitor.name} has not improved for "
+             f"{monitor.patience} epochs; best.pt keeps epoch {monitor.best_epoch} (evaluate, "
+             "predict and sample use it)", err=True)
 
 
 def _saved_epoch(run) -> int:

@@ -150,9 +150,11 @@ def _early_stopping(check: Checker, given: Any, train: dict) -> Any:
     options = check.options("train.early_stopping", EARLY_STOPPING_OPTIONS, given)
     monitor = options.get("monitor")
     if isinstance(monitor, str) and not monitor.startswith("val_"):
+        why = ("a training metric keeps improving while the network overfits"
+               if monitor.startswith("train_") else
+               "early stopping never watches the test set, kept for the final figures")
         check.problems.append(f"train.early_stopping.monitor: must be a validation metric "
-                              f"such as val_loss or val_accuracy, got {monitor!r} (early "
-                              "stopping never watches the test set)")
+                              f"such as val_loss or val_accuracy, got {monitor!r} ({why})")
     if not train.get("val_fraction"):
         check.problems.append("train.early_stopping: needs a validation split to watch; set "
                               "train.val_fraction=0.2 (or leave out train.early_stopping)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import struct
@@ -360,7 +361,7 @@ def test_a_table_with_three_classes_gets_principal_components_and_a_confusion_ma
         "data.png", "loss.png", "accuracy.png", "predictions.png", "confusion.png"]
 
 
-def test_regression_gets_predicted_against_true_residuals_and_mae(tmp_path):
+def test_regression_gets_predicted_against_true_residuals_and_mae(tmp_path, caplog):
     ds = table()
     targets = torch.stack([ds.x_train[:, 0] * 2, ds.x_train[:, 1]], 1), torch.stack(
         [ds.x_test[:, 0] * 2, ds.x_test[:, 1]], 1)
@@ -370,7 +371,10 @@ def test_regression_gets_predicted_against_true_residuals_and_mae(tmp_path):
     task = tasks.for_dataset(reg)
     task.fit(reg.y_train)  # standardize_target: the network's outputs are z-scores
     outputs = (targets[1] + 0.1 - task.mean) / task.std
-    written = plots.draw_run_plots(tmp_path / "p", reg, task, outputs, metrics, loss_name="l1")
+    with caplog.at_level(logging.WARNING):  # matplotlib logged "Ignoring fixed x limits"
+        written = plots.draw_run_plots(tmp_path / "p", reg, task, outputs, metrics,
+                                       loss_name="l1")
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
     assert drawn(tmp_path / "p", written) == [
         "data.png", "loss.png", "mae.png", "predictions.png", "residuals.png"]
     one = points.targets_figure(reg.x_test[:, :1], targets[1][:, 0], "price", None, "f0")

@@ -74,7 +74,7 @@ def predicted_vs_true_figure(y_true: Any, y_pred: Any,
                 label="y = x (perfect prediction)")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_aspect("equal", adjustable="box")  # the limits stay; the panel is square
         ax.set_xlabel(f"true {names[i]}")
         ax.set_ylabel(f"predicted {names[i]}")
         ax.set_title(f"{names[i]}: R² = {r2[i]:.3f}", fontsize="medium")

@@ -18,9 +18,9 @@ in one process, from the same weights on the same batches:
             time first, the directions side by side, the batch innermost), hand-inlined in
             plain functions on bare tensors: no modules, no Parameter objects, no input
             gradient for the data, each kind of weight of both directions kept in one
-            tensor (nothing stacked per step), the head reading the hidden states and
-            sending back their gradient as transposed views (no layout copies), the same
-            Adam arithmetic: minidl / raw is what minidl's bookkeeping costs.
+            tensor (nothing stacked per step), the head's gradient for the hidden states
+            computed in their layout, (g W)ᵀ = Wᵀ gᵀ (no transposing copy), the same Adam
+            arithmetic: minidl / raw is what minidl's bookkeeping costs.
 
 Before timing, the three run a few float64 steps and must agree to 1e-10. Timing as in
 bench_step.py: interleaved, best of N, the thread's CPU time, one intra-op thread.
@@ -153,9 +153,10 @@ def gru_steps(a, w_hh, b_hh):
     a_rz, a_n = a[:, :, :2 * H].unbind(0), a[:, :, 2 * H:].unbind(0)
     hh_rz, hh_n = hh[:, :, :2 * H].unbind(0), hh[:, :, 2 * H:].unbind(0)
     r, z = (t.unbind(0) for t in rz.view(T, D, 2, H, N).unbind(2))
-    b = b_hh.unsqueeze(2)
+    b_n = b_hh[:, 2 * H:].unsqueeze(2)  # b_hr and b_hz are in a
     for t in range(T):
-        torch.baddbmm(b, w_hh, h[t], out=hh_[t])
+        torch.bmm(w_hh, h[t], out=hh_[t])
+        hh_n[t].add_(b_n)
         torch.add(a_rz[t], hh_rz[t], out=rz_[t]).sigmoid_()
         torch.addcmul(a_n[t], r[t], hh_n[t], out=n[t]).tanh_()
         torch.lerp(n[t], h[t], z[t], out=h[t + 1])
@@ -232,7 +233,8 @@ class Raw:
 
     def __init__(self, cell: str, size: str, weights: dict):
         self.steps = {"gru": gru_steps, "lstm": lstm_steps}[cell]
-        self.fold_b_hh = cell == "lstm"  # b_hh adds to the input projection (not the GRU's)
+        # the part of b_hh that adds to the input projection: all of it, or the GRU's r and z
+        self.folded = slice(None) if cell == "lstm" else slice(0, 2 * SIZES[size][3])
         D = self.D = 2 if SIZES[size][4] else 1
         p = list(weights.values())
         # (D, …) per kind: w_ih, w_hh, b_ih, b_hh; then the head's weight and bias
@@ -250,18 +252,18 @@ class Raw:
                 N, T, _ = xb.shape
                 xs = xb.reshape(N, -1).t().contiguous().view(T, -1, N).transpose(0, 1)  # (I, T, N)
                 x = torch.stack((xs, xs.flip(1))[:D]).view(D, -1, T * N)
-                bias = b_ih + b_hh if self.fold_b_hh else b_ih
+                bias = b_ih.clone()
+                bias[:, self.folded] += b_hh[:, self.folded]
                 a = torch.baddbmm(bias.unsqueeze(2), w_ih, x)
                 a = a.view(D, -1, T, N).permute(2, 0, 1, 3).contiguous()  # (T, D, G, N)
                 hs, backward = self.steps(a, w_hh, b_hh)
                 H = hs.size(2)
                 out = hs[1:, 0] if D == 1 else torch.cat((hs[1:, 0], hs[1:, 1].flip(0)), 1)
-                flat = out.view(-1, N).t()  # (N, T·D·H), a transposed view
-                prob = torch.softmax(torch.addmm(b, flat, w.t()), 1)
-                rows = torch.arange(N)
-                -prob[rows, yb].log().mean()  # the loss value
-                prob[rows, yb] -= 1
-                g = prob.div_(N)  # dL/dlogits = (softmax − onehot) / N
+                flat = out.view(-1, N).t().contiguous()  # (N, T·D·H): one 2-D transpose
+                log_prob = torch.log_softmax(torch.addmm(b, flat, w.t()), 1)
+                torch.nn.functional.nll_loss(log_prob, yb)  # the loss value
+                g = log_prob.exp_().scatter_(1, yb.unsqueeze(1), -1.0, reduce="add")
+                g.div_(N)  # dL/dlogits = (softmax − onehot) / N
                 gw.addmm_(g.t(), flat)
                 gb.add_(g.sum(0))
                 g_seq = w.t().mm(g.t()).view(T, D, H, N)  # (g w)ᵀ: each step's columns

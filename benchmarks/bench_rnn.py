@@ -27,6 +27,7 @@ bench_step.py: interleaved, best of N, the thread's CPU time, one intra-op threa
 
     python benchmarks/bench_rnn.py
     python benchmarks/bench_rnn.py --cells gru --sizes mnist1d --repeats 5
+    python benchmarks/bench_rnn.py --floor     # the layer alone against its matrix products
 """
 
 from __future__ import annotations
@@ -316,6 +317,50 @@ def check_agreement(cell: str, size: str, epochs: int = 1) -> float:
     return worst
 
 
+def layer_floor(cell: str, size: str, repeats: int, clock) -> dict[str, float]:
+    """ms of the recurrent layer alone, forward and backward (no head, loss or optimizer),
+    interleaved, best of `repeats`: torch.nn's (autograd; the input needs no gradient, as
+    in the step), minidl's (backward_params), and the matrix products alone that
+    minidl's layer runs, on tensors of the same shapes: the input projection, one product
+    per step forward, one per step but the first backward, dL/dW_hh and dL/dW_ih."""
+    batch, T, features, hidden, bidirectional, _ = SIZES[size]
+    D, G = (2 if bidirectional else 1), {"gru": 3, "lstm": 4}[cell] * hidden
+    x, g = torch.randn(batch, T, features), torch.randn(batch, T, D * hidden)
+    twin = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](
+        features, hidden, batch_first=True, bidirectional=bidirectional)
+    ours = {"gru": nn.GRU, "lstm": nn.LSTM}[cell](features, hidden, bidirectional=bidirectional)
+    w_ih, w_hh = torch.randn(D, G, features), torch.randn(D, G, hidden)
+    xs, h, d = torch.randn(D, features, T * batch), torch.randn(D, hidden, batch), \
+        torch.randn(D, G, T * batch)
+
+    def torch_nn():
+        twin(x)[0].backward(g)
+
+    def minidl():
+        with torch.no_grad():
+            ours(x)
+            ours.backward_params(g)
+
+    def products():
+        torch.bmm(w_ih, xs)  # a = W_ih x, every step
+        for _ in range(T):  # W_hh h_{t-1}
+            torch.bmm(w_hh, h)
+        for _ in range(T - 1):  # W_hhᵀ dL/dpre_t
+            torch.bmm(w_hh.transpose(1, 2), d[:, :, :batch])
+        torch.bmm(d, xs.transpose(1, 2))  # dL/dW_ih
+        torch.bmm(d[:, :, batch:], d[:, :hidden, batch:].transpose(1, 2))  # dL/dW_hh
+
+    runs = {"torch.nn layer": torch_nn, "minidl layer": minidl, "its matrix products": products}
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, run in runs.items():
+            run()
+            start = clock()
+            run()
+            best[name] = min(best[name], (clock() - start) * 1e3)
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", nargs="+", default=["gru", "lstm"], choices=["gru", "lstm"])
@@ -325,10 +370,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per measurement (default 0.2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
+    parser.add_argument("--floor", action="store_true",
+                        help="time the recurrent layer alone against its matrix products alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if torch.get_num_threads() > 1 and args.clock == "cpu":
         args.clock = "wall"
+    if args.floor:
+        print_header("| cell | size | torch.nn layer ms | minidl layer ms "
+                     "| its matrix products ms |")
+        for cell in args.cells:
+            for size in args.sizes:
+                ms = layer_floor(cell, size, args.repeats, CLOCKS[args.clock])
+                print(f"| {cell:>4} | {size:>7} | " + " | ".join(f"{v:.2f}" for v in ms.values())
+                      + " |", flush=True)
+        return 0
     for cell in args.cells:
         if not agreed(check_agreement(cell, "mnist1d"), f"{cell}: the implementations disagree"):
             return 1

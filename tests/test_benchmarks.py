@@ -76,6 +76,17 @@ def test_the_recurrent_steps_do_the_same_maths(cell):
     assert bench_rnn.check_agreement(cell, "mnist1d") < 1e-10
 
 
+def test_the_recurrent_floor_table_prints_each_layer_and_its_products(capsys):
+    """--floor: the layer alone (torch.nn, minidl) and minidl's matrix products alone."""
+    assert bench_rnn.main(["--floor", "--sizes", "mnist1d", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| cell | size | torch.nn layer ms | minidl layer ms | its matrix products ms |" in out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| ")][1:]
+    assert [(row[1].strip(), row[2].strip()) for row in rows] == [("gru", "mnist1d"),
+                                                                  ("lstm", "mnist1d")]
+    assert all(float(v) > 0 for row in rows for v in row[3:6])
+
+
 def test_the_gpt_steps_do_the_same_maths():
     """The GPT config in minidl, in torch.nn with plain attention and with fused attention:
     the same weights after 3 float64 AdamW steps."""

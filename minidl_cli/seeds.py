@@ -115,17 +115,25 @@ def _train_and_report(run, trainer, started: float, stop: StopFlag | None) -> di
     from minidl_cli.experiment import train_run
     from minidl_cli.train import Diverged, Interrupted
 
-    status = "completed"
+    status, why = "completed", {}
     try:
         train_run(run, trainer, stop=stop)
-    except Diverged:
-        status = "failed"
+    except Diverged as e:
+        status, why = "failed", {"reason": diverged_reason(e, trainer.config)}
+        run.write_meta(**why)  # for whoever reads the member back (a resumed sweep)
     except Interrupted:
         status = "interrupted"
     kept = kept_row(trainer.history, trainer.config["train"]) or {}
     return {"seed": trainer.config["seed"], "epochs": trainer.epoch,
             **trainer.task.summary(kept), "wall_s": round(time.perf_counter() - started, 3),
-            "status": status, "task": trainer.task.name}  # task: not a column, says which
+            "status": status, "task": trainer.task.name, **why}  # task: not a column
+
+
+def diverged_reason(error: Exception, config: dict[str, Any]) -> str:
+    """Why a member failed when its loss diverged, and what a single run advises then."""
+    lr = config["optimizer"].get("lr")
+    example = f", e.g. optimizer.lr={lr / 10:g}" if isinstance(lr, (int, float)) else ""
+    return f"{error}; try a smaller learning rate{example}"
 
 
 def run_seeds(config: dict[str, Any], seeds: list[int], jobs: int = 1,
@@ -272,7 +280,8 @@ def member_state(seed: int, member: Path) -> dict:
     except (OSError, ValueError):
         return {"seed": seed, "epochs": 0, "status": NOT_STARTED}
     row = {"seed": seed, "epochs": meta.get("epochs_completed", 0),
-           "status": meta.get("status", "interrupted")}
+           "status": meta.get("status", "interrupted"),
+           **({"reason": meta["reason"]} if meta.get("reason") else {})}
     values = kept_metrics(member)
     try:
         task = by_name(meta["task"])

@@ -21,6 +21,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import re
 import shutil
 from collections.abc import Callable
@@ -121,19 +122,30 @@ def resolve_points(config_path: Path, overrides: list[str], grid: list[tuple[str
                    seed: int | None) -> list[tuple[dict[str, str], dict[str, Any]]]:
     """(values, resolved config) of every point, all checked before anything trains: a bad
     key or value is a ConfigError naming the point. Every point gets the same seed."""
-    from minidl_cli.config import ConfigError, load_config
+    from minidl_cli.config import load_yaml
 
-    resolved = []
-    for values in points(grid):
-        assignments = [f"{k}={v}" for k, v in values.items()]
-        try:
-            config = load_config(config_path, [*overrides, *assignments,
-                                               *([f"seed={seed}"] if seed is not None else [])])
-        except ConfigError as e:
-            raise ConfigError([f"--sweep point {', '.join(assignments)}: {p}"
-                               for p in e.problems]) from None
-        resolved.append((values, config))
-    return resolved
+    raw = load_yaml(config_path)
+    return [(values, resolve_point(raw, config_path, overrides, values, seed))
+            for values in points(grid)]
+
+
+def resolve_point(raw: dict[str, Any], config_path: Path, overrides: list[str],
+                  values: dict[str, str], seed: int | None, data: bool = True
+                  ) -> dict[str, Any]:
+    """The resolved config of one point: the config file's mapping `raw` (read from
+    `config_path`, which names the run and anchors relative paths) with the overrides, the
+    point's `KEY=VALUE`s and `seed` (None: the config's own) applied. ConfigError naming the
+    point (`--sweep point KEY=VALUE, ...: problem`) when it is not a valid config."""
+    from minidl_cli.config import ConfigError, apply_overrides, resolve
+
+    assignments = [f"{k}={v}" for k, v in values.items()]
+    try:
+        return resolve(apply_overrides(raw, [*overrides, *assignments,
+                                             *([f"seed={seed}"] if seed is not None else [])]),
+                       config_path, data)
+    except ConfigError as e:
+        raise ConfigError([f"--sweep point {', '.join(assignments)}: {p}"
+                           for p in e.problems]) from None
 
 
 def run_sweep(grid: list[tuple[str, list[str]]],
@@ -186,35 +198,51 @@ def _start_sweep(sweep: Path, grid: list[tuple[str, list[str]]],
 def finish_sweep(sweep: Path, info: dict, rows: dict[tuple[str, int | None], dict]
                  ) -> list[dict]:
     """Each point's group finished (summary.csv, group.json) and the sweep's summary.csv and
-    status written; the summary rows."""
-    summary = []
-    for point in info["points"]:
-        name, folder = point["name"], sweep / point["name"]
-        if info["seeds"] is None:
-            row = rows.get((name, None)) or groups.member_state(0, folder)
-            if row["status"] == groups.NOT_STARTED and folder.is_dir():
-                _remove_if_empty(folder)
-            members = [row]
-        else:
-            group_rows = {seed: rows[(name, seed)] for seed in info["seeds"]
-                          if (name, seed) in rows}
-            groups.finish_group(folder, info["seeds"], group_rows)
-            members = list(group_rows.values())
-        summary.append(point_summary(point, members))
-        if "search" in info:  # what the search optimised: never a test metric
-            from minidl_cli.search import objective
+    status written; the summary rows. The sweep is `completed` once no point is left to
+    train (each completed or failed; a search: all its trials drawn), else `interrupted`."""
+    summary = [point_summary(point, _point_rows(sweep, info, point, rows))
+               for point in info["points"]]
+    if "search" in info:  # what the search optimised: never a test metric
+        from minidl_cli.search import objective
 
-            metric = info["search"]["objective"]
-            summary[-1][f"{metric}_mean"] = objective(folder, metric)
+        metric = info["search"]["objective"]
+        for point, row in zip(info["points"], summary, strict=True):
+            row[f"{metric}_mean"] = objective(sweep / point["name"], metric)
     write_summary(sweep, info["keys"], summary, info.get("search", {}).get("objective"))
-    status = "completed" if all(r["status"] == "completed" for r in summary) else "interrupted"
-    write_json_atomic(sweep / SWEEP_FILE, {**info, "status": status})
+    drawn = len(info["points"]) >= info.get("search", {}).get("trials", 0)
+    done = drawn and all(r["status"] in FINISHED for r in summary)
+    write_json_atomic(sweep / SWEEP_FILE, {**info, "status": "completed" if done else
+                                           "interrupted"})
     return summary
+
+
+FINISHED = ("completed", "failed", "partly failed")  # a point with nothing left to train
+
+
+def _point_rows(sweep: Path, info: dict, point: dict,
+                rows: dict[tuple[str, int | None], dict]) -> list[dict]:
+    """The rows of a point's members (its seed group finished on disk): as they finished
+    (`rows`), else read back from their files; a search's impossible draw is one failed
+    member with its reason."""
+    name, folder = point["name"], sweep / point["name"]
+    if point.get("failed"):
+        return [{"seed": None, "epochs": 0, "status": "failed", "reason": point["failed"]}]
+    if info["seeds"] is None:
+        row = rows.get((name, None)) or groups.member_state(0, folder)
+        if row["status"] == groups.NOT_STARTED and folder.is_dir():
+            _remove_if_empty(folder)
+        return [row]
+    if not folder.is_dir():  # a search stopped before it prepared the point's group
+        return [{"seed": s, "epochs": 0, "status": groups.NOT_STARTED} for s in info["seeds"]]
+    group_rows = {seed: rows[(name, seed)] for seed in info["seeds"] if (name, seed) in rows}
+    groups.finish_group(folder, info["seeds"], group_rows)
+    return list(group_rows.values())
 
 
 def point_summary(point: dict, members: list[dict]) -> dict:
     """A point's summary row: its values, how many members completed, mean and std of
-    each final metric over them, and the point's status."""
+    each final metric over them, the point's status (`not started` when none of its
+    members started) and, when a member failed, why."""
     from minidl_cli.tasks import by_name
 
     done = [r for r in members if r["status"] == "completed"]
@@ -227,25 +255,34 @@ def point_summary(point: dict, members: list[dict]) -> dict:
             row[f"{key}_mean"], row[f"{key}_std"] = stats["mean"], stats["std"]
     statuses = {r["status"] for r in members}
     row["status"] = ("completed" if statuses == {"completed"} else
+                     groups.NOT_STARTED if statuses == {groups.NOT_STARTED} else
                      "failed" if "failed" in statuses and len(statuses) == 1 else
                      "interrupted" if statuses - {"completed", "failed"} else "partly failed")
+    failed = [r for r in members if r["status"] == "failed"]
+    if failed:
+        seed = failed[0]["seed"]
+        row["reason"] = (f"seed {seed}: " if len(members) > 1 and seed is not None else ""
+                         ) + failed[0].get("reason", "see the point's meta.json")
     return row
 
 
 def write_summary(sweep: Path, keys: list[str], rows: list[dict],
                   objective: str | None = None) -> None:
     """summary.csv: the keys' values, point, seeds, (a search's objective,) each final
-    metric's mean and std, status."""
+    metric's mean and std (empty where no member completed), status, and why a failed
+    point failed."""
     from minidl_cli.tasks import by_name
 
     task = next((r["task"] for r in rows if "task" in r), "classification")
     metrics = [f"{k}_{s}" for k in by_name(task).summary_keys() for s in ("mean", "std")]
     buffer = io.StringIO()
     searched = [f"{objective}_mean"] if objective else []
-    writer = csv.DictWriter(buffer, [*keys, "point", "seeds", *searched, *metrics, "status"],
+    writer = csv.DictWriter(buffer, [*keys, "point", "seeds", *searched, *metrics, "status",
+                                     "reason"],
                             lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows([{k: "" if isinstance(v, float) and math.isnan(v) else v  # no value
+                       for k, v in row.items()} for row in rows])
     atomic_write(sweep / "summary.csv", buffer.getvalue().encode())
 
 
@@ -278,7 +315,8 @@ def resume(path: Path, overrides: list[str], jobs: int = 1,
 def _resume_sweep(path: Path, overrides: list[str], jobs: int,
                   on_done: Callable[[str, dict], None] | None,
                   stop: StopFlag | None) -> list[dict]:
-    """resume() of a sweep: its points' members not completed, then its summary."""
+    """resume() of a sweep: its points' members not completed, then its summary; a search
+    then draws its missing trials."""
     info = json.loads((path / SWEEP_FILE).read_text())
     swept = [o.partition("=")[0].strip() for o in overrides
              if o.partition("=")[0].strip() in info["keys"]]
@@ -289,6 +327,8 @@ def _resume_sweep(path: Path, overrides: list[str], jobs: int,
     work, owners = [], []
     for point in info["points"]:
         folder = path / point["name"]
+        if point.get("failed"):  # a search's draw that no config allows: nothing to train
+            continue
         if info["seeds"] is None:
             members = [(folder, point["config"], None)]
         else:
@@ -300,7 +340,13 @@ def _resume_sweep(path: Path, overrides: list[str], jobs: int,
             if job is not None:
                 work.append(job)
                 owners.append((point["name"], seed))
-    return _finish_members(path, info, work, owners, jobs, on_done, stop)
+    summary = _finish_members(path, info, work, owners, jobs, on_done, stop)
+    if len(info["points"]) < info.get("search", {}).get("trials", 0) and not (
+            stop is not None and stop()):
+        from minidl_cli.search import search_trials
+
+        summary = search_trials(path, info, overrides, jobs, on_done, stop)
+    return summary
 
 
 def _resume_group(path: Path, overrides: list[str], jobs: int,

@@ -82,10 +82,12 @@ def test_a_stopped_sweep_of_seed_groups_resumes_to_completion(tmp_path):
     flag = StopFlag()
     sweep, rows = sweeps.run_sweep(grid, resolved, [0, 1], 1,
                                    lambda point, row: setattr(flag, "signum", 2), flag)
-    assert [(r["seeds"], r["status"]) for r in rows] == [(1, "interrupted"), (0, "interrupted")]
+    assert [(r["seeds"], r["status"]) for r in rows] == [(1, "interrupted"), (0, "not started")]
     assert json.loads((sweep / "sweep.json").read_text())["status"] == "interrupted"
     first = sweep / "optimizer.lr=0.01"
     assert (first / "seed-0000").is_dir() and not (first / "seed-0001").exists()
+    assert [r["status"] for r in csv.DictReader(open(sweep / "summary.csv"))] == [
+        "interrupted", "not started"]
 
     result = invoke("train", "--resume", sweep, "train.epochs=2", "-q", "--jobs", "2")
     assert run_of(result) == sweep
@@ -158,7 +160,7 @@ def test_ctrl_c_stops_a_parallel_sweep_and_resume_finishes_it(tmp_path):
     (sweep,) = (tmp_path / "runs").iterdir()
     assert out.strip().splitlines()[-1] == str(sweep)
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
-    assert [r["status"] for r in rows] == ["interrupted"] * 4
+    assert sorted(r["status"] for r in rows) == ["interrupted"] * 2 + ["not started"] * 2
     started = [p for p in json.loads((sweep / "sweep.json").read_text())["points"]
                if (sweep / p["name"]).is_dir()]
     assert len(started) == 2 and all(meta(sweep / p["name"])["status"] == "interrupted"
@@ -221,3 +223,22 @@ def test_a_seed_group_being_trained_refuses_a_second_resume(tmp_path):
     assert [r.exit_code for r in refusals] == [2, 2]
     assert f"{group} is being trained by another minidl process" in refusals[0].output
     assert [r["status"] for r in rows] == ["completed"] * 2
+
+
+def test_a_failed_point_says_why_and_a_resume_repeats_it(tmp_path):
+    """A point whose loss diverges is `failed` with the single run's reason (in the table,
+    summary.csv and after a resume, which has nothing left to train); no nan cells."""
+    config = write_config(tmp_path, model=[{"type": "linear", "out_features": 8}, "relu",
+                                           {"type": "linear", "out_features": 2}])
+    result = invoke("train", config, "-q", "train.epochs=2", "--sweep", "optimizer.lr=1e9,0.1")
+    assert result.exit_code == 1 and "nan" not in result.stdout, result.output
+    (sweep,) = (tmp_path / "runs").iterdir()
+    failed, done = csv.DictReader(open(sweep / "summary.csv"))
+    assert (failed["status"], done["status"]) == ("failed", "completed")
+    assert "the training loss became" in failed["reason"] and "smaller learning rate" in \
+        failed["reason"] and done["reason"] == ""
+    assert f"optimizer.lr=1e9 failed: {failed['reason']}" in result.output
+    assert json.loads((sweep / "sweep.json").read_text())["status"] == "completed"
+    again = invoke("train", "--resume", sweep, "-q")
+    assert again.exit_code == 1 and f"failed: {failed['reason']}" in again.output
+    assert list(csv.DictReader(open(sweep / "summary.csv")))[0] == failed

@@ -60,8 +60,9 @@ def resume_many(path: Path, overrides: list[str], jobs: int, quiet: bool) -> Non
     if sweeps.is_sweep(path):
         import json
 
-        keys = json.loads((path / sweeps.SWEEP_FILE).read_text())["keys"]
-        _report(path, rows, flag.signum, sweep_keys=keys)
+        info = json.loads((path / sweeps.SWEEP_FILE).read_text())
+        _report(path, rows, flag.signum, sweep_keys=info["keys"],
+                objective=info.get("search", {}).get("objective"))
     else:
         _report(path, rows, flag.signum, sweep_keys=None)
 
@@ -119,6 +120,10 @@ def _reporter(quiet: bool):
     def report(point: str, row: dict) -> None:
         if quiet or "task" not in row:
             return
+        if row["status"] == "failed":  # its metrics say nothing: why it failed does
+            echo(f"{point} seed {row['seed']}: failed after {row['epochs']} epochs: "
+                 f"{row.get('reason', 'see its meta.json')}", err=True)
+            return
         key = by_name(row["task"]).headline
         echo(f"{point} seed {row['seed']}: {key.replace('_', ' ')} "
              f"{format_metric(key, row[key])} ({row['epochs']} epochs, "
@@ -131,34 +136,56 @@ def _report(path: Path, rows: list[dict], signum: int | None,
             sweep_keys: list[str] | None, objective: str | None = None) -> None:
     """The summary table (a sweep's points, or a group's seeds); on a signal, what to do
     next and exit 128 + signal; exit 1 when a member did not complete."""
-    from minidl_cli.tasks import by_name, format_metric
+    from minidl_cli.sweeps import FINISHED
 
     task = next((r["task"] for r in rows if "task" in r), "classification")
     if signum is not None:
-        unfinished = [r for r in rows if r["status"] != "completed"]
-        echo(f"\ninterrupted by {signal.Signals(signum).name}: {len(rows) - len(unfinished)} "
-             f"of {len(rows)} {'points' if sweep_keys is not None else 'seeds'} finished; "
-             f"{path / 'summary.csv'} lists each and its status.\nfinish them with: "
-             f"minidl train --resume {path}", err=True)
+        finished = sum(r["status"] in FINISHED for r in rows)
+        echo(f"\ninterrupted by {signal.Signals(signum).name}: {finished} of "
+             f"{_planned(path, rows, sweep_keys)} finished; {path / 'summary.csv'} lists each "
+             f"and its status.\nfinish them with: minidl train --resume {path}", err=True)
         echo(path)
         sys.exit(128 + signum)
     if sweep_keys is None:
         print_group_summary(rows, task)
     else:
-        key = by_name(task).headline
-        if objective is not None:  # a search: the validation metric it optimised
-            done = [r for r in rows if not math.isnan(r.get(f"{objective}_mean", math.nan))]
-            if done:
-                best = (min if objective.endswith(("loss", "error", "mae", "rmse")) else max)(
-                    done, key=lambda r: r[f"{objective}_mean"])
-                echo(f"best by {objective}: {best['point']} ({best[f'{objective}_mean']:.4f}); "
-                     f"compare them all with: minidl compare {path} --metric {objective}")
-        echo(f"{'point':<40} seeds {key + ' (mean ± std)':>24}")
-        for row in rows:
-            mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-            shown = (f"{format_metric(key, mean)} ± {format_metric(key, std)}"
-                     if mean is not None else row["status"])
-            echo(f"{row['point']:<40} {row['seeds']:>5} {shown:>24}")
+        _print_sweep(path, rows, task, objective)
     echo(path)
     if any(row["status"] != "completed" for row in rows):
         sys.exit(1)
+
+
+def _planned(path: Path, rows: list[dict], sweep_keys: list[str] | None) -> str:
+    """'6 trials' (a search, however many it has drawn), '4 points' or '3 seeds'."""
+    import json
+
+    if sweep_keys is None:
+        return f"{len(rows)} seeds"
+    search = json.loads((path / "sweep.json").read_text()).get("search")
+    return f"{search['trials']} trials" if search else f"{len(rows)} points"
+
+
+def _print_sweep(path: Path, rows: list[dict], task: str, objective: str | None) -> None:
+    """A sweep's table: each point, its completed seeds, the headline metric's mean ± std
+    and its status (the name column as wide as the longest name); then why each failed
+    point failed. A search first names its best point by the metric it optimised."""
+    from minidl_cli.tasks import by_name, format_metric
+
+    key = by_name(task).headline
+    if objective is not None:  # a search: the validation metric it optimised
+        done = [r for r in rows if not math.isnan(r.get(f"{objective}_mean", math.nan))]
+        if done:
+            best = (min if objective.endswith(("loss", "error", "mae", "rmse")) else max)(
+                done, key=lambda r: r[f"{objective}_mean"])
+            echo(f"best by {objective}: {best['point']} ({best[f'{objective}_mean']:.4f}); "
+                 f"compare them all with: minidl compare {path} --metric {objective}")
+    width = max([len("point"), *(len(row["point"]) for row in rows)])
+    echo(f"{'point':<{width}} seeds {key + ' (mean ± std)':>24}  status")
+    for row in rows:
+        mean, std = row.get(f"{key}_mean", math.nan), row.get(f"{key}_std", math.nan)
+        shown = ("-" if not row["seeds"] or math.isnan(mean) else
+                 f"{format_metric(key, mean)} ± {format_metric(key, std)}")
+        echo(f"{row['point']:<{width}} {row['seeds']:>5} {shown:>24}  {row['status']}")
+    for row in rows:
+        if row.get("reason"):
+            echo(f"{row['point']} failed: {row['reason']}", err=True)

@@ -377,13 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if torch.get_num_threads() > 1 and args.clock == "cpu":
         args.clock = "wall"
     if args.floor:
-        print_header("| cell | size | torch.nn layer ms | minidl layer ms "
-                     "| its matrix products ms |")
-        for cell in args.cells:
-            for size in args.sizes:
-                ms = layer_floor(cell, size, args.repeats, CLOCKS[args.clock])
-                print(f"| {cell:>4} | {size:>7} | " + " | ".join(f"{v:.2f}" for v in ms.values())
-                      + " |", flush=True)
+        print_floor(args)
         return 0
     for cell in args.cells:
         if not agreed(check_agreement(cell, "mnist1d"), f"{cell}: the implementations disagree"):
@@ -415,6 +409,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  missed: {line}")
     print("  all met" if not missed else "")
     return 0
+
+
+def print_floor(args: argparse.Namespace) -> None:
+    """--floor: the table of each recurrent layer alone against its matrix products alone."""
+    print_header("| cell | size | torch.nn layer ms | minidl layer ms | its matrix products ms |")
+    for cell in args.cells:
+        for size in args.sizes:
+            ms = layer_floor(cell, size, args.repeats, CLOCKS[args.clock])
+            print(f"| {cell:>4} | {size:>7} | " + " | ".join(f"{v:.2f}" for v in ms.values())
+                  + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -237,6 +237,28 @@ def registered():
         registry.unregister("layer", name)
 
 
+def test_the_registry_forgets_what_was_registered_inside_restored():
+    """registry.restored() undoes a registration and a replacement; unregister drops one
+    name with its aliases (the tests' isolation and plugin reloading rest on both)."""
+    from minidl_cli import registry
+
+    class OtherReLU(Scaled):
+        """A stand-in registered over relu."""
+
+    relu = registry.lookup("layer", "relu").target
+    with registry.restored():
+        registry.register("layer", "test_build_swapped", aliases=("TestBuildAlias",))(Scaled)
+        registry.register("layer", "relu")(OtherReLU)
+        assert registry.lookup("layer", "testbuildalias").target is Scaled
+        assert registry.lookup("layer", "relu").target is OtherReLU
+        registry.unregister("layer", "test_build_swapped")
+        with pytest.raises(ValueError, match="unknown layer 'testbuildalias'"):
+            registry.lookup("layer", "testbuildalias")
+        registry.register("layer", "test_build_swapped")(Scaled)
+    assert registry.lookup("layer", "relu").target is relu
+    assert "test_build_swapped" not in registry.names("layer")
+
+
 def test_a_backward_of_the_wrong_shape_is_a_build_error_naming_the_layer(registered):
     registered("test_build_wrong_backward", WrongBackward)
     model = [{"type": "linear", "out_features": 4}, "test_build_wrong_backward",

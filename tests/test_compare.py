@@ -55,6 +55,11 @@ def test_runs_and_a_group_side_by_side_in_a_table(sweep, tmp_path):
     assert any(group.name in line and " ± " in line for line in lines)
     refused = invoke("compare", runs[0], "--metric", "test_r2")
     assert refused.exit_code == 2 and "test_accuracy" in refused.output
+    alone = invoke("compare", runs[0], "--out", tmp_path / "pictures")
+    assert alone.exit_code == 0 and "no picture drawn, no config key differs" in alone.stderr
+    assert not (tmp_path / "pictures").exists()
+    two = invoke("plot", sweep, runs[0])
+    assert two.exit_code == 2 and "plot draws one sweep at a time" in two.output
 
 
 def test_regression_and_language_models_sort_by_test_loss_and_do_not_mix(tmp_path):

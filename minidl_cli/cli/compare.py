@@ -40,7 +40,10 @@ def compare(paths: tuple[Path, ...], metric: str | None, as_json: bool,
                                 for k, v in row.items()} for row in rows], indent=2))
     else:
         _print_table(rows, keys, metric)
-    if out is not None:
+    if out is not None and not keys:
+        echo(f"--out {out}: no picture drawn, no config key differs between these runs (the "
+             "pictures draw the metric against each key that differs)", err=True)
+    elif out is not None:
         for path in comparing.draw(rows, keys, metric, out):
             echo(path, err=as_json)  # --json keeps stdout one JSON document
 

@@ -23,7 +23,7 @@ def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     """
     from minidl_cli import plots, seeds, sweeps
     from minidl_cli.experiment import replot_run, replot_sweep
-    from minidl_cli.runs import Run
+    from minidl_cli.runs import Run, RunError
 
     if len(run_dirs) == 1 and sweeps.is_sweep(run_dirs[0]):
         for path in replot_sweep(run_dirs[0], out):
@@ -39,6 +39,11 @@ def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
         for path in replot_run(run_dirs[0]):
             click.echo(path)
         return
+    swept = next((d for d in run_dirs if sweeps.is_sweep(d)), None)
+    if swept is not None:
+        raise RunError(f"{swept} is a sweep: plot draws one sweep at a time (minidl plot "
+                       f"{swept}); to set several side by side use minidl compare PATH... "
+                       "--out DIR")
     runs = [Run.open(d) for d in run_dirs]
     out = out or Path.cwd()
     out.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,9 @@ def progress_bar(total: int, done: int, enabled: bool,
 
 @click.command()
 @click.argument("args", nargs=-1, metavar="CONFIG [KEY=VALUE]...")
-@click.option("--resume", "resume", type=RUN_PATH, help="Continue a run from its last.pt.")
+@click.option("--resume", "resume", type=RUN_PATH,
+              help="Continue a run from its last.pt; given a seed group or a sweep, finish "
+                   "every member that is not completed.")
 @click.option("--seeds", help="One run per seed in a group directory: 0-19, or 0,3,5.")
 @click.option("--sweep", "sweep", multiple=True, metavar="KEY=V1,V2,...",
               help="One point per combination of the listed values (repeatable), each a run "

@@ -58,7 +58,7 @@ CONFIG = ROOT / "configs" / "disk.yaml"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 PHASES = ["interpreter + imports", "config, data, model, run directory", "training loop",
           "per-epoch evaluation", "per-epoch metrics line + kept state", "checkpoint writes",
-          "pictures (matplotlib import included)", "the rest (meta.json, exit)"]
+          "pictures", "the rest (meta.json, exit)"]
 
 SKLEARN_SCRIPT = """
 import sys, warnings
@@ -170,6 +170,9 @@ def phases(argv: list[str]) -> None:
     import torch  # noqa: F401  (what `minidl train` imports, timed as imports)
 
     from minidl_cli import experiment
+    from minidl_cli.plots.canvas import import_matplotlib
+
+    import_matplotlib()  # `minidl train` imports it with torch, for the pictures at the end
     from minidl_cli.checkpointer import Checkpointer
     from minidl_cli.runs import Run
     from minidl_cli.train import Trainer

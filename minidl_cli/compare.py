@@ -30,34 +30,92 @@ class Entry:
     config: dict[str, Any]  # flattened: dotted keys -> values
     task: str
     members: list[dict[str, float]] = field(default_factory=list)  # each member's last row
+    status: str = "completed"  # or running, interrupted, failed, not started (entry_status)
 
 
 def collect(paths: list[Path]) -> list[Entry]:
-    """The entries of every path (a run, a seed group, or a sweep's points); RunError for
-    a path that is none of them, or for entries of different tasks."""
+    """The entries of every path (a run, a seed group, or a sweep's points, those never
+    started included), each once however often it is named; RunError for a path that is
+    none of them, for entries of different tasks, or when no entry has a finished epoch."""
     from minidl_cli import seeds, sweeps
 
     entries: list[Entry] = []
+    seen: set[Path] = set()
     for path in map(Path, paths):
         if sweeps.is_sweep(path):
-            info = json.loads((path / sweeps.SWEEP_FILE).read_text())
-            for point in info["points"]:
-                folder = path / point["name"]
-                if folder.is_dir():
-                    entries.append(_entry(folder, f"{path.name}/{point['name']}",
-                                          point["config"]))
+            found = _sweep_entries(path)
         elif seeds.is_group(path) or (path / "meta.json").is_file():
-            entries.append(_entry(path, path.absolute().name))
+            found = [_entry(path, path.absolute().name)]
+            found[0].status = entry_status(path)
         else:
             raise RunError(f"{path} is not a run, a seed group or a sweep (no meta.json, "
                            "group.json or sweep.json); pass directories that minidl train made")
-    tasks = sorted({e.task for e in entries})
+        for entry in found:
+            if Path(entry.path).resolve() not in seen:
+                seen.add(Path(entry.path).resolve())
+                entries.append(entry)
+    return _one_task(entries, paths)
+
+
+def _one_task(entries: list[Entry], paths: list[Path]) -> list[Entry]:
+    """`entries`, those without a finished epoch given the task of the others (their own
+    is not on disk); RunError when they are of different tasks or none has an epoch."""
+    tasks = sorted({e.task for e in entries if e.members})
+    if not tasks:
+        counts = {s: sum(e.status == s for e in entries) for s in {e.status for e in entries}}
+        found = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no points"
+        raise RunError(f"{', '.join(map(str, paths))}: no run has finished an epoch yet "
+                       f"({found}), so there is nothing to compare or draw; train or resume "
+                       "them first")
     if len(tasks) > 1:
-        which = {t: next(e.label for e in entries if e.task == t) for t in tasks}
+        which = {t: next(e.label for e in entries if e.task == t and e.members) for t in tasks}
         raise RunError("cannot compare runs of different tasks: "
                        + ", ".join(f"{t} ({which[t]})" for t in tasks)
                        + "; compare each task's runs separately")
+    for entry in entries:
+        entry.task = tasks[0]
     return entries
+
+
+def _sweep_entries(sweep: Path) -> list[Entry]:
+    """A sweep's points as entries, each with its status; a point never started (or a
+    search's draw that no config allows) has no members."""
+    from minidl_cli import sweeps
+    from minidl_cli.config import ConfigError, apply_overrides, load_yaml
+
+    info = json.loads((sweep / sweeps.SWEEP_FILE).read_text())
+    entries = []
+    for point in info["points"]:
+        config = point["config"]
+        if config is None:  # a failed draw: the sweep's config with the drawn values
+            try:
+                config = apply_overrides(load_yaml(sweep / "config.yaml"), [
+                    f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                    for k, v in point["values"].items()])
+            except ConfigError:
+                config = load_yaml(sweep / "config.yaml")
+        entry = _entry(sweep / point["name"], f"{sweep.name}/{point['name']}", config)
+        entry.status = "failed" if point.get("failed") else entry_status(sweep / point["name"])
+        entries.append(entry)
+    return entries
+
+
+def entry_status(path: Path) -> str:
+    """A run's status as its meta.json says (running, interrupted, completed, failed), or a
+    seed group's from its members' (sweeps.combined_status); `not started` without one."""
+    from minidl_cli import seeds, sweeps
+
+    members = [path]
+    if seeds.is_group(path):  # every seed (those never started are not among its members)
+        group = json.loads((path / seeds.GROUP_FILE).read_text())
+        members = [path / seeds.member_name(seed) for seed in group["seeds"]]
+    statuses = set()
+    for member in members:
+        try:
+            statuses.add(json.loads((member / "meta.json").read_text())["status"])
+        except (OSError, ValueError, KeyError):
+            statuses.add(seeds.NOT_STARTED)
+    return sweeps.combined_status(statuses)
 
 
 def _entry(path: Path, label: str, config: dict | None = None) -> Entry:
@@ -106,8 +164,9 @@ def lower_is_better(metric: str) -> bool:
 
 def table(entries: list[Entry], metric: str | None = None) -> list[dict[str, Any]]:
     """One dict per entry, best first by `metric`: `run` (its label), `path`, the varied
-    keys, `seeds`, `<metric>_mean` / `<metric>_std` of each final metric, `epochs`,
-    `train_s`. ValueError when `metric` is not a column of the runs."""
+    keys, `seeds` (members with a finished epoch), `status`, `<metric>_mean` /
+    `<metric>_std` of each final metric, `epochs`, `train_s`. ValueError when `metric` is
+    not a column of the runs."""
     from minidl_cli.seeds import statistics
 
     if not entries:
@@ -123,7 +182,7 @@ def table(entries: list[Entry], metric: str | None = None) -> list[dict[str, Any
     for entry in entries:
         row: dict[str, Any] = {"run": entry.label, "path": entry.path,
                                **{k: entry.config.get(k) for k in keys},
-                               "seeds": len(entry.members)}
+                               "seeds": len(entry.members), "status": entry.status}
         for name in [*names, "epoch", "elapsed_s"]:
             stats = statistics([m[name] for m in entry.members if name in m])
             out = {"epoch": "epochs", "elapsed_s": "train_s"}.get(name, name)

@@ -253,17 +253,22 @@ def point_summary(point: dict, members: list[dict]) -> dict:
         for key in by_name(task).summary_keys():
             stats = groups.statistics([float(r[key]) for r in done if key in r])
             row[f"{key}_mean"], row[f"{key}_std"] = stats["mean"], stats["std"]
-    statuses = {r["status"] for r in members}
-    row["status"] = ("completed" if statuses == {"completed"} else
-                     groups.NOT_STARTED if statuses == {groups.NOT_STARTED} else
-                     "failed" if "failed" in statuses and len(statuses) == 1 else
-                     "interrupted" if statuses - {"completed", "failed"} else "partly failed")
+    row["status"] = combined_status({r["status"] for r in members})
     failed = [r for r in members if r["status"] == "failed"]
     if failed:
         seed = failed[0]["seed"]
         row["reason"] = (f"seed {seed}: " if len(members) > 1 and seed is not None else ""
                          ) + failed[0].get("reason", "see the point's meta.json")
     return row
+
+
+def combined_status(statuses: set[str]) -> str:
+    """The status of a point (or a seed group) from its members': completed, not started,
+    failed (all of them), interrupted (one is left to train: interrupted, running or not
+    started while another did) or partly failed (completed and failed)."""
+    if len(statuses) <= 1:
+        return next(iter(statuses), groups.NOT_STARTED)
+    return "interrupted" if statuses - {"completed", "failed"} else "partly failed"
 
 
 def write_summary(sweep: Path, keys: list[str], rows: list[dict],

@@ -114,3 +114,50 @@ def test_sizes_read_off_the_input_are_not_varied_keys():
         return Entry(f"b{block_size}", ".", config, "language_model")
 
     assert varied_keys([entry(3), entry(5)]) == ["data.block_size"]
+
+
+def test_each_entry_once_however_often_it_is_named(sweep):
+    point = next(p for p in sweep.iterdir() if p.is_dir() and "=" in p.name)
+    for paths in ((sweep, sweep), (sweep, point), (point, sweep, point)):
+        rows = json.loads(invoke("compare", *paths, "--json").stdout)
+        assert len(rows) == 4 and len({r["path"] for r in rows}) == 4, paths
+
+
+def test_members_not_completed_are_marked_and_never_started_points_listed(tmp_path):
+    """A sweep stopped after its first member: that point is interrupted (one of its two
+    seeds done), the other never started; both are rows, with their status."""
+    from minidl_cli import sweeps
+    from minidl_cli.sweeps import parse_sweeps
+    from minidl_cli.train import StopFlag
+
+    grid = parse_sweeps(["optimizer.lr=0.01,0.1"])
+    resolved = sweeps.resolve_points(write_config(tmp_path), ["train.epochs=1"], grid, None)
+    flag = StopFlag()
+    sweep, _ = sweeps.run_sweep(grid, resolved, [0, 1], 1,
+                                lambda point, row: setattr(flag, "signum", 2), flag)
+    rows = json.loads(invoke("compare", sweep, "--json").stdout)
+    assert [(r["run"].split("/")[1], r["seeds"], r["status"]) for r in rows] == [
+        ("optimizer.lr=0.01", 1, "interrupted"), ("optimizer.lr=0.1", 0, "not started")]
+    assert rows[1]["test_accuracy_mean"] is None
+    table = invoke("compare", sweep, "--out", tmp_path / "cmp")
+    header, *lines = table.stdout.splitlines()[:3]
+    assert header.split()[-1] == "status" and lines[0].endswith("interrupted")
+    assert lines[1].endswith("not started")
+    assert "not drawn, without a test_accuracy: " + rows[1]["run"] in table.output
+
+
+def test_a_sweep_with_no_finished_epoch_is_one_line_for_compare_and_plot(tmp_path):
+    from minidl_cli import sweeps
+    from minidl_cli.sweeps import parse_sweeps
+    from minidl_cli.train import StopFlag
+
+    grid = parse_sweeps(["optimizer.lr=0.01,0.1"])
+    resolved = sweeps.resolve_points(write_config(tmp_path), ["train.epochs=1"], grid, None)
+    stopped = StopFlag()
+    stopped.signum = 2  # stopped before its first member started
+    sweep, rows = sweeps.run_sweep(grid, resolved, None, 1, None, stopped)
+    assert [r["status"] for r in rows] == ["not started"] * 2
+    for command in ("compare", "plot"):
+        result = invoke(command, sweep)
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+        assert "no run has finished an epoch yet (2 not started)" in result.output, result.output

@@ -46,6 +46,9 @@ def compare(paths: tuple[Path, ...], metric: str | None, as_json: bool,
     elif out is not None:
         for path in comparing.draw(rows, keys, metric, out):
             echo(path, err=as_json)  # --json keeps stdout one JSON document
+        missing = [r["run"] for r in rows if math.isnan(r[f"{metric}_mean"])]
+        if missing:
+            echo(f"not drawn, without a {metric}: {', '.join(missing)}", err=True)
 
 
 MAX_KEY_COLUMNS = 6  # more varied keys (two different networks): --json lists them all
@@ -70,11 +73,13 @@ def _print_table(rows: list[dict], keys: list[str], metric: str) -> None:
             return format_metric(name, mean)
         return f"{format_metric(name, mean)} ± {format_metric(name, std)}"
 
-    header = ["run", *keys, "seeds", *shown, "epochs", "train s"]
+    marked = any(r["status"] != "completed" for r in rows)  # else the column says nothing
+    header = ["run", *keys, "seeds", *shown, "epochs", "train s", *(["status"] if marked else [])]
     lines = [[r["run"], *(_value(r[k]) for k in keys), str(r["seeds"]),
               *(cell(r, n) for n in shown),
               "-" if math.isnan(r["epochs_mean"]) else f"{r['epochs_mean']:g}",
-              "-" if math.isnan(r["train_s_mean"]) else f"{r['train_s_mean']:.3g}"]
+              "-" if math.isnan(r["train_s_mean"]) else f"{r['train_s_mean']:.3g}",
+              *([r["status"]] if marked else [])]
              for r in rows]
     widths = [max(len(str(c)) for c in column) for column in zip(header, *lines, strict=True)]
     for line in [header, *lines]:

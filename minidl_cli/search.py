@@ -57,6 +57,10 @@ def parse_space(grid: list[tuple[str, list[str]]]) -> dict[str, tuple[str, list[
         if kind == "choice":
             if not text.strip():
                 raise ValueError(f"--sweep {key}=choice(): give the values, e.g. choice(8,16)")
+            twice = sweeps.repeated([a.strip() for a in sweeps.split_top_level(text)])
+            if twice:
+                raise ValueError(f"--sweep {key}={values[0]}: {twice[1]} repeats {twice[0]} "
+                                 "(the same value); list each value once")
             space[key] = ("choice", args)
             continue
         numbers = len(args) == 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool)

@@ -76,6 +76,10 @@ def parse_sweeps(specs: list[str], overrides: list[str] = ()) -> list[tuple[str,
                              f"separated by commas, e.g. --sweep {key}=1,2")
         if key in NOT_SWEPT:
             raise ValueError(f"--sweep {key}: {NOT_SWEPT[key]}")
+        twice = repeated(values)
+        if twice:
+            raise ValueError(f"--sweep {spec!r}: {twice[1]} repeats {twice[0]} (the same "
+                             "value); list each value once")
         if key in (k for k, _ in grid):
             raise ValueError(f"--sweep {key}: the key is given twice; list all its values in "
                              f"one --sweep {key}=V1,V2,...")
@@ -84,6 +88,25 @@ def parse_sweeps(specs: list[str], overrides: list[str] = ()) -> list[tuple[str,
                              "leave one of them out")
         grid.append((key, values))
     return grid
+
+
+def repeated(texts: list[str]) -> tuple[str, str] | None:
+    """The first two of `texts` that are the same value (0.1 and .10, 8 and 8.0, as YAML
+    or a number reads them), or None."""
+    seen: dict[str, str] = {}
+    for text in texts:
+        value = parse_value(text)
+        if isinstance(value, str):  # 1e-3: a number YAML 1.1 leaves a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        key = repr(float(value)) if number else json.dumps(value, sort_keys=True, default=str)
+        if key in seen:
+            return seen[key], text
+        seen[key] = text
+    return None
 
 
 def split_top_level(text: str) -> list[str]:

@@ -22,6 +22,7 @@ def test_ranges_and_lists_make_the_search_space():
 @pytest.mark.parametrize("spec,needle", [
     ("optimizer.lr=log(0,1)", "lo > 0"), ("optimizer.lr=interval(1,0.1)", "lo < hi"),
     ("model.0.out_features=int(1.5,4)", "two integers"), ("optimizer.lr=log(a,b)", "log(lo,hi)"),
+    ("model.0.out_features=choice(4,8,4)", "4 repeats 4 (the same value)"),
 ])
 def test_bad_ranges_are_one_line(tmp_path, spec, needle):
     result = invoke("train", write_config(tmp_path), "train.val_fraction=0.2", "--trials", "2",

@@ -170,17 +170,15 @@ def phases(argv: list[str]) -> None:
     import torch  # noqa: F401  (what `minidl train` imports, timed as imports)
 
     from minidl_cli import experiment
-    from minidl_cli.plots.canvas import import_matplotlib
-
-    import_matplotlib()  # `minidl train` imports it with torch, for the pictures at the end
     from minidl_cli.checkpointer import Checkpointer
+    from minidl_cli.plots.canvas import import_matplotlib
     from minidl_cli.runs import Run
     from minidl_cli.train import Trainer
 
+    import_matplotlib()  # imported by `minidl train` with torch, for the pictures at the end
     spent = dict.fromkeys(PHASES, 0.0)
     spent[PHASES[0]] = time.process_time()
-    fit_started = [0.0]
-    fit = Trainer.fit
+    fit_started, fit = [0.0], Trainer.fit
 
     def fit_marked(self, *args, **kwargs):
         fit_started[0] = time.process_time()

@@ -265,7 +265,7 @@ MAX_CHECKED = 256  # combinations of range ends and choices tried before a searc
 def check_space(space: dict[str, tuple[str, list[Any]]], specs: dict[str, str],
                 raw: dict[str, Any], config_path: Path, overrides: list[str],
                 seed: int | None) -> None:
-    """ConfigError (one line quoting the `--sweep KEY=SPEC` the user typed) when an end of
+    """ConfigError (one line quoting the `--sweep KEY=RANGE` the user typed) when an end of
     a range, or one of the choices, makes an invalid config with every combination of the
     other keys' ends and choices (the grid's config validation, point by point): a
     misspelt key, a range reaching outside the valid values. A draw between valid ends

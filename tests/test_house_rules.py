@@ -129,6 +129,21 @@ def test_no_module_reads_another_modules_private_names():
                           "code to the module that owns it:\n" + "\n".join(problems))
 
 
+def test_nothing_cites_the_specification_the_repository_does_not_contain():
+    """The code, tests and docs explain themselves: no whole word naming that document
+    (`grep -rnw` of it over minidl_cli, tests, README.md and docs prints nothing)."""
+    import re
+
+    word = re.compile(r"\b" + "SP" + r"EC\b")  # spelt apart, so this file does not cite it
+    paths = [ROOT / "README.md", *[p for folder in ("minidl_cli", "tests", "docs")
+                                   for p in sorted((ROOT / folder).rglob("*"))
+                                   if p.is_file() and p.suffix in (".py", ".md", ".yaml")]]
+    cited = [f"{p.relative_to(ROOT)}:{n}" for p in paths
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if word.search(line)]
+    assert not cited, "explain instead of citing it: " + ", ".join(cited)
+
+
 def test_the_rules_see_a_long_function_and_a_private_read():
     """The checks above find what they look for (a rule that sees nothing passes too)."""
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))

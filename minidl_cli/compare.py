@@ -251,13 +251,10 @@ def draw(rows: list[dict[str, Any]], keys: list[str], metric: str, out: Path) ->
     rows = [r for r in rows if not math.isnan(r[f"{metric}_mean"])]
     paths = []
     for key in keys:
-        others = [k for k in keys if k != key]
         numeric = all(isinstance(r[key], (int, float)) and not isinstance(r[key], bool)
                       for r in rows)
         labels = sorted({json.dumps(r[key]) for r in rows})
-        lines: dict[str, list[dict]] = {}
-        for r in rows:
-            lines.setdefault(", ".join(f"{k}={r[k]}" for k in others), []).append(r)
+        lines, joined = series(rows, key, keys)
         with default_style():
             fig = new_figure(6, 4)
             ax = fig.add_subplot()
@@ -266,8 +263,9 @@ def draw(rows: list[dict[str, Any]], keys: list[str], metric: str, out: Path) ->
                     members.sort(key=lambda r: r[key])
                 xs = [r[key] if numeric else labels.index(json.dumps(r[key])) for r in members]
                 ax.errorbar(xs, [r[f"{metric}_mean"] for r in members],
-                            yerr=[r[f"{metric}_std"] for r in members], fmt="o-", capsize=4,
-                            color=color(i), label=label or None)
+                            yerr=[r[f"{metric}_std"] for r in members],
+                            fmt="o-" if joined else "o", capsize=4, color=color(i),
+                            label=label or None)
             if not numeric:
                 ax.set_xticks(range(len(labels)), [s.strip('"') for s in labels])
             values = [r[key] for r in rows] if numeric else []
@@ -276,10 +274,28 @@ def draw(rows: list[dict[str, Any]], keys: list[str], metric: str, out: Path) ->
             ax.set_xlabel(key)
             ax.set_ylabel(metric)
             ax.set_title(f"{metric} against {key} (mean ± std over seeds)", fontsize=10)
-            if others:
+            if any(lines):
                 legend_below(fig, ax, ncols=2)
             paths.append(save(fig, out / f"{metric}-vs-{key.replace('/', '_')}.png"))
     return paths
+
+
+def series(rows: list[dict[str, Any]], key: str, keys: list[str]
+           ) -> tuple[dict[str, list[dict]], bool]:
+    """The lines of the picture against `key` and whether to join their points: the rows
+    grouped by the values of the other varied keys, labelled `k=v, ...` (floats to 4
+    significant digits). Where no two rows share those values (a random search's trials)
+    every row is a marker of one unlabelled series ("") instead of a one-point line and
+    a legend entry each."""
+    others = [k for k in keys if k != key]
+    lines: dict[str, list[dict]] = {}
+    for r in rows:
+        label = ", ".join(f"{k}={f'{r[k]:.4g}' if isinstance(r[k], float) else r[k]}"
+                          for k in others)
+        lines.setdefault(label, []).append(r)
+    if len(lines) > 1 and all(len(members) == 1 for members in lines.values()):
+        return {"": list(rows)}, False
+    return lines, True
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -161,3 +161,21 @@ def test_a_sweep_with_no_finished_epoch_is_one_line_for_compare_and_plot(tmp_pat
         result = invoke(command, sweep)
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
         assert "no run has finished an epoch yet (2 not started)" in result.output, result.output
+
+
+def test_a_search_draws_markers_without_a_legend_entry_per_trial():
+    """A grid's lines are labelled by the other keys (floats to 4 digits) and joined; a
+    search's trials share no values, so they are one unjoined series without a legend."""
+    from minidl_cli.compare import series
+
+    grid = [{"lr": lr, "width": w, "test_accuracy_mean": 0.5}
+            for lr in (0.012345678, 0.1) for w in (4, 8)]
+    lines, joined = series(grid, "width", ["lr", "width"])
+    assert joined and sorted(lines) == ["lr=0.01235", "lr=0.1"]
+    assert [len(m) for m in lines.values()] == [2, 2]
+    trials = [{"lr": 0.01 * (i + 1) + 0.001 * i, "width": 4 + i, "test_accuracy_mean": 0.5}
+              for i in range(5)]
+    lines, joined = series(trials, "width", ["lr", "width"])
+    assert not joined and lines == {"": trials}
+    lines, joined = series(grid[:2], "width", ["width"])  # one key: one joined line
+    assert joined and lines == {"": grid[:2]}

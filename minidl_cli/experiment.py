@@ -67,16 +67,18 @@ def start_run(config: dict[str, Any], world: World | None = None,
     return run, trainer
 
 
-def resume_run(run_dir: Path, overrides: list[str],
-               world: World | None = None) -> tuple[Run, Trainer]:
+def resume_run(run_dir: Path, overrides: list[str], world: World | None = None,
+               collection: bool = True) -> tuple[Run, Trainer]:
     """Reopen a run at its last checkpoint; only `train.epochs` (and checkpointing) may change.
 
     The run stays locked for this process until train_run ends: a second process resuming
-    it at the same time gets a RunError before it reads or writes anything.
+    it at the same time gets a RunError before it reads or writes anything. So does the
+    sweep or seed group holding it (Run.lock), unless `collection` is False: the
+    collection's own resume, which holds that lock already, resumes its members so.
     """
     run = Run.open(run_dir)
     run.check_writable("resume it")
-    run.lock()
+    run.lock(collection)
     try:
         check_data_files(run, resuming=True)
         return _reopen(run, overrides, world)

@@ -127,6 +127,36 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
     raise RunError(f"could not create a run directory under {runs_dir}")
 
 
+def _flock(path: Path) -> int | None:
+    """An open descriptor of the directory `path` holding its exclusive flock; None where
+    the system or file system has no flock. RunError when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunError(f"{path} is being trained by another minidl process; wait for it to "
+                       "finish (or stop it with Ctrl-C), then resume") from None
+    except OSError:  # a file system without locks (some network mounts): train unlocked
+        os.close(fd)
+        return None
+    return fd
+
+
+def collection_of(path: Path) -> Path | None:
+    """The sweep or seed group a run directory belongs to (the sweep, for a member of one
+    of its points' groups), or None; the directory a sweep's or group's resume locks."""
+    path = Path(path)
+    for outer in (path.parent.parent, path.parent):
+        if (outer / "sweep.json").is_file():  # sweeps.SWEEP_FILE
+            return outer
+    return path.parent if (path.parent / "group.json").is_file() else None  # GROUP_FILE
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold the directory `path` (a sweep, a seed group) for this process while the block
@@ -150,6 +180,7 @@ class Run:
         self._metrics_written: tuple[int, list[str]] | None = None  # (rows, columns) we wrote
         self._metrics_file: io.TextIOBase | None = None  # kept open for appending
         self._lock_fd: int | None = None  # the directory, flock-ed while this process trains
+        self._collection_fd: int | None = None  # its sweep or seed group's, when asked
 
     @classmethod
     def create(cls, runs_dir: Path, name: str) -> Run:
@@ -175,37 +206,33 @@ class Run:
             raise RunError(f"{self.path} is read-only (or not writable): cannot {doing}; copy "
                            f"it somewhere writable (cp -r {self.path} COPY) and use the copy")
 
-    def lock(self) -> None:
+    def lock(self, collection: bool = False) -> None:
         """Hold the run directory for this process until `unlock()` or the process ends.
 
         Another minidl process that would train the same run (a second `--resume`) gets a
         RunError instead of interleaving its writes with ours. The lock is flock(2) on the
         directory itself: no file to clean up, and the kernel drops it when the process
         dies, kill -9 included. Without flock (not POSIX, or a file system that refuses it)
-        there is no lock.
+        there is no lock. With `collection` (a member of a sweep or seed group resumed on
+        its own), the collection holding it (collection_of) is held too, first: the member
+        is not taken from under that collection's own resume, nor the other way round.
         """
-        try:
-            import fcntl
-        except ImportError:
-            return
         if self._lock_fd is not None:
             return
-        fd = os.open(self.path, os.O_RDONLY)
+        outer = collection_of(self.path) if collection else None
+        self._collection_fd = _flock(outer) if outer is not None else None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RunError(f"{self.path} is being trained by another minidl process; wait for "
-                           "it to finish (or stop it with Ctrl-C), then resume") from None
-        except OSError:  # a file system without locks (some network mounts): train unlocked
-            os.close(fd)
-            return
-        self._lock_fd = fd
+            self._lock_fd = _flock(self.path)
+        except BaseException:
+            self.unlock()
+            raise
 
     def unlock(self) -> None:
-        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
-        if fd is not None:
-            os.close(fd)  # closing the descriptor releases the flock
+        for name in ("_lock_fd", "_collection_fd"):
+            fd = getattr(self, name, None)
+            setattr(self, name, None)
+            if fd is not None:
+                os.close(fd)  # closing the descriptor releases the flock
 
     __del__ = unlock  # a Run dropped on an error path does not keep its directory locked
 

@@ -100,7 +100,7 @@ def resume_member(member: Path, overrides: list[str], threads: int | None = None
         return member_state(json.loads((member / "meta.json").read_text())["seed"], member)
     started = time.perf_counter()
     _set_threads(threads)
-    run, trainer = resume_run(member, overrides)
+    run, trainer = resume_run(member, overrides, collection=False)  # the caller holds it
     return _train_and_report(run, trainer, started, stop)
 
 

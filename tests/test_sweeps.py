@@ -242,3 +242,22 @@ def test_a_failed_point_says_why_and_a_resume_repeats_it(tmp_path):
     again = invoke("train", "--resume", sweep, "-q")
     assert again.exit_code == 1 and f"failed: {failed['reason']}" in again.output
     assert list(csv.DictReader(open(sweep / "summary.csv")))[0] == failed
+
+
+def test_a_point_resumed_on_its_own_waits_for_its_sweep(tmp_path):
+    """A point of a sweep (or a seed of a point's group) resumed by hand while the sweep is
+    held by another process (its resume) is refused, naming the sweep; free, it resumes."""
+    from minidl_cli.runs import collection_of, locked
+
+    sweep = run_of(invoke("train", write_config(tmp_path), "-q", "train.epochs=1",
+                          "--sweep", "optimizer.lr=0.01,0.1"))
+    point = sweep / "optimizer.lr=0.01"
+    with locked(sweep):
+        refused = invoke("train", "--resume", point, "train.epochs=2", "-q")
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+    assert f"{sweep} is being trained by another minidl process" in refused.output
+    assert meta(point)["epochs_completed"] == 1
+    assert run_of(invoke("train", "--resume", point, "train.epochs=2", "-q")) == point
+    assert meta(point)["epochs_completed"] == 2
+    assert collection_of(sweep / "p" / "seed-0000") == sweep == collection_of(point)
+    assert collection_of(sweep) is None

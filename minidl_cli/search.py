@@ -10,6 +10,13 @@ reports the final *validation* metric (val_loss, or train.early_stopping's monit
 over its seeds) to Optuna's TPE sampler, seeded
 with the config's seed: the test set is never looked at while searching. Optuna is an
 optional extra (`pip install minidl[sweep]`).
+
+The space is checked before anything is created (check_space); a draw that no config
+allows is a failed trial (Optuna's TrialState.FAIL). The sweep keeps the config file as
+source.yaml, so `--resume` can draw the trials an interrupted search is missing: the study
+is rebuilt from the finished points (study.add_trial), the sampler reseeded with the
+config's seed plus their number. The new draws are not those an uninterrupted search would
+have made (the sampler's state is not saved), but they follow the same finished trials.
 """
 
 from __future__ import annotations

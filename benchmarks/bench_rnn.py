@@ -171,10 +171,10 @@ def gru_steps(a, w_hh, b_hh):
         torch.mul((hs[:-1] - ns) * zz, 1 - zz, out=daz)
         dhh_dh[:, :, :2] = da_dh[:, :, :2]
         torch.mul(dan, rr, out=dhh_dh[:, :, 2])
-        d_a, d_hh = g.new_empty(T, D, 3, H, N), g.new_empty(T, D, 3, H, N)
+        d_a, d_hh = g.new_empty(D, 3, H, T, N), g.new_empty(D, 3, H, T, N)
         w_hh_t = w_hh.transpose(1, 2)
         g_, z_, da_dh_, dhh_dh_ = (t.unbind(0) for t in (g, zz, da_dh, dhh_dh))
-        d_a_, d_hh_, d_hh_flat = d_a.unbind(0), d_hh.unbind(0), d_hh.view(T, D, G, N).unbind(0)
+        d_a_, d_hh_, d_hh_flat = d_a.unbind(3), d_hh.unbind(3), d_hh.view(D, G, T, N).unbind(2)
         dh = g_[-1]
         for t in reversed(range(T)):
             dh_col = dh.unsqueeze(1)
@@ -182,7 +182,7 @@ def gru_steps(a, w_hh, b_hh):
             torch.mul(dh_col, dhh_dh_[t], out=d_hh_[t])
             if t:
                 dh = torch.baddbmm(torch.addcmul(g_[t - 1], dh, z_[t]), w_hh_t, d_hh_flat[t])
-        return d_a.view(T, D, G, N), d_hh.view(T, D, G, N)
+        return d_a.view(D, G, T * N), d_hh.view(D, G, T * N)
 
     return hs, backward
 
@@ -223,7 +223,7 @@ def lstm_steps(a, w_hh, b_hh):
             if t:
                 dc_next = dc * f_[t]
                 dh = torch.baddbmm(g_[t - 1], w_hh_t, d_pre_[t])
-        d_pre = d_pre.view(T, D, G, N)
+        d_pre = d_pre.view(T, D, G, N).permute(1, 2, 0, 3).reshape(D, G, T * N)
         return d_pre, d_pre
 
     return hs, backward
@@ -269,11 +269,7 @@ class Raw:
                 gb.add_(g.sum(0))
                 g_seq = w.t().mm(g.t()).view(T, D, H, N)  # (g w)ᵀ: each step's columns
                 g_steps = g_seq if D == 1 else torch.stack((g_seq[:, 0], g_seq[:, 1].flip(0)), 1)
-                d_a, d_hh = backward(g_steps)
-                G = d_a.size(2)
-                d_a_steps = d_a.permute(1, 2, 0, 3).reshape(D, G, T * N)
-                d_hh_steps = d_a_steps if d_hh is d_a else d_hh.permute(1, 2, 0, 3).reshape(
-                    D, G, T * N)
+                d_a_steps, d_hh_steps = backward(g_steps)  # (D, G, T·N): the steps side by side
                 h_prev = hs[1:-1].permute(1, 2, 0, 3).reshape(D, H, -1)
                 gw_hh.baddbmm_(d_hh_steps[:, :, N:], h_prev.transpose(1, 2))
                 gw_ih.baddbmm_(d_a_steps, x.transpose(1, 2))

@@ -229,13 +229,12 @@ class RecurrentBase(Module):
         """dL/dx (D, I, T, N) from g = dL/dh (T, D, H, N), adding the weight gradients into
         each direction's parameters; the loop over time is the cell's `_through_time`."""
         w_ih, w_hh, b_ih, b_hh = params
-        # d_a: dL/da_t (input side); d_hh: dL/d(W_hh h_{t-1} + b_hh); both (T, D, G·H, N)
+        # d_a: dL/da_t (input side); d_hh: dL/d(W_hh h_{t-1} + b_hh); both (D, G·H, T, N),
+        # every step side by side
         d_a, d_hh = self._through_time(g, hs, cache, _stack(w_hh))
-        T, D, G, N = d_a.shape
-        # every step side by side, (D, G·H, T·N), and h_0 … h_{T-2} as (D, H, (T-1)·N)
-        d_a_steps = d_a.permute(1, 2, 0, 3).reshape(D, G, T * N)
-        d_hh_steps = d_a_steps if d_hh is d_a else d_hh.permute(1, 2, 0, 3).reshape(D, G, T * N)
-        h_prev = hs[1:-1].permute(1, 2, 0, 3).reshape(D, hs.size(2), -1)
+        D, G, T, N = d_a.shape
+        d_a_steps, d_hh_steps = d_a.view(D, G, T * N), d_hh.view(D, G, T * N)
+        h_prev = hs[1:-1].permute(1, 2, 0, 3).reshape(D, hs.size(2), -1)  # h_0 … h_{T-2}
         for d in range(D):
             # dL/dW_hh = Σ_t d_hh_t h_{t-1}ᵀ; h_{-1} = 0, so from t = 1
             w_hh[d].grad.addmm_(d_hh_steps[d, :, N:], h_prev[d].t())
@@ -309,6 +308,7 @@ class RNN(RecurrentBase):
             torch.mul(dh, slope_[t], out=d_pre_[t])  # dL/dpre_t = dL/dh_t ⊙ act'
             if t:  # dL/dh_{t-1} = g_{t-1} + W_hhᵀ dL/dpre_t
                 dh = torch.baddbmm(g_[t - 1], w_hh_t, d_pre_[t])
+        d_pre = d_pre.permute(1, 2, 0, 3).contiguous()  # every step side by side
         return d_pre, d_pre  # a_t and W_hh h_{t-1} enter the same sum
 
 
@@ -369,7 +369,7 @@ class LSTM(RecurrentBase):
                 dc_next = dc * f_[t]  # dL/dc_{t-1} = dL/dc_t ⊙ f
                 # dL/dh_{t-1} = g_{t-1} + W_hhᵀ dL/da_t
                 dh = torch.baddbmm(g_[t - 1], w_hh_t, d_pre_[t])
-        d_pre = d_pre.view(T, D, 4 * H, N)
+        d_pre = d_pre.view(T, D, 4 * H, N).permute(1, 2, 0, 3).contiguous()  # steps side by side
         return d_pre, d_pre
 
 
@@ -426,11 +426,12 @@ class GRU(RecurrentBase):
         torch.mul((hs[:-1] - n) * z, 1 - z, out=daz_dh)  # ∂h/∂z = h_{t-1} − n, z = σ(a_z)
         dhh_dh[:, :, :2] = da_dh[:, :, :2]          # r and z enter both sums alike;
         torch.mul(dan_dh, r, out=dhh_dh[:, :, 2])   # hn enters n's argument times r
-        d_a, d_hh = g.new_empty(T, D, 3, H, N), g.new_empty(T, D, 3, H, N)
+        # written step by step into (D, 3H, T, N): every step side by side
+        d_a, d_hh = g.new_empty(D, 3, H, T, N), g.new_empty(D, 3, H, T, N)
         w_hh_t = w_hh.transpose(1, 2)
         g_, z_, da_dh_, dhh_dh_ = (t.unbind(0) for t in (g, z, da_dh, dhh_dh))
-        d_a_, d_hh_ = d_a.unbind(0), d_hh.unbind(0)
-        d_hh_flat = d_hh.view(T, D, 3 * H, N).unbind(0)
+        d_a_, d_hh_ = d_a.unbind(3), d_hh.unbind(3)
+        d_hh_flat = d_hh.view(D, 3 * H, T, N).unbind(2)
         dh = g_[-1]  # dL/dh_{T-1}: from the output only
         for t in reversed(range(T)):
             dh_col = dh.unsqueeze(1)
@@ -438,4 +439,4 @@ class GRU(RecurrentBase):
             torch.mul(dh_col, dhh_dh_[t], out=d_hh_[t])  # dL/d(W_hh h_{t-1} + b_hh)
             if t:  # dL/dh_{t-1} = g_{t-1} + dL/dh_t ⊙ z + W_hhᵀ d_hh_t
                 dh = torch.baddbmm(torch.addcmul(g_[t - 1], dh, z_[t]), w_hh_t, d_hh_flat[t])
-        return d_a.view(T, D, 3 * H, N), d_hh.view(T, D, 3 * H, N)
+        return d_a.view(D, 3 * H, T, N), d_hh.view(D, 3 * H, T, N)

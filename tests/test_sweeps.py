@@ -230,8 +230,10 @@ def test_a_failed_point_says_why_and_a_resume_repeats_it(tmp_path):
     summary.csv and after a resume, which has nothing left to train); no nan cells."""
     config = write_config(tmp_path, model=[{"type": "linear", "out_features": 8}, "relu",
                                            {"type": "linear", "out_features": 2}])
-    result = invoke("train", config, "-q", "train.epochs=2", "--sweep", "optimizer.lr=1e9,0.1")
-    assert result.exit_code == 1 and "nan" not in result.stdout, result.output
+    result = invoke("train", config, "train.epochs=2", "--sweep", "optimizer.lr=1e9,0.1")
+    assert result.exit_code == 1 and "nan%" not in result.output, result.output
+    assert "optimizer.lr=1e9 seed 0: failed after 0 epochs: the training loss became" in \
+        result.output  # as it ends, as the single run says it
     (sweep,) = (tmp_path / "runs").iterdir()
     failed, done = csv.DictReader(open(sweep / "summary.csv"))
     assert (failed["status"], done["status"]) == ("failed", "completed")

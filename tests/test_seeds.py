@@ -161,3 +161,18 @@ def test_a_seed_group_given_as_a_run_says_so_and_names_a_member(tmp_path):
     with pytest.raises(RunError, match="is a seed group"):
         minidl_cli.load(group)
     assert invoke("predict", group / "seed-0000", tmp_path / "new.csv").exit_code == 0
+
+
+def test_a_diverged_seed_says_why_and_is_left_out_of_the_statistics(tmp_path):
+    """Seeds whose loss diverges are `failed` with the single run's reason, kept in their
+    meta.json; the summary counts only completed seeds and prints no nan% statistics."""
+    config = write_config(tmp_path, model=[{"type": "linear", "out_features": 8}, "relu",
+                                           {"type": "linear", "out_features": 2}])
+    result = invoke("train", config, "train.epochs=2", "optimizer.lr=1e9", "--seeds", "0-1")
+    assert result.exit_code == 1 and "nan%" not in result.output, result.output
+    assert "seed    0: failed after 0 epochs: the training loss became" in result.output
+    assert "no seed of 2 completed" in result.stdout
+    group = Path(result.stdout.strip().splitlines()[-1])
+    reason = json.loads((group / "seed-0001" / "meta.json").read_text())["reason"]
+    assert "smaller learning rate, e.g. optimizer.lr=1e+08" in reason
+    assert f"seed 1 failed: {reason}" in result.output

@@ -200,13 +200,23 @@ def check_overrides(overrides: list[str]) -> None:
 
 
 def print_group_summary(rows: list[dict], task: str = "classification") -> None:
-    """mean ± std, min and max of a seed group's final metrics (the task's), one line each."""
+    """mean ± std, min and max of a seed group's final metrics (the task's), one line each,
+    over the seeds that completed (rows without a status are evaluations: all count); then
+    why each failed seed failed, on stderr."""
     from minidl_cli.seeds import statistics
     from minidl_cli.tasks import by_name, format_metric
 
-    click.echo(f"{len(rows)} seeds        mean ± std            min       max")
+    done = [row for row in rows if row.get("status", "completed") == "completed"]
+    for row in rows:
+        if row.get("reason"):
+            echo(f"seed {row['seed']} failed: {row['reason']}", err=True)
+    if not done:
+        click.echo(f"no seed of {len(rows)} completed: no final metrics to summarise")
+        return
+    counted = f"{len(done)} seeds" if len(done) == len(rows) else f"{len(done)}/{len(rows)} seeds"
+    click.echo(f"{counted:<14} mean ± std            min       max")
     for key in by_name(task).group_keys:
-        st = statistics([row[key] for row in rows])
+        st = statistics([row[key] for row in done])
         shown = {name: format_metric(key, value) for name, value in st.items()}
         click.echo(f"{key:<12} {shown['mean']:>8} ± {shown['std']:<8} "
                    f"{shown['min']:>9} {shown['max']:>9}")

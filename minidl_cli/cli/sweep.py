@@ -77,7 +77,10 @@ def train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
     chosen = seeds.parse_seeds(seeds_text)
 
     def report(row: dict) -> None:
-        if not quiet:
+        if not quiet and row["status"] == "failed":  # its metrics say nothing: its reason does
+            echo(f"seed {row['seed']:>4}: failed after {row['epochs']} epochs: "
+                 f"{row.get('reason', 'see its meta.json')}", err=True)
+        elif not quiet:
             key = by_name(row["task"]).headline
             echo(f"seed {row['seed']:>4}: {key.replace('_', ' ')} "
                  f"{format_metric(key, row[key])} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -585,6 +586,14 @@ def test_regression_runs_overlay_their_mae_and_refuse_classification_runs(tmp_pa
     disk_run = write_metrics(tmp_path / "disk", epochs=4)
     with pytest.raises(ValueError, match=r"classification and regression runs .*disk"):
         plots.overlay_runs([a, disk_run], tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
+    # a language model records accuracy too, but its next-token accuracy is another measure
+    text_run = write_metrics(tmp_path / "text", epochs=4)
+    for run, task in ((disk_run, "classification"), (text_run, "language_model")):
+        (run / "meta.json").write_text(json.dumps({"task": task}))
+    with pytest.raises(ValueError, match=r"different tasks \(classification: disk; "
+                                         r"language_model: text\)"):
+        plots.overlay_runs([disk_run, text_run], tmp_path / "mixed")
     assert not (tmp_path / "mixed").exists()
 
 

@@ -7,6 +7,7 @@ together (their second picture, accuracy or MAE, would mean different things).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +70,23 @@ def _common_metric(runs: Sequence[Metrics], labels: Sequence[str]) -> str | None
     return next(iter(by_metric), None)
 
 
+def _check_one_task(run_dirs: Sequence[Path], labels: Sequence[str]) -> None:
+    """ValueError naming the runs when they are of different tasks (meta.json's `task`): a
+    language model's next-token accuracy is not a classifier's accuracy."""
+    by_task: dict[str, list[str]] = {}
+    for run_dir, label in zip(run_dirs, labels, strict=True):
+        try:
+            task = json.loads((run_dir / "meta.json").read_text()).get("task")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(task, str):
+            by_task.setdefault(task, []).append(label)
+    if len(by_task) > 1:
+        kinds = "; ".join(f"{task}: {', '.join(names)}" for task, names in by_task.items())
+        raise ValueError(f"cannot overlay runs of different tasks ({kinds}); overlay each "
+                         "task's runs separately with minidl plot RUN... --out DIR")
+
+
 def overlay_runs(
     run_dirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -88,6 +106,7 @@ def overlay_runs(
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels given for {len(run_dirs)} runs")
     runs = [_run_metrics(d) for d in run_dirs]
+    _check_one_task(run_dirs, labels)
     metric = _common_metric(runs, labels)
     losses = [run_loss_name(d) for d in run_dirs]
     out_dir = Path(out_dir)

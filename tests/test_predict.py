@@ -358,3 +358,31 @@ def test_evaluate_data_reads_stdin_as_predict_does(tmp_path):
     on_stdin = json.loads(result.stdout)
     assert on_stdin["data"] == "<stdin>" and on_stdin["file"] == on_file["file"]
     assert json.loads((trained / "eval-stdin.json").read_text())["file"] == on_file["file"]
+
+
+def test_a_shuffle_sequence_run_takes_signals_in_their_natural_order(tmp_path):
+    """A run on MNIST-1D's shuffled variant permutes the signals predict and evaluate --data
+    are given as training did: the natural test signals give the test split's evaluation."""
+    from minidl_cli.data.mnist1d import MNIST1D_FILE, N_TRAIN, SHUFFLE
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "mnist1d-logistic.yaml"
+    result = invoke("train", config, "-q", "train.epochs=1", "data.shuffle_sequence=true",
+                    f"runs_dir={tmp_path}")
+    assert result.exit_code == 0, result.output
+    run = Path(result.stdout.strip().splitlines()[-1])
+    table = np.loadtxt(MNIST1D_FILE, delimiter=",", skiprows=1)[N_TRAIN:N_TRAIN + 200]
+    natural = tmp_path / "natural.csv"
+    np.savetxt(natural, table, delimiter=",", comments="",
+               header=",".join([f"x{i}" for i in range(40)] + ["label"]), fmt="%.17g")
+    on_file = json.loads(invoke("evaluate", run, "--data", natural, "--json").stdout)["file"]
+    predictor = minidl_cli.load(run)
+    signals = torch.from_numpy(table[:, :40].copy())
+    with torch.no_grad():  # the network on the signals permuted as in training
+        expected = predictor.model(signals[:, list(SHUFFLE)].to(predictor.dtype))
+    assert torch.allclose(predictor.outputs(signals), expected)
+    assert torch.allclose(predictor.outputs(natural), expected)
+    loss = torch.nn.functional.cross_entropy(expected.double(), torch.from_numpy(
+        table[:, 40].astype(np.int64))).item()
+    assert on_file["loss"] == pytest.approx(loss, rel=1e-5)
+    rows = predict(run, natural)
+    assert [r["prediction"] for r in rows] == [str(int(c)) for c in expected.argmax(1)]

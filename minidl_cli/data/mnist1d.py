@@ -26,7 +26,10 @@ def mnist1d(shuffle_sequence: bool = False, *, generator: torch.Generator) -> Da
     """The MNIST-1D default set: 4000 train and 1000 test signals of 40 points, 10 classes.
 
     `shuffle_sequence` permutes the 40 time steps of every signal with one fixed permutation
-    (the paper's "shuffled" variant: local structure gone, class information kept).
+    (the paper's "shuffled" variant: local structure gone, class information kept); the
+    permutation is recorded as the data set's preprocessing ({"permutation": [...]}: signal
+    point i of the network's input is point permutation[i] of the natural signal), so
+    predict and evaluate --data apply it to signals given in their natural order.
     Like the digits, it records no data_files: the file is part of minidl.
 
     Shape: x (n, 40) float64 (features x0..x39), y (n,) int64.
@@ -38,8 +41,11 @@ def mnist1d(shuffle_sequence: bool = False, *, generator: torch.Generator) -> Da
     table = np.loadtxt(MNIST1D_FILE, delimiter=",", skiprows=1)  # x0..x39, then the label
     x = torch.from_numpy(table[:, :40].copy())
     y = torch.from_numpy(table[:, 40].astype(np.int64))
+    preprocessing = None
     if shuffle_sequence:
         x = x[:, list(SHUFFLE)]
+        preprocessing = {"version": 1, "permutation": list(SHUFFLE)}
     names = [f"x{i}" for i in range(40)]
     return Dataset(x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:], 10, names,
-                   class_names=[str(c) for c in range(10)], signal=True)
+                   class_names=[str(c) for c in range(10)], signal=True,
+                   preprocessing=preprocessing)

@@ -22,7 +22,9 @@ class RunInputs:
     preprocessing of raw rows; None for other data), `features` (the input column names: a
     table's columns before one-hot encoding), `encoded_features` (the network's input
     columns, in order, e.g. color=green), `images` (a RunImages for an image run, else None),
-    `takes_ids` (a language model: its inputs are token ids).
+    `takes_ids` (a language model: its inputs are token ids), `permutation` (a signal data
+    set whose points the run permuted, MNIST-1D's shuffle_sequence: input point i is point
+    permutation[i] of the natural signal; None for others).
     """
 
     def __init__(self, state: dict[str, Any], input_shape: tuple[int, ...], task: tasks.Task):
@@ -42,6 +44,7 @@ class RunInputs:
                                  recorded.get("pixels"))
                        if len(input_shape) == 3 else None)
         self.takes_ids = task.name == "language_model"
+        self.permutation: list[int] | None = recorded.get("permutation")
 
     def inputs(self, x: Any) -> Tensor:
         """Raw features as the network's float64 input before standardisation.
@@ -53,7 +56,9 @@ class RunInputs:
         A language model takes text: a str, a list of them, or a path (os.PathLike) to a
         UTF-8 file of one text per line, or int64 ids (n, block_size); each text becomes a
         context of token ids (sampling.contexts; ValueError naming a character outside the
-        vocabulary). An image run takes a path to images (RunImages.read).
+        vocabulary). An image run takes a path to images (RunImages.read). Signals of a
+        run that permuted their points (`permutation`) are given in their natural order, a
+        table's or a tensor's alike, and permuted here as training permuted them.
         """
         if self.takes_ids:
             return self._contexts(x)
@@ -62,7 +67,17 @@ class RunInputs:
         if isinstance(x, (str, os.PathLike)) or _is_table(x):
             from minidl_cli.data.table import encode_table
 
-            return encode_table(_source(x), self.table_preprocessing())
+            return self.permuted(encode_table(_source(x), self.table_preprocessing()))
+        return self.permuted(self._tensor(x))
+
+    def permuted(self, x: Tensor) -> Tensor:
+        """Signals in their natural order as the run's network takes them: their points
+        permuted by the run's `permutation` (unchanged when it has none).
+        Shape: (n, d) -> (n, d)."""
+        return x if self.permutation is None else x[:, self.permutation]
+
+    def _tensor(self, x: Any) -> Tensor:
+        """A tensor or array of inputs as float64, checked against the input shape."""
         tensor = torch.as_tensor(x, dtype=torch.float64)
         if tensor.shape[1:] != self.input_shape:
             shape = ", ".join(map(str, self.input_shape))
@@ -85,7 +100,8 @@ class RunInputs:
             return self._text_examples(data)
         if self.images is not None and isinstance(data, (str, os.PathLike)):
             return self.images.read_labelled(data, getattr(self.task, "class_names", None) or [])
-        return encode_labelled(_source(data), self.table_preprocessing())
+        x, y = encode_labelled(_source(data), self.table_preprocessing())
+        return self.permuted(x), y
 
     def table_preprocessing(self) -> dict[str, Any]:
         """The data set's preprocessing of table rows; for data sets that have none

@@ -76,7 +76,12 @@ class Predictor:
     def outputs(self, x: Any) -> Tensor:
         """The network's outputs for raw inputs (see `inputs`), in eval mode.
         Shape: (n, num_outputs)."""
-        inputs = self.inputs(x)
+        return self.network_outputs(self.inputs(x))
+
+    def network_outputs(self, inputs: Tensor) -> Tensor:
+        """The network's outputs for inputs as `inputs` gives them (encoded and, for a
+        run that permuted its signals, permuted), standardised as in training, in eval mode.
+        Shape: (n, *input_shape) -> (n, num_outputs)."""
         if self.standardizer is not None:
             mean, std = self.standardizer
             inputs = (inputs - mean) / std
@@ -104,7 +109,7 @@ class Predictor:
         """The loss and the task's evaluation on labelled data (RunInputs.labelled: a table,
         labelled images, or a language model's text file)."""
         x, y = self.reader.labelled(data)
-        outputs = self.outputs(x)
+        outputs = self.network_outputs(x)
         loss_fn = build_loss(self.config["loss"])
         with torch.no_grad():
             loss = loss_fn(outputs, self.task.targets(y, loss_fn, self.dtype)).item()

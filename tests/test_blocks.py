@@ -290,3 +290,38 @@ def test_a_plugin_block_gets_its_layer_lists_validated_sized_and_built():
     bad = [LIN, {"type": "test_blocks_gated", "gate": [{"type": "linear", "out_features": -1}]}]
     assert config_problems(bad) == [
         "model[1].gate[0].out_features: must be an integer >= 1, got -1"]
+
+
+@pytest.mark.parametrize("block", [
+    lambda: nn.Concat([[nn.Embedding(7, 4)], [nn.Embedding(7, 3)]], dim=2),
+    lambda: nn.Residual([nn.Embedding(7, 4)], shortcut=[nn.Embedding(7, 4)]),
+    lambda: nn.Residual([nn.Embedding(7, 4), nn.Tanh()], shortcut=[nn.Embedding(7, 4)]),
+])
+def test_a_block_on_token_ids_trains_its_embeddings_and_returns_no_gradient(block):
+    """Token ids that fan out to several embeddings have no gradient to add up: the block's
+    backward returns None, and every embedding's weight gradient is autograd's."""
+    module = block().to(torch.float64)
+    ids = torch.randint(0, 7, (5, 3), generator=torch.Generator().manual_seed(0))
+    report = check_module(module, ids)
+    assert "input" not in report.errors and report.passed()
+    assert {name for name in report.errors if name.endswith("weight")} == {
+        name for name, _ in module.named_parameters()}
+
+
+def test_a_concat_of_embeddings_trains_on_text(tmp_path):
+    (tmp_path / "names.txt").write_text("emma\nava\nnora\nmona\nrosa\nanna\nsara\neva\n" * 3)
+    config = {"name": "embcat", "seed": 0,
+              "data": {"type": "text", "path": "names.txt", "mode": "lines", "block_size": 3,
+                       "target": "next", "test_fraction": 0.2},
+              "model": [{"type": "concat", "dim": 2,
+                         "branches": [[{"type": "embedding", "embedding_dim": 4}],
+                                      [{"type": "embedding", "embedding_dim": 2}]]},
+                        {"type": "gru", "hidden_size": 4, "output": "last"},
+                        {"type": "linear", "out_features": 9}],
+              "loss": "cross_entropy", "optimizer": {"type": "adam", "lr": 0.02},
+              "train": {"epochs": 2, "batch_size": 8}}
+    path = write_config(tmp_path, config)
+    result = invoke("train", str(path), "--quiet")
+    assert result.exit_code == 0, result.output
+    result = invoke("gradcheck", str(path))
+    assert result.exit_code == 0 and "gradcheck passed" in result.output, result.output

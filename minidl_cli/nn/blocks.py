@@ -51,15 +51,16 @@ class Residual(Module):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
+        self._ids = not x.is_floating_point()  # token ids: no gradient to return
         out = self.body.forward(x)  # body first, as in the twin: random draws in one order
         skip = x if self.shortcut is None else self.shortcut.forward(x)
         return out + skip  # y = body(x) + shortcut(x)
 
-    def backward(self, grad_output: Tensor) -> Tensor:
+    def backward(self, grad_output: Tensor) -> Tensor | None:
         g = grad_output  # dL/dbody(x) = dL/dshortcut(x) = g: a sum passes g to both terms
         grad_skip = g if self.shortcut is None else self.shortcut.backward(g)
         # x fans out to body and shortcut: dL/dx = body.backward(g) + shortcut.backward(g)
-        return self.body.backward(g) + grad_skip
+        return _fan_in([self.body.backward(g), grad_skip], self._ids)
 
     def torch_twin(self) -> torch.nn.Module | None:
         body = self.body.torch_twin()
@@ -67,6 +68,18 @@ class Residual(Module):
         if body is None or (self.shortcut is not None and shortcut is None):
             return None
         return TorchResidual(body, shortcut)
+
+
+def _fan_in(grads: list[Tensor | None], ids: bool) -> Tensor | None:
+    """dL/dx of an input x that fanned out to several paths: the sum of their gradients
+    (the chain rule over every path). None when x is token ids (integers have no gradient;
+    each path's backward has still been run, for its parameters' gradients)."""
+    if ids:
+        return None
+    total = grads[0]
+    for grad in grads[1:]:
+        total = total + grad
+    return total
 
 
 def _propose_shortcut(input_shape: tuple[int, ...], out: tuple[int, ...]) -> str:
@@ -126,18 +139,17 @@ class Concat(Module):
         return (*outs[0][:axis], sum(out[axis] for out in outs), *outs[0][axis + 1:])
 
     def forward(self, x: Tensor) -> Tensor:
+        self._ids = not x.is_floating_point()  # token ids: no gradient to return
         outs = [branch.forward(x) for branch in self.branches]
         self._sizes = [out.shape[self.dim] for out in outs]
         return torch.cat(outs, self.dim)  # y = [branch₁(x), branch₂(x), ...] on dim
 
-    def backward(self, grad_output: Tensor) -> Tensor:
+    def backward(self, grad_output: Tensor) -> Tensor | None:
         # gₖ: the slice of g that branch k produced; x fans out to every branch, so
         # dL/dx = Σₖ branchₖ.backward(gₖ)
         slices = grad_output.split(self._sizes, self.dim)
-        grad = self.branches[0].backward(slices[0])
-        for branch, g in zip(self.branches[1:], slices[1:], strict=True):
-            grad = grad + branch.backward(g)
-        return grad
+        return _fan_in([branch.backward(g) for branch, g in
+                       zip(self.branches, slices, strict=True)], self._ids)
 
     def torch_twin(self) -> torch.nn.Module | None:
         twins = [branch.torch_twin() for branch in self.branches]

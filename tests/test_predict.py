@@ -91,6 +91,19 @@ def test_a_missing_column_is_exit_2_naming_it(run, tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_a_header_without_rows_is_one_line_for_predict_as_for_evaluate(run, tmp_path):
+    """A table with a header and no rows: the same one line, exit 2, from both commands; an
+    empty tensor in Python gives no predictions."""
+    header = tmp_path / "hdr.csv"
+    header.write_text("id,length,width,colour,species\n")
+    for command in ("predict", "evaluate"):
+        result = invoke(command, run, *(["--data"] if command == "evaluate" else []), header)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().endswith("hdr.csv has a header but no data rows")
+        assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output
+    predictor = minidl_cli.load(run)
+    assert predictor.predict(torch.zeros(0, len(predictor.encoded_features))).shape == (0,)
+
 def test_load_predicts_as_the_cli_and_to_torch_computes_the_same(run, tmp_path):
     predictor = minidl_cli.load(run)
     test = run.parent.parent / "test.csv"

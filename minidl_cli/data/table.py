@@ -287,7 +287,7 @@ def _read(tf: TableFile, prep: dict[str, Any], *, with_labels: bool,
     labels = prep["label"] if with_labels and numeric else []
     numbers = [c for c in prep["columns"] if c not in prep["categories"]] if applying else None
     table, problems = table_io.read_columns(tf, types, labels, trained_numbers=numbers)
-    if with_labels and table.num_rows == 0:
+    if table.num_rows == 0:  # nothing to train on, evaluate or predict
         raise ValueError(f"{tf.name} has a header but no data rows")
     return _handle_missing(tf, table, prep, problems, drop=drop, applying=applying)
 

@@ -177,7 +177,7 @@ def check_finite(inputs: Tensor, names: list[str]) -> None:
     column (by `names` for rows of features) whose value (after standardisation) the
     inputs' dtype cannot hold: the network would give NaN for it. Training refuses the
     same values (data.check_network_data). Shape: inputs (n, *input_shape)."""
-    flat = inputs.reshape(len(inputs), -1)
+    flat = inputs.flatten(1)  # (n, values): n may be 0
     bad = ~torch.isfinite(flat)
     if not bool(bad.any()):
         return

@@ -61,8 +61,8 @@ def _unit(entry: registry.Entry, arg: str, shape: tuple[int, ...]) -> str:
 
 def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int,
                  path: str = "model", record: bool = False,
-                 seen: list | None = None,
-                 data: dict[str, int] | None = None) -> tuple[Sequential, list[tuple[int, ...]]]:
+                 seen: list | None = None, data: dict[str, int] | None = None,
+                 ids: bool | None = None) -> tuple[Sequential, list[tuple[int, ...]]]:
     """The network and its shapes: shapes[i] enters model[i], shapes[-1] leaves the network.
 
     Shapes leave out the batch dimension: (d,) for features, (C, H, W) for images; an int
@@ -71,9 +71,14 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
     by hand. `path` names the list in errors, ValueError("model[i]...: ..."); `record`
     writes each inferred size into the (dict) layer configs that have its key, at every depth;
     `seen` (a list) gets (path, layer, input shape) of every layer built, at every depth;
-    `data` holds the sizes a layer may read off the data set ({"vocabulary_size": V}).
+    `data` holds the sizes a layer may read off the data set ({"vocabulary_size": V});
+    `ids`: whether the input is token ids (None unknown; True when `data` has a vocabulary):
+    they must reach an embedding before any float layer, and only ids may reach one.
     """
     shapes = [(input_shape,) if isinstance(input_shape, int) else tuple(input_shape)]
+    if ids is None and path == "model" and data and "vocabulary_size" in data:
+        ids = True  # a text data set's inputs
+    origin = "the data" if path == "model" else f"{path}'s input"  # of token ids
     layers = []
     for i, cfg in enumerate(model_cfg):
         where = f"{path}[{i}]"
@@ -81,13 +86,20 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
         entry = registry.lookup("layer", name)
         source = (f"{path}[{i - 1}] outputs" if i else
                   "the data has" if path == "model" else f"the input of {path} has")
+        if ids is False and "vocabulary_size" in entry.inferred.values():  # an embedding
+            raise ValueError(f"{where}: {entry.name} takes token ids, but "
+                             f"{f'{path}[{i - 1}]' if i else origin} gives floats "
+                             f"{show_shape(shapes[-1])}; remove it (one embedding, first, "
+                             "turns the token ids into vectors)")
         for arg, size in _inferred_options(entry, options, shapes[-1], where, source,
                                            data).items():
             options[arg] = size
             if record and isinstance(cfg, dict) and arg in cfg:
                 cfg[arg] = size  # the config describes the run: inferred sizes recorded
-        _build_nested(entry, options, shapes[-1], where, record, seen, data)
+        _build_nested(entry, options, shapes[-1], where, record, seen, data, ids)
         layer = _construct(entry, options, where)
+        if ids:
+            ids = _still_ids(layer, shapes[-1], f"{where}: {entry.name}", origin)
         try:
             shapes.append(output_shape_of(layer, shapes[-1], entry.name))
         except ValueError as e:
@@ -96,6 +108,34 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
         if seen is not None:
             seen.append((where, layer, shapes[-2]))
     return Sequential(*layers), shapes
+
+
+def _still_ids(layer: Module, shape: tuple[int, ...], what: str, origin: str) -> bool:
+    """Whether `layer`, given token ids of `shape`, passes them on as ids (a flatten); False
+    when it takes them (it refuses floats with a TypeError, as an embedding does); else a
+    ValueError: `what` computes with numbers, and `origin` gives it token ids."""
+    was_training = layer.training
+    layer.eval()
+    try:
+        out = _probe(layer, torch.zeros((2, *shape), dtype=torch.int64))
+        if isinstance(out, torch.Tensor) and not out.is_floating_point():
+            return True
+        if isinstance(out, torch.Tensor) and _probe(layer, torch.zeros(2, *shape)) is TypeError:
+            return False
+    finally:
+        layer.train(was_training)
+    raise ValueError(f"{what} takes float features, but {origin} gives token ids "
+                     f"{show_shape(shape)} int64; put an embedding first, e.g. "
+                     "{type: embedding, embedding_dim: 16}")
+
+
+def _probe(layer: Module, x: torch.Tensor) -> torch.Tensor | type | None:
+    """layer.forward(x) with torch's RNG untouched; the exception's type if it raises."""
+    with torch.random.fork_rng(devices=[]):
+        try:
+            return layer.forward(x)
+        except Exception as e:
+            return type(e)
 
 
 def _inferred_options(entry: registry.Entry, options: dict[str, Any], shape: tuple[int, ...],
@@ -131,7 +171,7 @@ def _construct(entry: registry.Entry, options: dict[str, Any], where: str) -> Mo
 
 def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[int, ...],
                   where: str, record: bool, seen: list | None,
-                  data: dict[str, int] | None = None) -> None:
+                  data: dict[str, int] | None = None, ids: bool | None = None) -> None:
     """Replace each option holding layer configs by what the constructor takes: a Sequential
     (Layers), a list of them (list[Layers]) or a function making fresh copies (LayerFactory),
     each built for the block's input `shape`."""
@@ -141,17 +181,17 @@ def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[i
             continue
         at = f"{where}.{option.name}"
         if nesting == "layers":
-            options[option.name] = build_layers(value, shape, at, record, seen, data)[0]
+            options[option.name] = build_layers(value, shape, at, record, seen, data, ids)[0]
         elif nesting == "branches":
             options[option.name] = [build_layers(branch, shape, f"{at}[{k}]", record, seen,
-                                                 data)[0]
+                                                 data, ids)[0]
                                     for k, branch in enumerate(value)]
         else:
-            options[option.name] = _copies(value, shape, at, record, seen, data)
+            options[option.name] = _copies(value, shape, at, record, seen, data, ids)
 
 
 def _copies(cfg: list, shape: tuple[int, ...], where: str, record: bool, seen: list | None,
-            data: dict[str, int] | None = None):
+            data: dict[str, int] | None = None, ids: bool | None = None):
     """A function building a fresh Sequential of `cfg` for `shape` at each call (the first
     call records the inferred sizes)."""
     calls = []
@@ -159,7 +199,7 @@ def _copies(cfg: list, shape: tuple[int, ...], where: str, record: bool, seen: l
     def build_copy() -> Sequential:
         calls.append(None)
         return build_layers(cfg, shape, where, record and len(calls) == 1, seen,
-                            data)[0]
+                            data, ids)[0]
 
     return build_copy
 

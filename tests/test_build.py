@@ -404,3 +404,45 @@ def test_a_recurrent_sequence_fed_to_a_classifier_is_told_about_output_last(tmp_
               "optimizer": {"type": "adam"}, "train": {"epochs": 1, "batch_size": 100}}
     result = invoke("train", write_config(tmp_path, config))
     assert result.exit_code == 2 and "give model[1] output: last" in result.output
+
+
+EMBEDDING = {"type": "embedding", "embedding_dim": 8}
+
+
+@pytest.mark.parametrize("model, message", [
+    ([EMBEDDING, {"type": "embedding", "embedding_dim": 4}, "flatten",
+      {"type": "linear", "out_features": 34}],
+     "model[1]: embedding takes token ids, but model[0] gives floats (N, 4, 8); remove it"),
+    ([EMBEDDING, {"type": "embedding", "embedding_dim": 4, "num_embeddings": 50}],
+     "model[1]: embedding takes token ids, but model[0] gives floats (N, 4, 8); remove it"),
+    ([{"type": "linear", "out_features": 8}, {"type": "gru", "hidden_size": 8}],
+     "model[0]: linear takes float features, but the data gives token ids (N, 4) int64; "
+     "put an embedding first"),
+    ([{"type": "gru", "hidden_size": 8, "output": "last"}],
+     "model[0]: gru takes float features, but the data gives token ids (N, 4) int64; "
+     "put an embedding first"),
+    (["flatten", {"type": "residual", "body": [{"type": "linear", "out_features": 4}]}],
+     "model[1].body[0]: linear takes float features, but model[1].body's input gives token "
+     "ids (N, 4) int64; put an embedding first"),
+    ([{"type": "concat", "branches": [[EMBEDDING], ["flatten", EMBEDDING]]},
+      {"type": "residual", "body": [EMBEDDING]}],
+     "model[1].body[0]: embedding takes token ids, but model[1].body's input gives floats "
+     "(N, 8, 8)"),
+])
+def test_token_ids_must_meet_an_embedding_first_and_only_there(model, message):
+    """On a text data set's token ids, the first layer that takes them must be an embedding,
+    and an embedding takes nothing else: both are build errors naming that layer."""
+    from minidl_cli.build import build_layers
+
+    with pytest.raises(ValueError) as error:
+        build_layers(model, (4,), data={"vocabulary_size": 34})
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_token_ids_pass_through_flatten_and_blocks_to_their_embeddings():
+    from minidl_cli.build import build_layers
+
+    model = ["flatten", {"type": "concat", "dim": 2, "branches": [[EMBEDDING], [EMBEDDING]]},
+             {"type": "residual", "body": [{"type": "linear", "out_features": 16}]}]
+    _, shapes = build_layers(model, (4,), data={"vocabulary_size": 34})
+    assert shapes[-1] == (4, 16)

@@ -104,6 +104,16 @@ def test_a_header_without_rows_is_one_line_for_predict_as_for_evaluate(run, tmp_
     predictor = minidl_cli.load(run)
     assert predictor.predict(torch.zeros(0, len(predictor.encoded_features))).shape == (0,)
 
+def test_ragged_rows_are_one_line_for_predict_and_evaluate(run, tmp_path):
+    rows = (run.parent.parent / "test.csv").read_text().splitlines()
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("\n".join(rows[:3] + [row + ",9" for row in rows[3:15]]) + "\n")
+    for command in ("predict", "evaluate"):
+        result = invoke(command, run, *(["--data"] if command == "evaluate" else []), ragged)
+        assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+        assert "12 rows do not have one field per column, the first at line 4 (6 fields, " \
+               "the header has 5); fix or remove them" in result.output
+
 def test_load_predicts_as_the_cli_and_to_torch_computes_the_same(run, tmp_path):
     predictor = minidl_cli.load(run)
     test = run.parent.parent / "test.csv"

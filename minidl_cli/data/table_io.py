@@ -295,6 +295,8 @@ def _read_parquet(tf: TableFile, columns: list[str]) -> pa.Table:
 
 
 def _raise_ragged(tf: TableFile) -> None:
+    """One-line ValueError: how many rows do not have one field per header column, and the
+    first of them by its line in the file (where its first field starts) and field count."""
     width, bad = len(tf.columns), []
     with tf.text() as f:
         reader = csvlib.reader(f, delimiter=tf.delimiter)
@@ -302,10 +304,19 @@ def _raise_ragged(tf: TableFile) -> None:
         start = reader.line_num + 1
         for row in reader:
             if row and len(row) != width:
-                bad.append(f"  row {start}: {len(row)} fields, but the header has {width} columns")
+                bad.append((start, len(row)))
             start = reader.line_num + 1
-    head = f"{tf.name}: {len(bad)} rows do not have one field per column; fix or remove them:"
-    raise ValueError("\n".join([head, *_capped(bad, len(bad))]))
+    if not bad:  # pyarrow's reading and Python's differ: quoting
+        raise ValueError(f"{tf.name}: a row does not have one field per column (Python's csv "
+                         "reader finds none: check the quotes of fields that span lines); fix "
+                         "or remove it")
+    line, fields = bad[0]
+    first = f"line {line} ({fields} field{'s' * (fields != 1)}, the header has {width})"
+    if len(bad) == 1:
+        raise ValueError(f"{tf.name}: 1 row does not have one field per column: {first}; "
+                         "fix or remove it")
+    raise ValueError(f"{tf.name}: {len(bad)} rows do not have one field per column, the first "
+                     f"at {first}; fix or remove them")
 
 
 def _line_numbers(tf: TableFile, last: int) -> list[tuple[int, list[str]]]:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from minidl_cli import nn, registry
-from minidl_cli.gradcheck import central_difference, check_loss, check_module
+from minidl_cli.gradcheck import central_difference, check_loss, check_module, check_network
 
 SHAPES = [(1, 3), (4, 7), (17, 5), (64, 25)]  # (batch, features): batch 1 included
 T = 3  # the time steps of the (N, T, F) cases: the layers that take (N, *, F)
@@ -205,7 +205,22 @@ def test_layer_matches_central_differences(name):
     gen = torch.Generator().manual_seed(12345)
     for module, x_shape in layer_cases(name, 8, 5):
         x = make_input(x_shape, 8, gen, scale=1.0, shift=0.05)  # off ReLU's kink
-        assert central_difference(module, x) < 1e-6, module
+        if x.is_floating_point():
+            assert central_difference(module, x) < 1e-6, module
+        else:  # token ids have no derivative: nothing checked is no match either
+            assert central_difference(module, x) is None, module
+
+
+def test_gradcheck_of_an_embedding_shows_no_central_difference_it_did_not_take():
+    """The network check holds no central difference (None: gradcheck prints '-', as for
+    the loss) where a module's input is token ids, and one for the layers after it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(7, 4), nn.Flatten(), nn.Linear(12, 7)).to(torch.float64)
+    ids = torch.randint(0, 7, (5, 3), generator=torch.Generator().manual_seed(1))
+    report = check_network(model, nn.CrossEntropyLoss(), ids, torch.tensor([0, 1, 2, 3, 4]))
+    numeric = [n for _, n in report.rows]
+    assert numeric[0] is None and numeric[-1] is None  # the embedding's ids; the loss
+    assert all(0 <= n < 1e-5 for n in numeric[1:-1]) and report.passed()
 
 
 def test_whole_network_matches_torch_sequential():

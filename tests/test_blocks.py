@@ -133,6 +133,17 @@ def config_problems(model) -> list[str]:
      "model[0]: residual adds its body's output (N, 4, 4, 4) to its input (no shortcut: the "
      "identity) (N, 1, 8, 8), and the shapes differ; set shortcut: [{type: conv2d, "
      "out_channels: 4, kernel_size: 1, stride: 2}]"),
+    (["flatten", {"type": "unflatten", "unflattened_size": [4, 16]},
+      {"type": "residual", "body": [{"type": "conv1d", "out_channels": 6, "kernel_size": 3,
+                                     "padding": 1, "stride": 2}]}],
+     "model[2]: residual adds its body's output (N, 6, 8) to its input (no shortcut: the "
+     "identity) (N, 4, 16), and the shapes differ; set shortcut: [{type: conv1d, "
+     "out_channels: 6, kernel_size: 1, stride: 2}]"),
+    (["flatten", {"type": "unflatten", "unflattened_size": [4, 16]},
+      {"type": "residual", "body": [LIN]}],  # a sequence (T, F): the linear acts on F
+     "model[2]: residual adds its body's output (N, 4, 8) to its input (no shortcut: the "
+     "identity) (N, 4, 16), and the shapes differ; set shortcut: [{type: linear, "
+     "out_features: 8}]"),
     (["flatten", {"type": "repeat", "times": 2, "body": [LIN]}],
      "model[1]: repeat needs a body that keeps its input's shape"),
     (["flatten", {"type": "concat", "branches": [["relu"], [{"type": "lstm_cell"}]]}],

@@ -16,6 +16,7 @@ from typing import Annotated
 import torch
 from torch import Tensor
 
+from minidl_cli.nn.conv1d import Conv1d
 from minidl_cli.nn.module import Module, Sequential, output_shape_of, show_shape
 from minidl_cli.registry import LayerFactory, Layers, Range, register
 
@@ -47,7 +48,7 @@ class Residual(Module):
                      else "its shortcut's output")
             raise ValueError(f"adds its body's output {show_shape(out)} to {which} "
                              f"{show_shape(passed)}, and the shapes differ; "
-                             f"{_propose_shortcut(input_shape, out)}")
+                             f"{_propose_shortcut(input_shape, out, self.body)}")
         return out
 
     def forward(self, x: Tensor) -> Tensor:
@@ -82,15 +83,22 @@ def _fan_in(grads: list[Tensor | None], ids: bool) -> Tensor | None:
     return total
 
 
-def _propose_shortcut(input_shape: tuple[int, ...], out: tuple[int, ...]) -> str:
-    """A shortcut turning `input_shape` into `out`: a linear layer, or a 1×1 convolution."""
-    if len(out) == 1:
-        return f"set shortcut: [{{type: linear, out_features: {out[0]}}}]"
-    if len(out) == 3 and len(input_shape) == 3:
+def _propose_shortcut(input_shape: tuple[int, ...], out: tuple[int, ...],
+                      body: Module | None = None) -> str:
+    """A shortcut turning `input_shape` into `out`: a linear layer on the last axis, or a
+    1×1 convolution (conv2d for (C, H, W), conv1d for (C, L) when `body` holds a conv1d)."""
+    conv1d = len(out) == 2 and any(isinstance(m, Conv1d) for _, m in
+                                   (body.named_modules() if body is not None else ()))
+    if len(out) == len(input_shape) and (len(out) == 3 or conv1d):
         stride = {-(-h // o) for h, o in zip(input_shape[1:], out[1:], strict=True)}
-        step = f", stride: {stride.pop()}" if len(stride) == 1 and max(stride) > 1 else ""
-        return (f"set shortcut: [{{type: conv2d, out_channels: {out[0]}, kernel_size: 1"
-                f"{step}}}]")
+        step = stride.pop() if len(stride) == 1 else 0
+        if step and all(-(-h // step) == o for h, o in zip(input_shape[1:], out[1:],
+                                                           strict=True)):
+            stride_text = f", stride: {step}" if step > 1 else ""
+            return (f"set shortcut: [{{type: conv{len(out) - 1}d, out_channels: {out[0]}, "
+                    f"kernel_size: 1{stride_text}}}]")
+    if len(out) == len(input_shape) and out[:-1] == input_shape[:-1]:  # (F,), (T, F)
+        return f"set shortcut: [{{type: linear, out_features: {out[-1]}}}]"
     return "set a shortcut that outputs the body's shape"
 
 

@@ -3,6 +3,7 @@
 import csv
 import gzip
 import hashlib
+import io
 import json
 import re
 from pathlib import Path
@@ -394,6 +395,14 @@ def test_predict_command_reads_one_context_per_line(tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(result.stdout.splitlines()))
     assert len(rows) == 2 and all(r["prediction"] in meta(run)["vocabulary"] for r in rows)
+    # one row per line, blank lines (the empty context: a name's start) included, in order
+    (tmp_path / "contexts.txt").write_text("emm\nal\n\nlenaa")
+    result = invoke("predict", run, tmp_path / "contexts.txt")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))  # a predicted boundary is "\n"
+    expected = minidl_cli.load(run).predict(["emm", "al", "", "lenaa"])
+    assert [r["prediction"] for r in rows] == list(expected) and len(expected) == 4
+    (tmp_path / "contexts.txt").write_text("emm\nal\n\nlenaa\n")  # the last newline: no line
+    assert invoke("predict", run, tmp_path / "contexts.txt").stdout == result.stdout
 
     # a character outside the vocabulary: the error names the file's line (blank lines count)
     (tmp_path / "contexts.txt").write_text("emm\n\nsaM\n")

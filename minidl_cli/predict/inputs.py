@@ -54,7 +54,8 @@ class RunInputs:
         Parquet file, a pyarrow Table or a pandas DataFrame, whose columns are found by name
         and encoded as in training. ValueError naming a missing column or a bad cell.
         A language model takes text: a str, a list of them, or a path (os.PathLike) to a
-        UTF-8 file of one text per line, or int64 ids (n, block_size); each text becomes a
+        UTF-8 file of one text per line (a blank line is the empty text: one output per line,
+        the newline ending the file opening none), or int64 ids (n, block_size); each text becomes a
         context of token ids (sampling.contexts; ValueError naming a character outside the
         vocabulary). An image run takes a path to images (RunImages.read). Signals of a
         run that permuted their points (`permutation`) are given in their natural order, a
@@ -132,10 +133,9 @@ class RunInputs:
         if isinstance(x, Tensor) and x.dtype == torch.int64 and x.shape[1:] == self.input_shape:
             return x  # token ids already
         if isinstance(x, os.PathLike):  # one text per line; errors name the line
-            lines = [(n, line) for n, line in enumerate(read_text(Path(x)).split("\n"), 1)
-                     if line]
-            return contexts(self.task, [line for _, line in lines],
-                            [f"{x} line {n}" for n, _ in lines])
+            text = read_text(Path(x))
+            lines = text.removesuffix("\n").split("\n")  # a blank line is the empty context
+            return contexts(self.task, lines, [f"{x} line {n}" for n in range(1, len(lines) + 1)])
         if isinstance(x, str):
             x = [x]
         if not isinstance(x, (list, tuple)) or not all(isinstance(t, str) for t in x):

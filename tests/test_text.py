@@ -230,9 +230,43 @@ def test_the_block_size_advice_counts_both_parts_of_the_text(tmp_path):
 
 
 def test_a_test_character_the_training_text_never_has(tmp_path):
+    """The message says why (the vocabulary is the training part's) and how to fix it; the
+    data.test_fraction it proposes for a stream leaves the character in the training part."""
     path = text_config(tmp_path, text=STORY + "Z" * 3, mode="stream")
     message = bad(tmp_path, "train", path)
     assert "the character 'Z' (3 times)" in message and "not in the vocabulary" in message
+    assert f"the test part is the text's end (its last {round(0.2 * (len(STORY) + 3))} " \
+           f"characters), where 'Z' first appears at character {len(STORY) + 1} of " \
+           f"{len(STORY) + 3}: put text holding it earlier in the file" in message
+    assert "data.test_fraction" not in message  # 2 test characters make no window of 3 + 1
+    text = STORY[:-60] + "Z" + STORY[-60:]
+    message = bad(tmp_path, "train", text_config(tmp_path, text=text, mode="stream"))
+    fraction = re.search(r"data\.test_fraction to at most ([0-9.]+)$", message.strip())[1]
+    options = {"path": str(tmp_path / "text.txt"), "mode": "stream", "block_size": 3}
+    dataset = make_dataset("text", {**options, "test_fraction": float(fraction)}, seed=0)
+    assert "Z" in dataset.vocabulary
+    # a paragraph ending in a newline: the newline is the text's last character
+    message = bad(tmp_path, "train", text_config(tmp_path, text=STORY + "\n", mode="stream"))
+    assert "holds the character '\\n' (1 time)" in message
+    assert "the last: remove it from the end of the file (a final newline, say)" in message
+
+
+def test_a_character_only_in_the_test_lines_proposes_another_split(tmp_path):
+    (tmp_path / "n.txt").write_text("\n".join(NAMES + ["qiq"]) + "\n")
+    seeds = {}
+    for seed in range(8):  # lines drawn into the test part differ by seed
+        try:
+            make_dataset("text", {"path": str(tmp_path / "n.txt"), "block_size": 2}, seed=seed)
+            seeds[seed] = ""
+        except ValueError as e:
+            seeds[seed] = str(e)
+    refused = [m for m in seeds.values() if "'q'" in m]
+    assert refused and any(m == "" for m in seeds.values())  # another seed is a real fix
+    assert refused[0].startswith(f"text dataset: the test part (2 lines) of {tmp_path / 'n.txt'} "
+                                 "holds the character 'q' (2 times), which is not in")
+    assert refused[0].endswith("the seed drew the one line holding it into the test part: set "
+                               "another seed or a smaller data.test_fraction (now 0.1), or "
+                               "remove that line")
 
 
 def test_token_ids_into_a_layer_that_wants_floats(tmp_path):

@@ -30,7 +30,9 @@ The vocabulary is the sorted characters of the training text (after the boundary
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -120,11 +122,13 @@ def read_text(path: Path) -> str:
     return content
 
 
-def encode(content: str, vocabulary: list[str], what: str) -> Tensor:
+def encode(content: str, vocabulary: list[str], what: str,
+           advice: Callable[[str], str] | None = None) -> Tensor:
     """The id of each character of `content` in `vocabulary` (one character per entry).
 
     Shape: -> (len(content),) int64. Raises ValueError naming the first character that the
-    vocabulary lacks, how often it occurs, and the vocabulary; `what` says whose text it is.
+    vocabulary lacks, how often it occurs, and the vocabulary; `what` says whose text it is
+    (the subject of "holds"), `advice(character)` how to fix it (appended after "; ").
     """
     codes = _code_points(content)
     vocab = _code_points("".join(vocabulary))
@@ -136,7 +140,8 @@ def encode(content: str, vocabulary: list[str], what: str) -> Tensor:
         count = int((codes == ord(missing)).sum())
         raise ValueError(f"{what} holds the character {missing!r} ({count} time"
                          f"{'s' * (count != 1)}), which is not in the vocabulary "
-                         f"{show_vocabulary(vocabulary)}")
+                         f"{show_vocabulary(vocabulary)}"
+                         + (f"; {advice(missing)}" if advice else ""))
     return order[at]
 
 
@@ -223,10 +228,21 @@ def _lines(content: str, source: Path, test_fraction: float, block_size: int,
     test_lines = [lines[i] for i in order[:n_test]]
     train_lines = [lines[i] for i in order[n_test:]]
     vocabulary = [BOUNDARY, *sorted(set("".join(train_lines)))]
-    parts = []
-    for part, what in ((train_lines, "the training lines"), (test_lines, "the test lines")):
-        parts.append(encode(frame(part, block_size), vocabulary, f"{WHERE}: {what} of {source}"))
-    return parts[0], parts[1], vocabulary
+    what = f"{WHERE}: the test part ({n_test} line{'s' * (n_test != 1)}) of {source}"
+    test = encode(frame(test_lines, block_size), vocabulary, what,
+                  lambda c: _unseen_in_lines(c, lines, test_fraction))
+    train = encode(frame(train_lines, block_size), vocabulary,
+                   f"{WHERE}: the training lines of {source}")  # its own characters: no error
+    return train, test, vocabulary
+
+
+def _unseen_in_lines(character: str, lines: list[str], test_fraction: float) -> str:
+    """Why a character of the test lines is not in the vocabulary, and the fixes."""
+    holding = sum(character in line for line in lines)
+    which = "the one line" if holding == 1 else f"all {holding} lines"
+    return (f"the vocabulary is the training lines' characters, and the seed drew {which} "
+            f"holding it into the test part: set another seed or a smaller data.test_fraction "
+            f"(now {test_fraction}), or remove {'that line' if holding == 1 else 'them'}")
 
 
 def _keep(x: Tensor, y: Tensor, ids: Tensor, block_size: int) -> tuple[Tensor, Tensor]:
@@ -262,5 +278,24 @@ def _stream(content: str, source: Path, test_fraction: float,
         raise ValueError(f"{WHERE}: data.block_size {block_size} {what}; {fix}")
     vocabulary = sorted(set(train))
     return (encode(train, vocabulary, f"{WHERE}: the training part of {source}"),
-            encode(test, vocabulary, f"{WHERE}: the test part (its end) of {source}"),
+            encode(test, vocabulary, f"{WHERE}: the test part (its end) of {source}",
+                   lambda c: _unseen_in_stream(c, content, len(test), block_size)),
             vocabulary)
+
+
+def _unseen_in_stream(character: str, content: str, n_test: int, block_size: int) -> str:
+    """Why a character of a stream's test part (the text's end) is not in the vocabulary,
+    and the fixes: the largest data.test_fraction that leaves it in the training part, when
+    that leaves the test part a window (block_size + 1 characters)."""
+    first = content.index(character)  # in the test part: at or after len(content) - n_test
+    after = len(content) - first - 1  # the most test characters that leave it for training
+    where = (f"the vocabulary is the training part's characters, and the test part is the "
+             f"text's end (its last {n_test} characters), where {character!r} first appears "
+             f"at character {first + 1} of {len(content)}")
+    if after == 0:
+        return (f"{where}, the last: remove it from the end of the file (a final newline, "
+                "say) or put text holding it earlier")
+    fraction = math.floor(after / len(content) * 1000) / 1000
+    lower = (f", or set data.test_fraction to at most {fraction}"
+             if round(fraction * len(content)) > block_size else "")
+    return f"{where}: put text holding it earlier in the file{lower}"

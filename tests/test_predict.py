@@ -409,3 +409,7 @@ def test_a_shuffle_sequence_run_takes_signals_in_their_natural_order(tmp_path):
     assert on_file["loss"] == pytest.approx(loss, rel=1e-5)
     rows = predict(run, natural)
     assert [r["prediction"] for r in rows] == [str(int(c)) for c in expected.argmax(1)]
+    state = torch.load(predictor.checkpoint, weights_only=True)
+    state["preprocessing"] = None  # a checkpoint from before the permutation was recorded
+    older = minidl_cli.predict.Predictor(state, predictor.checkpoint, run)
+    assert torch.allclose(older.outputs(signals), expected)

@@ -44,7 +44,8 @@ class RunInputs:
                                  recorded.get("pixels"))
                        if len(input_shape) == 3 else None)
         self.takes_ids = task.name == "language_model"
-        self.permutation: list[int] | None = recorded.get("permutation")
+        self.permutation: list[int] | None = recorded.get("permutation") or _old_permutation(
+            state["config"].get("data") or {})
 
     def inputs(self, x: Any) -> Tensor:
         """Raw features as the network's float64 input before standardisation.
@@ -151,6 +152,16 @@ class RunInputs:
         path, task = Path(data), self.task
         return text_examples(read_text(path), task.vocabulary, task.mode, task.block_size,
                              task.target, f"evaluate: {path}")
+
+
+def _old_permutation(data: dict[str, Any]) -> list[int] | None:
+    """The permutation of a shuffle_sequence MNIST-1D run whose checkpoint predates its
+    recording (it is the data set's one fixed permutation); None for other data."""
+    if data.get("type") == "mnist1d" and data.get("shuffle_sequence"):
+        from minidl_cli.data.mnist1d import SHUFFLE
+
+        return list(SHUFFLE)
+    return None
 
 
 def _source(x: Any) -> Any:

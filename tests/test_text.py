@@ -211,7 +211,8 @@ def test_block_size_longer_than_the_whole_text(tmp_path):
     path = text_config(tmp_path, text="to be or not", mode="stream", block_size=20,
                        vocabulary=9)
     message = bad(tmp_path, "train", path)
-    assert "data.block_size 20 is longer than the whole text" in message
+    assert "data.block_size 20 needs windows of 21 characters (the context and the character " \
+           "after it), more than the whole text" in message
     assert "(12 characters" in message and "set data.block_size to at most 1" in message
 
 
@@ -400,6 +401,7 @@ def test_sample_command_and_python_sample(tmp_path):
         == result.stdout
     message = bad(tmp_path, "sample", run, "--prompt", "eM")
     vocabulary = "".join(meta(run)["vocabulary"])
+    assert minidl_cli.load(run).vocabulary == meta(run)["vocabulary"]
     assert f"the character 'M' (1 time), which is not in the vocabulary {vocabulary!r} " \
            f"({len(vocabulary)} characters)" in message
     predictions = minidl_cli.load(run).predict(["emm", "sal"])

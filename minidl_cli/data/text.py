@@ -268,7 +268,9 @@ def _stream(content: str, source: Path, test_fraction: float,
     longest = min(len(train), len(test)) - 1
     if block_size > longest:
         whole = block_size + 1 > len(content)
-        what = (f"is longer than the whole text of {source} ({len(content)} characters)"
+        what = (f"needs windows of {block_size + 1} characters (the context and the "
+                f"character after it), more than the whole text of {source} "
+                f"({len(content)} characters)"
                 if whole else
                 f"needs windows of {block_size + 1} characters in both parts of {source} "
                 f"({len(train)} training and {len(test)} test characters, data.test_fraction "

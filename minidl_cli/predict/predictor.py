@@ -51,6 +51,12 @@ class Predictor:
         """The class names in output order, as in the training data; None for regression."""
         return getattr(self.task, "class_names", None)
 
+    @property
+    def vocabulary(self) -> list[str] | None:
+        """A language model's characters in token-id order (output i scores vocabulary[i]);
+        None for other tasks."""
+        return getattr(self.task, "vocabulary", None)
+
     def model_outputs(self) -> int:
         """The network's output width. Shape: one input (1, *input_shape) -> (1, width)."""
         dtype = torch.int64 if self.takes_ids else self.dtype

@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 def load(run_dir: str | os.PathLike, checkpoint: str | int | None = None) -> Predictor:
     """A trained run as a Predictor: `.predict(x)`, `.classes` (`.vocabulary` of a language
-    model), `.features`, `.model`,
-    `.to_torch()` (see minidl_cli.predict). torch is imported on the first call only.
+    model), `.features`, `.model`, `.to_torch()` (see minidl_cli.predict). torch is imported
+    on the first call only.
 
     checkpoint: 'last', 'best', an epoch number or a checkpoint path; None (the default):
     best for a run trained with train.early_stopping (the epoch it kept), else last, as

@@ -106,7 +106,7 @@ def _resumed(run: Run, overrides: list[str], build: Callable[[dict], Any]) -> An
     except ConfigError:
         _refuse_changes(run, raw, stored)  # "cannot change model..." says more than its fallout
         raise
-    _refuse_changes(run, getattr(built, "config", built), stored)
+    _refuse_changes(run, getattr(built, "config", built), stored, overrides)
     return built
 
 
@@ -303,10 +303,15 @@ def load_trainer(run: Run, checkpoint: str = "last") -> tuple[Trainer, dict[str,
     return trainer, state, path
 
 
-def _refuse_changes(run: Run, config: dict[str, Any], stored: dict[str, Any]) -> None:
-    """RunError when `config` differs from the run's stored config outside RESUMABLE_KEYS."""
+def _refuse_changes(run: Run, config: dict[str, Any], stored: dict[str, Any],
+                    overrides: list[str] = ()) -> None:
+    """RunError when `config` differs from the run's stored config outside RESUMABLE_KEYS.
+    A key the stored config lacks and no override sets is an option added to minidl since
+    the run was made, at its default: no change."""
     new, old = _flatten(config), _flatten(stored)
-    changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
+    given = {o.partition("=")[0].strip() for o in overrides}
+    changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k)
+                     and (k in old or any(k == g or k.startswith(g + ".") for g in given)))
     allowed = RESUMABLE_KEYS | _schedule_length_keys(config, stored)
     refused = [re.sub(r"\.(\d+)", r"[\1]", k) for k in changed if k not in allowed]
     if refused:

@@ -178,7 +178,8 @@ def torch_loss_reference(loss: nn.Loss) -> Callable[[Tensor, Tensor], Tensor]:
         return loss.forward
     if functional is F.cross_entropy:  # torch's class axis is 1, minidl's the last: (N, T, C)
         return lambda prediction, target: F.cross_entropy(
-            prediction.movedim(-1, 1), target, reduction=loss.reduction)
+            prediction.movedim(-1, 1), target, reduction=loss.reduction,
+            ignore_index=loss.ignore_index)
     options = {name: getattr(loss, name) for name in ("delta", "beta") if hasattr(loss, name)}
     return lambda prediction, target: functional(prediction, target, reduction=loss.reduction,
                                                  **options)

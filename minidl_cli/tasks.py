@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from minidl_cli.nn import CrossEntropyLoss, Loss
+from minidl_cli.nn.losses import IGNORE_INDEX
 
 PERCENT_METRICS = ("accuracy", "error")  # shown as percentages
 
@@ -376,16 +377,19 @@ class LanguageModel(Task):
         return y
 
     def count(self, y: Tensor) -> int:
-        """The tokens predicted: n, or n·T with target sequence."""
-        return y.numel()
+        """The tokens predicted: n, or n·T with target sequence, less the padding positions
+        (IGNORE_INDEX) of a lines text."""
+        return int((y != IGNORE_INDEX).sum())
 
     def decode(self, outputs: Tensor) -> Tensor:
         """The most likely next token ids. Shape: (n, V) -> (n,); (n, T, V) -> (n, T)."""
         return outputs.argmax(-1)
 
     def metrics(self, outputs: Tensor, y: Tensor) -> dict[str, float]:
-        """accuracy: the share of predicted positions whose highest output is the true token."""
-        return {"accuracy": (self.decode(outputs) == y).double().mean().item()}
+        """accuracy: the share of predicted positions whose highest output is the true token
+        (padding positions, IGNORE_INDEX, are no prediction)."""
+        counted = y != IGNORE_INDEX
+        return {"accuracy": (self.decode(outputs)[counted] == y[counted]).double().mean().item()}
 
     def evaluation(self, outputs: Tensor, y: Tensor) -> dict[str, Any]:
         """The metrics (eval.json adds the loss)."""

@@ -127,7 +127,7 @@ def test_defaults_fill_absent_sections(tmp_path):
         "standardize": False,
     }
     assert config["optimizer"]["betas"] == [0.9, 0.999]  # a list: YAML has no tuples
-    assert config["loss"] == {"type": "cross_entropy", "reduction": "mean"}
+    assert config["loss"] == {"type": "cross_entropy", "reduction": "mean", "ignore_index": -100}
     assert (
         resolve(
             yaml.safe_load(

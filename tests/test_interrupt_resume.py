@@ -122,6 +122,21 @@ def _snapshot(run: Path) -> dict[str, str]:
             for p in sorted(run.rglob("*")) if p.is_file()}
 
 
+def test_a_run_made_before_an_option_existed_resumes(tmp_path):
+    """An option added to minidl later (its default filled in now) is no change of the
+    experiment; setting it on resume is."""
+    config = {**TINY, "loss": "cross_entropy", "train": {**TINY["train"], "epochs": 1}}
+    run = run_of(invoke("train", write_config(tmp_path, config), "-q"))
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    assert stored["loss"].pop("ignore_index") == -100
+    (run / "config.yaml").write_text(yaml.safe_dump(stored))  # as a run of an older minidl
+    refused = invoke("train", "--resume", run, "train.epochs=3", "loss.ignore_index=-1", "-q")
+    assert refused.exit_code == 2 and "cannot change loss.ignore_index" in refused.output
+    resumed = invoke("train", "--resume", run, "train.epochs=2", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert meta(run)["epochs_completed"] == 2
+
+
 def test_refused_resumes_leave_the_run_untouched(tmp_path):
     config = load_config(write_config(tmp_path, STATEFUL))
     run, trainer = experiment.start_run(config)

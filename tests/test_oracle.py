@@ -308,6 +308,22 @@ def test_cross_entropy_of_sequences_matches_functional(shape, reduction):
     assert report.passed(), report.errors
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_ignores_padding_labels_as_torch_does(reduction):
+    """Labels equal to ignore_index (-100, torch's default) are no rows: no loss, no
+    gradient, not counted in the mean."""
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 6, 5, dtype=torch.float64, generator=gen) * 3
+    labels = torch.randint(0, 5, (4, 6), generator=gen)
+    labels[:, :2] = -100  # a text line's leading padding
+    report = check_loss(nn.CrossEntropyLoss(reduction=reduction), logits, labels,
+                        lambda p, y: F.cross_entropy(p.transpose(1, 2), y, reduction=reduction))
+    assert report.passed(), report.errors
+    loss = nn.CrossEntropyLoss(reduction=reduction)
+    loss(logits, labels)
+    assert torch.count_nonzero(loss.backward()[:, :2]) == 0
+
+
 def test_cross_entropy_of_sequences_rejects_labels_of_another_shape():
     with pytest.raises(ValueError, match=r"\(N, T\) for logits \(N, T, C\)"):
         nn.CrossEntropyLoss()(torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=torch.int64))

@@ -262,3 +262,11 @@ def test_r2_score():
     assert r2([1.0, 2.0, 3.0], [1.0, 2.0, 4.0]) == pytest.approx(1 - 1 / 2)
     assert r2([5.0, 5.0], [5.0, 5.0]) == 1.0  # constant target (force_finite)
 
+
+
+def test_a_language_model_counts_no_padding_position():
+    """Accuracy and the token count leave out the padding positions (-100) of a lines text."""
+    task = tasks.LanguageModel(["\n", "a", "b"])
+    outputs = torch.tensor([[[9.0, 0, 0], [0, 9.0, 0], [0, 0, 9.0]]])  # predicts 0, 1, 2
+    y = torch.tensor([[-100, 1, 1]])  # padding, right, wrong
+    assert task.metrics(outputs, y)["accuracy"] == 0.5 and task.count(y) == 2

@@ -128,9 +128,13 @@ def test_lines_split_follows_the_seed(tmp_path):
 def test_target_sequence_is_the_context_shifted_by_one(tmp_path):
     ds = lines_dataset(tmp_path, "\n".join(NAMES), block_size=4, target="sequence")
     nxt = lines_dataset(tmp_path, "\n".join(NAMES), block_size=4, target="next")
-    assert ds.y_train.shape == ds.x_train.shape
-    assert torch.equal(ds.y_train[:, :-1], ds.x_train[:, 1:])
-    assert torch.equal(ds.y_train[:, -1], nxt.y_train) and torch.equal(ds.x_train, nxt.x_train)
+    assert ds.y_train.shape == ds.x_train.shape and torch.equal(ds.x_train, nxt.x_train)
+    # a boundary token after a boundary token is padding (-100, cross-entropy's ignore_index,
+    # as makemore's -1): no prediction; every other position is the next character
+    shifted = torch.cat([ds.x_train[:, 1:], nxt.y_train[:, None]], 1)
+    padding = (ds.x_train == 0) & (shifted == 0)
+    assert torch.equal(ds.y_train, shifted.masked_fill(padding, -100))
+    assert padding.any() and not padding[:, -1].any()  # the last position predicts a token
 
 
 def test_stream_mode_windows_and_the_end_of_the_text_as_test(tmp_path):

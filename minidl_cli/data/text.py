@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from minidl_cli.data.base import Dataset, file_sha256
+from minidl_cli.nn.losses import IGNORE_INDEX
 from minidl_cli.registry import Range, register
 
 TEXTS = Path(__file__).parent / "texts"  # shipped corpora, with their provenance (README.md)
@@ -255,7 +256,10 @@ def _keep(x: Tensor, y: Tensor, ids: Tensor, block_size: int) -> tuple[Tensor, T
     before = ids[block_size - 1:-1]  # the last token of each window
     n = len(x)
     keep = (following[:n] != 0) | (before[:n] != 0)
-    return x[keep], y[keep]
+    x, y = x[keep], y[keep]
+    if y.dim() == 2:  # target sequence: a boundary after a boundary is padding, no prediction
+        y[(x == 0) & (y == 0)] = IGNORE_INDEX
+    return x, y
 
 
 def _stream(content: str, source: Path, test_fraction: float,

@@ -18,6 +18,7 @@ from minidl_cli.registry import Range, register
 
 Reduction = Literal["mean", "sum"]
 Encoding = Literal["onehot", "signed"]
+IGNORE_INDEX = -100  # torch.nn.CrossEntropyLoss's: a label that is no prediction (padding)
 
 
 class Loss(Module):
@@ -175,15 +176,22 @@ class CrossEntropyLoss(Loss):
 
     Shape: logits (N, C) float with labels (N,) int64, or logits (N, T, C) with labels
     (N, T) (a language model: one prediction per position). The class axis is last and
-    every position counts as one row: the mean divides by N·T. Raises ValueError for
-    labels that are not int64 or not the logits' shape without the class axis.
+    every position counts as one row: the mean divides by the rows counted. A label equal
+    to `ignore_index` (torch.nn.CrossEntropyLoss's, -100: the padding of a text's lines) is
+    no row: no loss, no gradient, not counted. Raises ValueError for labels that are not
+    int64 or not the logits' shape without the class axis.
     """
+
+    def __init__(self, reduction: Reduction = "mean", ignore_index: int = IGNORE_INDEX):
+        super().__init__(reduction)
+        self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         log_probs = self._log_softmax(logits, labels)
         if log_probs.dim() != 2:  # (N, T, C): every position is one row
             log_probs, labels = log_probs.reshape(-1, log_probs.size(-1)), labels.reshape(-1)
-        return nll_loss(log_probs, labels, reduction=self.reduction)  # −Σₙ log pₙ[yₙ]
+        return nll_loss(log_probs, labels, reduction=self.reduction,  # −Σₙ log pₙ[yₙ]
+                        ignore_index=self.ignore_index)
 
     def _log_softmax(self, logits: Tensor, labels: Tensor) -> Tensor:
         """log softmax(x) over the last axis, kept with the labels for backward; ValueError
@@ -201,7 +209,12 @@ class CrossEntropyLoss(Loss):
 
     def backward(self, grad_output: float = 1.0) -> Tensor:
         grad = self._log_probs.exp()  # softmax(x)
-        grad.scatter_(-1, self._labels.unsqueeze(-1), -1.0, reduce="add")  # − onehot(y)
-        # dL/dx = (softmax(x) − onehot(y)) / M, M = N (or N·T) rows for the mean
-        scale = grad_output / self._labels.numel() if self.reduction == "mean" else grad_output
-        return grad.mul_(scale)
+        counted = self._labels != self.ignore_index  # the rows that are not padding
+        labels = self._labels.where(counted, 0)  # any class: the row is zeroed next
+        grad.scatter_(-1, labels.unsqueeze(-1), -1.0, reduce="add")  # − onehot(y)
+        # dL/dx = (softmax(x) − onehot(y)) / M, M = the rows counted, for the mean; an
+        # ignored row has no loss and no gradient
+        weight = counted.to(grad.dtype).unsqueeze(-1)
+        if self.reduction == "mean":
+            weight = weight / weight.sum().clamp(min=1)  # a tensor: no wait for a GPU
+        return grad.mul_(weight).mul_(grad_output)

@@ -104,7 +104,7 @@ def _resumed(run: Run, overrides: list[str], build: Callable[[dict], Any]) -> An
     try:
         built = build(raw)
     except ConfigError:
-        _refuse_changes(run, raw, stored)  # "cannot change model..." says more than its fallout
+        _refuse_changes(run, raw, stored, overrides)  # says more than its fallout
         raise
     _refuse_changes(run, getattr(built, "config", built), stored, overrides)
     return built

@@ -209,12 +209,15 @@ class CrossEntropyLoss(Loss):
 
     def backward(self, grad_output: float = 1.0) -> Tensor:
         grad = self._log_probs.exp()  # softmax(x)
-        counted = self._labels != self.ignore_index  # the rows that are not padding
-        labels = self._labels.where(counted, 0)  # any class: the row is zeroed next
+        ignored = self._labels == self.ignore_index
+        if not ignored.any():  # every row counts (a classifier's batch)
+            grad.scatter_(-1, self._labels.unsqueeze(-1), -1.0, reduce="add")  # − onehot(y)
+            # dL/dx = (softmax(x) − onehot(y)) / M, M = N (or N·T) rows for the mean
+            scale = grad_output / self._labels.numel() if self.reduction == "mean" else grad_output
+            return grad.mul_(scale)
+        # padding rows: no loss and no gradient; the mean divides by the rows counted
+        labels = self._labels.masked_fill(ignored, 0)  # any class: the row is zeroed next
         grad.scatter_(-1, labels.unsqueeze(-1), -1.0, reduce="add")  # − onehot(y)
-        # dL/dx = (softmax(x) − onehot(y)) / M, M = the rows counted, for the mean; an
-        # ignored row has no loss and no gradient
-        weight = counted.to(grad.dtype).unsqueeze(-1)
-        if self.reduction == "mean":
-            weight = weight / weight.sum().clamp(min=1)  # a tensor: no wait for a GPU
-        return grad.mul_(weight).mul_(grad_output)
+        grad.masked_fill_(ignored.unsqueeze(-1), 0.0)
+        rows = int((~ignored).sum()) if self.reduction == "mean" else 1
+        return grad.mul_(grad_output / max(rows, 1))

@@ -421,6 +421,19 @@ def test_sample_from_a_stream_run_prints_max_tokens(tmp_path):
     assert result.stdout.startswith("the ") and len(result.stdout) == 4 + 30 + 1
 
 
+def test_stream_samples_are_told_apart_by_a_line_of_dashes(tmp_path):
+    story = STORY.replace(". ", ".\n")  # texts with line breaks of their own
+    run = run_of(invoke("train", text_config(tmp_path, text=story, mode="stream",
+                                             target="sequence", block_size=8), "--quiet"))
+    result = invoke("sample", run, "--num", "3", "--max-tokens", "40", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    texts = minidl_cli.load(run).sample(num=3, max_tokens=40, seed=0)
+    assert result.stdout == "\n---------------\n".join(texts) + "\n"
+    assert any("\n" in text for text in texts)  # a bare line end could not tell them apart
+    one = invoke("sample", run, "--max-tokens", "40", "--seed", "0").stdout
+    assert one == minidl_cli.load(run).sample(max_tokens=40, seed=0)[0] + "\n"
+
+
 def test_sample_refuses_a_run_that_is_not_a_language_model(tmp_path):
     from helpers import train_tiny
 

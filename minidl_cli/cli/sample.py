@@ -8,6 +8,8 @@ import click
 
 from minidl_cli.cli.common import RUN_PATH, echo, handle_errors
 
+SEPARATOR = "-" * 15  # between the texts of a stream run, as nanoGPT's sample.py prints
+
 
 @click.command()
 @click.argument("run_dir", type=RUN_PATH)
@@ -30,11 +32,15 @@ def sample(run_dir: Path, checkpoint: str | None, num: int | None, max_tokens: i
 
     \b
     A lines run prints one item per line, each ending where the model draws the boundary
-    token; a stream run prints --max-tokens tokens after the prompt.
+    token; a stream run prints --max-tokens tokens after the prompt, and a line of
+    dashes between two texts (they hold line breaks of their own).
       minidl sample runs/names-mlp-20261207-120000 --num 5 --prompt em --seed 0
     """
     from minidl_cli.predict import load
 
     predictor = load(run_dir, checkpoint)
-    for text in predictor.sample(num, max_tokens, temperature, prompt, seed):
+    texts = predictor.sample(num, max_tokens, temperature, prompt, seed)
+    if predictor.task.mode == "stream":
+        texts = [f"{text}\n{SEPARATOR}" for text in texts[:-1]] + texts[-1:]
+    for text in texts:
         echo(text)

@@ -211,6 +211,24 @@ def test_unusable_text_files(tmp_path, content, expected):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_wrong_text_option_is_told_only_the_options_text_takes(tmp_path):
+    path = text_config(tmp_path)
+    accepted = "block_size, path, corpus, mode, target, test_fraction"
+    for typo in ("data.standardise=true", "data.shufle=true"):
+        assert bad(tmp_path, "train", path, typo).endswith(f"unknown option (options: "
+                                                           f"{accepted})")
+    assert "did you mean 'block_size'" in bad(tmp_path, "train", path, "data.blok_size=3")
+    assert "token ids, not numbers to z-score" in bad(tmp_path, "train", path,
+                                                      "data.standardize=true")
+    message = bad(tmp_path, "train", path, "data.standardize_target=true")
+    assert "only regression has targets" in message and "data.task" not in message
+    listing = invoke("list", "data").stdout
+    assert "every data set but text takes these" in listing and "standardize:" in listing
+    run = run_of(invoke("train", path, "--quiet"))  # its config keeps standardize: false
+    assert "standardize: false" in (run / "config.yaml").read_text()
+    assert invoke("train", "--resume", run, "train.epochs=4", "--quiet").exit_code == 0
+
+
 def test_block_size_longer_than_the_whole_text(tmp_path):
     path = text_config(tmp_path, text="to be or not", mode="stream", block_size=20,
                        vocabulary=9)

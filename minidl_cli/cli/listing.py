@@ -60,8 +60,13 @@ def _section(name: str) -> None:
             if key in OPTION_HELP:
                 echo(f"      {key}: {OPTION_HELP[key]}")
     else:
+        from minidl_cli import registry
+
+        refusing = [entry.name for entry in registry.entries("dataset")
+                    if getattr(entry.target, "refused_options", ())]
+        but = f" but {', '.join(refusing)}" if refusing else ""
         title = {"train": "train (the train: section of a config):",
-                 "data": "data (every data set takes these besides its own options):"}[name]
+                 "data": f"data (every data set{but} takes these besides its own options):"}[name]
         echo(title)
         for option in TRAIN_OPTIONS if name == "train" else [STANDARDIZE, STANDARDIZE_TARGET]:
             hint = OPTION_HELP.get(f"{name}.{option.name}")

@@ -248,9 +248,10 @@ def _check_task(config: dict, dataset: Any, problems: list[str], raw_loss: Any =
     if config["data"].get(STANDARDIZE_TARGET.name) is False and task.name != "regression":
         del config["data"][STANDARDIZE_TARGET.name]  # a regression option: not in the others
     if config["data"].get(STANDARDIZE_TARGET.name) and task.name != "regression":
+        other = ("" if task.name == "language_model" else
+                 " (or set data.task: regression if the label is a number to predict)")
         problems.append(f"data.{STANDARDIZE_TARGET.name}: only regression has targets to "
-                        f"z-score, and this data's task is {task.name}; remove it (or set "
-                        "data.task: regression if the label is a number to predict)")
+                        f"z-score, and this data's task is {task.name}; remove it{other}")
     if config["data"].get(STANDARDIZE.name) and task.name == "language_model":
         problems.append(f"data.{STANDARDIZE.name}: a language model's inputs are token ids, "
                         "not numbers to z-score; remove it")

@@ -143,20 +143,24 @@ class Checker:
             )
             return None
         given = {k: v for k, v in value.items() if k != "type"}
-        return {"type": entry.name, **self.options(path, options, given)}
+        # shared options (`extra`) the component refuses (a later check says why, e.g. the
+        # text data set's standardize): a saved config's default passes, no hint offers them
+        refused = tuple(getattr(entry.target, "refused_options", ()))
+        return {"type": entry.name, **self.options(path, options, given, unlisted=refused)}
 
     def options(self, path: str, options: list[Option], given: dict,
-                checked_elsewhere: tuple[str, ...] = ()) -> dict:
+                checked_elsewhere: tuple[str, ...] = (), unlisted: tuple[str, ...] = ()) -> dict:
         """Each option checked and converted, defaults filled, unknown keys reported.
 
         `checked_elsewhere`: further names of this section (checked by the caller), offered
-        as suggestions for a misspelt key.
+        as suggestions for a misspelt key; `unlisted`: names checked here but never offered.
         """
         known = [o.name for o in options] + list(checked_elsewhere)
+        offered = [name for name in known if name not in unlisted]
         for key in given:
             if key not in known:
-                hint = registry.suggest(str(key), known) or (
-                    f" (options: {', '.join(known)})" if known else " (it takes no options)"
+                hint = registry.suggest(str(key), offered) or (
+                    f" (options: {', '.join(offered)})" if offered else " (it takes no options)"
                 )
                 self.problems.append(f"{path}.{key}: unknown option{hint}")
         out = {}

@@ -93,6 +93,11 @@ def text(
                    data_files={} if corpus else {str(source.absolute()): file_sha256(source)})
 
 
+# the options every other data set takes: a language model's inputs are token ids and its
+# targets tokens, nothing to z-score (the config check refuses them; hints never offer them)
+text.refused_options = ("standardize", "standardize_target")
+
+
 def read_text(path: Path) -> str:
     """The text of a UTF-8 file (gunzipped when its name ends in .gz), without a byte-order
     mark and with Windows line ends as "\\n". FileNotFoundError, or ValueError naming the

@@ -84,6 +84,12 @@ def _in_time_order(hs: Tensor) -> Tensor:
     return hs[:, 0] if hs.size(1) == 1 else torch.cat((hs[:, 0], hs[:, 1].flip(0)), 1)
 
 
+def _transposed(w_hh: Tensor) -> Tensor:
+    """W_hhᵀ of every direction, (D, H, G·H), laid out for the per-step product of the
+    backward (a transposed view costs the loop a copy of W_hh on every step)."""
+    return w_hh.transpose(1, 2).contiguous()
+
+
 def _twin_class(base: type) -> type:
     """torch.nn.RNN/LSTM/GRU (batch_first=True) returning what minidl's layer returns: the
     output sequence, or the top layer's final states of each direction side by side."""
@@ -298,17 +304,18 @@ class RNN(RecurrentBase):
 
     def _through_time(self, g: Tensor, hs: Tensor, cache: tuple,
                       w_hh: Tensor) -> tuple[Tensor, Tensor]:
+        T, D, H, N = g.shape
         h = hs[1:]
         # act'(pre_t) from the output: tanh' = 1 − h², relu' = 1[h > 0]
         slope = 1 - h * h if self.nonlinearity == "tanh" else (h > 0).to(h.dtype)
-        d_pre, w_hh_t = torch.empty_like(g), w_hh.transpose(1, 2)
-        g_, slope_, d_pre_ = g.unbind(0), slope.unbind(0), d_pre.unbind(0)
+        # written step by step into (D, H, T, N): every step side by side
+        d_pre, w_hh_t = g.new_empty(D, H, T, N), _transposed(w_hh)
+        g_, slope_, d_pre_ = g.unbind(0), slope.unbind(0), d_pre.unbind(2)
         dh = g_[-1]
         for t in reversed(range(len(g))):
             torch.mul(dh, slope_[t], out=d_pre_[t])  # dL/dpre_t = dL/dh_t ⊙ act'
             if t:  # dL/dh_{t-1} = g_{t-1} + W_hhᵀ dL/dpre_t
                 dh = torch.baddbmm(g_[t - 1], w_hh_t, d_pre_[t])
-        d_pre = d_pre.permute(1, 2, 0, 3).contiguous()  # every step side by side
         return d_pre, d_pre  # a_t and W_hh h_{t-1} enter the same sum
 
 
@@ -356,10 +363,11 @@ class LSTM(RecurrentBase):
         torch.mul(cs[:-1] * f, 1 - f, out=dpre_dc[:, :, 1])   # c = f c_{t-1} + …, f = σ(a_f)
         torch.mul(i, 1 - gg * gg, out=dpre_dc[:, :, 2])       # c = … + i g, g = tanh(a_g)
         dpre_o = tanh_c * o * (1 - o)                  # h = o tanh(c), o = σ(a_o)
-        d_pre, w_hh_t = gates.new_empty(T, D, 4, H, N), w_hh.transpose(1, 2)
+        # written step by step into (D, 4H, T, N): every step side by side
+        d_pre, w_hh_t = gates.new_empty(D, 4, H, T, N), _transposed(w_hh)
         g_, f_, dc_dh_, dpre_dc_, dpre_o_ = (t.unbind(0) for t in (g, f, dc_dh, dpre_dc, dpre_o))
-        d_ifg, d_o = d_pre[:, :, :3].unbind(0), d_pre[:, :, 3].unbind(0)
-        d_pre_ = d_pre.view(T, D, 4 * H, N).unbind(0)
+        d_ifg, d_o = d_pre[:, :3].unbind(3), d_pre[:, 3].unbind(2)
+        d_pre_ = d_pre.view(D, 4 * H, T, N).unbind(2)
         dh, dc_next = g_[-1], g.new_zeros(D, H, N)
         for t in reversed(range(T)):
             dc = torch.addcmul(dc_next, dh, dc_dh_[t])  # dL/dc_t: through h_t, and from c_{t+1}
@@ -369,7 +377,7 @@ class LSTM(RecurrentBase):
                 dc_next = dc * f_[t]  # dL/dc_{t-1} = dL/dc_t ⊙ f
                 # dL/dh_{t-1} = g_{t-1} + W_hhᵀ dL/da_t
                 dh = torch.baddbmm(g_[t - 1], w_hh_t, d_pre_[t])
-        d_pre = d_pre.view(T, D, 4 * H, N).permute(1, 2, 0, 3).contiguous()  # steps side by side
+        d_pre = d_pre.view(D, 4 * H, T, N)
         return d_pre, d_pre
 
 
@@ -428,7 +436,7 @@ class GRU(RecurrentBase):
         torch.mul(dan_dh, r, out=dhh_dh[:, :, 2])   # hn enters n's argument times r
         # written step by step into (D, 3H, T, N): every step side by side
         d_a, d_hh = g.new_empty(D, 3, H, T, N), g.new_empty(D, 3, H, T, N)
-        w_hh_t = w_hh.transpose(1, 2)
+        w_hh_t = _transposed(w_hh)
         g_, z_, da_dh_, dhh_dh_ = (t.unbind(0) for t in (g, z, da_dh, dhh_dh))
         d_a_, d_hh_ = d_a.unbind(3), d_hh.unbind(3)
         d_hh_flat = d_hh.view(D, 3 * H, T, N).unbind(2)

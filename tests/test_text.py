@@ -482,6 +482,24 @@ def test_predict_command_reads_one_context_per_line(tmp_path):
                               "holds the character 'M'"), message
 
 
+def test_a_line_of_spaces_is_a_text_of_spaces_to_predict(tmp_path):
+    text = "\n".join([*NAMES, "anna maria", "eva lena"]) + "\n"
+    run = run_of(invoke("train", text_config(tmp_path, text=text), "--quiet"))
+    assert " " in meta(run)["vocabulary"]
+    contexts_file = tmp_path / "contexts.txt"
+    contexts_file.write_text("   \n")  # a file of nothing but spaces: one context
+    result = invoke("predict", run, contexts_file)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["prediction"] for r in rows] == list(minidl_cli.load(run).predict(["   "]))
+    contexts_file.write_text("\t\n")  # whitespace outside the vocabulary: named as others
+    assert "line 1: the text '\\t' holds the character '\\t' (1 time), which is not in the " \
+           "vocabulary" in bad(tmp_path, "predict", run, contexts_file)
+    contexts_file.write_text("")
+    assert bad(tmp_path, "predict", run, contexts_file).startswith(
+        f"error: predict: {contexts_file} holds no text (0 bytes)")
+
+
 def test_list_shows_the_text_data_set():
     text = invoke("list", "dataset").stdout
     assert "\n  text " in text

@@ -98,32 +98,34 @@ def text(
 text.refused_options = ("standardize", "standardize_target")
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, blank: bool = False, where: str = WHERE) -> str:
     """The text of a UTF-8 file (gunzipped when its name ends in .gz), without a byte-order
     mark and with Windows line ends as "\\n". FileNotFoundError, or ValueError naming the
-    file: not gzip, not UTF-8 (the first bad byte and its offset), no text at all."""
+    file: not gzip, not UTF-8 (the first bad byte and its offset), no text at all (nothing,
+    or only whitespace unless `blank`: predict's contexts, where a line of spaces is a
+    text of spaces). `where` starts the messages."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{WHERE}: {path} not found; data.path is relative to the "
+        raise FileNotFoundError(f"{where}: {path} not found; data.path is relative to the "
                                 "config file") from None
     except IsADirectoryError:
-        raise ValueError(f"{WHERE}: {path} is a folder; data.path names one text file") from None
+        raise ValueError(f"{where}: {path} is a folder; data.path names one text file") from None
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"{WHERE}: {path} ends in .gz but is not a gzip file ({e}); "
+            raise ValueError(f"{where}: {path} ends in .gz but is not a gzip file ({e}); "
                              "gunzip it or rename it") from None
     try:
         content = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{WHERE}: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+        raise ValueError(f"{where}: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
                          f"offset {e.start}); convert it, e.g. iconv -f latin1 -t utf-8 "
                          f"{path.name}") from None
     content = content.removeprefix("\ufeff").replace("\r\n", "\n")
-    if not content.strip():
-        raise ValueError(f"{WHERE}: {path} holds no text ({len(raw)} bytes"
+    if not (content if blank else content.strip()):
+        raise ValueError(f"{where}: {path} holds no text ({len(raw)} bytes"
                          f"{', all whitespace' if raw else ''}); give a file with text in it")
     return content
 

@@ -134,7 +134,7 @@ class RunInputs:
         if isinstance(x, Tensor) and x.dtype == torch.int64 and x.shape[1:] == self.input_shape:
             return x  # token ids already
         if isinstance(x, os.PathLike):  # one text per line; errors name the line
-            text = read_text(Path(x))
+            text = read_text(Path(x), blank=True, where="predict")  # a space is a character
             lines = text.removesuffix("\n").split("\n")  # a blank line is the empty context
             return contexts(self.task, lines, [f"{x} line {n}" for n in range(1, len(lines) + 1)])
         if isinstance(x, str):

@@ -316,7 +316,9 @@ def check_agreement(cell: str, size: str, epochs: int = 1) -> float:
 def layer_floor(cell: str, size: str, repeats: int, clock) -> dict[str, float]:
     """ms of the recurrent layer alone, forward and backward (no head, loss or optimizer),
     interleaved, best of `repeats`: torch.nn's (autograd; the input needs no gradient, as
-    in the step), minidl's (backward_params), and the matrix products alone that
+    in the step), torch.nn's with oneDNN switched off (on CPU, torch runs an LSTM in
+    float32 as oneDNN's fused RNN primitive when it may; off, its own loop of cells),
+    minidl's (backward_params), and the matrix products alone that
     minidl's layer runs, on tensors of the same shapes: the input projection, one product
     per step forward, one per step but the first backward, dL/dW_hh and dL/dW_ih."""
     batch, T, features, hidden, bidirectional, _ = SIZES[size]
@@ -332,6 +334,13 @@ def layer_floor(cell: str, size: str, repeats: int, clock) -> dict[str, float]:
     def torch_nn():
         twin(x)[0].backward(g)
 
+    def torch_nn_unfused():  # torch's own per-step cell and autograd, without oneDNN's RNN
+        enabled, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, False
+        try:
+            twin(x)[0].backward(g)
+        finally:
+            torch.backends.mkldnn.enabled = enabled
+
     def minidl():
         with torch.no_grad():
             ours(x)
@@ -346,7 +355,8 @@ def layer_floor(cell: str, size: str, repeats: int, clock) -> dict[str, float]:
         torch.bmm(d, xs.transpose(1, 2))  # dL/dW_ih
         torch.bmm(d[:, :, batch:], d[:, :hidden, batch:].transpose(1, 2))  # dL/dW_hh
 
-    runs = {"torch.nn layer": torch_nn, "minidl layer": minidl, "its matrix products": products}
+    runs = {"torch.nn layer": torch_nn, "torch.nn, oneDNN off": torch_nn_unfused,
+            "minidl layer": minidl, "its matrix products": products}
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
         for name, run in runs.items():
@@ -409,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_floor(args: argparse.Namespace) -> None:
     """--floor: the table of each recurrent layer alone against its matrix products alone."""
-    print_header("| cell | size | torch.nn layer ms | minidl layer ms | its matrix products ms |")
+    print_header("| cell | size | torch.nn layer ms | torch.nn, oneDNN off, ms | minidl layer ms "
+                 "| its matrix products ms |")
     for cell in args.cells:
         for size in args.sizes:
             ms = layer_floor(cell, size, args.repeats, CLOCKS[args.clock])

@@ -335,11 +335,7 @@ def layer_floor(cell: str, size: str, repeats: int, clock) -> dict[str, float]:
         twin(x)[0].backward(g)
 
     def torch_nn_unfused():  # torch's own per-step cell and autograd, without oneDNN's RNN
-        enabled, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, False
-        try:
-            twin(x)[0].backward(g)
-        finally:
-            torch.backends.mkldnn.enabled = enabled
+        without_onednn(torch_nn)
 
     def minidl():
         with torch.no_grad():
@@ -355,8 +351,21 @@ def layer_floor(cell: str, size: str, repeats: int, clock) -> dict[str, float]:
         torch.bmm(d, xs.transpose(1, 2))  # dL/dW_ih
         torch.bmm(d[:, :, batch:], d[:, :hidden, batch:].transpose(1, 2))  # dL/dW_hh
 
-    runs = {"torch.nn layer": torch_nn, "torch.nn, oneDNN off": torch_nn_unfused,
-            "minidl layer": minidl, "its matrix products": products}
+    return interleaved({"torch.nn layer": torch_nn, "torch.nn, oneDNN off": torch_nn_unfused,
+                        "minidl layer": minidl, "its matrix products": products}, repeats, clock)
+
+
+def without_onednn(run) -> None:
+    """run() with torch's oneDNN (mkldnn) back end switched off, then as it was."""
+    enabled, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, False
+    try:
+        run()
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+
+
+def interleaved(runs: dict, repeats: int, clock) -> dict[str, float]:
+    """Best ms of each run, taking turns: each runs once to warm up, then once timed."""
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
         for name, run in runs.items():

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_conv  # noqa: E402
@@ -77,14 +78,17 @@ def test_the_recurrent_steps_do_the_same_maths(cell):
 
 
 def test_the_recurrent_floor_table_prints_each_layer_and_its_products(capsys):
-    """--floor: the layer alone (torch.nn, minidl) and minidl's matrix products alone."""
+    """--floor: the layer alone (torch.nn with and without oneDNN, minidl) and minidl's
+    matrix products alone; oneDNN is switched back on afterwards."""
     assert bench_rnn.main(["--floor", "--sizes", "mnist1d", "--repeats", "1"]) == 0
+    assert torch.backends.mkldnn.enabled
     out = capsys.readouterr().out
-    assert "| cell | size | torch.nn layer ms | minidl layer ms | its matrix products ms |" in out
+    assert ("| cell | size | torch.nn layer ms | torch.nn, oneDNN off, ms | minidl layer ms "
+            "| its matrix products ms |") in out
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| ")][1:]
     assert [(row[1].strip(), row[2].strip()) for row in rows] == [("gru", "mnist1d"),
                                                                   ("lstm", "mnist1d")]
-    assert all(float(v) > 0 for row in rows for v in row[3:6])
+    assert all(float(v) > 0 for row in rows for v in row[3:7])
 
 
 def test_the_gpt_steps_do_the_same_maths():

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from minidl_cli import __version__, registry
-from tests.helpers import TINY, invoke, run_of, train_tiny, write_config
+from minidl_cli.tasks import Classification
+from tests.helpers import TINY, invoke, metrics, run_of, train_tiny, write_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 META_KEYS = {"status", "seed", "started_at", "finished_at", "epochs_completed", "minidl_version",
@@ -231,8 +232,8 @@ def test_python_dash_m_behaves_like_minidl(tmp_path):
 
 
 def test_progress_bar_on_a_terminal_and_quiet_hides_it(tmp_path):
-    """click's progress bar: epochs done of all and the task's metrics on a terminal, its
-    label alone in a log (not a terminal), nothing with --quiet."""
+    """click's progress bar: epochs done of all and the task's metrics on a terminal, one
+    line per epoch in a log (not a terminal), nothing with --quiet."""
     import os
     import pty
 
@@ -256,7 +257,11 @@ def test_progress_bar_on_a_terminal_and_quiet_hides_it(tmp_path):
     assert loud.returncode == 0 and Path(loud.stdout.strip().splitlines()[-1]).is_dir()
     assert "3/3" in shown.decode() and "loss" in shown.decode()
     logged = _run("-m", "minidl_cli", "train", path)
-    assert logged.stderr.strip() == "epoch"
+    run = Path(logged.stdout.strip().splitlines()[-1])
+    task = Classification(2)  # the tiny run's task: each line shows an epoch's metrics row
+    rows = [{k: float(v) for k, v in row.items() if v} for row in metrics(run)]
+    assert logged.stderr.splitlines() == [f"epoch {row['epoch']:.0f}/3: {task.progress(row)}"
+                                          for row in rows] and len(rows) == 3
     assert _run("-m", "minidl_cli", "train", path, "--quiet").stderr == ""
 
 

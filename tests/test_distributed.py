@@ -139,7 +139,9 @@ def test_a_signal_stops_every_rank_and_torchrun_style_ranks_resume(tmp_path):
     total = f"train.epochs={done + 2}"
     (out0, err0), (out1, err1) = map(finish, torchrun_style("train", "--resume", run, total,
                                                             cwd=tmp_path))
-    assert tmp_path / run_of(out0) == run and err0.strip() == "epoch"  # the progress bar's label
+    assert tmp_path / run_of(out0) == run  # a line per epoch on stderr (not a terminal)
+    assert [line.split(":")[0] for line in err0.splitlines()] == [
+        f"epoch {done + 1}/{done + 2}", f"epoch {done + 2}/{done + 2}"]
     assert out1 == err1 == ""  # rank 1 is silent
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "completed" and meta["epochs_completed"] == done + 2

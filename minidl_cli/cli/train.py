@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -25,10 +26,16 @@ from minidl_cli.cli.common import (
 def progress_bar(total: int, done: int, enabled: bool,
                  describe: Callable[[dict], str]) -> Iterator[Callable[[dict], None]]:
     """click's progress bar over the epochs on stderr (epoch, the task's metrics from
-    `describe`, ETA), as an on_epoch callback. A lost reader (a closed pipe or terminal:
-    EPIPE, EIO) points stderr at /dev/null (common.echo's rule) and training goes on."""
+    `describe`, ETA), as an on_epoch callback; when stderr is not a terminal (a log file, a
+    pipe) one line per epoch instead, as Keras and Lightning write to a log. A lost reader
+    (a closed pipe or terminal: EPIPE, EIO) points stderr at /dev/null (common.echo's rule)
+    and training goes on."""
     if not enabled:
         yield lambda row: None
+        return
+    if not sys.stderr.isatty():
+        epochs = itertools.count(done + 1)
+        yield lambda row: echo(f"epoch {next(epochs)}/{total}: {describe(row)}", err=True)
         return
     bar = click.progressbar(length=total, label="epoch", file=sys.stderr, show_pos=True,
                             item_show_func=lambda row: describe(row) if row else None)

@@ -54,7 +54,59 @@ def collect(paths: list[Path]) -> list[Entry]:
             if Path(entry.path).resolve() not in seen:
                 seen.add(Path(entry.path).resolve())
                 entries.append(entry)
+    fill_defaults(entries)
     return _one_task(entries, paths)
+
+
+def fill_defaults(entries: list[Entry]) -> None:
+    """Complete each entry's config with every option another entry's config has and its
+    own lacks, at that option's default: an option added to minidl after the run was made
+    (loss.ignore_index), which the run trained at, as resume reads it. Only where the
+    entry's config has the option's section or component; otherwise the key stays absent."""
+    keys = {key for entry in entries for key in entry.config}
+    for entry in entries:
+        for key in sorted(keys - entry.config.keys()):
+            default = option_default(key, entry.config)
+            if default is not None:
+                entry.config[key] = default[0]
+
+
+def option_default(key: str, config: dict[str, Any]) -> tuple[Any] | None:
+    """(default,) of the flattened option `key` (loss.ignore_index, model.2.bias,
+    train.threads) for the component that `config` (flattened) names at its prefix; None
+    when the config has no such section or component, it is unknown here (a plugin's,
+    its plugin not imported), or the option has no default."""
+    from minidl_cli import registry
+    from minidl_cli.config.hints import is_plain, plain
+    from minidl_cli.config.resolver import (
+        EARLY_STOPPING_OPTIONS,
+        STANDARDIZE,
+        STANDARDIZE_TARGET,
+        TRAIN_OPTIONS,
+    )
+
+    prefix, _, name = key.rpartition(".")
+    sections = {"train": TRAIN_OPTIONS, "train.early_stopping": EARLY_STOPPING_OPTIONS}
+    kinds = {"data": "dataset", "loss": "loss", "optimizer": "optimizer",
+             "scheduler": "scheduler"}
+    if prefix in sections:
+        if not any(k.startswith(f"{prefix}.") for k in config):
+            return None  # no such section (train.early_stopping: null)
+        options = sections[prefix]
+    else:
+        kind = kinds.get(prefix) or ("layer" if prefix.startswith("model.") else None)
+        component = config.get(f"{prefix}.type")
+        if kind is None or not isinstance(component, str):
+            return None
+        try:
+            options = [*registry.lookup(kind, component).options(),
+                       *([STANDARDIZE, STANDARDIZE_TARGET] if kind == "dataset" else [])]
+        except ValueError:
+            return None
+    for option in options:
+        if option.name == name and not option.required and is_plain(option.default):
+            return (plain(option.default),)
+    return None
 
 
 def _one_task(entries: list[Entry], paths: list[Path]) -> list[Entry]:

@@ -81,6 +81,26 @@ def test_regression_and_language_models_sort_by_test_loss_and_do_not_mix(tmp_pat
     assert len(mixed.output.strip().splitlines()) == 1
 
 
+def test_an_option_an_old_run_lacks_is_its_default_not_a_difference(tmp_path):
+    import shutil
+
+    runs = [run_of(invoke("train", text_config(tmp_path), "-q", f"optimizer.lr={lr}"))
+            for lr in (0.01, 0.02)]
+    config = (runs[0] / "config.yaml").read_text()
+    for option in ("  ignore_index: -100\n", "  threads: null\n", ", init: xavier_uniform"):
+        assert option in config  # made before these options existed: its config lacks them
+        config = config.replace(option, "")
+    (runs[0] / "config.yaml").write_text(config)
+    rows = json.loads(invoke("compare", *runs, "--json").stdout)
+    assert [k for k in rows[0] if "." in k] == ["optimizer.lr"]
+    changed = tmp_path / "changed"  # a value the user set still differs
+    shutil.copytree(runs[1], changed)
+    text = (changed / "config.yaml").read_text()
+    (changed / "config.yaml").write_text(text.replace("ignore_index: -100", "ignore_index: 5"))
+    rows = json.loads(invoke("compare", runs[0], changed, "--json").stdout)
+    assert sorted(r["loss.ignore_index"] for r in rows) == [-100, 5]
+
+
 def test_a_folder_that_is_not_a_run(tmp_path):
     result = invoke("compare", tmp_path)
     assert result.exit_code == 2 and "not a run, a seed group or a sweep" in result.output

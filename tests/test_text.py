@@ -15,7 +15,7 @@ from helpers import invoke, meta, metrics, run_of, write_config
 
 import minidl_cli
 from minidl_cli.data import make_dataset
-from minidl_cli.data.text import CORPORA, TEXTS
+from minidl_cli.data.text import CORPORA, TEXTS, windows
 from minidl_cli.sampling import contexts, generate
 from minidl_cli.tasks import LanguageModel
 
@@ -531,6 +531,18 @@ def test_evaluate_on_another_text_cuts_it_as_the_run_does(tmp_path):
     assert json.loads(other.stdout)["file"]["loss"] == pytest.approx(expected, rel=1e-5)
     (tmp_path / "odd.txt").write_text("emma\nQuinn\n")
     assert "the character 'Q'" in bad(tmp_path, "evaluate", run, "--data", tmp_path / "odd.txt")
+
+
+def test_evaluate_on_a_text_shorter_than_one_window_of_a_stream_run(tmp_path):
+    run = run_of(invoke("train", text_config(tmp_path, mode="stream", target="sequence",
+                                             block_size=8), "--quiet"))
+    for target, stride in (("sequence", 8), ("next", 1)):  # no window: no example
+        x, y = windows(torch.arange(7), 8, stride, target)
+        assert x.shape == (0, 8) and y.shape[0] == 0
+    (tmp_path / "short.txt").write_text("the cat")  # 7 characters: a window needs 9
+    message = bad(tmp_path, "evaluate", run, "--data", tmp_path / "short.txt")
+    assert message == (f"error: evaluate: {tmp_path / 'short.txt'} has no example: a window "
+                       "needs block_size + 1 = 9 characters")
 
 
 def test_names_mlp_config_trains_samples_and_gradchecks_at_tiny_size(tmp_path):

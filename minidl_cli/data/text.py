@@ -203,9 +203,12 @@ def windows(ids: Tensor, block_size: int, stride: int, target: str) -> tuple[Ten
     the next id (target next) or the window shifted by one (target sequence). Views of `ids`
     (Tensor.unfold), no copy.
 
-    Shape: ids (L,) -> x (N, T), y (N,) or (N, T); N = (L − T − 1) // stride + 1.
+    Shape: ids (L,) -> x (N, T), y (N,) or (N, T); N = (L − T − 1) // stride + 1, or 0.
     """
     n = (len(ids) - block_size - 1) // stride + 1
+    if n <= 0:  # shorter than one window and its next token: no example
+        x = ids.new_zeros(0, block_size)
+        return x, (ids.new_zeros(0) if target == "next" else x)
     x = ids[:-1].unfold(0, block_size, stride)[:n]
     if target == "next":
         return x, ids[block_size::stride][:n]

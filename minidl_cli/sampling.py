@@ -73,7 +73,10 @@ def generate(model: Any, task: Any, num: int | None = None, max_tokens: int | No
             logits = model(context.to(_device(model)))
             if logits.dim() == 3:  # target sequence: the prediction after the last position
                 logits = logits[:, -1]
-            probs = torch.softmax(logits.double().cpu() / temperature, -1)
+            logits = logits.double().cpu()
+            # softmax(z / T) of z less its maximum (the same, as softmax is shift-invariant):
+            # a tiny T then takes the likeliest token, where z / T would overflow to inf − inf
+            probs = torch.softmax((logits - logits.amax(-1, keepdim=True)) / temperature, -1)
             token = torch.multinomial(probs, 1, generator=generator)  # (num, 1)
             drawn.append(token)
             context = torch.cat([context[:, 1:], token], 1)

@@ -403,6 +403,12 @@ def test_sampling_is_seeded_and_temperature_sharpens():
     assert first == again and len(set(first)) > 1
     cold = generate(flat, lines_task(), num=5, max_tokens=20, seed=3, temperature=0.01)
     assert cold == ["c" * 20] * 5  # the most likely token, every time
+    # logits / T beyond float64 (inf − inf in the softmax): still the most likely token
+    frozen = generate(flat, lines_task(), num=5, max_tokens=20, seed=3, temperature=1e-320)
+    assert frozen == ["c" * 20] * 5
+    tied = Scripted([0.0, 1.2, 1.0, 1.2])  # two likeliest: each drawn, nothing else
+    assert set("".join(generate(tied, lines_task(), num=5, max_tokens=20, seed=3,
+                                temperature=1e-320))) == {"a", "c"}
 
 
 def test_a_prompt_outside_the_vocabulary_is_named():

@@ -50,7 +50,8 @@ def generate(model: Any, task: Any, num: int | None = None, max_tokens: int | No
     included) or after `max_tokens` tokens; stream runs: `max_tokens` tokens after the
     prompt. Defaults: DEFAULT_NUM and DEFAULT_MAX_TOKENS of the run's mode. `seed` seeds
     the draws (None: a fresh random seed). Raises ValueError for num or max_tokens < 1, a
-    temperature <= 0, or a prompt character outside the vocabulary.
+    temperature <= 0, a prompt character outside the vocabulary, or (lines) a prompt
+    holding the boundary (a line end).
     """
     num = DEFAULT_NUM[task.mode] if num is None else num
     max_tokens = DEFAULT_MAX_TOKENS[task.mode] if max_tokens is None else max_tokens
@@ -61,6 +62,9 @@ def generate(model: Any, task: Any, num: int | None = None, max_tokens: int | No
     if not temperature > 0:
         raise ValueError(f"sample: the temperature must be > 0 (1 samples the model's own "
                          f"probabilities, lower is greedier), got {temperature}")
+    if task.mode == "lines" and task.boundary in prompt:
+        raise ValueError(f"sample: the prompt {prompt!r} holds a line end, which ends an item "
+                         "of a lines run; give the start of one item (one line)")
     context = contexts(task, [prompt]).expand(num, -1)
     generator = torch.Generator()
     if seed is None:

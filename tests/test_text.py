@@ -411,6 +411,11 @@ def test_sampling_is_seeded_and_temperature_sharpens():
                                 temperature=1e-320))) == {"a", "c"}
 
 
+def test_a_lines_prompt_holding_a_line_end_is_refused():
+    with pytest.raises(ValueError, match=r"the prompt 'a\\nb' holds a line end"):
+        generate(Scripted([0.0, 1.0, 1.0, 1.2]), lines_task(), num=2, prompt="a\nb", seed=0)
+
+
 def test_a_prompt_outside_the_vocabulary_is_named():
     with pytest.raises(ValueError, match=r"the character 'X' \(1 time\).*'\\nabc' "
                                          r"\(4 characters\)"):

@@ -169,6 +169,30 @@ def _train_group(group: Path, config: dict[str, Any], seeds: list[int], jobs: in
     return [rows[seed] for seed in seeds]
 
 
+def check_seeds(configs: list[dict[str, Any]], seeds: list[int]) -> None:
+    """Make each config's data set with each seed before anything trains (a text's lines
+    are split by the seed: one seed may draw a character's only line into the test part);
+    ConfigError naming every seed whose data cannot be made. A data section is made once
+    per seed however many configs share it; a config's own seed was checked when resolved."""
+    from minidl_cli.config import ConfigError
+    from minidl_cli.config.resolver import make_checked_dataset
+
+    problems: list[str] = []
+    seen: set[tuple[str, int]] = set()
+    for config in configs:
+        for seed in seeds:
+            key = (json.dumps(config["data"], sort_keys=True, default=str), seed)
+            if seed == config["seed"] or key in seen:
+                continue
+            seen.add(key)
+            try:
+                make_checked_dataset({**config, "seed": seed})
+            except ConfigError as e:
+                problems += [f"seed {seed}: {problem}" for problem in e.problems]
+    if problems:
+        raise ConfigError(problems)
+
+
 def member_name(seed: int) -> str:
     return f"seed-{seed:04d}"
 

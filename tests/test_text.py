@@ -274,6 +274,33 @@ def test_a_test_character_the_training_text_never_has(tmp_path):
     assert "the last: remove it from the end of the file (a final newline, say)" in message
 
 
+def test_a_seed_group_checks_every_seed_split_before_training(tmp_path):
+    """The seed draws the lines split: a seed that puts a character's only line into the test
+    part is refused before any seed trains (a seed group, a sweep of seed groups)."""
+    text = "\n".join([*NAMES, "quiz"]) + "\n"  # q, u, i, z: only in that line
+    path = text_config(tmp_path, text=text)
+
+    def splits(seed):
+        try:
+            make_dataset("text", {"path": tmp_path / "text.txt", "block_size": 3,
+                                  "test_fraction": 0.2}, seed=seed)
+            return True
+        except ValueError:
+            return False
+
+    good = [seed for seed in range(40) if splits(seed)]
+    bad_seed = next(seed for seed in range(40) if seed not in good)
+    path.write_text(path.read_text().replace("\nseed: 0\n", f"\nseed: {good[0]}\n"))
+    assert invoke("train", path, "--print-config").stdout.count(f"seed: {good[0]}\n") == 1
+    seeds = f"{good[0]},{bad_seed}"
+    for args in ([], ["--sweep", "optimizer.lr=0.01,0.02"]):
+        message = bad(tmp_path, "train", path, "--seeds", seeds, *args)
+        assert message.startswith(f"error: seed {bad_seed}: data: text dataset: the test part")
+        assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+    group = run_of(invoke("train", path, "--seeds", f"{good[0]},{good[1]}", "-q"))
+    assert json.loads((group / "group.json").read_text())["status"] == "completed"
+
+
 def test_a_character_only_in_the_test_lines_proposes_another_split(tmp_path):
     (tmp_path / "n.txt").write_text("\n".join(NAMES + ["qiq"]) + "\n")
     seeds = {}

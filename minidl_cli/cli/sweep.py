@@ -45,6 +45,8 @@ def train_sweep(config_path: Path, overrides: list[str], specs: list[str],
     base_seed = None if chosen is not None else load_config(config_path, overrides,
                                                             data=False)["seed"]
     resolved = sweeps.resolve_points(config_path, overrides, grid, base_seed)
+    if chosen is not None:
+        seeds.check_seeds([config for _, config in resolved], chosen)
     with stop_on_signals() as flag:
         sweep, rows = sweeps.run_sweep(grid, resolved, chosen, jobs, _reporter(quiet), flag)
     _report(sweep, rows, flag.signum, sweep_keys=[k for k, _ in grid])
@@ -75,6 +77,7 @@ def train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
     from minidl_cli.train import stop_on_signals
 
     chosen = seeds.parse_seeds(seeds_text)
+    seeds.check_seeds([config], chosen)
 
     def report(row: dict) -> None:
         if not quiet and row["status"] == "failed":  # its metrics say nothing: its reason does

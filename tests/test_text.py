@@ -274,6 +274,23 @@ def test_a_test_character_the_training_text_never_has(tmp_path):
     assert "the last: remove it from the end of the file (a final newline, say)" in message
 
 
+def test_a_block_size_beyond_memory_in_lines_mode_says_how_big(tmp_path, monkeypatch):
+    """Lines mode keeps a window of block_size ids per predicted token: block_size 10⁹ on a
+    few names asks for terabytes. MemoryError (here raised where the lines are framed, as
+    it would be) is one line naming the size and the longest line."""
+    from minidl_cli.data import text as text_module
+
+    def out_of_memory(lines, block_size):
+        raise MemoryError
+
+    monkeypatch.setattr(text_module, "frame", out_of_memory)
+    message = bad(tmp_path, "train", text_config(tmp_path), "data.block_size=1000000000")
+    size = 8 * (len("\n".join(NAMES)) + 1 + len(NAMES)) * 10**9 / 1e9
+    assert f"data.block_size 1000000000 cuts {tmp_path / 'text.txt'} in lines mode into " \
+           f"about {size:.3g} GB of windows" in message
+    assert f"its longest line has {max(map(len, NAMES))} characters" in message
+
+
 def test_a_seed_group_checks_every_seed_split_before_training(tmp_path):
     """The seed draws the lines split: a seed that puts a character's only line into the test
     part is refused before any seed trains (a seed group, a sweep of seed groups)."""

@@ -77,15 +77,19 @@ def text(
                          "or tinyshakespeare, shipped with minidl), exactly one of them")
     source = Path(path) if path is not None else CORPORA[corpus]
     content = read_text(source)
-    if mode == "lines":
-        train_ids, test_ids, vocabulary = _lines(content, source, test_fraction, block_size,
-                                                 generator)
-        start = None
-    else:
-        train_ids, test_ids, vocabulary = _stream(content, source, test_fraction, block_size)
-        start = "".join(vocabulary[i] for i in train_ids[:block_size].tolist())
-    x_train, y_train = examples(train_ids, block_size, target, mode)
-    x_test, y_test = examples(test_ids, block_size, target, mode)
+    try:
+        if mode == "lines":
+            train_ids, test_ids, vocabulary = _lines(content, source, test_fraction,
+                                                     block_size, generator)
+            start = None
+        else:
+            train_ids, test_ids, vocabulary = _stream(content, source, test_fraction,
+                                                      block_size)
+            start = "".join(vocabulary[i] for i in train_ids[:block_size].tolist())
+        x_train, y_train = examples(train_ids, block_size, target, mode)
+        x_test, y_test = examples(test_ids, block_size, target, mode)
+    except MemoryError:
+        raise ValueError(too_big(content, source, mode, block_size)) from None
     return Dataset(x_train, y_train, x_test, y_test, num_classes=len(vocabulary),
                    feature_names=[], task="language_model", vocabulary=vocabulary,
                    text={"mode": mode, "boundary": BOUNDARY if mode == "lines" else None,
@@ -96,6 +100,22 @@ def text(
 # the options every other data set takes: a language model's inputs are token ids and its
 # targets tokens, nothing to z-score (the config check refuses them; hints never offer them)
 text.refused_options = ("standardize", "standardize_target")
+
+
+def too_big(content: str, source: Path, mode: str, block_size: int) -> str:
+    """Why cutting `content` ran out of memory, with the fix. Lines mode frames each line
+    after block_size boundary tokens and keeps a window of block_size ids per predicted
+    token: about (characters + lines) × block_size ids of 8 bytes."""
+    lines = [line for line in content.split("\n") if line]
+    if mode == "lines":
+        longest = max(map(len, lines), default=0)
+        size = 8 * (len(content) + len(lines)) * block_size
+        return (f"{WHERE}: data.block_size {block_size} cuts {source} in lines mode into "
+                f"about {size / 1e9:.3g} GB of windows, more than memory holds; lower it (its "
+                f"longest line has {longest} characters: a context beyond {longest + 1} "
+                "holds only boundary tokens)")
+    return (f"{WHERE}: {source} with data.block_size {block_size} does not fit in memory; "
+            "lower block_size or use a shorter text")
 
 
 def read_text(path: Path, blank: bool = False, where: str = WHERE) -> str:

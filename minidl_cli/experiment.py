@@ -426,8 +426,9 @@ def check_data_files(run: Run, resuming: bool = False) -> None:
         if resuming:
             instead = "to train on the data as it is now, start a new run (minidl train CONFIG)"
         elif run.read_meta().get("task") == "language_model":
-            instead = (f"sample from it with: minidl sample {run.path} (it needs no training "
-                       "text)")
+            instead = (f"sample from it with: minidl sample {run.path}, or evaluate it on a "
+                       f"text with: minidl evaluate {run.path} --data FILE (neither needs "
+                       "the training text)")
         elif run.read_meta().get("features") == []:  # images: no table columns
             instead = (f"predict new images with: minidl predict {run.path} IMAGE|FOLDER|NPZ "
                        "(it needs no training data)")
@@ -435,9 +436,9 @@ def check_data_files(run: Run, resuming: bool = False) -> None:
             instead = (f"evaluate on a file as new data with: minidl evaluate {run.path} "
                        f"--data FILE (minidl predict {run.path} FILE needs no training data)")
         digest = "file listing" if recorded[path].startswith("listing:") else "SHA-256"
-        raise RunError(f"{path} {what} since {run.path} was trained on it (its {digest} is not "
-                       f"meta.json's data_files'), so its train/test split cannot be rebuilt; "
-                       f"{instead}")
+        why = "" if what == "is gone" else f" (its {digest} is not meta.json's data_files')"
+        raise RunError(f"{path} {what} since {run.path} was trained on it{why}, so its "
+                       f"train/test split cannot be rebuilt; {instead}")
 
 
 def replot_run(run_dir: Path) -> list[Path]:

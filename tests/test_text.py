@@ -600,6 +600,23 @@ def test_evaluate_on_a_text_shorter_than_one_window_of_a_stream_run(tmp_path):
                        "needs block_size + 1 = 9 characters")
 
 
+def test_a_text_gone_or_changed_since_training_says_which_and_what_still_works(tmp_path):
+    run = run_of(invoke("train", text_config(tmp_path), "--quiet"))
+    text = tmp_path / "text.txt"
+    content = text.read_text()
+    text.unlink()
+    gone = bad(tmp_path, "evaluate", run)
+    assert gone.startswith(f"error: {text} is gone since {run} was trained on it, so its "
+                           "train/test split cannot be rebuilt; sample from it with: minidl "
+                           f"sample {run}, or evaluate it on a text with: minidl evaluate "
+                           f"{run} --data FILE"), gone
+    text.write_text(content.upper())
+    changed = bad(tmp_path, "evaluate", run)
+    assert f"{text} has changed since {run} was trained on it (its SHA-256 is not " in changed
+    text.write_text(content)  # what the message offers works
+    assert invoke("evaluate", run, "--data", text).exit_code == 0
+
+
 def test_names_mlp_config_trains_samples_and_gradchecks_at_tiny_size(tmp_path):
     """configs/names-mlp.yaml (embedding -> flatten -> linear -> batch norm -> tanh -> linear)
     on a tiny file of the same 27-token vocabulary, one epoch."""

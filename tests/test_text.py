@@ -555,6 +555,22 @@ def test_a_line_of_spaces_is_a_text_of_spaces_to_predict(tmp_path):
         f"error: predict: {contexts_file} holds no text (0 bytes)")
 
 
+def test_predict_on_token_ids_names_the_shape_they_need(tmp_path):
+    predictor = minidl_cli.load(run_of(invoke("train", text_config(tmp_path), "--quiet")))
+    ids = torch.tensor([[0, 1, 2]])
+    assert list(predictor.predict(ids)) == list(predictor.predict(
+        ["".join(predictor.vocabulary[i] for i in (1, 2))]))  # "\n" pads: the same context
+    for wrong, got in ((ids[:, :2], "int64 of shape (1, 2)"),
+                       (ids.double(), "float64 of shape (1, 3)")):
+        with pytest.raises(ValueError, match=re.escape(
+                f"token ids are an int64 tensor of shape (n, 3) (n contexts of the run's "
+                f"block_size); got {got}")):
+            predictor.predict(wrong)
+    with pytest.raises(ValueError, match=r"or token ids \(an int64 tensor \(n, 3\)\); got a "
+                                         r"list holding int"):
+        predictor.predict(["ab", 3])
+
+
 def test_list_shows_the_text_data_set():
     text = invoke("list", "dataset").stdout
     assert "\n  text " in text

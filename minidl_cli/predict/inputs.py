@@ -133,6 +133,11 @@ class RunInputs:
 
         if isinstance(x, Tensor) and x.dtype == torch.int64 and x.shape[1:] == self.input_shape:
             return x  # token ids already
+        if isinstance(x, Tensor):
+            raise ValueError(f"predict: token ids are an int64 tensor of shape (n, "
+                             f"{self.input_shape[0]}) (n contexts of the run's block_size); "
+                             f"got {str(x.dtype).removeprefix('torch.')} of shape "
+                             f"{tuple(x.shape)}")
         if isinstance(x, os.PathLike):  # one text per line; errors name the line
             text = read_text(Path(x), blank=True, where="predict")  # a space is a character
             lines = text.removesuffix("\n").split("\n")  # a blank line is the empty context
@@ -140,8 +145,11 @@ class RunInputs:
         if isinstance(x, str):
             x = [x]
         if not isinstance(x, (list, tuple)) or not all(isinstance(t, str) for t in x):
+            got = (f"a list holding {type(next(t for t in x if not isinstance(t, str))).__name__}"
+                   if isinstance(x, (list, tuple)) else type(x).__name__)
             raise ValueError("predict: a language model takes text: a string, a list of "
-                             f"strings or a path to a text file; got {type(x).__name__}")
+                             "strings, a path to a text file or token ids (an int64 tensor "
+                             f"(n, {self.input_shape[0]})); got {got}")
         return contexts(self.task, list(x))
 
     def _text_examples(self, data: Any) -> tuple[Tensor, Tensor]:

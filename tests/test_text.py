@@ -566,6 +566,10 @@ def test_predict_on_token_ids_names_the_shape_they_need(tmp_path):
                 f"token ids are an int64 tensor of shape (n, 3) (n contexts of the run's "
                 f"block_size); got {got}")):
             predictor.predict(wrong)
+    size = len(predictor.vocabulary)
+    with pytest.raises(ValueError, match=rf"token id {size} is outside the vocabulary's ids "
+                                         rf"0\.\.{size - 1}"):
+        predictor.predict(torch.tensor([[0, 1, size]]))
     with pytest.raises(ValueError, match=r"or token ids \(an int64 tensor \(n, 3\)\); got a "
                                          r"list holding int"):
         predictor.predict(["ab", 3])

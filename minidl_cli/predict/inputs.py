@@ -132,6 +132,11 @@ class RunInputs:
         from minidl_cli.sampling import contexts
 
         if isinstance(x, Tensor) and x.dtype == torch.int64 and x.shape[1:] == self.input_shape:
+            size = len(self.task.vocabulary)
+            outside = x[(x < 0) | (x >= size)]
+            if len(outside):
+                raise ValueError(f"predict: token id {int(outside[0])} is outside the "
+                                 f"vocabulary's ids 0..{size - 1}")
             return x  # token ids already
         if isinstance(x, Tensor):
             raise ValueError(f"predict: token ids are an int64 tensor of shape (n, "

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from helpers import invoke, meta, metrics, run_of, write_config
 
 import minidl_cli
@@ -349,6 +350,35 @@ def test_token_ids_into_a_layer_that_wants_floats(tmp_path):
 def test_a_language_model_needs_cross_entropy(tmp_path):
     message = bad(tmp_path, "train", text_config(tmp_path), "loss=mse")
     assert "cannot train a language model" in message and "cross_entropy" in message
+
+
+@pytest.mark.parametrize(("layers", "named"), [
+    ([{"type": "self_attention", "num_heads": 2, "causal": False}],
+     ", e.g. model[1] (self_attention with causal: false)"),
+    ([{"type": "gru", "hidden_size": 4, "bidirectional": True}, {"type": "linear",
+                                                                 "out_features": 4}],
+     ", e.g. model[1] (a bidirectional gru)"),
+    (["flatten", {"type": "linear", "out_features": 16},
+      {"type": "unflatten", "unflattened_size": [4, 4]}], ""),  # mixes positions: no option
+])
+def test_a_sequence_target_refuses_a_network_that_sees_later_tokens(tmp_path, layers, named):
+    """With target: sequence position i is asked for token i + 1: a network whose output
+    there reads later positions copies it (a loss near 0 that means nothing)."""
+    config = yaml.safe_load(text_config(tmp_path, mode="stream", target="sequence",
+                                        block_size=4).read_text())
+    vocabulary = len(set(STORY))
+    config["model"] = [{"type": "embedding", "embedding_dim": 4}, *layers,
+                       {"type": "linear", "out_features": vocabulary}]
+    path = write_config(tmp_path, config, name="seeing.yaml")
+    message = bad(tmp_path, "train", path)
+    assert message == ("error: model: with data.target: sequence the output at each position "
+                       "must depend only on the tokens up to it, but this network's changes "
+                       f"with later tokens{named}; make it causal, or use data.target: next")
+    assert not (tmp_path / "runs").exists()
+    causal = [{"type": "self_attention", "num_heads": 2, "causal": True}]  # the same, masked
+    config["model"][1:-1] = causal
+    assert invoke("train", write_config(tmp_path, config, name="causal.yaml"), "-q",
+                  "train.epochs=1").exit_code == 0
 
 
 # ---------------------------------------------------------------- training, evaluation, pictures

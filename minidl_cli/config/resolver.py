@@ -230,6 +230,7 @@ def _check_against_data(config: dict, problems: list[str], dataset: Any) -> None
         _check_task(config, dataset, problems, config["loss"])
         if model is not None:
             _check_token_ids(config["model"], model, dataset, problems)
+            _check_causal(config["model"], model, dataset, problems)
             _check_output(config["model"], shapes, dataset, problems)
             _check_batch_norm(built, len(dataset.x_train), train["batch_size"], problems)
             _check_training(config, model, problems)
@@ -298,6 +299,61 @@ def _check_token_ids(model_cfg: list[dict], model: Any, dataset: Any,
             return
     finally:
         model.train(was_training)
+
+
+def _check_causal(model_cfg: list, model: Any, dataset: Any, problems: list[str]) -> None:
+    """A language model with target sequence (y (N, T)) predicts position i's next token
+    from positions 0..i: its output there must not change with a later token, which is the
+    very token it is asked for (a bidirectional recurrent layer, attention with causal:
+    false, a flatten + linear across positions would learn to copy it). Probed in eval mode
+    on a training context and T − 1 copies of it, copy j with its token j changed: the
+    outputs before j must stay the same."""
+    import torch
+
+    if getattr(dataset, "task", None) != "language_model" or dataset.y_train.dim() != 2:
+        return
+    base = dataset.x_train[:1]
+    steps = base.shape[1]
+    probes = base.repeat(steps, 1)
+    positions = torch.arange(1, steps)
+    probes[positions, positions] = (base[0, positions] + 1) % len(dataset.vocabulary)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(probes).double()  # (T, T, V): row 0 is the context itself
+    except Exception:
+        return  # another check says why the network does not run
+    finally:
+        model.train(was_training)
+    tolerance = 1e-4 * (1 + float(out.abs().max()))
+    if any((out[j, :j] - out[0, :j]).abs().max() > tolerance for j in range(1, steps)):
+        problems.append(f"model: with data.target: sequence the output at each position must "
+                        f"depend only on the tokens up to it, but this network's changes with "
+                        f"later tokens{_seeing_ahead(model_cfg)}; make it causal, or use "
+                        "data.target: next")
+
+
+def _seeing_ahead(model_cfg: Any, path: str = "model") -> str:
+    """', e.g. model[1] (a bidirectional lstm)': the first layer in the config that reads
+    later positions by its options, at any depth; '' when none says so."""
+    if isinstance(model_cfg, list):
+        for i, item in enumerate(model_cfg):
+            found = _seeing_ahead(item, f"{path}[{i}]")
+            if found:
+                return found
+        return ""
+    if not isinstance(model_cfg, dict):
+        return ""
+    if model_cfg.get("bidirectional") is True:
+        return f", e.g. {path} (a bidirectional {model_cfg.get('type')})"
+    if model_cfg.get("causal") is False:
+        return f", e.g. {path} ({model_cfg.get('type')} with causal: false)"
+    for key, value in model_cfg.items():
+        found = _seeing_ahead(value, f"{path}.{key}") if isinstance(value, list) else ""
+        if found:
+            return found
+    return ""
 
 
 def _refuses_floats(layer: Any, ids: Any) -> bool:

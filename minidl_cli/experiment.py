@@ -259,7 +259,8 @@ def _no_better_than_constant(trainer: Trainer) -> str | None:
         import torch
 
         y = trainer.dataset.y_train.reshape(-1).long()
-        majority = torch.bincount(y).max().item() / max(len(y), 1)
+        y = y[y >= 0]  # a label < 0 is no prediction (a text's padding: ignore_index -100)
+        majority = torch.bincount(y).max().item() / len(y) if len(y) else 0.0
         if row["train_accuracy"] <= majority + CHANCE_MARGIN:
             return (f"after {epochs} epochs the training accuracy ({row['train_accuracy']:.1%}) "
                     f"is no better than always predicting the most frequent class "

@@ -70,6 +70,30 @@ def test_a_final_score_no_better_than_a_constant_guess_is_a_warning(last, says):
             str(warning.message)
 
 
+def test_the_constant_guess_leaves_out_labels_that_are_no_prediction():
+    """A lines-mode text with target: sequence marks its padding -100 (ignore_index): the
+    commonest token's share is of the real positions (torch.bincount refuses -100)."""
+    import warnings
+    from types import SimpleNamespace
+
+    import torch
+
+    from minidl_cli import experiment
+
+    y = torch.tensor([[-100, -100, 2, 0], [-100, 2, 2, 1], [3, 2, 0, -100]])  # 2: 4 of 8
+    losses = [245.0, 3.0, 5.0, 2.0, 1.5, 1.2, 1.0, 0.8, 0.7]
+    history = [{"train_loss": loss} for loss in losses] + [{"train_loss": 0.7,
+                                                            "train_accuracy": 0.5}]
+    trainer = SimpleNamespace(history=history, config={"optimizer": {"lr": 50}},
+                              dataset=SimpleNamespace(y_train=y))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        experiment.warn_if_not_learning(None, trainer)
+    (warning,) = caught
+    assert "no better than always predicting the most frequent class (50.0%)" in \
+        str(warning.message)
+
+
 def test_a_run_that_learnt_everything_at_once_is_not_told_it_did_not_learn():
     """A loss of 0 and 100% accuracy from epoch 1 on: the loss cannot fall below 0."""
     import warnings

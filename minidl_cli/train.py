@@ -127,6 +127,9 @@ class Trainer:
         x, targets = part.x, part.targets
         if self.config["train"]["shuffle"]:
             order = torch.randperm(len(x), generator=self.shuffle_gen, device=self.device)
+            if self.world is None and x.numel() * x.element_size() > EPOCH_GATHER_BYTES:
+                yield from batch_by_batch(x, targets, order, size)  # the same batches
+                return
             x, targets = x.index_select(0, order), targets.index_select(0, order)  # x[order]
         if self.world is not None:
             self.world.seed_masks(self.seed, self.epoch)
@@ -283,6 +286,22 @@ class Trainer:
 
     def snapshot(self) -> dict[str, Any]:  # state_dict() with its tensors copied
         return copy_state(self.state_dict())
+
+
+# Above this an epoch's shuffle gathers batch by batch instead of copying the whole
+# training split at once: a stream text's windows with target next are views of the text,
+# and their copy is block_size times it (tiny Shakespeare at block_size 2048: 16 GB).
+EPOCH_GATHER_BYTES = 1 << 30
+
+
+def batch_by_batch(x: Tensor, targets: Tensor, order: Tensor, size: int
+                   ) -> Iterator[tuple[Tensor, Tensor, float]]:
+    """The batches of x[order] and targets[order], each gathered on its own: the same
+    batches as gathering the epoch first, holding one batch at a time.
+    Shape: x (N, ...), targets (N, ...), order (N,) -> (size, ...) per batch."""
+    for start in range(0, len(x), size):
+        rows = order[start:start + size]
+        yield x.index_select(0, rows), targets.index_select(0, rows), 1.0
 
 
 def rng_state(shuffle_gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:

@@ -409,6 +409,34 @@ def test_a_text_run_end_to_end(tmp_path):
     assert len(metrics(run)) == 4
 
 
+def test_a_split_too_big_to_copy_is_shuffled_batch_by_batch_to_the_same_weights(tmp_path,
+                                                                              monkeypatch):
+    """A stream text's windows with target next are views, block_size times the text when
+    copied: above train.EPOCH_GATHER_BYTES each batch is gathered on its own, and training
+    is bit for bit the same as with the epoch's one copy."""
+    from minidl_cli import train
+
+    path = text_config(tmp_path, mode="stream", block_size=8)
+    whole = run_of(invoke("train", path, "--quiet"))
+    gathered = []
+
+    def counting(x, targets, order, size):
+        gathered.append(len(x))
+        yield from batch_by_batch(x, targets, order, size)
+
+    batch_by_batch = train.batch_by_batch
+    monkeypatch.setattr(train, "EPOCH_GATHER_BYTES", 0)
+    monkeypatch.setattr(train, "batch_by_batch", counting)
+    batched = run_of(invoke("train", path, "--quiet"))
+    assert len(gathered) == 3  # one a epoch
+    drop = [{k: v for k, v in row.items() if k != "elapsed_s"} for row in metrics(whole)]
+    assert drop == [{k: v for k, v in row.items() if k != "elapsed_s"}
+                    for row in metrics(batched)]
+    weights = [torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+               for run in (whole, batched)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_loss_is_nats_per_token_and_accuracy_per_position(tmp_path):
     """The loss is torch's mean cross-entropy over every predicted token; with reduction
     sum it is divided by the tokens, not the rows."""

@@ -21,7 +21,9 @@ overlap (stride block_size), with `target: next` there is one per character (str
 either way an epoch predicts every character once. The trainer's shuffle gathers an
 epoch's windows into one tensor: N×T ids, the text's size for `sequence` (tiny
 Shakespeare: 8 MB) but block_size times it for `next` (tiny Shakespeare with block 64:
-512 MB). Train long texts with `target: sequence`.
+512 MB); beyond train.EPOCH_GATHER_BYTES it gathers batch by batch instead (the same
+batches). A validation split (train.val_fraction) copies the training windows once. Train
+long texts with `target: sequence`.
 
 The vocabulary is the sorted characters of the training text (after the boundary token in
 `lines` mode); a test character outside it is an error. Runs keep it in their checkpoint.

@@ -179,18 +179,25 @@ class World:
         return start + n * self.rank // self.size, start + n * (self.rank + 1) // self.size
 
     def shards(self, x: torch.Tensor, targets: torch.Tensor, batch_size: int,
-               mean_loss: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+               mean_loss: bool, ignore_index: int | None = None
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
         """This rank's (x, targets, share) of each global batch of `batch_size` rows: share
-        is local / global rows for a mean-reduced loss, 1 for a summed one. A rank whose
-        slice is empty (a batch smaller than the world) computes on the batch's first row
-        with share 0: it adds nothing, and the all_reduce still needs every rank."""
+        is the local / global count of what a mean-reduced loss divides by (`counted`: rows,
+        or labels other than `ignore_index`, which ranks may hold different numbers of), 1
+        for a summed one. A rank whose slice is empty (a batch smaller than the world)
+        computes on the batch's first row with share 0: it adds nothing, and the all_reduce
+        still needs every rank."""
         for start in range(0, len(x), batch_size):
             stop = min(start + batch_size, len(x))
             lo, hi = self.shard(start, stop)
             if hi == lo:
                 yield x[start:start + 1], targets[start:start + 1], 0.0
+            elif not mean_loss:
+                yield x[lo:hi], targets[lo:hi], 1.0
             else:
-                yield x[lo:hi], targets[lo:hi], (hi - lo) / (stop - start) if mean_loss else 1.0
+                share = (counted(targets[lo:hi], ignore_index)
+                         / max(counted(targets[start:stop], ignore_index), 1))
+                yield x[lo:hi], targets[lo:hi], share
 
     def seed_masks(self, seed: int, epoch: int) -> None:
         """Ranks > 0 reseed the global RNG (dropout masks) each epoch: masks differ between
@@ -227,6 +234,15 @@ class World:
         sigints, sigterms = buffer[total:].tolist()
         if self.stop and (sigints or sigterms) and self.stop.signum is None:
             self.stop.signum = signal.SIGTERM if sigterms else signal.SIGINT
+
+
+def counted(targets: torch.Tensor, ignore_index: int | None) -> int:
+    """What a mean-reduced loss divides by in a batch: its rows, or (integer labels and an
+    `ignore_index`: cross_entropy) its labels other than ignore_index (a lines-mode text
+    with target sequence pads with -100). Shape: targets (n, ...)."""
+    if ignore_index is None or targets.is_floating_point():
+        return len(targets)
+    return int((targets != ignore_index).sum())
 
 
 def check_gpus(device: torch.device, ranks: int) -> None:

@@ -133,7 +133,8 @@ class Trainer:
             x, targets = x.index_select(0, order), targets.index_select(0, order)  # x[order]
         if self.world is not None:
             self.world.seed_masks(self.seed, self.epoch)
-            yield from self.world.shards(x, targets, size, self.loss_fn.reduction == "mean")
+            yield from self.world.shards(x, targets, size, self.loss_fn.reduction == "mean",
+                                         getattr(self.loss_fn, "ignore_index", None))
             return
         for start in range(0, len(x), size):
             yield x[start:start + size], targets[start:start + size], 1.0

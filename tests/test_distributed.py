@@ -83,6 +83,31 @@ def test_shards_cover_every_batch_once():
             assert max(hi - lo for lo, hi in shards) - min(hi - lo for lo, hi in shards) <= 1
 
 
+def test_a_rank_share_is_of_the_labels_the_mean_counts():
+    """cross_entropy's mean divides by the labels other than ignore_index (-100: a lines-mode
+    text's padding with target sequence): each rank's share is its part of those."""
+    targets = torch.tensor([[-100, -100, 4], [-100, 4, 5], [4, 5, 6], [5, 6, -100],
+                            [-100, -100, 7]])  # 9 labels counted: 3 | 6 over two ranks
+    x = torch.zeros(5, 3, dtype=torch.int64)
+    shares = [[share for _, _, share in distributed.World(r, 2, r).shards(x, targets, 5, True,
+                                                                           -100)]
+              for r in range(2)]
+    assert shares == [[3 / 9], [6 / 9]]  # rows alone would say 2/5 and 3/5
+    rows = [[share for _, _, share in distributed.World(r, 2, r).shards(x, targets, 5, True)]
+            for r in range(2)]
+    assert rows == [[2 / 5], [3 / 5]]  # no ignore_index (mse, l1): rows
+
+
+def test_two_processes_train_a_padded_text_as_one(tmp_path):
+    from tests.test_text import text_config
+
+    path = text_config(tmp_path, target="sequence", train__dtype="float64",
+                       train__epochs=2)
+    single = run_of(invoke("train", path, "-q").stdout)
+    out, _ = finish(minidl("train", path, "--nproc", 2, "-q", cwd=tmp_path))
+    same_weights(tmp_path / run_of(out), single)
+
+
 def test_two_processes_give_the_weights_of_one(single, tmp_path):
     out, err = finish(minidl("train", write_config(tmp_path, EXACT), "--nproc", 2, "-q",
                              cwd=tmp_path))

@@ -410,8 +410,11 @@ class LanguageModel(Task):
         return torch.softmax(last.double(), -1).cpu().numpy()
 
     def prediction_columns(self, outputs: Tensor) -> dict[str, list]:
-        """predict's column: `prediction`, the most likely next token after each context."""
-        return {"prediction": self.predictions(outputs).tolist()}
+        """predict's column: `prediction`, the most likely next token after each context, a
+        character that does not print as its Python escape (the line end, a lines run's
+        boundary token, as \\n): one prediction, one line of CSV."""
+        return {"prediction": [c if c.isprintable() else c.encode("unicode_escape").decode()
+                               for c in self.predictions(outputs).tolist()]}
 
     def label_columns(self) -> list[str]:
         raise ValueError("a language model's data is text, not labelled table rows; give a "

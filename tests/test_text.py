@@ -582,9 +582,10 @@ def test_predict_command_reads_one_context_per_line(tmp_path):
     # one row per line, blank lines (the empty context: a name's start) included, in order
     (tmp_path / "contexts.txt").write_text("emm\nal\n\nlenaa")
     result = invoke("predict", run, tmp_path / "contexts.txt")
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))  # a predicted boundary is "\n"
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))  # a predicted boundary is \n
     expected = minidl_cli.load(run).predict(["emm", "al", "", "lenaa"])
-    assert [r["prediction"] for r in rows] == list(expected) and len(expected) == 4
+    assert [r["prediction"] for r in rows] == [c.replace("\n", "\\n") for c in expected]
+    assert len(expected) == 4 and len(result.stdout.splitlines()) == 1 + 4  # a row a line
     (tmp_path / "contexts.txt").write_text("emm\nal\n\nlenaa\n")  # the last newline: no line
     assert invoke("predict", run, tmp_path / "contexts.txt").stdout == result.stdout
 
@@ -631,6 +632,15 @@ def test_predict_on_token_ids_names_the_shape_they_need(tmp_path):
     with pytest.raises(ValueError, match=r"or token ids \(an int64 tensor \(n, 3\)\); got a "
                                          r"list holding int"):
         predictor.predict(["ab", 3])
+
+
+def test_predict_writes_a_character_that_does_not_print_as_its_escape():
+    """One prediction, one CSV line: the boundary token (the line end) is written \\n."""
+    task = LanguageModel(["\n", "a", "\t", " ", "é"], {"mode": "lines", "boundary": "\n"},
+                         3, "next")
+    outputs = torch.eye(5, dtype=torch.float64)  # row i predicts token i
+    assert task.prediction_columns(outputs) == {"prediction": ["\\n", "a", "\\t", " ", "é"]}
+    assert list(task.predictions(outputs)) == ["\n", "a", "\t", " ", "é"]  # Python: as is
 
 
 def test_list_shows_the_text_data_set():

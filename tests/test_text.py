@@ -634,6 +634,22 @@ def test_predict_on_token_ids_names_the_shape_they_need(tmp_path):
         predictor.predict(["ab", 3])
 
 
+def test_predicting_no_text_gives_no_prediction(tmp_path):
+    """As for a table's zero rows: an empty list in, empty predictions out, whatever the
+    layers (attention cannot reshape a batch of 0 windows)."""
+    config = yaml.safe_load(text_config(tmp_path, mode="stream", target="sequence",
+                                        block_size=4).read_text())
+    config["model"] = [{"type": "embedding", "embedding_dim": 4},
+                       {"type": "self_attention", "num_heads": 2, "causal": True},
+                       {"type": "linear", "out_features": len(set(STORY))}]
+    run = run_of(invoke("train", write_config(tmp_path, config, name="attention.yaml"), "-q",
+                        "train.epochs=1"))
+    predictor = minidl_cli.load(run)
+    assert predictor.predict([]).shape == (0,)
+    assert predictor.predict_proba([]).shape == (0, len(set(STORY)))
+    assert predictor.predict_columns([]) == {"prediction": []}
+
+
 def test_predict_writes_a_character_that_does_not_print_as_its_escape():
     """One prediction, one CSV line: the boundary token (the line end) is written \\n."""
     task = LanguageModel(["\n", "a", "\t", " ", "é"], {"mode": "lines", "boundary": "\n"},

@@ -147,6 +147,15 @@ class Module:
     inferred: dict[str, int] = {"in_features": -1, "in_channels": 1, "num_features": 1,
                                 "normalized_shape": -1}
 
+    # What the layer does with int64 token ids (a text data set's inputs), which the builder
+    # checks before training: "pass" hands them on as ids, only their shape changed (flatten,
+    # identity); "take" looks them up and outputs floats (embedding); "join" puts its paths'
+    # outputs side by side (concat: all ids, or all floats); "add" adds its paths' outputs,
+    # which must be floats (residual); "chain" runs its body in order (repeat). None: it
+    # computes with its input as numbers, and ids before it are refused (a layer that refuses
+    # floats with a TypeError, as a plugin embedding does, is taken to "take" them).
+    token_ids: str | None = None
+
     def torch_twin(self) -> torch.nn.Module | None:
         """The torch.nn module computing the same function with the same state-dict keys
         (fresh weights), or None when torch.nn has none: `to_torch()` loads it, and the
@@ -348,6 +357,8 @@ class Sequential(Module):
     layer on every step costs about as much as a layer's own bookkeeping.
     """
 
+    token_ids = "chain"
+
     def __init__(self, *modules: Module):
         for module in modules:
             if not isinstance(module, Module):
@@ -383,13 +394,17 @@ class Sequential(Module):
             x = forward(x)
         return x
 
-    def backward(self, grad_output: Tensor) -> Tensor:
+    def backward(self, grad_output: Tensor) -> Tensor | None:
         for backward in self._backwards:
             grad_output = backward(grad_output)
+            if grad_output is None:  # an embedding's token ids: no gradient flows further
+                return None  # back (the layers before it only reshape the ids)
         return grad_output
 
     def backward_params(self, grad_output: Tensor) -> None:
         for backward in self._backwards[:-1]:
             grad_output = backward(grad_output)
+            if grad_output is None:  # token ids before an embedding: nothing to learn there
+                return
         if self.layers:
             self.layers[0].backward_params(grad_output)  # the input's gradient is not needed

@@ -214,12 +214,24 @@ def prepare_group(group: Path, config: dict[str, Any], seeds: list[int]) -> list
 def run_members(work: list[tuple[Callable[..., dict], tuple]], jobs: int,
                 done: Callable[[int, dict], None], stop: StopFlag | None) -> None:
     """Each (function, args) of `work` — train_member or resume_member and its arguments —
-    in this process, or in `jobs` worker processes; done(index, row) as each ends."""
-    if jobs <= 1:
-        for i, (function, args) in enumerate(work):
-            done(i, function(*args, None, stop))
-    else:
-        _run_in_pool(work, jobs, done, stop)
+    in this process, or in `jobs` worker processes; done(index, row) as each ends.
+
+    A second signal (train.Interrupted from stop_on_signals' handler, the first having set
+    `stop`) ends the wait at once: the members still training were told to stop at the
+    first and save themselves, those queued never start, and the caller reads every
+    member's state back from its files, as after one signal.
+    """
+    from minidl_cli.train import Interrupted
+
+    try:
+        if jobs <= 1:
+            for i, (function, args) in enumerate(work):
+                done(i, function(*args, None, stop))
+        else:
+            _run_in_pool(work, jobs, done, stop)
+    except Interrupted:
+        if stop is None or not stop():  # not the second of a stop request's signals
+            raise
 
 
 def _run_in_pool(work: list[tuple[Callable[..., dict], tuple]], jobs: int,

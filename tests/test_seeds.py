@@ -176,3 +176,43 @@ def test_a_diverged_seed_says_why_and_is_left_out_of_the_statistics(tmp_path):
     reason = json.loads((group / "seed-0001" / "meta.json").read_text())["reason"]
     assert "smaller learning rate, e.g. optimizer.lr=1e+08" in reason
     assert f"seed 1 failed: {reason}" in result.output
+
+
+@pytest.mark.parametrize("collection", [["--seeds", "0-3"],
+                                        ["--sweep", "optimizer.lr=0.1,0.2,0.3"]],
+                         ids=["seed group", "sweep"])
+def test_a_second_ctrl_c_while_waiting_on_the_workers_ends_like_the_first(tmp_path, monkeypatch,
+                                                                          collection):
+    """Ctrl-C twice while the parent waits on its --jobs 2 workers: the second raised
+    train.Interrupted out of the wait (a traceback, exit 1). Now it ends the wait: exit 130,
+    the summary lists every member (none completed: they were stopped) and says how to
+    finish them."""
+    import os
+    import signal
+
+    from minidl_cli import seeds
+
+    calls = []
+
+    def wait_then_signal(*args, **kwargs):  # the terminal's Ctrl-C, twice, during the wait
+        calls.append(1)
+        if len(calls) <= 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_wait(*args, **kwargs)
+
+    real_wait = seeds.wait
+    monkeypatch.setattr(seeds, "wait", wait_then_signal)
+    config = write_config(tmp_path, train={"epochs": 100_000, "batch_size": 50})
+    result = invoke("train", config, *collection, "--jobs", "2", "-q")
+    assert len(calls) >= 2  # the second signal came from within the wait
+    assert result.exit_code == 130, result.output
+    (path,) = (tmp_path / "runs").iterdir()
+    assert f"finish them with: minidl train --resume {path}" in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(path)
+    rows = list(csv.DictReader(open(path / "summary.csv")))
+    assert len(rows) == (4 if "--seeds" in collection else 3)
+    assert all(row["status"] != "completed" for row in rows)
+
+    info = json.loads((path / ("group.json" if "--seeds" in collection else "sweep.json"))
+                      .read_text())
+    assert info["status"] == "interrupted"

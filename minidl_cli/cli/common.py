@@ -171,6 +171,12 @@ def handle_errors(command):
                 traceback.print_exc()
             click.echo("\ninterrupted", err=True)
             sys.exit(130)
+        except Exception as e:  # a second signal no command caught (train.Interrupted)
+            if not isinstance(e, getattr(sys.modules.get("minidl_cli.train"), "Interrupted",
+                                         ())):
+                raise
+            click.echo(f"\ninterrupted by {e}", err=True)
+            sys.exit(128 + e.signum)
 
     return wrapper
 

@@ -111,13 +111,22 @@ def _report_interrupted_group(group: Path, rows: list[dict], signum: int) -> Non
     lines = [f"\ninterrupted by {signal.Signals(signum).name}: {len(finished)} of {len(rows)} "
              f"seeds finished; {group / 'summary.csv'} lists every seed and its status"]
     if saved:
-        lines.append(f"seeds {', '.join(map(str, saved))} were saved mid-training; resume one "
-                     f"with: minidl train --resume {group / f'seed-{saved[0]:04d}'}")
+        lines.append(f"{_seeds(saved)} {'was' if len(saved) == 1 else 'were'} saved "
+                     f"mid-training; resume one with: minidl train --resume "
+                     f"{group / f'seed-{saved[0]:04d}'}")
     if unstarted:
-        lines.append(f"seeds {', '.join(map(str, unstarted))} were not started")
+        lines.append(f"{_seeds(unstarted)} {'was' if len(unstarted) == 1 else 'were'} "
+                     "not started")
+    if saved or unstarted:
+        lines.append(f"finish them with: minidl train --resume {group}")
     echo("\n".join(lines), err=True)
     echo(group)
     sys.exit(128 + signum)
+
+
+def _seeds(seeds: list[int]) -> str:
+    """'seed 3' or 'seeds 2, 3'."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
 def _reporter(quiet: bool):

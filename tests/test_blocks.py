@@ -336,3 +336,44 @@ def test_a_concat_of_embeddings_trains_on_text(tmp_path):
     assert result.exit_code == 0, result.output
     result = invoke("gradcheck", str(path))
     assert result.exit_code == 0 and "gradcheck passed" in result.output, result.output
+
+
+@pytest.mark.parametrize("layers", [
+    lambda: [nn.Flatten(), nn.Embedding(7, 4), nn.Flatten()],
+    lambda: [nn.Unflatten([3, 1]), nn.Embedding(7, 4), nn.Flatten()],
+    lambda: [nn.Identity(), nn.Concat([[nn.Embedding(7, 4)], [nn.Flatten(), nn.Embedding(7, 2)]],
+                                      dim=2)],
+])
+def test_layers_that_only_reshape_token_ids_before_an_embedding_get_no_gradient(layers):
+    """The embedding returns no input gradient: the Sequential stops there (it passed None to
+    the flatten before it, an AttributeError at the first step), and the table's gradient is
+    autograd's."""
+    module = nn.Sequential(*layers()).to(torch.float64)
+    ids = torch.randint(0, 7, (5, 3), generator=torch.Generator().manual_seed(0))
+    report = check_module(module, ids)
+    assert "input" not in report.errors and report.passed()
+    module.zero_grad()
+    module.forward(ids)
+    module.backward_params(torch.ones(module.forward(ids).shape, dtype=torch.float64))
+    assert all(p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+NAMES_TEXT = "emma\nava\nnora\nmona\nrosa\nanna\nsara\neva\n" * 3
+EMB = {"type": "embedding", "embedding_dim": 4}
+
+
+@pytest.mark.parametrize("first", [
+    ["flatten", EMB, "flatten"],
+    [{"type": "unflatten", "unflattened_size": [3, 1]}, EMB, "flatten"],
+    ["flatten", {"type": "concat", "dim": 2, "branches": [[EMB], [EMB]]}, "flatten"],
+])
+def test_a_language_model_may_reshape_its_token_ids_before_the_embedding(tmp_path, first):
+    (tmp_path / "names.txt").write_text(NAMES_TEXT)
+    config = {"name": "idsfirst", "seed": 0,
+              "data": {"type": "text", "path": "names.txt", "mode": "lines", "block_size": 3,
+                       "target": "next", "test_fraction": 0.2},
+              "model": [*first, {"type": "linear", "out_features": 9}],
+              "loss": "cross_entropy", "optimizer": {"type": "adam", "lr": 0.02},
+              "train": {"epochs": 2, "batch_size": 8}}
+    result = invoke("train", str(write_config(tmp_path, config)), "--quiet")
+    assert result.exit_code == 0, result.output

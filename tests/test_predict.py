@@ -413,3 +413,46 @@ def test_a_shuffle_sequence_run_takes_signals_in_their_natural_order(tmp_path):
     state["preprocessing"] = None  # a checkpoint from before the permutation was recorded
     older = minidl_cli.predict.Predictor(state, predictor.checkpoint, run)
     assert torch.allclose(older.outputs(signals), expected)
+
+
+def test_out_onto_a_runs_training_data_or_into_another_run_is_refused(tmp_path):
+    """`predict R new.csv --out reg.csv` replaced R's own training data (the next evaluate
+    said its data had changed); an --out of another run's checkpoints/last.pt or config.yaml,
+    or a plot --out into another run's folder, destroyed that run; all exit 0. An ordinary
+    file the user names is overwritten, as a results file should be."""
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 2, generator=rng, dtype=torch.float64)
+    data = tmp_path / "reg.csv"
+    data.write_text("a,b,y\n" + "".join(f"{a},{b},{a - 2 * b}\n" for a, b in x.tolist()))
+    config = {**TINY, "data": {"type": "csv", "train": str(data), "label": "y",
+                               "test_fraction": 0.25, "task": "regression"},
+              "model": [{"type": "linear", "out_features": 1}], "loss": "mse",
+              "train": {"epochs": 1, "batch_size": 10}}
+    reg = train_tiny(tmp_path, config=config)
+    other = train_tiny(tmp_path)
+    rows = tmp_path / "new.csv"
+    rows.write_text("a,b\n0.1,0.2\n")
+    kept = {p: p.read_bytes() for p in [data, *tmp_path.joinpath("runs").rglob("*")]
+            if p.is_file()}
+    for command, run in ((("predict", reg, rows), reg), (("predict", other, rows), other),
+                         (("evaluate", other), other)):
+        result = invoke(*command, "--out", data)  # some run's training data, or the input
+        assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+        assert f"is the data {reg} was trained on" in result.output, result.output
+        for inside in ("checkpoints/last.pt", "config.yaml", "meta.json"):
+            victim = other if run == reg else reg
+            result = invoke(*command, "--out", victim / inside)
+            assert result.exit_code == 2, result.output
+            assert f"inside the run {victim}" in result.output, result.output
+    for out in (other, other / "plots", other / "checkpoints"):
+        result = invoke("plot", reg, "--out", out)
+        assert result.exit_code == 2 and f"inside the run {other}" in result.output
+        assert len(result.output.splitlines()) == 1
+    assert {p: p.read_bytes() for p in [data, *tmp_path.joinpath("runs").rglob("*")]
+            if p.is_file()} == kept
+    assert invoke("plot", reg, "--out", reg / "plots").exit_code == 0  # where it draws anyway
+
+    results = tmp_path / "results.csv"
+    results.write_text("old results\n")
+    assert invoke("predict", reg, rows, "--out", results).exit_code == 0
+    assert results.read_text().startswith("prediction")

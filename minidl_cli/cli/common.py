@@ -182,9 +182,12 @@ def handle_errors(command):
 
 
 def refuse_out(out: Path | None, run_dir: Path, inputs: tuple[Path | None, ...] = ()) -> None:
-    """UserError when --out would overwrite what the command reads: one of `inputs` (the
-    input file, --data, a --checkpoint file) or anything inside the run directory (its
-    checkpoints, config.yaml, meta.json). Paths are compared resolved (symlinks, `..`)."""
+    """UserError when --out would overwrite what the command reads or what a run keeps: one
+    of `inputs` (the input file, --data, a --checkpoint file), a data file a run was trained
+    on (its meta.json's data_files: this run's and those of the runs beside it), or anything
+    inside a run directory, seed group or sweep (checkpoints, config.yaml, meta.json).
+    Paths are compared resolved (symlinks, `..`). An ordinary file elsewhere is overwritten,
+    as a results file the user named should be."""
     if out is None:
         return
     target = out.resolve()
@@ -192,9 +195,48 @@ def refuse_out(out: Path | None, run_dir: Path, inputs: tuple[Path | None, ...] 
         if given is not None and str(given) != "-" and given.resolve() == target:
             raise UserError(f"--out {out} is the input {given}: writing there would destroy "
                             "it; write the results to another file")
-    if target.is_relative_to(run_dir.resolve()):
-        raise UserError(f"--out {out} is inside the run {run_dir}: writing there could destroy "
-                        "the run (its checkpoints, config); write outside the run directory")
+    for run, recorded in _recorded_data(run_dir):
+        if recorded == target:
+            raise UserError(f"--out {out} is the data {run} was trained on (its meta.json "
+                            "records it): writing there would destroy it; write the results "
+                            "to another file")
+    holder = run_holding(target.parent)
+    if holder is not None:
+        raise UserError(f"--out {out} is inside the run {holder}: writing there could destroy "
+                        "a run's files (its checkpoints, config, data); write outside every "
+                        "run directory")
+
+
+RUN_FILES = ("meta.json", "group.json", "sweep.json")  # a run, a seed group, a sweep
+
+
+def run_holding(path: Path) -> Path | None:
+    """The run directory, seed group or sweep that `path` is or lies in (the nearest of it
+    and its parents holding a meta.json, group.json or sweep.json), else None."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        if any((folder / name).is_file() for name in RUN_FILES):
+            return folder
+    return None
+
+
+def _recorded_data(run_dir: Path) -> list[tuple[Path, Path]]:
+    """(run, data file resolved) for each data file that `run_dir` and the runs beside it
+    (in its runs directory, members of groups and sweeps included) were trained on."""
+    import json
+
+    run_dir = Path(run_dir)
+    metas = {run_dir / "meta.json"}
+    for pattern in ("*/meta.json", "*/*/meta.json", "*/*/*/meta.json"):
+        metas.update(run_dir.parent.glob(pattern))
+    found = []
+    for meta in sorted(metas):
+        try:
+            files = json.loads(meta.read_text()).get("data_files") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        found += [(meta.parent, Path(name).resolve()) for name in files]
+    return found
 
 
 def check_overrides(overrides: list[str]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import RUN_PATH, handle_errors
+from minidl_cli.cli.common import RUN_PATH, UserError, handle_errors, run_holding
 
 
 @click.command()
@@ -25,6 +25,12 @@ def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     from minidl_cli.experiment import replot_run, replot_sweep
     from minidl_cli.runs import Run, RunError
 
+    own = run_dirs[0] / "plots" if len(run_dirs) == 1 else None  # where it draws without --out
+    holder = run_holding(out) if out is not None else None
+    if holder is not None and (own is None or out.resolve() != own.resolve()):
+        raise UserError(f"--out {out} is inside the run {holder}: drawing there could "
+                        "overwrite that run's files (its pictures, checkpoints); give a "
+                        "folder outside every run directory")
     if len(run_dirs) == 1 and sweeps.is_sweep(run_dirs[0]):
         for path in replot_sweep(run_dirs[0], out):
             click.echo(path)

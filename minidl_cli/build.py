@@ -75,6 +75,14 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
     `ids`: whether the input is token ids (None unknown; True when `data` has a vocabulary):
     they must reach an embedding before any float layer, and only ids may reach one.
     """
+    model, shapes, _ = _build(model_cfg, input_shape, path, record, seen, data, ids)
+    return model, shapes
+
+
+def _build(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int, path: str,
+           record: bool, seen: list | None, data: dict[str, int] | None,
+           ids: bool | None) -> tuple[Sequential, list[tuple[int, ...]], bool | None]:
+    """build_layers, and whether the network outputs token ids (None: unknown)."""
     shapes = [(input_shape,) if isinstance(input_shape, int) else tuple(input_shape)]
     if ids is None and path == "model" and data and "vocabulary_size" in data:
         ids = True  # a text data set's inputs
@@ -96,10 +104,12 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
             options[arg] = size
             if record and isinstance(cfg, dict) and arg in cfg:
                 cfg[arg] = size  # the config describes the run: inferred sizes recorded
-        _build_nested(entry, options, shapes[-1], where, record, seen, data, ids)
+        paths = _build_nested(entry, options, shapes[-1], where, record, seen, data, ids)
         layer = _construct(entry, options, where)
         if ids:
-            ids = _still_ids(layer, shapes[-1], f"{where}: {entry.name}", origin)
+            ids = _still_ids(layer, shapes[-1], f"{where}: {entry.name}", origin,
+                             [(at, (shapes[-1] if got is None else got), out)
+                              for at, got, out in _resolve(paths)])
         try:
             shapes.append(output_shape_of(layer, shapes[-1], entry.name))
         except ValueError as e:
@@ -107,26 +117,73 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
         layers.append(layer)
         if seen is not None:
             seen.append((where, layer, shapes[-2]))
-    return Sequential(*layers), shapes
+    return Sequential(*layers), shapes, ids
 
 
-def _still_ids(layer: Module, shape: tuple[int, ...], what: str, origin: str) -> bool:
-    """Whether `layer`, given token ids of `shape`, passes them on as ids (a flatten); False
-    when it takes them (it refuses floats with a TypeError, as an embedding does); else a
-    ValueError: `what` computes with numbers, and `origin` gives it token ids."""
+# A path of a block given token ids: (its name, its output shape or None for the block's
+# input itself, whether it outputs token ids); a lazy path (a repeat's body) as a list
+# that its first build fills.
+_Path = tuple[str, "tuple[int, ...] | None", "bool | None"]
+
+
+def _resolve(paths: list) -> list[_Path]:
+    """The block's paths, the lazy ones (lists filled when the block built its copies)
+    replaced by what their first build found."""
+    return [item for path in paths for item in (path if isinstance(path, list) else [path])]
+
+
+def _still_ids(layer: Module, shape: tuple[int, ...], what: str, origin: str,
+               paths: list[_Path]) -> bool:
+    """Whether `layer`, given token ids of `shape`, outputs token ids, as it declares
+    (`token_ids`, Module): True when it passes them on (a flatten), False when it takes them
+    (an embedding; an undeclared layer that refuses floats with a TypeError, as a plugin
+    embedding does); a block by its `paths` (the nested lists it holds). Else a ValueError:
+    `what` computes with numbers, and `origin` gives it token ids."""
+    kind = getattr(layer, "token_ids", None)
+    if kind == "pass":
+        return True
+    if kind == "take":
+        return False
+    if kind == "chain" and paths:
+        return bool(paths[-1][2])
+    if kind in ("join", "add") and paths:
+        given = [(at, out) for at, out, is_ids in paths if is_ids]
+        if kind == "join" and given and len(given) < len(paths):
+            at, out = given[0]
+            return _refuse(f"{what} joins token ids {show_shape(out)} int64 from {at} to "
+                           f"floats from its other branches, and the layer after it would "
+                           f"take the ids as numbers; begin {at} with an embedding too, e.g. "
+                           "{type: embedding, embedding_dim: 16}, or remove it")
+        if kind == "add" and given:
+            at, out = given[0]
+            source = f"from {at}" if at != "its input" else "(its input: no shortcut)"
+            return _refuse(f"{what} adds token ids {show_shape(out)} int64 {source} as "
+                           f"numbers; begin its body and a shortcut with an embedding, or "
+                           "put the embedding before it, e.g. "
+                           "{type: embedding, embedding_dim: 16}")
+        return bool(given)
+    if kind is None and _refuses_floats(layer, shape):
+        return False
+    raise ValueError(f"{what} takes float features, but {origin} gives token ids "
+                     f"{show_shape(shape)} int64; put an embedding first, e.g. "
+                     "{type: embedding, embedding_dim: 16}")
+
+
+def _refuse(message: str) -> bool:
+    raise ValueError(message)
+
+
+def _refuses_floats(layer: Module, shape: tuple[int, ...]) -> bool:
+    """Whether `layer` (an undeclared one: a plugin) takes token ids of `shape` and outputs
+    floats, but refuses floats with a TypeError, as an embedding does (probed in eval mode)."""
     was_training = layer.training
     layer.eval()
     try:
         out = _probe(layer, torch.zeros((2, *shape), dtype=torch.int64))
-        if isinstance(out, torch.Tensor) and not out.is_floating_point():
-            return True
-        if isinstance(out, torch.Tensor) and _probe(layer, torch.zeros(2, *shape)) is TypeError:
-            return False
+        return (isinstance(out, torch.Tensor) and out.is_floating_point()
+                and _probe(layer, torch.zeros(2, *shape)) is TypeError)
     finally:
         layer.train(was_training)
-    raise ValueError(f"{what} takes float features, but {origin} gives token ids "
-                     f"{show_shape(shape)} int64; put an embedding first, e.g. "
-                     "{type: embedding, embedding_dim: 16}")
 
 
 def _probe(layer: Module, x: torch.Tensor) -> torch.Tensor | type | None:
@@ -171,35 +228,55 @@ def _construct(entry: registry.Entry, options: dict[str, Any], where: str) -> Mo
 
 def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[int, ...],
                   where: str, record: bool, seen: list | None,
-                  data: dict[str, int] | None = None, ids: bool | None = None) -> None:
+                  data: dict[str, int] | None = None, ids: bool | None = None) -> list:
     """Replace each option holding layer configs by what the constructor takes: a Sequential
     (Layers), a list of them (list[Layers]) or a function making fresh copies (LayerFactory),
-    each built for the block's input `shape`."""
+    each built for the block's input `shape`. Returns the block's paths (_Path, in order; a
+    factory's as a list its first copy fills); an optional Layers left out is the identity
+    (a residual's shortcut), the path ('its input', None, ids)."""
+    paths: list = []
     for option in entry.options():
         nesting, value = registry.nesting(option.type), options.get(option.name)
-        if nesting is None or value is None:
+        if nesting is None:
             continue
         at = f"{where}.{option.name}"
+        if value is None:
+            if nesting == "layers":
+                paths.append(("its input", None, ids))
+            continue
         if nesting == "layers":
-            options[option.name] = build_layers(value, shape, at, record, seen, data, ids)[0]
+            options[option.name], shapes, out_ids = _build(value, shape, at, record, seen,
+                                                           data, ids)
+            paths.append((at, shapes[-1], out_ids))
         elif nesting == "branches":
-            options[option.name] = [build_layers(branch, shape, f"{at}[{k}]", record, seen,
-                                                 data, ids)[0]
-                                    for k, branch in enumerate(value)]
+            built = []
+            for k, branch in enumerate(value):
+                module, shapes, out_ids = _build(branch, shape, f"{at}[{k}]", record, seen,
+                                                 data, ids)
+                built.append(module)
+                paths.append((f"{at}[{k}]", shapes[-1], out_ids))
+            options[option.name] = built
         else:
-            options[option.name] = _copies(value, shape, at, record, seen, data, ids)
+            found: list = []
+            paths.append(found)
+            options[option.name] = _copies(value, shape, at, record, seen, data, ids, found)
+    return paths
 
 
 def _copies(cfg: list, shape: tuple[int, ...], where: str, record: bool, seen: list | None,
-            data: dict[str, int] | None = None, ids: bool | None = None):
+            data: dict[str, int] | None = None, ids: bool | None = None,
+            found: list | None = None):
     """A function building a fresh Sequential of `cfg` for `shape` at each call (the first
-    call records the inferred sizes)."""
+    call records the inferred sizes, and puts its _Path into `found`)."""
     calls = []
 
     def build_copy() -> Sequential:
         calls.append(None)
-        return build_layers(cfg, shape, where, record and len(calls) == 1, seen,
-                            data, ids)[0]
+        module, shapes, out_ids = _build(cfg, shape, where, record and len(calls) == 1, seen,
+                                         data, ids)
+        if found is not None and len(calls) == 1:
+            found.append((where, shapes[-1], out_ids))
+        return module
 
     return build_copy
 

@@ -18,7 +18,10 @@ shape (both without the batch); `torch_twin()` returns the torch.nn module compu
 same function with the same state-dict keys (fresh weights), which `to_torch()` loads and
 the oracle checks against. An option annotated `Layers` (or `list[Layers]`, or
 `LayerFactory`) holds layer configs, a nested model: validated, sized and built like
-`model:`. Then add its case to tests/test_oracle.py. nn/group_norm.py is an example.
+`model:`. A layer that token ids (a text data set's int64 inputs) may reach declares
+what it does with them: `token_ids = "pass"` (it only reshapes them, as flatten) or
+"take" (it looks them up, as embedding); see Module.token_ids. Then add its case to
+tests/test_oracle.py. nn/group_norm.py is an example.
 """
 
 from __future__ import annotations

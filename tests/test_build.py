@@ -428,6 +428,25 @@ EMBEDDING = {"type": "embedding", "embedding_dim": 8}
       {"type": "residual", "body": [EMBEDDING]}],
      "model[1].body[0]: embedding takes token ids, but model[1].body's input gives floats "
      "(N, 8, 8)"),
+    # only the layers that declare it carry ids (flatten, unflatten, identity): a relu or a
+    # dropout keeps their dtype yet computes with them, and crashed at the first step
+    (["relu", EMBEDDING], "model[0]: relu takes float features, but the data gives token "
+     "ids (N, 4) int64; put an embedding first"),
+    (["identity", "dropout", EMBEDDING], "model[1]: dropout takes float features, but "
+     "the data gives token ids (N, 4) int64; put an embedding first"),
+    ([{"type": "repeat", "times": 1, "body": ["flatten", "relu"]}, EMBEDDING],
+     "model[0].body[1]: relu takes float features"),
+    ([{"type": "residual", "body": ["identity"]}, EMBEDDING],
+     "model[0]: residual adds token ids (N, 4) int64 from model[0].body as numbers; begin its "
+     "body and a shortcut with an embedding, or put the embedding before it"),
+    ([{"type": "residual", "body": [EMBEDDING]}],
+     "model[0]: residual adds token ids (N, 4) int64 (its input: no shortcut) as numbers"),
+    # ids beside floats reach the next layer as numbers, whatever it is
+    ([{"type": "concat", "branches": [[EMBEDDING, "flatten"], ["flatten"]]},
+      {"type": "linear", "out_features": 34}],
+     "model[0]: concat joins token ids (N, 4) int64 from model[0].branches[1] to floats from "
+     "its other branches, and the layer after it would take the ids as numbers; begin "
+     "model[0].branches[1] with an embedding too"),
 ])
 def test_token_ids_must_meet_an_embedding_first_and_only_there(model, message):
     """On a text data set's token ids, the first layer that takes them must be an embedding,
@@ -446,3 +465,9 @@ def test_token_ids_pass_through_flatten_and_blocks_to_their_embeddings():
              {"type": "residual", "body": [{"type": "linear", "out_features": 16}]}]
     _, shapes = build_layers(model, (4,), data={"vocabulary_size": 34})
     assert shapes[-1] == (4, 16)
+    model = [{"type": "unflatten", "unflattened_size": [2, 2]}, "identity",
+             {"type": "repeat", "times": 2, "body": ["identity"]}, "flatten",
+             {"type": "concat", "branches": [["identity"], ["flatten"]]},
+             {"type": "residual", "body": [EMBEDDING], "shortcut": [EMBEDDING]}]
+    _, shapes = build_layers(model, (4,), data={"vocabulary_size": 34})
+    assert shapes[-1] == (8, 8)

@@ -347,6 +347,23 @@ def test_token_ids_into_a_layer_that_wants_floats(tmp_path):
                               "gives token ids (N, 3) int64; put an embedding first")
 
 
+@pytest.mark.parametrize(("first", "named"), [
+    ("relu", "model[0]: relu takes float features, but the data gives token ids (N, 3) int64"),
+    ({"type": "residual", "body": ["identity"]},
+     "model[0]: residual adds token ids (N, 3) int64 from model[0].body as numbers"),
+])
+def test_a_layer_computing_with_token_ids_is_refused_before_a_run_starts(tmp_path, first,
+                                                                          named):
+    """A relu (it keeps int64) or a residual (ids + ids) before the one-hot crashed at the
+    first step, or fed it doubled ids; now a build error, and no run directory is made."""
+    path = text_config(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["model"] = [first, *config["model"]]
+    path.write_text(yaml.safe_dump(config))
+    assert bad(tmp_path, "train", path).startswith(f"error: {named}")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_a_language_model_needs_cross_entropy(tmp_path):
     message = bad(tmp_path, "train", text_config(tmp_path), "loss=mse")
     assert "cannot train a language model" in message and "cross_entropy" in message

@@ -35,6 +35,8 @@ class Residual(Module):
     the shortcut's (else a ValueError from output_shape proposing a shortcut).
     """
 
+    token_ids = "add"  # ids may come in only if body and shortcut turn them into floats
+
     def __init__(self, body: Layers, shortcut: Layers | None = None):
         self.body = _sequential(body)
         self.shortcut = None if shortcut is None else _sequential(shortcut)
@@ -121,6 +123,8 @@ class Concat(Module):
     `dim` counts the batch as 0, as torch.cat: 1 joins features or channels. Shape: x ->
     the branches' output shape, their sizes on `dim` added; the other sizes must agree.
     """
+
+    token_ids = "join"  # ids from every branch stay ids; ids beside floats are refused
 
     def __init__(self, branches: list[Layers], dim: int = 1):
         if not branches:

@@ -23,6 +23,7 @@ class Embedding(Module):
     and IndexError for an id outside the table.
     """
 
+    token_ids = "take"  # looks the ids up: floats come out
     inferred = {"num_embeddings": "vocabulary_size"}  # the data's vocabulary, not a shape
 
     def __init__(self, num_embeddings: int, embedding_dim: Annotated[int, Range(ge=1)]):

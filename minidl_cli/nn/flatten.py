@@ -19,6 +19,8 @@ class Flatten(Module):
     output_shape) when the dimensions would include the batch or do not exist.
     """
 
+    token_ids = "pass"  # token ids come out as ids, only their shape changed
+
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         self.start_dim, self.end_dim = start_dim, end_dim
         self._input_shape: tuple[int, ...] = ()
@@ -57,6 +59,8 @@ class Unflatten(Module):
     Shape: (N, F) -> (N, *unflattened_size), with prod(unflattened_size) = F. Raises
     ValueError (from output_shape) when the sizes do not multiply to F.
     """
+
+    token_ids = "pass"  # token ids come out as ids, only their shape changed
 
     def __init__(self, unflattened_size: list[int]):
         sizes = tuple(unflattened_size)

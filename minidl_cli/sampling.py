@@ -51,20 +51,11 @@ def generate(model: Any, task: Any, num: int | None = None, max_tokens: int | No
     prompt. Defaults: DEFAULT_NUM and DEFAULT_MAX_TOKENS of the run's mode. `seed` seeds
     the draws (None: a fresh random seed). Raises ValueError for num or max_tokens < 1, a
     temperature <= 0, a prompt character outside the vocabulary, or (lines) a prompt
-    holding the boundary (a line end).
+    holding the boundary (a line end); TypeError for a prompt that is not a str.
     """
     num = DEFAULT_NUM[task.mode] if num is None else num
     max_tokens = DEFAULT_MAX_TOKENS[task.mode] if max_tokens is None else max_tokens
-    if not isinstance(num, int) or num < 1:
-        raise ValueError(f"sample: the number of samples must be an integer >= 1, got {num}")
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ValueError(f"sample: max tokens must be an integer >= 1, got {max_tokens}")
-    if not temperature > 0:
-        raise ValueError(f"sample: the temperature must be > 0 (1 samples the model's own "
-                         f"probabilities, lower is greedier), got {temperature}")
-    if task.mode == "lines" and task.boundary in prompt:
-        raise ValueError(f"sample: the prompt {prompt!r} holds a line end, which ends an item "
-                         "of a lines run; give the start of one item (one line)")
+    check_arguments(task, num, max_tokens, temperature, prompt)
     context = contexts(task, [prompt]).expand(num, -1)
     generator = torch.Generator()
     if seed is None:
@@ -89,6 +80,25 @@ def generate(model: Any, task: Any, num: int | None = None, max_tokens: int | No
                 if bool(done.all()):
                     break
     return [prompt + _decode(row, task) for row in torch.cat(drawn, 1).tolist()]
+
+
+def check_arguments(task: Any, num: Any, max_tokens: Any, temperature: Any,
+                    prompt: Any) -> None:
+    """generate's arguments: TypeError for a prompt that is not a str, ValueError naming
+    the first bad one (see generate)."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"sample: the prompt must be a str (text every sample starts with), "
+                        f"got {type(prompt).__name__}")
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"sample: the number of samples must be an integer >= 1, got {num}")
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"sample: max tokens must be an integer >= 1, got {max_tokens}")
+    if not temperature > 0:
+        raise ValueError(f"sample: the temperature must be > 0 (1 samples the model's own "
+                         f"probabilities, lower is greedier), got {temperature}")
+    if task.mode == "lines" and task.boundary in prompt:
+        raise ValueError(f"sample: the prompt {prompt!r} holds a line end, which ends an item "
+                         "of a lines run; give the start of one item (one line)")
 
 
 def _decode(ids: list[int], task: Any) -> str:

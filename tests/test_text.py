@@ -530,6 +530,11 @@ def test_sampling_is_seeded_and_temperature_sharpens():
                                 temperature=1e-320))) == {"a", "c"}
 
 
+def test_a_prompt_that_is_not_text_is_a_type_error():
+    with pytest.raises(TypeError, match="sample: the prompt must be a str .*, got int"):
+        generate(Scripted([0.0, 1.0, 1.0, 1.2]), lines_task(), prompt=5, seed=0)
+
+
 def test_a_lines_prompt_holding_a_line_end_is_refused():
     with pytest.raises(ValueError, match=r"the prompt 'a\\nb' holds a line end"):
         generate(Scripted([0.0, 1.0, 1.0, 1.2]), lines_task(), num=2, prompt="a\nb", seed=0)

@@ -199,14 +199,23 @@ def _inferred_options(entry: registry.Entry, options: dict[str, Any], shape: tup
                       where: str, source: str, data: dict[str, int] | None) -> dict[str, int]:
     """The sizes layer `entry` reads off its input `shape` (and the data set), each checked
     against the one `options` gives, if any: ValueError naming both and the fix; `source`
-    says where the input comes from ('model[2] outputs')."""
+    says where the input comes from ('model[2] outputs'). A size the layer declares a
+    minimum (`inferred_minimum`: argument -> what a message calls it, as a positional
+    embedding's max_len, 'positions') may be set larger, and the given one is kept."""
     try:
         sizes = injected_sizes(entry, shape, data)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
+    minimum = getattr(entry.target, "inferred_minimum", None) or {}
     for arg, size in sizes.items():
         given = options.get(arg)
-        if given is not None and given != size:
+        if arg in minimum and given is not None:
+            if isinstance(given, int) and given < size:
+                raise ValueError(f"{where}.{arg}: is {given} but {source} {size} "
+                                 f"{minimum[arg]}; remove it (it is inferred) or set it to "
+                                 f"{size} or more")
+            sizes[arg] = given  # a larger table than the input needs stands
+        elif given is not None and given != size:
             raise ValueError(f"{where}.{arg}: is {given} but {source} {size} "
                              f"{_unit(entry, arg, shape)}; remove it (it is "
                              f"inferred) or set it to {size}")

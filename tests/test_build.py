@@ -471,3 +471,25 @@ def test_token_ids_pass_through_flatten_and_blocks_to_their_embeddings():
              {"type": "residual", "body": [EMBEDDING], "shortcut": [EMBEDDING]}]
     _, shapes = build_layers(model, (4,), data={"vocabulary_size": 34})
     assert shapes[-1] == (8, 8)
+
+
+def test_a_positional_embedding_may_hold_more_positions_than_the_sequences():
+    """max_len is the least the sequences need: a larger table (nanoGPT's block_size beyond
+    the context trained on) is kept and trains its first T rows; a smaller one is refused
+    naming the sequence length, not 'channels'."""
+    from minidl_cli.build import build_layers
+    from minidl_cli.gradcheck import check_module
+
+    model = [EMBEDDING, {"type": "positional_embedding", "max_len": 64}]
+    cfg = [dict(layer) for layer in model]
+    net, shapes = build_layers(cfg, (4,), record=True, data={"vocabulary_size": 34})
+    assert net[1].weight.shape == (64, 8) and shapes[-1] == (4, 8)
+    assert cfg[1]["max_len"] == 64  # the run's config records the table it trained
+    ids = torch.randint(0, 34, (3, 4), generator=torch.Generator().manual_seed(0))
+    report = check_module(net.to(torch.float64), ids)
+    assert report.passed() and float(net[1].weight.grad[4:].abs().sum()) == 0
+    with pytest.raises(ValueError) as error:
+        build_layers([EMBEDDING, {"type": "positional_embedding", "max_len": 3}], (4,),
+                     data={"vocabulary_size": 34})
+    assert str(error.value) == ("model[1].max_len: is 3 but model[0] outputs 4 positions; "
+                                "remove it (it is inferred) or set it to 4 or more")

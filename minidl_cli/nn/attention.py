@@ -73,12 +73,14 @@ class PositionalEmbedding(Module):
     """A learned vector per position, added to the input (GPT-2's wpe).
 
     y[n, t] = x[n, t] + W[t] for the first T positions, W of shape (max_len, E) drawn from
-    N(0, 1) as nn.Embedding; max_len is inferred from the data's block size.
+    N(0, 1) as nn.Embedding; max_len is inferred from the data's block size, and may be set
+    larger (a table for longer contexts than these, as nanoGPT's block_size), not smaller.
 
     Shape: (N, T, E) -> (N, T, E) with T <= max_len. Raises ValueError when T > max_len.
     """
 
     inferred = {"max_len": 1, "embedding_dim": -1}  # the data's T, and E
+    inferred_minimum = {"max_len": "positions"}  # T is the least max_len; a larger one stands
 
     def __init__(self, max_len: int, embedding_dim: int):
         if max_len < 1 or embedding_dim < 1:

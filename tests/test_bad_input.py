@@ -210,8 +210,8 @@ CASES = [
          ("run directory not found", "gone")),
     Case("evaluate-non-run-dir", lambda p: ["evaluate", p.tmp],
          ("is not a minidl run directory", "minidl train")),
-    Case("evaluate-file-as-run", lambda p: ["evaluate", p.config], ("bad.yaml", "is a file"),
-         usage=True),
+    Case("evaluate-file-as-run", lambda p: ["evaluate", p.config],
+         ("bad.yaml: is a file", "minidl train")),
     Case("plot-missing-dir", lambda p: ["plot", p.tmp / "gone"], ("run directory not found",)),
     Case("plot-non-run-dir", lambda p: ["plot", p.tmp], ("is not a minidl run directory",)),
     Case("resume-missing-dir", lambda p: ["train", "--resume", p.tmp / "gone"],
@@ -359,3 +359,39 @@ class _Evil:
 
     def __reduce__(self):
         return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("args, says", [
+    (["train", "--resume", "{config}"], "--resume {config}: is a file, not a run directory; "
+                                        "to train from a config use minidl train {config}"),
+    (["evaluate", "{config}"], "{config}: is a file, not a run directory; train it first: "
+                               "minidl train {config}, then give the run directory it prints"),
+    (["predict", "{config}", "{rows}"], "train it first: minidl train {config}"),
+    (["plot", "{config}"], "train it first: minidl train {config}"),
+    (["sample", "{config}"], "train it first: minidl train {config}"),
+    (["evaluate", "{rows}"], "{rows}: is a file, not a run directory; give the run directory"),
+    (["gradcheck", "{run}"], "{run}: is a directory, not a config file; give a YAML file, e.g. "
+                             "the run's own {run}/config.yaml"),
+    (["plot", "{run}", "--out", "{rows}"], "--out {rows}: is a file, not a folder; give a "
+                                           "folder for the pictures"),
+    (["compare", "{run}", "--out", "{rows}"], "--out {rows}: is a file, not a folder"),
+    (["predict", "{run}", "{rows}", "--out", "{folder}"],
+     "--out {folder}: is a directory, not a results file; give a file name, e.g. --out "
+     "{folder}/results.csv"),
+    (["evaluate", "{run}", "--out", "{folder}"], "give a file name, e.g. --out {folder}/eval.json"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_a_path_of_the_wrong_kind_is_one_line_with_the_fix(trained, tmp_path, args, says):
+    """A config where a run directory is wanted (and the reverse, and a file for an --out
+    folder) was click's four-line usage error ("Directory 'x.yaml' is a file") with no fix."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    names = {"config": write_config(tmp_path), "rows": tmp_path / "rows.csv", "run": run,
+             "folder": tmp_path / "folder"}
+    names["rows"].write_text("x1,x2\n0.1,0.2\n")
+    names["folder"].mkdir()
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = invoke(*[a.format(**names) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [f"error: {result.output[7:].strip()}"]
+    assert says.format(**names) in result.output, result.output
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

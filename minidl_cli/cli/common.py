@@ -45,8 +45,55 @@ def imports_done() -> None:
         _gc_paused = False
 
 
-CONFIG_PATH = click.Path(path_type=Path, dir_okay=False)
-RUN_PATH = click.Path(path_type=Path, file_okay=False)
+class KindPath(click.Path):
+    """A path that must be a run directory ("run"), a config file ("config"), an output
+    folder ("folder") or an output file ("file"). The wrong kind is one 'error:' line that
+    names the fix (exit 2), not click's usage block."""
+
+    def __init__(self, kind: str):
+        super().__init__(path_type=Path, file_okay=kind in ("config", "file"),
+                         dir_okay=kind in ("run", "folder"))
+        self.kind = kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        path = Path(value)
+        option = param.opts[0] if param is not None and param.opts[0].startswith("--") else None
+        shown = f"{option} {path}" if option else str(path)
+        if self.kind in ("run", "folder") and path.is_file():
+            raise UserError(f"{shown}: is a file, not a "
+                            f"{'folder' if self.kind == 'folder' else 'run directory'}; "
+                            f"{_file_given_fix(path, self.kind, option)}")
+        if self.kind in ("config", "file") and path.is_dir():
+            raise UserError(f"{shown}: is a directory, not a "
+                            f"{'config' if self.kind == 'config' else 'results'} file; "
+                            f"{_dir_given_fix(path, self.kind, ctx)}")
+        return super().convert(value, param, ctx)
+
+
+def _file_given_fix(path: Path, kind: str, option: str | None) -> str:
+    if kind == "folder":
+        return f"give a folder for the pictures (created if missing), e.g. {option} plots/"
+    if option == "--resume":
+        return (f"to train from a config use minidl train {path}; --resume takes the run "
+                "directory minidl train printed")
+    if path.suffix in (".yaml", ".yml"):
+        return f"train it first: minidl train {path}, then give the run directory it prints"
+    return "give the run directory minidl train printed (runs/NAME-DATE)"
+
+
+def _dir_given_fix(path: Path, kind: str, ctx: click.Context | None) -> str:
+    if kind == "file":
+        name = "eval.json" if ctx is not None and ctx.info_name == "evaluate" else "results.csv"
+        return f"give a file name, e.g. --out {path / name}"
+    if (path / "config.yaml").is_file():
+        return f"give a YAML file, e.g. the run's own {path / 'config.yaml'}"
+    return "give a YAML file"
+
+
+CONFIG_PATH = KindPath("config")
+RUN_PATH = KindPath("run")
+OUT_FOLDER = KindPath("folder")
+OUT_FILE = KindPath("file")
 
 
 # The reader of an output stream went away: a closed pipe (`| head`), a closed terminal.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import RUN_PATH, echo, handle_errors
+from minidl_cli.cli.common import OUT_FOLDER, RUN_PATH, echo, handle_errors
 
 
 @click.command()
@@ -17,7 +17,7 @@ from minidl_cli.cli.common import RUN_PATH, echo, handle_errors
               help="Sort by this final metric, best first [default: test_accuracy; test_loss "
                    "for regression and language models].")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--out", type=OUT_FOLDER, default=None,
               help="Also draw the metric against each varied key into this folder.")
 @handle_errors
 def compare(paths: tuple[Path, ...], metric: str | None, as_json: bool,

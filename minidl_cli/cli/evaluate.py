@@ -7,9 +7,13 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import RUN_PATH, handle_errors, print_group_summary, refuse_out
-
-DATA_PATH = click.Path(path_type=Path, dir_okay=False)
+from minidl_cli.cli.common import (
+    OUT_FILE,
+    RUN_PATH,
+    handle_errors,
+    print_group_summary,
+    refuse_out,
+)
 
 
 @click.command()
@@ -22,7 +26,7 @@ DATA_PATH = click.Path(path_type=Path, dir_okay=False)
                    "columns and its label) instead of the run's train and test sets; for an "
                    "image run, a folder of class folders or an .npz with x and y.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--out", type=DATA_PATH, default=None,
+@click.option("--out", type=OUT_FILE, default=None,
               help="Write the results to this file instead of the run's eval.json "
                    "(e.g. for a read-only run).")
 @handle_errors

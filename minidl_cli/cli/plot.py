@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import RUN_PATH, UserError, handle_errors, run_holding
+from minidl_cli.cli.common import OUT_FOLDER, RUN_PATH, UserError, handle_errors, run_holding
 
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=RUN_PATH)
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--out", type=OUT_FOLDER, default=None,
               help="Where overlaid pictures go (several runs; default: current directory).")
 @handle_errors
 def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:

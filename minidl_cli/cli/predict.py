@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import RUN_PATH, handle_errors, refuse_out
-
-INPUT_PATH = click.Path(path_type=Path, dir_okay=False)
+from minidl_cli.cli.common import OUT_FILE, RUN_PATH, handle_errors, refuse_out
 
 
 @click.command()
@@ -17,7 +15,7 @@ INPUT_PATH = click.Path(path_type=Path, dir_okay=False)
 @click.option("--checkpoint", default=None,
               help="last, best, an epoch number, or a checkpoint file [default: best for a "
                    "run trained with train.early_stopping, else last].")
-@click.option("--out", type=INPUT_PATH, help="Write the CSV here instead of to stdout.")
+@click.option("--out", type=OUT_FILE, help="Write the CSV here instead of to stdout.")
 @handle_errors
 def predict(run_dir: Path, input_file: Path, checkpoint: str | None, out: Path | None) -> None:
     """Predict every row of INPUT (a CSV or Parquet file; for an image run, an image, a

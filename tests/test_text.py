@@ -530,6 +530,21 @@ def test_sampling_is_seeded_and_temperature_sharpens():
                                 temperature=1e-320))) == {"a", "c"}
 
 
+def test_a_character_outside_the_vocabulary_says_how_it_may_be_written_inside():
+    with pytest.raises(ValueError, match=r"the character 'B' .*\(4 characters\); the "
+                                         r"vocabulary has 'b': the run was trained on text in "
+                                         r"that case$"):
+        contexts(lines_task(), ["aB"])
+    accents = LanguageModel(["\n", "e", "é"], {"mode": "lines", "boundary": "\n"}, 3, "next")
+    with pytest.raises(ValueError, match=r"it is a combining mark \(COMBINING ACUTE ACCENT\) "
+                                         r"of a decomposed accent: compose the text \(Unicode "
+                                         r"NFC"):
+        contexts(accents, ["e\u0301"])  # é decomposed: e + U+0301
+    assert contexts(accents, ["\u00e9"]).tolist() == [[0, 0, 2]]  # composed: in it
+    with pytest.raises(ValueError, match=r"\(4 characters\)$"):  # no hint to give
+        contexts(lines_task(), ["aX"])
+
+
 def test_a_prompt_that_is_not_text_is_a_type_error():
     with pytest.raises(TypeError, match="sample: the prompt must be a str .*, got int"):
         generate(Scripted([0.0, 1.0, 1.0, 1.2]), lines_task(), prompt=5, seed=0)

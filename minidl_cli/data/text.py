@@ -158,7 +158,8 @@ def encode(content: str, vocabulary: list[str], what: str,
 
     Shape: -> (len(content),) int64. Raises ValueError naming the first character that the
     vocabulary lacks, how often it occurs, and the vocabulary; `what` says whose text it is
-    (the subject of "holds"), `advice(character)` how to fix it (appended after "; ").
+    (the subject of "holds"), `advice(character)` how to fix it (appended after "; "; by
+    default `spelling`'s hint, if any).
     """
     codes = _code_points(content)
     vocab = _code_points("".join(vocabulary))
@@ -168,11 +169,28 @@ def encode(content: str, vocabulary: list[str], what: str,
     if not bool(found.all()):
         missing = chr(int(codes[~found][0]))
         count = int((codes == ord(missing)).sum())
+        fix = advice(missing) if advice else spelling(missing, vocabulary)
         raise ValueError(f"{what} holds the character {missing!r} ({count} time"
                          f"{'s' * (count != 1)}), which is not in the vocabulary "
-                         f"{show_vocabulary(vocabulary)}"
-                         + (f"; {advice(missing)}" if advice else ""))
+                         f"{show_vocabulary(vocabulary)}" + (f"; {fix}" if fix else ""))
     return order[at]
+
+
+def spelling(character: str, vocabulary: list[str]) -> str:
+    """How a character outside the vocabulary may be written inside it, or '': a combining
+    mark (a decomposed accent, Unicode NFD: e + U+0301 for é) is to be composed (NFC); a
+    letter whose other case the vocabulary holds is in that case there."""
+    import unicodedata
+
+    if unicodedata.combining(character):
+        name = unicodedata.name(character, f"U+{ord(character):04X}")
+        return (f"it is a combining mark ({name}) of a decomposed accent: compose the text "
+                "(Unicode NFC, e.g. unicodedata.normalize('NFC', text)); a vocabulary holds "
+                "each accented letter as one character")
+    other = character.swapcase()
+    if other != character and other in vocabulary:
+        return f"the vocabulary has {other!r}: the run was trained on text in that case"
+    return ""
 
 
 def show_vocabulary(vocabulary: list[str]) -> str:

@@ -660,3 +660,24 @@ def test_fuzzed_overrides_give_a_config_or_a_config_error(tiny, changes, text):
         assert e.problems and all(isinstance(p, str) and p for p in e.problems)
     else:
         assert resolve(yaml.safe_load(dump_yaml(config))) == config
+
+
+@pytest.mark.parametrize("key, value, home", [
+    ("task", "regression", "data"), ("standardize_target", True, "data"),
+    ("epochs", 3, "train"), ("lr", 0.5, "optimizer"), ("early_stopping", {}, "train")])
+def test_a_misplaced_key_names_the_section_it_belongs_to(tmp_path, key, value, home):
+    """`task: regression` at the top level (or the override epochs=3) said only "unknown
+    top-level key"; it now names the section and the override that sets it."""
+    says = (f"{key}: unknown top-level key; it is an option of {home}: put it under {home}: "
+            f"(as an override: {home}.{key}=VALUE)")
+    from tests.helpers import TINY as RUN_CONFIG
+    from tests.helpers import invoke, write_config
+
+    with pytest.raises(ConfigError) as raised:
+        resolve({**RUN_CONFIG, key: value}, data=False)
+    assert says in raised.value.problems
+    result = invoke("train", write_config(tmp_path), f"{key}={value}")
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert not (tmp_path / "runs").exists()
+    unrelated = invoke("train", write_config(tmp_path), "rnus_dir=x")
+    assert "(did you mean 'runs_dir'?)" in unrelated.output

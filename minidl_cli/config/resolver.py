@@ -99,13 +99,7 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
             [f"config: must be a mapping of keys (data:, model:, ...), got {kind_of(raw)}"]
         )
     base = Path(config_path).parent.absolute() if config_path is not None else Path.cwd()
-    problems: list[str] = []
-    for key in raw:
-        if key not in TOP_LEVEL:
-            hint = (
-                registry.suggest(str(key), list(TOP_LEVEL)) or f" (known: {', '.join(TOP_LEVEL)})"
-            )
-            problems.append(f"{key}: unknown top-level key{hint}")
+    problems: list[str] = [_unknown_key(key) for key in raw if key not in TOP_LEVEL]
     for key, what in REQUIRED.items():
         if raw.get(key) is None:
             problems.append(f"{key}: missing; it is required ({what})")
@@ -139,6 +133,30 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
     if data:
         check_with_data(config, make_checked_dataset(config))
     return config
+
+
+def _unknown_key(key: Any) -> str:
+    """The problem line of a key that is not top-level: the section it belongs to, or the
+    closest top-level key."""
+    home = section_of(str(key))
+    hint = (f"; it is an option of {home}: put it under {home}: (as an override: "
+            f"{home}.{key}=VALUE)" if home else
+            registry.suggest(str(key), list(TOP_LEVEL)) or f" (known: {', '.join(TOP_LEVEL)})")
+    return f"{key}: unknown top-level key{hint}"
+
+
+def section_of(key: str) -> str | None:
+    """The section where a misplaced top-level `key` is an option (train's; data's, the
+    loss's, the optimizer's or the scheduler's of any registered type), or None."""
+    if key in [o.name for o in TRAIN_OPTIONS] + ["early_stopping"]:
+        return "train"
+    if key in (STANDARDIZE.name, STANDARDIZE_TARGET.name):
+        return "data"
+    for section in ("data", "optimizer", "loss", "scheduler"):
+        kind = "dataset" if section == "data" else section
+        if any(key in [o.name for o in entry.options()] for entry in registry.entries(kind)):
+            return section
+    return None
 
 
 def _early_stopping(check: Checker, given: Any, train: dict) -> Any:

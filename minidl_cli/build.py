@@ -72,7 +72,8 @@ def build_layers(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int
     writes each inferred size into the (dict) layer configs that have its key, at every depth;
     `seen` (a list) gets (path, layer, input shape) of every layer built, at every depth;
     `data` holds the sizes a layer may read off the data set ({"vocabulary_size": V});
-    `ids`: whether the input is token ids (None unknown; True when `data` has a vocabulary):
+    `ids`: whether the input is token ids (None unknown; True when `data` has a vocabulary;
+    False for float features, which no embedding may take):
     they must reach an embedding before any float layer, and only ids may reach one.
     """
     model, shapes, _ = _build(model_cfg, input_shape, path, record, seen, data, ids)
@@ -94,7 +95,13 @@ def _build(model_cfg: list[dict | str], input_shape: tuple[int, ...] | int, path
         entry = registry.lookup("layer", name)
         source = (f"{path}[{i - 1}] outputs" if i else
                   "the data has" if path == "model" else f"the input of {path} has")
-        if ids is False and "vocabulary_size" in entry.inferred.values():  # an embedding
+        if ids is False and (getattr(entry.target, "token_ids", None) == "take"
+                             or "vocabulary_size" in entry.inferred.values()):  # an embedding
+            if i == 0 and path == "model":
+                raise ValueError(f"{where}: {entry.name} takes token ids, but the data gives "
+                                 f"float features {show_shape(shapes[-1])} (token ids come "
+                                 "from a text data set, data.type: text; the numbers of a "
+                                 "table or an .npz file are features, integers too); remove it")
             raise ValueError(f"{where}: {entry.name} takes token ids, but "
                              f"{f'{path}[{i - 1}]' if i else origin} gives floats "
                              f"{show_shape(shapes[-1])}; remove it (one embedding, first, "

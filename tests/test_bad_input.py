@@ -252,6 +252,19 @@ CASES = [
          ("cannot change model[0].out_features", "train.epochs")),
     Case("resume-changes-data", lambda p: ["train", "--resume", p.run, "data.n_train=50"],
          ("cannot change data.n_train", "start a new run")),
+    # an embedding takes a text data set's token ids: integer features are features too
+    Case("embedding-on-features", lambda p: ["train", p.config_with(model=[
+        {"type": "embedding", "embedding_dim": 4, "num_embeddings": 10}, "flatten", LINEAR2])],
+         ("model[0]: embedding takes token ids, but the data gives float features (N, 2)",
+          "data.type: text", "remove it")),
+    Case("embedding-on-integer-npz", lambda p: ["train", _integer_npz(p)],
+         ("model[0]: embedding takes token ids, but the data gives float features (N, 5)",
+          "integers too); remove it")),
+    Case("embedding-in-a-block-on-features", lambda p: ["train", p.config_with(model=[
+        {"type": "concat", "branches": [["identity"], [{"type": "embedding", "embedding_dim": 4},
+                                                       "flatten"]]}, LINEAR2])],
+         ("model[0].branches[1][0]: embedding takes token ids, but model[0].branches[1]'s "
+          "input gives floats (N, 2)",)),
     Case("resume-completed-run", lambda p: ["train", "--resume", p.run],
          ("already trained 2 of 2 epochs", "train.epochs=N")),
     Case("resume-fewer-epochs", lambda p: ["train", "--resume", p.run, "train.epochs=1"],
@@ -259,6 +272,24 @@ CASES = [
     Case("resume-corrupt-config", lambda p: ["train", "--resume", p.run, "train.epochs=4"],
          ("config.yaml:1:",), setup=lambda p: _bytes(p, b"model: [", "run/config.yaml")),
 ]
+
+
+def _integer_npz(p: Place) -> Path:
+    """A config on an .npz of int64 features 0..9 (ten ids, as it were) with an embedding
+    first and its num_embeddings set: the data set's features are floats for it."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {f"x_{part}": rng.integers(0, 10, (n, 5)) for part, n in (("train", 40),
+                                                                       ("test", 10))}
+    arrays |= {f"y_{part}": rng.integers(0, 3, n) for part, n in (("train", 40), ("test", 10))}
+    np.savez(p.tmp / "ints.npz", **arrays)
+    return write_config(p.tmp, {
+        "data": {"type": "npz", "path": str(p.tmp / "ints.npz")},
+        "model": [{"type": "embedding", "embedding_dim": 4, "num_embeddings": 10}, "flatten",
+                  {"type": "linear", "out_features": 3}],
+        "loss": "cross_entropy", "optimizer": {"type": "adam"},
+        "train": {"epochs": 1, "batch_size": 10}}, name="ints.yaml")
 
 
 def _bytes(p: Place, data: bytes, name: str = "bad.yaml") -> Path:

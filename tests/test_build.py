@@ -377,7 +377,8 @@ def test_an_embedding_on_data_without_a_vocabulary_says_what_it_takes():
     the error says so (it was a Python comparison error about None)."""
     from minidl_cli.build import build_layers
 
-    with pytest.raises(ValueError, match=r"model\[0\].*takes token ids.*no vocabulary"):
+    with pytest.raises(ValueError, match=r"model\[0\]: embedding takes token ids.*no "
+                                         r"vocabulary.*set num_embeddings"):
         build_layers([{"type": "embedding", "embedding_dim": 4, "num_embeddings": None},
                       "flatten"], (40,))
 

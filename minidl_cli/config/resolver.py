@@ -240,8 +240,10 @@ def _check_against_data(config: dict, problems: list[str], dataset: Any) -> None
             built: list = []  # (path, layer, input shape) of every layer, at every depth
             vocabulary = getattr(dataset, "vocabulary", None)  # a text data set's tokens
             sizes = {"vocabulary_size": len(vocabulary)} if vocabulary else None
+            floats = dataset.x_train.is_floating_point()  # features: no embedding takes them
             model, shapes = build.build_layers(config["model"], dataset.input_shape,
-                                               record=True, seen=built, data=sizes)
+                                               record=True, seen=built, data=sizes,
+                                               ids=False if floats else None)
         except ValueError as e:
             problems.append(str(e))
             model = None

@@ -28,9 +28,9 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: Annotated[int, Range(ge=1)]):
         if num_embeddings is None:  # the builder found no vocabulary to read it off
-            raise ValueError("takes token ids, and this data has no vocabulary (its inputs are "
-                             "not token ids: an embedding goes first on a text data set); "
-                             "remove it, or set num_embeddings for integer inputs")
+            raise ValueError("embedding takes token ids, and no vocabulary was given to read "
+                             "num_embeddings off (a text data set has one); set num_embeddings "
+                             "to the number of ids, or remove it")
         if num_embeddings < 1 or embedding_dim < 1:
             raise ValueError(f"Embedding needs num_embeddings and embedding_dim >= 1, got "
                              f"{num_embeddings}, {embedding_dim}")

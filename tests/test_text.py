@@ -602,6 +602,25 @@ def test_stream_samples_are_told_apart_by_a_line_of_dashes(tmp_path):
     assert one == minidl_cli.load(run).sample(max_tokens=40, seed=0)[0] + "\n"
 
 
+def test_sample_names_a_seed_out_of_range_and_a_prompt_not_utf8(tmp_path):
+    import importlib
+
+    from minidl_cli.config import SEED_LIMIT
+
+    sample = importlib.import_module("minidl_cli.cli.sample")  # the module, not the command
+    assert sample.SEED_LIMIT == SEED_LIMIT  # the same seeds as a config's
+    run = run_of(invoke("train", text_config(tmp_path), "--quiet"))
+    for seed in (SEED_LIMIT, -1):
+        result = invoke("sample", run, "--seed", seed)
+        assert result.exit_code == 2 and "'--seed'" in result.output
+        assert f"{seed} is not in the range 0<=x<={SEED_LIMIT - 1}" in result.output
+    assert invoke("sample", run, "--seed", SEED_LIMIT - 1, "--num", "1").exit_code == 0
+    message = bad(tmp_path, "sample", run, "--prompt", b"a\xff".decode("utf-8",
+                                                                     "surrogateescape"))
+    assert message == ("error: Invalid value for '--prompt': is not UTF-8 text (byte 0xff at "
+                       "offset 1); give the prompt in UTF-8")
+
+
 def test_sample_refuses_a_run_that_is_not_a_language_model(tmp_path):
     from helpers import train_tiny
 

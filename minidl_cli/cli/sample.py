@@ -8,6 +8,7 @@ import click
 
 from minidl_cli.cli.common import RUN_PATH, echo, handle_errors
 
+SEED_LIMIT = 2**63  # a config's seed's (config.SEED_LIMIT, not imported: --help loads no config)
 SEPARATOR = "-" * 15  # between the texts of a stream run, as nanoGPT's sample.py prints
 
 
@@ -24,7 +25,8 @@ SEPARATOR = "-" * 15  # between the texts of a stream run, as nanoGPT's sample.p
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Divides the logits: below 1 is greedier, above 1 wilder.")
 @click.option("--prompt", default="", help="Text every sample starts with.")
-@click.option("--seed", type=int, default=None, help="Seed of the draws (default: random).")
+@click.option("--seed", type=click.IntRange(0, SEED_LIMIT - 1), default=None,
+              help="Seed of the draws, as a config's seed: 0 to 2**63 - 1 [default: random].")
 @handle_errors
 def sample(run_dir: Path, checkpoint: str | None, num: int | None, max_tokens: int | None,
            temperature: float, prompt: str, seed: int | None) -> None:
@@ -38,6 +40,13 @@ def sample(run_dir: Path, checkpoint: str | None, num: int | None, max_tokens: i
     """
     from minidl_cli.predict import load
 
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:  # bytes the terminal's encoding could not decode
+        byte = ord(prompt[e.start]) - 0xDC00  # Python keeps such a byte as U+DC80..U+DCFF
+        shown = f" (byte 0x{byte:02x} at offset {e.start})" if 0x80 <= byte <= 0xFF else ""
+        raise click.BadParameter(f"is not UTF-8 text{shown}; give the prompt in UTF-8",
+                                 param_hint="'--prompt'") from None
     predictor = load(run_dir, checkpoint)
     texts = predictor.sample(num, max_tokens, temperature, prompt, seed)
     if predictor.task.mode == "stream":

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from minidl_cli.seeds import parse_seeds, statistics
 from tests.helpers import invoke, write_config
@@ -216,3 +217,27 @@ def test_a_second_ctrl_c_while_waiting_on_the_workers_ends_like_the_first(tmp_pa
     info = json.loads((path / ("group.json" if "--seeds" in collection else "sweep.json"))
                       .read_text())
     assert info["status"] == "interrupted"
+
+
+def test_plot_overlays_a_seed_group_as_its_mean_and_band_beside_a_run(tmp_path):
+    """`minidl plot GROUP RUN --out DIR` was refused ("is a seed group, not a run") although
+    the README says plot overlays several runs and gives a seed group mean ± std bands."""
+    from minidl_cli.plots.curves import read_metrics
+    from minidl_cli.plots.overlays import group_metrics
+
+    grouped = invoke("train", write_config(tmp_path), "--seeds", "0-2", "train.epochs=2", "-q")
+    group = Path(grouped.stdout.strip().splitlines()[-1])
+    run = Path(invoke("train", write_config(tmp_path), "train.epochs=3", "-q")
+               .stdout.strip().splitlines()[-1])
+    result = invoke("plot", group, run, "--out", tmp_path / "both")
+    assert result.exit_code == 0, result.output
+    for name in ("loss", "accuracy"):
+        assert (tmp_path / "both" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+
+    members = [read_metrics(group / f"seed-000{s}" / "metrics.csv") for s in range(3)]
+    drawn = group_metrics([group / f"seed-000{s}" for s in range(3)])
+    assert drawn["epoch"] == [1.0, 2.0]
+    for key in ("test_loss", "train_accuracy"):
+        curves = torch.tensor([m[key] for m in members], dtype=torch.float64)
+        assert drawn[key] == pytest.approx(curves.mean(0).tolist())
+        assert drawn[f"{key}_std"] == pytest.approx(curves.std(0).tolist())  # n - 1

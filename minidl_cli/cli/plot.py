@@ -17,7 +17,8 @@ from minidl_cli.cli.common import OUT_FOLDER, RUN_PATH, UserError, handle_errors
 def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     """Redraw a run's pictures into its plots/; overlay several runs' curves into --out.
 
-    Given a seed group, draws the mean curves with a ±1 std band into the group's plots/.
+    Given a seed group, draws the mean curves with a ±1 std band into the group's plots/;
+    among several runs, a seed group is drawn as its mean with that band.
     Given a sweep, redraws each point's pictures and draws the test metric against each
     swept key into the sweep's plots/ (or --out).
     """
@@ -50,8 +51,22 @@ def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
         raise RunError(f"{swept} is a sweep: plot draws one sweep at a time (minidl plot "
                        f"{swept}); to set several side by side use minidl compare PATH... "
                        "--out DIR")
-    runs = [Run.open(d) for d in run_dirs]
+    items = [_trained_members(d) if seeds.is_group(d) else Run.open(d).path for d in run_dirs]
     out = out or Path.cwd()
     out.mkdir(parents=True, exist_ok=True)
-    for path in plots.overlay_runs([r.path for r in runs], out):
+    labels = [f"{Path(d).name} (mean ± 1 std)" if isinstance(item, list) else Path(d).name
+              for d, item in zip(run_dirs, items, strict=True)]
+    for path in plots.overlay_runs(items, out, labels):
         click.echo(path)
+
+
+def _trained_members(group: Path) -> list[Path]:
+    """A seed group's members that trained an epoch (drawn as their mean ± 1 std)."""
+    from minidl_cli import seeds
+    from minidl_cli.runs import RunError
+
+    members = [m for m in seeds.open_group(group) if (m / "metrics.csv").is_file()]
+    if not members:
+        raise RunError(f"{group}: no member of this seed group has trained an epoch; resume "
+                       f"it first: minidl train --resume {group}")
+    return members

@@ -88,7 +88,7 @@ def _check_one_task(run_dirs: Sequence[Path], labels: Sequence[str]) -> None:
 
 
 def overlay_runs(
-    run_dirs: Sequence[str | os.PathLike],
+    run_dirs: Sequence[str | os.PathLike | Sequence[str | os.PathLike]],
     out_dir: str | os.PathLike,
     labels: Sequence[str] | None = None,
 ) -> list[Path]:
@@ -96,16 +96,22 @@ def overlay_runs(
     out_dir: loss.png, then accuracy.png or mae.png.
 
     Test curves are solid, train dashed, validation dotted; each run over its own epochs.
-    `labels` name the runs in the legend (default: the run directories' names). Runs with
-    different losses (read from their config.yaml) get one loss panel each.
-    Raises ValueError for a label count that differs from the runs, or for classification
-    and regression runs together; FileNotFoundError for a run without metrics.csv.
+    An item of `run_dirs` that is a list of run directories (a seed group's members) is
+    drawn as their mean with a ±1 std band (group_metrics).
+    `labels` name the runs in the legend (default: the run directories' names, a list's
+    parent's). Runs with different losses (read from their config.yaml) get one loss panel
+    each. Raises ValueError for a label count that differs from the runs, or for
+    classification and regression runs together; FileNotFoundError for a run without
+    metrics.csv.
     """
-    run_dirs = [Path(d) for d in run_dirs]
-    labels = list(labels) if labels is not None else [d.name for d in run_dirs]
+    items = [Path(d) if isinstance(d, (str, os.PathLike)) else [Path(m) for m in d]
+             for d in run_dirs]
+    run_dirs = [d if isinstance(d, Path) else d[0] for d in items]  # a group: its first member
+    labels = list(labels) if labels is not None else [
+        d.name if isinstance(d, Path) else d[0].parent.name for d in items]
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels given for {len(run_dirs)} runs")
-    runs = [_run_metrics(d) for d in run_dirs]
+    runs = [_run_metrics(d) if isinstance(d, Path) else group_metrics(d) for d in items]
     _check_one_task(run_dirs, labels)
     metric = _common_metric(runs, labels)
     losses = [run_loss_name(d) for d in run_dirs]
@@ -162,12 +168,40 @@ def _panelled(panels: int) -> tuple[Figure, list[Axes]]:
 
 
 def _draw_run(ax: Axes, metrics: Metrics, quantity: str, label: str, index: int) -> None:
+    """One run's curves of `quantity`; a group's (group_metrics) with their ±1 std band."""
+    import numpy as np
+
     for split in SPLITS:
         key = f"{split}_{quantity}"
         if has(metrics, key):
             xs = epochs(metrics, key)
             ax.plot(xs, metrics[key], STYLES[split], color=color(index),
                     label=f"{label} ({split_name(split).lower()})", **single_point_marker(xs))
+            if f"{key}_std" in metrics:
+                mean, std = np.array(metrics[key]), np.array(metrics[f"{key}_std"])
+                ax.fill_between(xs, mean - std, mean + std, color=color(index), alpha=0.2,
+                                linewidth=0)
+
+
+def group_metrics(run_dirs: Sequence[str | os.PathLike]) -> Metrics:
+    """A seed group's curves as one run's: each column every member has, its mean over the
+    members at the epochs common to all, and `<column>_std` beside it (sample std, n - 1;
+    0 with one member). Raises ValueError without runs."""
+    import numpy as np
+
+    runs = [_run_metrics(Path(d)) for d in run_dirs]
+    if not runs:
+        raise ValueError("a seed group with no member that has trained an epoch")
+    common = sorted(set.intersection(*(set(m.get("epoch", [])) for m in runs)))
+    metrics: Metrics = {"epoch": common}
+    for key in runs[0]:
+        if key == "epoch" or not all(key in m for m in runs):
+            continue
+        curves = np.array([_at_epochs(m, key, common) for m in runs]).reshape(len(runs), -1)
+        metrics[key] = curves.mean(0).tolist()
+        metrics[f"{key}_std"] = (curves.std(0, ddof=1) if len(runs) > 1
+                                 else np.zeros(len(common))).tolist()
+    return metrics
 
 
 def plot_group(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:

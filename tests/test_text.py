@@ -230,6 +230,18 @@ def test_a_wrong_text_option_is_told_only_the_options_text_takes(tmp_path):
     assert invoke("train", "--resume", run, "train.epochs=4", "--quiet").exit_code == 0
 
 
+def test_a_gzipped_text_that_is_truncated_corrupt_or_not_gzip_says_which(tmp_path):
+    packed = gzip.compress(("\n".join(NAMES) + "\n").encode() * 20)
+    for content, expected in (
+            (packed[:len(packed) // 2], "is a truncated gzip file (it ends before its "
+                                        "end-of-stream marker); copy or download it again"),
+            (packed[:10] + bytes(20) + packed[30:], "is a corrupt gzip file (Error -3 "),
+            (b"plain text\n", "ends in .gz but is not a gzip file (")):
+        (tmp_path / "text.txt.gz").write_bytes(content)
+        message = bad(tmp_path, "train", text_config(tmp_path), "data.path=text.txt.gz")
+        assert f"{tmp_path / 'text.txt.gz'} {expected}" in message, message
+
+
 def test_block_size_longer_than_the_whole_text(tmp_path):
     path = text_config(tmp_path, text="to be or not", mode="stream", block_size=20,
                        vocabulary=9)

@@ -136,7 +136,13 @@ def read_text(path: Path, blank: bool = False, where: str = WHERE) -> str:
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
+        except EOFError:
+            raise ValueError(f"{where}: {path} is a truncated gzip file (it ends before its "
+                             "end-of-stream marker); copy or download it again") from None
+        except zlib.error as e:
+            raise ValueError(f"{where}: {path} is a corrupt gzip file ({e}); copy or download "
+                             "it again") from None
+        except OSError as e:
             raise ValueError(f"{where}: {path} ends in .gz but is not a gzip file ({e}); "
                              "gunzip it or rename it") from None
     try:

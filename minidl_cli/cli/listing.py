@@ -40,7 +40,21 @@ def list_(kind: str | None) -> None:
             for option in entry.options():
                 note = " (null: train.epochs, and it follows train.epochs on --resume)"
                 echo(f"      {option.describe()}{note if option.name in follows else ''}")
+            for arg, axis in entry.inferred.items():
+                echo(f"      {arg}: int (inferred: {_read_off(entry, arg, axis)})")
         echo()
+
+
+def _read_off(entry, arg: str, axis: int | str) -> str:
+    """Where the builder reads a layer's inferred size `arg` from, as `minidl list` says it;
+    a value set in a config must equal it (or, for a declared minimum, be at least it)."""
+    if isinstance(axis, str):  # a size of the data set
+        where = f"the data's {axis.replace('_size', '').replace('_', ' ')} size"
+    else:
+        where = "the input's last axis" if axis == -1 else f"the input's axis {axis} (N is 0)"
+    if arg in (getattr(entry.target, "inferred_minimum", None) or {}):
+        return f"{where}; a value set may be larger"
+    return f"{where}; a value set must equal it"
 
 
 def _section(name: str) -> None:

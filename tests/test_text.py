@@ -176,6 +176,13 @@ def test_gzipped_text_and_windows_line_ends(tmp_path):
     assert "\r" not in a.vocabulary
 
 
+def test_windows_and_old_mac_line_ends_are_line_ends(tmp_path):
+    unix = lines_dataset(tmp_path, "\n".join(NAMES) + "\n", block_size=3)
+    for end in ("\r\n", "\r"):
+        other = lines_dataset(tmp_path, end.join(NAMES) + end, block_size=3)
+        assert other.vocabulary == unix.vocabulary and torch.equal(other.x_train, unix.x_train)
+
+
 def test_shipped_corpora_are_the_documented_files():
     readme = (TEXTS / "README.md").read_text()
     for name, path in CORPORA.items():

@@ -122,10 +122,11 @@ def too_big(content: str, source: Path, mode: str, block_size: int) -> str:
 
 def read_text(path: Path, blank: bool = False, where: str = WHERE) -> str:
     """The text of a UTF-8 file (gunzipped when its name ends in .gz), without a byte-order
-    mark and with Windows line ends as "\\n". FileNotFoundError, or ValueError naming the
-    file: not gzip, not UTF-8 (the first bad byte and its offset), no text at all (nothing,
-    or only whitespace unless `blank`: predict's contexts, where a line of spaces is a
-    text of spaces). `where` starts the messages."""
+    mark and with Windows ("\\r\\n") and old Mac ("\\r") line ends as "\\n".
+    FileNotFoundError, or ValueError naming the file: not gzip, not UTF-8 (the first bad
+    byte and its offset), no text at all (nothing, or only whitespace unless `blank`:
+    predict's contexts, where a line of spaces is a text of spaces). `where` starts the
+    messages."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -151,7 +152,8 @@ def read_text(path: Path, blank: bool = False, where: str = WHERE) -> str:
         raise ValueError(f"{where}: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
                          f"offset {e.start}); convert it, e.g. iconv -f latin1 -t utf-8 "
                          f"{path.name}") from None
-    content = content.removeprefix("\ufeff").replace("\r\n", "\n")
+    # line ends as Python's universal newlines (makemore's and nanoGPT's open()) read them
+    content = content.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if not (content if blank else content.strip()):
         raise ValueError(f"{where}: {path} holds no text ({len(raw)} bytes"
                          f"{', all whitespace' if raw else ''}); give a file with text in it")

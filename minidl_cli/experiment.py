@@ -456,12 +456,12 @@ def replot_run(run_dir: Path) -> list[Path]:
 def replot_sweep(sweep: Path, out: Path | None = None) -> list[Path]:
     """Redraw a sweep: each point's pictures (a run's, or a seed group's mean curves with
     their bands, into the point's plots/), then the default metric against each swept key
-    (as `minidl compare --out`) into `out`, by default the sweep's plots/. Points not run
-    yet are skipped."""
+    (as `minidl compare --out`) into the sweep's plots/. Given `out`, only the latter, into
+    `out`: nothing inside the sweep is written. Points not run yet are skipped."""
     from minidl_cli import compare, plots, seeds, sweeps
 
     paths: list[Path] = []
-    for point in sweeps.point_dirs(sweep):
+    for point in sweeps.point_dirs(sweep) if out is None else ():
         if seeds.is_group(point):
             members = [m for m in seeds.member_dirs(point) if (m / "metrics.csv").is_file()]
             if members:

@@ -186,6 +186,23 @@ def test_plot_redraws_a_sweep_and_a_sweep_is_not_taken_for_a_run(tmp_path):
     assert refused.exit_code == 2 and "is a sweep (from --sweep), not a run" in refused.output
     assert str(sweep / "optimizer.lr=0.01") in refused.output
 
+    # --out: the sweep's pictures there, and nothing inside the sweep redrawn
+    kept = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    result = invoke("plot", sweep, "--out", tmp_path / "elsewhere")
+    assert result.exit_code == 0, result.output
+    drawn = [Path(line) for line in result.output.split()]
+    assert drawn and all(p.parent == tmp_path / "elsewhere" for p in drawn), drawn
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == kept
+
+    # an --out whose parent is a file: refused before the table is printed or anything drawn
+    (tmp_path / "notes.txt").write_text("mine\n")
+    for command in ("compare", "plot"):
+        result = invoke(command, sweep, "--out", tmp_path / "notes.txt" / "x")
+        assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+        assert f"{tmp_path / 'notes.txt'} is a file, so no folder can be made there" in \
+            result.output
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
 
 def test_a_sweep_being_trained_refuses_a_second_resume(tmp_path):
     """While the sweep trains (here: between its points), `--resume` of it or of one of

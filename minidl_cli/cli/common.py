@@ -63,6 +63,10 @@ class KindPath(click.Path):
             raise UserError(f"{shown}: is a file, not a "
                             f"{'folder' if self.kind == 'folder' else 'run directory'}; "
                             f"{_file_given_fix(path, self.kind, option)}")
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if self.kind == "folder" and blocking is not None:  # before the command's work
+            raise UserError(f"{shown}: {blocking} is a file, so no folder can be made there; "
+                            f"give a folder path, e.g. {option} plots/")
         if self.kind in ("config", "file") and path.is_dir():
             raise UserError(f"{shown}: is a directory, not a "
                             f"{'config' if self.kind == 'config' else 'results'} file; "

@@ -20,7 +20,7 @@ def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     Given a seed group, draws the mean curves with a ±1 std band into the group's plots/;
     among several runs, a seed group is drawn as its mean with that band.
     Given a sweep, redraws each point's pictures and draws the test metric against each
-    swept key into the sweep's plots/ (or --out).
+    swept key into the sweep's plots/; with --out, only the latter, into --out.
     """
     from minidl_cli import plots, seeds, sweeps
     from minidl_cli.experiment import replot_run, replot_sweep

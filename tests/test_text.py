@@ -176,6 +176,13 @@ def test_gzipped_text_and_windows_line_ends(tmp_path):
     assert "\r" not in a.vocabulary
 
 
+def test_a_line_of_spaces_is_no_item_as_a_file_of_spaces_is_no_text(tmp_path):
+    plain = lines_dataset(tmp_path, "\n".join(NAMES) + "\n", block_size=3)
+    spaced = lines_dataset(tmp_path, "\n  \n".join(NAMES) + "\n \t\n", block_size=3)
+    assert spaced.vocabulary == plain.vocabulary and " " not in spaced.vocabulary
+    assert torch.equal(spaced.x_train, plain.x_train)
+
+
 def test_windows_and_old_mac_line_ends_are_line_ends(tmp_path):
     unix = lines_dataset(tmp_path, "\n".join(NAMES) + "\n", block_size=3)
     for end in ("\r\n", "\r"):
@@ -209,7 +216,8 @@ def bad(tmp_path, *args):
     (b"", "holds no text"),
     (b"  \n\n \n", "holds no text"),
     (b"caf\xe9\nna\xefve\n", r"not UTF-8 text \(byte 0xe9 at offset 3\)"),
-    (b"onlyoneline\n\n", "non-empty line in lines mode"),
+    (b"onlyoneline\n\n", "non-blank line in lines mode"),
+    (b"onlyoneline\n   \n\t\n", "has 1 non-blank line in lines mode"),  # spaces: no item
 ])
 def test_unusable_text_files(tmp_path, content, expected):
     path = text_config(tmp_path)

@@ -2,12 +2,13 @@
 
 Two ways to cut a text into examples, each a context x of `block_size` ids and what follows it:
 
-- `lines`, as Karpathy's makemore: every non-empty line is one item (blank lines are not
-  items; lines may have any length), framed by a boundary token, id 0, which the vocabulary
-  shows as the line end "\\n". An item of n characters gives n + 1 examples: the context
-  before its first character is block_size boundary tokens, each position predicts the
-  next character, and the last one predicts the boundary token that ends the item. The test
-  set is a seeded random `test_fraction` of the lines (makemore shuffles, then splits).
+- `lines`, as Karpathy's makemore: every non-blank line is one item (blank lines and lines
+  of spaces are not items; lines may have any length), framed by a boundary token, id 0,
+  which the vocabulary shows as the line end "\\n". An item of n characters gives n + 1
+  examples: the context before its first character is block_size boundary tokens, each
+  position predicts the next character, and the last one predicts the boundary token that
+  ends the item. The test set is a seeded random `test_fraction` of the lines (makemore
+  shuffles, then splits).
 - `stream`, as nanoGPT: the text is one sequence and an example is a window of it. The test
   set is the END of the text (its last `test_fraction` of characters), so that no test
   window overlaps a training one.
@@ -108,7 +109,7 @@ def too_big(content: str, source: Path, mode: str, block_size: int) -> str:
     """Why cutting `content` ran out of memory, with the fix. Lines mode frames each line
     after block_size boundary tokens and keeps a window of block_size ids per predicted
     token: about (characters + lines) × block_size ids of 8 bytes."""
-    lines = [line for line in content.split("\n") if line]
+    lines = items(content)
     if mode == "lines":
         longest = max(map(len, lines), default=0)
         size = 8 * (len(content) + len(lines)) * block_size
@@ -219,6 +220,12 @@ def examples(ids: Tensor, block_size: int, target: str, mode: str) -> tuple[Tens
     return windows(ids, block_size, 1 if target == "next" else block_size, target)
 
 
+def items(content: str) -> list[str]:
+    """A lines-mode text's items: its lines holding a character other than whitespace (a
+    blank line, or one of spaces only, is no item, as a file of whitespace is no text)."""
+    return [line for line in content.split("\n") if line.strip()]
+
+
 def frame(lines: list[str], block_size: int) -> str:
     """Lines as lines mode cuts them: each after block_size boundary tokens, and block_size
     more at the end; every example is a window of it (`examples`)."""
@@ -235,7 +242,7 @@ def text_examples(content: str, vocabulary: list[str], mode: str, block_size: in
     outside the vocabulary or a text without one example.
     """
     if mode == "lines":
-        ids = encode(frame([line for line in content.split("\n") if line], block_size),
+        ids = encode(frame(items(content), block_size),
                      vocabulary, what)
     else:
         ids = encode(content, vocabulary, what)
@@ -274,9 +281,9 @@ def _code_points(content: str) -> Tensor:
 def _lines(content: str, source: Path, test_fraction: float, block_size: int,
            generator: torch.Generator) -> tuple[Tensor, Tensor, list[str]]:
     """(train ids, test ids, vocabulary) of `lines` mode: each part's lines framed (`frame`)."""
-    lines = [line for line in content.split("\n") if line]
+    lines = items(content)
     if len(lines) < 2:
-        raise ValueError(f"{WHERE}: {source} has {len(lines)} non-empty line in lines mode; "
+        raise ValueError(f"{WHERE}: {source} has {len(lines)} non-blank line in lines mode; "
                          "it needs two or more (one item per line, some to train on, some to "
                          "test), or use data.mode: stream for one continuous text")
     n_test = max(1, round(test_fraction * len(lines)))

@@ -361,12 +361,13 @@ def _restore(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
                        f"{type(e).__name__}: {reason}); use a checkpoint this run wrote") from None
 
 
-def evaluate_run(run_dir: Path, checkpoint: str | None = None, out: Path | None = None
-                 ) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, checkpoint: str | None = None, out: Path | None = None,
+                 *, printed: bool = False) -> dict[str, Any]:
     """The loss and the task's evaluation (classification: accuracy, error, confusion
     matrix; regression: mae, rmse, r2) on train and test; written to eval.json (or `out`).
     A file that cannot be written (a read-only run) is a RunWarning: the results are
-    returned all the same."""
+    returned all the same. `printed`: the caller prints them in full (JSON), so the
+    warning does not suggest doing that."""
     import torch
 
     run = Run.open(run_dir)
@@ -378,17 +379,18 @@ def evaluate_run(run_dir: Path, checkpoint: str | None = None, out: Path | None 
             loss, outputs = trainer.evaluate(split)
             result[split] = {"loss": loss,
                              **trainer.task.evaluation(outputs, trainer.splits[split].y)}
-    _save_eval(run, "eval.json", result, out)
+    _save_eval(run, "eval.json", result, out, printed)
     return result
 
 
 def evaluate_file(run_dir: Path, data: Path, checkpoint: str | None = None,
-                  out: Path | None = None, shown: str | None = None) -> dict[str, Any]:
+                  out: Path | None = None, shown: str | None = None, *,
+                  printed: bool = False) -> dict[str, Any]:
     """A checkpoint on another labelled file (the training columns and the label), read
     as `predict` reads: from the checkpoint, without the training data. Written to
     eval-<file stem>.json in the run (or `out`; a RunWarning when it cannot be). `shown`:
     what to call the data when `data` is a copy of it (files.readable_file; `<stdin>`
-    is saved as eval-stdin.json)."""
+    is saved as eval-stdin.json); `printed` as evaluate_run."""
     from minidl_cli.data.files import STDIN_NAME
     from minidl_cli.predict import load
 
@@ -398,11 +400,12 @@ def evaluate_file(run_dir: Path, data: Path, checkpoint: str | None = None,
     result: dict[str, Any] = {"checkpoint": str(predictor.checkpoint), "epoch": predictor.epoch,
                               **predictor.task.describe(), "data": name,
                               "file": predictor.evaluate(data)}
-    _save_eval(Run.open(run_dir), f"eval-{stem}.json", result, out)
+    _save_eval(Run.open(run_dir), f"eval-{stem}.json", result, out, printed)
     return result
 
 
-def _save_eval(run: Run, filename: str, result: dict[str, Any], out: Path | None) -> None:
+def _save_eval(run: Run, filename: str, result: dict[str, Any], out: Path | None,
+               printed: bool = False) -> None:
     """The results into the run's `filename` (or `out`); a RunWarning, not an error, when
     they cannot be written (a read-only run, a full disk): they were computed all the same."""
     from minidl_cli.runs import write_json_atomic
@@ -412,8 +415,9 @@ def _save_eval(run: Run, filename: str, result: dict[str, Any], out: Path | None
         write_json_atomic(target, result)
     except OSError as e:
         warnings.warn(RunWarning(
-            f"could not write {target} ({e.strerror or e}); the results are not saved: print "
-            "them as JSON with --json, or write them elsewhere with --out FILE"), stacklevel=3)
+            f"could not write {target} ({e.strerror or e}); the results are not saved: "
+            + ("" if printed else "print them as JSON with --json, or ")
+            + "write them elsewhere with --out FILE"), stacklevel=3)
 
 
 def check_data_files(run: Run, resuming: bool = False) -> None:
@@ -447,7 +451,8 @@ def replot_run(run_dir: Path) -> list[Path]:
     import torch
 
     run = Run.open(run_dir)
-    run.check_writable("redraw its pictures")
+    run.check_writable("redraw its pictures", f"draw its curves elsewhere: minidl plot "
+                       f"{run.path} --out DIR")
     trainer, _, _ = load_trainer(run)
     with torch.no_grad():
         return draw_plots(run, trainer)

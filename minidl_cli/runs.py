@@ -198,13 +198,15 @@ class Run:
 
     # --- one trainer at a time ---
 
-    def check_writable(self, doing: str) -> None:
+    def check_writable(self, doing: str, instead: str | None = None) -> None:
         """RunError when the run directory cannot be written (a read-only mount, another
-        user's run), before anything is done: `doing` says what needed it ("resume it")."""
+        user's run), before anything is done: `doing` says what needed it ("resume it"),
+        `instead` what else would do without writing there."""
         targets = [self.path, self.config_path] + ([self.plots] if self.plots.exists() else [])
         if not all(os.access(p, os.W_OK) for p in targets if p.exists()):
             raise RunError(f"{self.path} is read-only (or not writable): cannot {doing}; copy "
-                           f"it somewhere writable (cp -r {self.path} COPY) and use the copy")
+                           f"it somewhere writable (cp -r {self.path} COPY) and use the copy"
+                           + (f", or {instead}" if instead else ""))
 
     def lock(self, collection: bool = False) -> None:
         """Hold the run directory for this process until `unlock()` or the process ends.

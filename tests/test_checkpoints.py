@@ -342,6 +342,8 @@ def test_evaluate_on_a_read_only_run_prints_its_results(trained, tmp_path, monke
                            "(Read-only file system)")
     assert "--json" in line and "--out" in line
     as_json = invoke("evaluate", trained, "--json")
+    (line,) = as_json.stderr.splitlines()  # printed as JSON already: not told to do that
+    assert "--out FILE" in line and "--json" not in line, line
     with open(trained / "metrics.csv") as f:
         last = list(csv.DictReader(f))[-1]
     assert as_json.exit_code == 0
@@ -364,8 +366,11 @@ def test_plot_and_resume_of_a_read_only_run_are_refused_up_front(trained, monkey
         result = invoke(*args)
         assert result.exit_code == 2, result.output
         (line,) = result.stderr.splitlines()
+        instead = (f", or draw its curves elsewhere: minidl plot {trained} --out DIR"
+                   if args[0] == "plot" else "")
         assert line == (f"error: {trained} is read-only (or not writable): cannot {doing}; "
-                        f"copy it somewhere writable (cp -r {trained} COPY) and use the copy")
+                        f"copy it somewhere writable (cp -r {trained} COPY) and use the copy"
+                        + instead)
     assert (trained / "metrics.csv").read_text() == before
 
 

@@ -598,6 +598,24 @@ def test_plugin_import_failure_is_a_problem_line(tiny):
     assert lines[1].startswith("model[1].type: unknown layer 'swishy'")
 
 
+@pytest.mark.parametrize("body, error", [
+    ("import minidl_no_such_dependency_xyz\n",
+     "ModuleNotFoundError: No module named 'minidl_no_such_dependency_xyz'"),
+    ("x = 1\nraise ValueError('bad setting')\n", "ValueError: bad setting"),
+    ("def broken(:\n", "SyntaxError: ")])
+@pytest.mark.parametrize("by", ["name", "path"])
+def test_a_plugin_found_but_failing_to_import_says_so_and_where(tiny, body, error, by):
+    """A plugin whose own code fails (a missing dependency, an exception, a syntax error)
+    was told what a plugin is and where plugins are looked for, as if it were not found."""
+    name = f"minidl_failing_plugin_{abs(hash((body, by)))}"
+    (tiny.parent / f"{name}.py").write_text(body)
+    entry = name if by == "name" else f"./{name}.py"
+    (line,) = problems(tiny, f"plugins=['{entry}']")
+    assert line.startswith(f"plugins[0]: {entry!r} was found, but importing it failed: {error}")
+    assert f"({tiny.parent / name}.py, line " in line and "fix that error in the plugin" in line
+    assert "a plugin is a module importable" not in line
+
+
 # ---------------------------------------------------------------- fuzzing
 
 KEYS = [

@@ -58,8 +58,8 @@ def _evaluate(run_dir: Path, checkpoint: str | None, data: Path | None, as_json:
             raise click.UsageError("--out: a seed group writes each member's results into "
                                    "the member; use --json to get them all at once")
         members = seeds.open_group(run_dir)
-        results = [evaluate_file(m, data, checkpoint, shown=shown) if data
-                   else evaluate_run(m, checkpoint)
+        results = [evaluate_file(m, data, checkpoint, shown=shown, printed=as_json) if data
+                   else evaluate_run(m, checkpoint, printed=as_json)
                    for m in members]
         if as_json:
             click.echo(json.dumps(results, indent=2))
@@ -72,8 +72,8 @@ def _evaluate(run_dir: Path, checkpoint: str | None, data: Path | None, as_json:
             print_group_summary([_flat(r) for r in results], results[0]["task"])
         return
     refuse_out(out, run_dir, (data, Path(checkpoint) if checkpoint else None))
-    result = (evaluate_file(run_dir, data, checkpoint, out, shown) if data
-              else evaluate_run(run_dir, checkpoint, out))
+    result = (evaluate_file(run_dir, data, checkpoint, out, shown, printed=as_json) if data
+              else evaluate_run(run_dir, checkpoint, out, printed=as_json))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

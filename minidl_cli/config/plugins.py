@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -58,14 +59,33 @@ def import_plugins(entries: list[str], base: Path) -> list[str]:
         try:
             resolved.append(resolve_plugin(entry, base))
         except Exception as e:  # user code: any failure is a problem line
-            problems.append(
-                f"plugins[{i}]: cannot import {entry!r}: {type(e).__name__}: {e} (a plugin is "
-                "a module importable from the config's directory, the current directory or "
-                "the installed packages, or the path of a .py file)")
+            problems.append(_import_problem(f"plugins[{i}]", entry, base, e))
             resolved.append(entry)
     if problems:
         raise ConfigError(problems)
     return resolved
+
+
+def _import_problem(where: str, entry: str, base: Path, error: Exception) -> str:
+    """The problem line of a plugin that did not import: not found (where a plugin is looked
+    for), or found and failing in its own code (the error, and the file and line)."""
+    if _is_path(entry):
+        path = Path(os.path.abspath(base / Path(entry).expanduser()))
+        found = (path.is_file() and path.suffix == ".py") or (path / "__init__.py").is_file()
+    else:
+        missing = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
+        found = not (missing and f"{entry}.".startswith(f"{missing}."))
+    if not found:
+        return (f"{where}: cannot import {entry!r}: {type(error).__name__}: {error} (a plugin "
+                "is a module importable from the config's directory, the current directory "
+                "or the installed packages, or the path of a .py file)")
+    if isinstance(error, SyntaxError) and error.filename:
+        line = f" ({error.filename}, line {error.lineno})"
+    else:
+        frames = traceback.extract_tb(error.__traceback__)
+        line = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return (f"{where}: {entry!r} was found, but importing it failed: "
+            f"{type(error).__name__}: {error}{line}; fix that error in the plugin")
 
 
 def import_path(path: Path) -> None:

@@ -742,6 +742,12 @@ def test_predict_writes_a_character_that_does_not_print_as_its_escape():
     assert list(task.predictions(outputs)) == ["\n", "a", "\t", " ", "é"]  # Python: as is
 
 
+def test_predict_help_tells_of_text_runs():
+    text = " ".join(invoke("predict", "--help").stdout.split())
+    assert "for a text run, a text file of one context per line" in text
+    assert "the most likely next character after each line" in text
+
+
 def test_list_shows_the_text_data_set():
     text = invoke("list", "dataset").stdout
     assert "\n  text " in text

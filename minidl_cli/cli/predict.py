@@ -19,7 +19,8 @@ from minidl_cli.cli.common import OUT_FILE, RUN_PATH, handle_errors, refuse_out
 @handle_errors
 def predict(run_dir: Path, input_file: Path, checkpoint: str | None, out: Path | None) -> None:
     """Predict every row of INPUT (a CSV or Parquet file; for an image run, an image, a
-    folder of images or an .npz with an array x) with a run's network.
+    folder of images or an .npz with an array x; for a text run, a text file of one context
+    per line) with a run's network.
 
     \b
     INPUT needs the run's feature columns, found by name (others are ignored); the run's
@@ -28,7 +29,10 @@ def predict(run_dir: Path, input_file: Path, checkpoint: str | None, out: Path |
     for several targets), then for classification `prob_<class>` (softmax) per class.
       minidl predict runs/flowers-20260101-120000 configs/data/flowers-new.csv
     For images (resized and converted as the run's image_folder data says), a `file`
-    column comes first; a folder is read recursively, in sorted order.
+    column comes first; a folder is read recursively, in sorted order. For a language
+    model, `prediction` is the most likely next character after each line (a blank line is
+    the empty context; the line end is written \\n).
+      minidl predict runs/names-mlp-20261207-120000 contexts.txt
     """
     from minidl_cli.data.files import readable_file
     from minidl_cli.predict import load, write_csv

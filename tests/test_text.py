@@ -742,6 +742,21 @@ def test_predict_writes_a_character_that_does_not_print_as_its_escape():
     assert list(task.predictions(outputs)) == ["\n", "a", "\t", " ", "é"]  # Python: as is
 
 
+def test_a_text_run_loss_is_labelled_nats_per_token(tmp_path, monkeypatch):
+    from minidl_cli import plots
+    from minidl_cli.plots import curves
+
+    run = run_of(invoke("train", text_config(tmp_path), "--quiet"))
+    assert plots.run_loss_name(run) == "cross_entropy, nats per token"  # overlays' label
+    labels = []
+    monkeypatch.setattr(curves, "plot_curves",
+                        lambda metrics, quantity, path, loss_name=None: labels.append(
+                            (quantity, loss_name)) or path)
+    assert invoke("plot", run).exit_code == 0
+    assert labels == [("loss", "cross_entropy, nats per token"), ("accuracy", None)]
+    assert curves.axis_label("loss", labels[0][1]) == "loss (cross_entropy, nats per token)"
+
+
 def test_predict_help_tells_of_text_runs():
     text = " ".join(invoke("predict", "--help").stdout.split())
     assert "for a text run, a text file of one context per line" in text

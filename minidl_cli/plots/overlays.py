@@ -37,8 +37,11 @@ PANEL_WIDTH_IN = 6.0
 
 
 def run_loss_name(run_dir: str | os.PathLike) -> str | None:
-    """The loss a run was trained with (`loss` in its config.yaml), None if unknown."""
+    """The loss a run was trained with (`loss` in its config.yaml; a text run's per token,
+    in nats), None if unknown."""
     import yaml
+
+    from minidl_cli.plots.run import per_token
 
     try:
         config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
@@ -47,7 +50,10 @@ def run_loss_name(run_dir: str | os.PathLike) -> str | None:
     loss = config.get("loss") if isinstance(config, dict) else None
     if isinstance(loss, dict):
         loss = loss.get("type")
-    return loss if isinstance(loss, str) else None
+    if not isinstance(loss, str):
+        return None
+    data = config.get("data")
+    return per_token(loss) if isinstance(data, dict) and data.get("type") == "text" else loss
 
 
 def _run_metrics(run_dir: Path) -> Metrics:

@@ -54,7 +54,7 @@ def draw_run_plots(
         metrics = curves.read_metrics(metrics)
     name = getattr(task, "name", task) or getattr(dataset, "task", "classification")
     if name == "language_model":  # the run's samples of text are its samples.txt
-        return _curves(plots_dir, metrics, "accuracy", loss_name)
+        return _curves(plots_dir, metrics, "accuracy", per_token(loss_name or "cross_entropy"))
     outputs = numpy(task.decode(test_outputs) if hasattr(task, "decode") else test_outputs)
     if name == "regression":
         targets = dataset.target_names or getattr(task, "target_names", None)
@@ -63,6 +63,11 @@ def draw_run_plots(
         raise ValueError(f"no pictures for task {name!r}; expected classification, regression "
                          "or language_model")
     return _classification(plots_dir, dataset, outputs, metrics, loss_name)
+
+
+def per_token(loss_name: str) -> str:
+    """A language model's loss label: its loss is the mean over predicted tokens, in nats."""
+    return f"{loss_name}, nats per token"
 
 
 def predicted_classes(outputs: Any) -> Any:

@@ -125,9 +125,9 @@ def _reopen(run: Run, overrides: list[str], world: World | None) -> tuple[Run, T
                        f"{trainer.monitor.best_epoch}); there is nothing to resume: start a new "
                        "run to train with other settings")
     if trainer.epoch >= config["train"]["epochs"]:
-        raise RunError(f"{run.path} has already trained {trainer.epoch} of "
-                       f"{config['train']['epochs']} epochs; pass train.epochs=N with a larger "
-                       "N to train longer")
+        raise RunError(f"{run.path} has already trained {trainer.epoch} epochs, and "
+                       f"train.epochs is {config['train']['epochs']}: nothing to resume; pass "
+                       f"train.epochs=N with N > {trainer.epoch} to train longer")
     _warn_if_schedule_ends(config, load_yaml(run.config_path))
     for folder in (run.path, run.checkpoints, run.plots):  # half-written files of a kill -9
         for stale in folder.glob(".*.tmp"):

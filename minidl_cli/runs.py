@@ -15,6 +15,7 @@ import io
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -403,6 +404,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise RunError(f"{path} is a directory, not a checkpoint file (pass last, best, an "
                        "epoch number or a .pt file)")
+    if not path.is_file() and re.fullmatch(r"epoch_\d{4,}\.pt", path.name):
+        kept = sorted(int(p.stem[6:]) for p in path.parent.glob("epoch_*.pt")
+                      if p.stem[6:].isdigit())
+        raise RunError(f"checkpoint not found: {path}: a run keeps an epoch's checkpoint only "
+                       "every train.checkpoint_every epochs (0, the default: none), and this "
+                       f"one keeps {'epochs ' + ', '.join(map(str, kept)) if kept else 'none'}; "
+                       "pass one of them, last or best")
     if not path.is_file():
         raise RunError(f"checkpoint not found: {path} (pass last, best, an epoch number or a "
                        "checkpoint file; a run keeps them in its checkpoints/ folder)")

@@ -266,9 +266,9 @@ CASES = [
          ("model[0].branches[1][0]: embedding takes token ids, but model[0].branches[1]'s "
           "input gives floats (N, 2)",)),
     Case("resume-completed-run", lambda p: ["train", "--resume", p.run],
-         ("already trained 2 of 2 epochs", "train.epochs=N")),
+         ("already trained 2 epochs, and train.epochs is 2", "train.epochs=N")),
     Case("resume-fewer-epochs", lambda p: ["train", "--resume", p.run, "train.epochs=1"],
-         ("already trained 2 of 1 epochs",)),
+         ("already trained 2 epochs, and train.epochs is 1",)),
     Case("resume-corrupt-config", lambda p: ["train", "--resume", p.run, "train.epochs=4"],
          ("config.yaml:1:",), setup=lambda p: _bytes(p, b"model: [", "run/config.yaml")),
 ]

@@ -757,6 +757,21 @@ def test_a_text_run_loss_is_labelled_nats_per_token(tmp_path, monkeypatch):
     assert curves.axis_label("loss", labels[0][1]) == "loss (cross_entropy, nats per token)"
 
 
+def test_a_missing_epoch_checkpoint_and_a_finished_resume_say_what_to_pass(tmp_path):
+    run = run_of(invoke("train", text_config(tmp_path), "--quiet"))  # 3 epochs, none kept
+    message = bad(tmp_path, "sample", run, "--checkpoint", "1")
+    assert message.endswith("a run keeps an epoch's checkpoint only every "
+                            "train.checkpoint_every epochs (0, the default: none), and this one "
+                            "keeps none; pass one of them, last or best")
+    kept = run_of(invoke("train", text_config(tmp_path), "--quiet",
+                         "train.checkpoint_every=2", "train.epochs=4"))
+    assert "this one keeps epochs 2, 4;" in bad(tmp_path, "sample", kept, "--checkpoint", "3")
+    assert invoke("sample", kept, "--checkpoint", "2", "--num", "1").exit_code == 0
+    message = bad(tmp_path, "train", "--resume", run, "train.epochs=2")
+    assert message.endswith(f"{run} has already trained 3 epochs, and train.epochs is 2: "
+                            "nothing to resume; pass train.epochs=N with N > 3 to train longer")
+
+
 def test_predict_help_tells_of_text_runs():
     text = " ".join(invoke("predict", "--help").stdout.split())
     assert "for a text run, a text file of one context per line" in text

@@ -377,3 +377,13 @@ def test_a_language_model_may_reshape_its_token_ids_before_the_embedding(tmp_pat
               "train": {"epochs": 2, "batch_size": 8}}
     result = invoke("train", str(write_config(tmp_path, config)), "--quiet")
     assert result.exit_code == 0, result.output
+    result = invoke("gradcheck", str(write_config(tmp_path, config)))
+    assert result.exit_code == 0 and "gradcheck passed" in result.output, result.output
+
+
+def test_a_layer_passing_token_ids_on_is_checked_by_its_output_alone():
+    """A flatten of token ids outputs ids: no gradient exists, so gradcheck compares its
+    output with torch.nn.Flatten's (it drew a random int64 gradient, a NotImplementedError)."""
+    ids = torch.randint(0, 7, (5, 3, 2), generator=torch.Generator().manual_seed(0))
+    report = check_module(nn.Flatten(), ids)
+    assert report.errors == {"output": 0.0} and report.passed()

@@ -65,11 +65,8 @@ def check_module(module: nn.Module, x: Tensor, grad_output: Tensor | None = None
     """Compare `module`'s forward/backward on float64 `x` with torch autograd.
 
     Shape: x is whatever the module takes; grad_output has the output's shape (random if None).
-    Integer inputs (an embedding's token ids) have no gradient: the report then holds no
-    "input" error, and the module's backward must return None. A module that outputs them
-    still integers (a flatten of token ids) has no gradient at all: only its output is
-    compared, with its twin's.
-    """
+    Integer inputs (token ids) have no gradient: no "input" error, and backward must return
+    None; if its output is ids too (a flatten of ids), only that output is compared."""
     report = Report(name or type(module).__name__)
     module.zero_grad()
     reference = torch_reference(module)  # before forward changes any running statistics

@@ -406,11 +406,14 @@ def test_list_shows_the_new_layers_with_their_options():
     text = invoke("list", "layer").stdout
     conv = text[text.index("  conv2d"):text.index("  dropout")]
     assert "kernel_size: int | tuple[int, int] (required)" in conv
-    assert "in_channels" not in conv  # inferred from the incoming shape
+    # inferred from the incoming shape: listed as such, never required
+    assert "in_channels: int (inferred: the input's axis 1 (N is 0);" in conv
+    assert "in_channels: int (required)" not in conv
     for name in ("max_pool2d", "avg_pool2d", "flatten", "batch_norm1d", "batch_norm2d",
                  "layer_norm", "bilinear"):
         assert f"\n  {name} " in text
-    assert "num_features" not in text and "normalized_shape" not in text
+    for inferred in ("num_features", "normalized_shape"):  # listed as inferred, not required
+        assert f"{inferred}: int (inferred: " in text and f"{inferred}: int (req" not in text
 
 
 @pytest.mark.parametrize("name", registry.names("layer"))

@@ -241,3 +241,20 @@ def test_plot_overlays_a_seed_group_as_its_mean_and_band_beside_a_run(tmp_path):
         curves = torch.tensor([m[key] for m in members], dtype=torch.float64)
         assert drawn[key] == pytest.approx(curves.mean(0).tolist())
         assert drawn[f"{key}_std"] == pytest.approx(curves.std(0).tolist())  # n - 1
+
+
+def test_an_interrupt_that_no_command_catches_exits_128_plus_the_signal(tmp_path, monkeypatch):
+    """train.Interrupted (a second signal) escaping a command was a traceback and exit 1;
+    the CLI's error handler makes it one line and exit 128 + signal, like Ctrl-C."""
+    import signal
+
+    from minidl_cli import seeds
+    from minidl_cli.train import Interrupted
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(seeds, "run_seeds", interrupted)
+    result = invoke("train", write_config(tmp_path), "--seeds", "0-1", "-q")
+    assert result.exit_code == 143, result.output
+    assert result.stderr.strip() == "interrupted by SIGTERM"

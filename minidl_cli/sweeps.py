@@ -458,8 +458,8 @@ def member_work(member: Path, config: dict[str, Any], overrides: list[str]
     if meta.get("status") == "completed" and done >= epochs and not (extending and done > epochs):
         return None
     if done >= epochs:  # checked before anything trains: no member half-way when refused
-        raise RunError(f"{member} has already trained {done} of {epochs} epochs; pass "
-                       f"train.epochs=N with N > {done} to finish it")
+        raise RunError(f"{member} has already trained {done} epochs, and train.epochs is "
+                       f"{epochs}; pass train.epochs=N with N > {done} to finish it")
     return groups.resume_member, (member, overrides)
 
 

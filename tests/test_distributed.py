@@ -102,7 +102,7 @@ def test_two_processes_train_a_padded_text_as_one(tmp_path):
     from tests.test_text import text_config
 
     path = text_config(tmp_path, target="sequence", train__dtype="float64",
-                       train__epochs=2)
+                       train__epochs=2, train__clip_grad_norm=0.05)  # clips the whole batch's
     single = run_of(invoke("train", path, "-q").stdout)
     out, _ = finish(minidl("train", path, "--nproc", 2, "-q", cwd=tmp_path))
     same_weights(tmp_path / run_of(out), single)

@@ -44,20 +44,33 @@ def summary_columns(task: str) -> list[str]:
     return ["seed", "epochs", *by_name(task).summary_keys(), "wall_s", "status"]
 
 
+SEED_LIMIT = 2**63  # a config's seed's bound (torch.manual_seed takes 64 bits)
+MAX_SEEDS = 10_000  # runs in one group: each is a folder, a process's work and a summary row
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0-19', '0,3,5' or '0-4,10' -> sorted distinct seeds; ValueError explains the format."""
-    seeds: set[int] = set()
+    """'0-19', '0,3,5' or '0-4,10' -> sorted distinct seeds.
+
+    Raises ValueError explaining the format, a seed outside 0 to 2**63 - 1 (a config's seed
+    range), or more than MAX_SEEDS seeds (counted before any list is made)."""
+    ranges: list[range] = []
     try:
         for part in text.split(","):
             low, _, high = part.strip().partition("-")
             first, last = int(low), int(high) if high else int(low)
             if first < 0 or last < first:
                 raise ValueError
-            seeds.update(range(first, last + 1))
+            ranges.append(range(first, last + 1))
     except ValueError:
         raise ValueError(f"--seeds {text!r}: expected a range or a list of seeds >= 0, "
                          "e.g. --seeds 0-19 or --seeds 0,3,5") from None
-    return sorted(seeds)
+    if any(r[-1] >= SEED_LIMIT for r in ranges):
+        raise ValueError(f"--seeds {text!r}: a seed is at most 2**63 - 1 "
+                         f"({SEED_LIMIT - 1}), as a config's seed")
+    if sum(len(r) for r in ranges) > MAX_SEEDS:
+        raise ValueError(f"--seeds {text!r}: more than {MAX_SEEDS} seeds in one group; "
+                         "give a shorter range, e.g. --seeds 0-19")
+    return sorted({seed for r in ranges for seed in r})
 
 
 def is_group(path: Path) -> bool:

@@ -26,6 +26,22 @@ def test_bad_seeds_are_a_usage_error(text, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("text,why", [("99999999999999999999", "at most 2\\*\\*63 - 1"),
+                                      ("0-3,9223372036854775808", "at most 2\\*\\*63 - 1"),
+                                      ("0-99999999999999999999", "at most 2\\*\\*63 - 1"),
+                                      ("0-100000", "more than 10000 seeds"),
+                                      ("0-6000,10000-15000", "more than 10000 seeds")])
+def test_seeds_out_of_range_or_too_many_are_refused_before_any_list(text, why, tmp_path):
+    """A seed past a config's seed range, or a range of millions (it filled the memory
+    building the list), is one usage line; the largest seed a config takes is accepted."""
+    with pytest.raises(ValueError, match=why):
+        parse_seeds(text)
+    result = invoke("train", write_config(tmp_path), "--seeds", text)
+    assert result.exit_code == 2 and "--seeds" in result.output
+    assert not (tmp_path / "runs").exists()
+    assert parse_seeds("9223372036854775807") == [2**63 - 1]
+
+
 def test_statistics_use_the_sample_std():
     st = statistics([0.01, 0.02, 0.03])
     assert st["mean"] == pytest.approx(0.02) and st["std"] == pytest.approx(0.01)

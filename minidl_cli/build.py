@@ -239,7 +239,18 @@ def _construct(entry: registry.Entry, options: dict[str, Any], where: str) -> Mo
             raise ValueError(str(e)) from None
         raise ValueError(_name_option(where, str(e), options)) from None
     except Exception as e:  # a plugin's bug, or a size beyond memory
+        if isinstance(e, MemoryError) or "can't allocate memory" in str(e):
+            raise ValueError(_beyond_memory(where, options)) from None
         raise ValueError(f"{where}: {type(e).__name__}: {e}") from None
+
+
+def _beyond_memory(where: str, options: dict[str, Any]) -> str:
+    """The one line for a layer whose parameters do not fit in memory, naming its largest
+    size option (a positional_embedding's max_len of 10^14 asked for 12.8 PB)."""
+    sizes = {k: v for k, v in options.items() if isinstance(v, int) and not isinstance(v, bool)}
+    largest = max(sizes, key=sizes.get, default=None)
+    fix = f"make {where}.{largest} ({sizes[largest]}) smaller" if largest else "make it smaller"
+    return f"{where}: its parameters do not fit in this machine's memory; {fix}"
 
 
 def _build_nested(entry: registry.Entry, options: dict[str, Any], shape: tuple[int, ...],

@@ -494,3 +494,17 @@ def test_a_positional_embedding_may_hold_more_positions_than_the_sequences():
                      data={"vocabulary_size": 34})
     assert str(error.value) == ("model[1].max_len: is 3 but model[0] outputs 4 positions; "
                                 "remove it (it is inferred) or set it to 4 or more")
+
+
+@pytest.mark.parametrize("layer", [{"type": "positional_embedding", "max_len": 10**14},
+                                   {"type": "linear", "out_features": 10**14}])
+def test_a_layer_beyond_memory_names_its_largest_size(layer):
+    """A table or weight that cannot be allocated (10^14 rows: petabytes) is one line naming
+    the option to shrink, not the allocator's RuntimeError."""
+    from minidl_cli.build import build_layers
+
+    with pytest.raises(ValueError) as error:
+        build_layers([EMBEDDING, layer], (4,), data={"vocabulary_size": 34})
+    option = next(k for k in layer if k != "type")
+    assert str(error.value) == (f"model[1]: its parameters do not fit in this machine's memory; "
+                                f"make model[1].{option} ({10**14}) smaller")

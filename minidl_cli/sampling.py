@@ -55,7 +55,7 @@ def generate(model: Any, task: Any, num: int | None = None, max_tokens: int | No
     """
     num = DEFAULT_NUM[task.mode] if num is None else num
     max_tokens = DEFAULT_MAX_TOKENS[task.mode] if max_tokens is None else max_tokens
-    check_arguments(task, num, max_tokens, temperature, prompt)
+    check_arguments(task, num, max_tokens, temperature, prompt, seed)
     context = contexts(task, [prompt]).expand(num, -1)
     generator = torch.Generator()
     if seed is None:
@@ -83,7 +83,7 @@ def generate(model: Any, task: Any, num: int | None = None, max_tokens: int | No
 
 
 def check_arguments(task: Any, num: Any, max_tokens: Any, temperature: Any,
-                    prompt: Any) -> None:
+                    prompt: Any, seed: Any = None) -> None:
     """generate's arguments: TypeError for a prompt that is not a str, ValueError naming
     the first bad one (see generate)."""
     if not isinstance(prompt, str):
@@ -96,7 +96,12 @@ def check_arguments(task: Any, num: Any, max_tokens: Any, temperature: Any,
     if not temperature > 0:
         raise ValueError(f"sample: the temperature must be > 0 (1 samples the model's own "
                          f"probabilities, lower is greedier), got {temperature}")
-    if task.mode == "lines" and task.boundary in prompt:
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                             or not 0 <= seed < 2**63):
+        raise ValueError(f"sample: the seed must be an integer from 0 to 2**63 - 1 (as a "
+                         f"config's seed) or None for a fresh one, got {seed!r}")
+    if task.mode == "lines" and (task.boundary in prompt or "\r" in prompt):
+        # a line end as a text file's lines end: "\n", "\r\n" or "\r" (universal newlines)
         raise ValueError(f"sample: the prompt {prompt!r} holds a line end, which ends an item "
                          "of a lines run; give the start of one item (one line)")
 

@@ -577,9 +577,18 @@ def test_a_prompt_that_is_not_text_is_a_type_error():
         generate(Scripted([0.0, 1.0, 1.0, 1.2]), lines_task(), prompt=5, seed=0)
 
 
-def test_a_lines_prompt_holding_a_line_end_is_refused():
-    with pytest.raises(ValueError, match=r"the prompt 'a\\nb' holds a line end"):
-        generate(Scripted([0.0, 1.0, 1.0, 1.2]), lines_task(), num=2, prompt="a\nb", seed=0)
+@pytest.mark.parametrize("prompt", ["a\nb", "a\r\nb", "a\rb", "ann\r"])
+def test_a_lines_prompt_holding_a_line_end_is_refused(prompt):
+    """Any line end a text file's lines may end with ("\\n", "\\r\\n", "\\r") ends an item."""
+    with pytest.raises(ValueError, match=r"the prompt .* holds a line end"):
+        generate(Scripted([0.0, 1.0, 1.0, 1.2]), lines_task(), num=2, prompt=prompt, seed=0)
+
+
+@pytest.mark.parametrize("seed", [True, -1, 2**63, 1.5, "3"])
+def test_a_sample_seed_outside_a_configs_seeds_is_refused(seed):
+    with pytest.raises(ValueError, match=r"sample: the seed must be an integer from 0 to "
+                                         r"2\*\*63 - 1"):
+        generate(Scripted([0.0, 1.0, 1.0, 1.2]), lines_task(), num=1, prompt="a", seed=seed)
 
 
 def test_a_prompt_outside_the_vocabulary_is_named():

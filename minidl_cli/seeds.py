@@ -298,7 +298,8 @@ def _init_worker(shared) -> None:
 
 def finish_group(group: Path, seeds: list[int], rows: dict) -> str:
     """summary.csv with a row per seed and group.json's status (returned); a member that
-    never started leaves no empty directory behind."""
+    never started leaves no empty directory behind. A seed's wall_s adds the time the
+    summary on disk recorded for it (a resumed group: what its members trained before)."""
     members = [member_name(seed) for seed in seeds]
     for seed, name in zip(seeds, members, strict=True):
         if seed not in rows:  # stopped before it reported: what its meta.json says
@@ -310,12 +311,35 @@ def finish_group(group: Path, seeds: list[int], rows: dict) -> str:
                 rows[seed] = member_state(seed, group / name)
     kept = [name for seed, name in zip(seeds, members, strict=True)
             if rows[seed]["status"] != NOT_STARTED]
+    earlier = recorded_wall(group)
+    for seed in seeds:  # a resume keeps the wall time its members recorded before
+        if seed in earlier:
+            now = rows[seed].get("wall_s")
+            rows[seed] = {**rows[seed], "wall_s": earlier[seed] if now is None
+                          else round(earlier[seed] + now, 3)}
     write_summary(group, [rows[seed] for seed in seeds])
     status = ("completed" if all(rows[s]["status"] in ("completed", "failed") for s in seeds)
               else "interrupted")
     write_json_atomic(group / GROUP_FILE, {"kind": "minidl-seed-group", "seeds": seeds,
                                      "members": kept, "status": status})
     return status
+
+
+def recorded_wall(group: Path) -> dict[int, float]:
+    """Each seed's wall_s in the group's summary.csv as it is on disk (none when there is
+    no summary yet, or it cannot be read): the time its member trained before a resume."""
+    try:
+        with open(Path(group) / "summary.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return {}
+    wall = {}
+    for row in rows:
+        try:
+            wall[int(row["seed"])] = float(row["wall_s"])
+        except (KeyError, TypeError, ValueError):  # not recorded: a seed not started
+            continue
+    return wall
 
 
 def member_state(seed: int, member: Path) -> dict:

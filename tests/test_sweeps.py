@@ -130,6 +130,44 @@ def test_resume_finishes_a_stopped_seed_group(tmp_path):
     assert len({r["test_loss"] for r in summary}) == 3
 
 
+def test_a_resumed_seed_group_keeps_the_wall_time_its_members_recorded(tmp_path):
+    """Seed 0 finished before the stop: the resume trains 1 and 2 and leaves seed 0's
+    wall_s as it was; a member stopped half-way adds its earlier time to the resume's."""
+    from minidl_cli.config import load_config
+    from minidl_cli.seeds import run_seeds
+    from minidl_cli.train import StopFlag
+
+    flag = StopFlag()
+    config = load_config(write_config(tmp_path), ["train.epochs=1"])
+    group, _ = run_seeds(config, [0, 1, 2], 1, lambda row: setattr(flag, "signum", 2), flag)
+    before = {r["seed"]: r["wall_s"] for r in csv.DictReader(open(group / "summary.csv"))}
+    assert float(before["0"]) > 0 and before["1"] == before["2"] == ""
+    assert invoke("train", "--resume", group, "-q").exit_code == 0
+    after = {r["seed"]: r["wall_s"] for r in csv.DictReader(open(group / "summary.csv"))}
+    assert after["0"] == before["0"] and float(after["1"]) > 0 and float(after["2"]) > 0
+    longer = invoke("train", "--resume", group, "-q", "train.epochs=2")
+    assert longer.exit_code == 0, longer.output
+    extended = {r["seed"]: r["wall_s"] for r in csv.DictReader(open(group / "summary.csv"))}
+    assert all(float(extended[s]) > float(after[s]) for s in ("0", "1", "2"))
+
+
+def test_a_resumed_sweep_keeps_the_wall_time_of_its_finished_members(tmp_path):
+    from minidl_cli import sweeps
+    from minidl_cli.train import StopFlag
+
+    grid = parse_sweeps(["optimizer.lr=0.01,0.1"])
+    resolved = sweeps.resolve_points(write_config(tmp_path), ["train.epochs=1"], grid, None)
+    flag = StopFlag()
+    sweep, _ = sweeps.run_sweep(grid, resolved, [0, 1], 1,
+                                lambda point, row: setattr(flag, "signum", 2), flag)
+    first = sweep / "optimizer.lr=0.01" / "summary.csv"
+    before = {r["seed"]: r["wall_s"] for r in csv.DictReader(open(first))}
+    assert float(before["0"]) > 0
+    assert invoke("train", "--resume", sweep, "-q").exit_code == 0
+    after = {r["seed"]: r["wall_s"] for r in csv.DictReader(open(first))}
+    assert after["0"] == before["0"] and float(after["1"]) > 0
+
+
 def test_ctrl_c_stops_a_parallel_sweep_and_resume_finishes_it(tmp_path):
     """Ctrl-C (SIGINT to the process group) while two points train in two workers and two
     wait: exit 130, the running ones saved as interrupted, the queued ones never started;

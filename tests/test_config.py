@@ -699,3 +699,26 @@ def test_a_misplaced_key_names_the_section_it_belongs_to(tmp_path, key, value, h
     assert not (tmp_path / "runs").exists()
     unrelated = invoke("train", write_config(tmp_path), "rnus_dir=x")
     assert "(did you mean 'runs_dir'?)" in unrelated.output
+
+
+@pytest.mark.parametrize("section, key, value, home", [
+    ("train", "lr", 0.5, "optimizer"), ("data", "epochs", 3, "train"),
+    ("optimizer", "epochs", 3, "train"), ("optimizer", "batch_size", 3, "train"),
+    ("train", "task", "regression", "data"), ("train", "seed", 3, "")])
+def test_a_key_in_the_wrong_section_names_where_it_belongs(tmp_path, section, key, value, home):
+    """train.lr said only "unknown option (options: ...)", and optimizer.epochs on adam
+    offered only 'eps': the section (or the top level) where the key is an option is named,
+    with its override (after a close match in the section, when there is one)."""
+    from tests.helpers import TINY as RUN_CONFIG
+    from tests.helpers import invoke, write_config
+
+    where = (f"it is an option of {home}: put it under {home}: (as an override: "
+             f"{home}.{key}=VALUE)" if home else
+             f"it is a top-level key: put it at the top (as an override: {key}=VALUE)")
+    says = f"{section}.{key}: unknown option; {where}"
+    config = {**RUN_CONFIG, section: {**RUN_CONFIG[section], key: value}}
+    with pytest.raises(ConfigError) as raised:
+        resolve(config, data=False)
+    assert says in raised.value.problems
+    result = invoke("train", write_config(tmp_path), f"{section}.{key}={value}")
+    assert result.exit_code == 2 and says in result.output, result.output

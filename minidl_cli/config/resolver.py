@@ -103,7 +103,7 @@ def resolve(raw: dict, config_path: Path | None = None, data: bool = True) -> di
     for key, what in REQUIRED.items():
         if raw.get(key) is None:
             problems.append(f"{key}: missing; it is required ({what})")
-    check = Checker(problems, base)
+    check = Checker(problems, base, home_of=_home_of)
     config = {
         "name": check.name(_given(raw, "name", Path(config_path).stem if config_path else "run")),
         "seed": check.seed(raw.get("seed")),
@@ -143,6 +143,11 @@ def _unknown_key(key: Any) -> str:
             f"{home}.{key}=VALUE)" if home else
             registry.suggest(str(key), list(TOP_LEVEL)) or f" (known: {', '.join(TOP_LEVEL)})")
     return f"{key}: unknown top-level key{hint}"
+
+
+def _home_of(key: str) -> str | None:
+    """Where a key misplaced in a section belongs: "" (the top level), a section, or None."""
+    return "" if key in TOP_LEVEL else section_of(key)
 
 
 def section_of(key: str) -> str | None:

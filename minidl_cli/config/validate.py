@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,17 @@ from minidl_cli.registry import Option, Range
 SEED_LIMIT = 2**63  # torch.manual_seed takes up to 64 bits
 
 
+SECTIONS = ("data", "loss", "optimizer", "scheduler", "train")  # a misplaced key's homes
+
+
 class Checker:
     """Validates sections into plain values, appending one line per problem to `problems`."""
 
-    def __init__(self, problems: list[str], base: Path):
-        self.problems, self.base = problems, base
+    def __init__(self, problems: list[str], base: Path,
+                 home_of: Callable[[str], str | None] | None = None):
+        """`home_of(key)`: where a key misplaced in a section belongs ("" for the top level,
+        a section's name, or None), offered with the override that puts it there."""
+        self.problems, self.base, self.home_of = problems, base, home_of
 
     def name(self, value: Any) -> str | None:
         if not isinstance(value, str) or not value.strip() or value in (".", ".."):
@@ -148,6 +155,16 @@ class Checker:
         refused = tuple(getattr(entry.target, "refused_options", ()))
         return {"type": entry.name, **self.options(path, options, given, unlisted=refused)}
 
+    def _home_hint(self, path: str, key: str) -> str:
+        """'; it is an option of train: …' for a section's key that belongs elsewhere."""
+        home = self.home_of(key) if self.home_of and path in SECTIONS else None
+        if home is None or home == path:
+            return ""
+        if home == "":
+            return f"; it is a top-level key: put it at the top (as an override: {key}=VALUE)"
+        return (f"; it is an option of {home}: put it under {home}: "
+                f"(as an override: {home}.{key}=VALUE)")
+
     def options(self, path: str, options: list[Option], given: dict,
                 checked_elsewhere: tuple[str, ...] = (), unlisted: tuple[str, ...] = ()) -> dict:
         """Each option checked and converted, defaults filled, unknown keys reported.
@@ -159,7 +176,8 @@ class Checker:
         offered = [name for name in known if name not in unlisted]
         for key in given:
             if key not in known:
-                hint = registry.suggest(str(key), offered) or (
+                near, home = registry.suggest(str(key), offered), self._home_hint(path, str(key))
+                hint = near + home if home else near or (
                     f" (options: {', '.join(offered)})" if offered else " (it takes no options)"
                 )
                 self.problems.append(f"{path}.{key}: unknown option{hint}")

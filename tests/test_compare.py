@@ -199,3 +199,25 @@ def test_a_search_draws_markers_without_a_legend_entry_per_trial():
     assert not joined and lines == {"": trials}
     lines, joined = series(grid[:2], "width", ["width"])  # one key: one joined line
     assert joined and lines == {"": grid[:2]}
+
+
+def test_out_inside_a_run_a_seed_group_or_a_sweep_is_refused_before_any_work(sweep, tmp_path):
+    """`compare A B --out RUN` (or RUN/plots) drew its pictures into another run's folder;
+    refused as plot's --out is, naming what holds the folder, with nothing printed or
+    written."""
+    run = run_of(invoke("train", write_config(tmp_path), "-q", "train.epochs=1"))
+    point = next(p for p in sweep.iterdir() if (p / "group.json").is_file())
+    kept = {p: p.read_bytes() for folder in (run, sweep) for p in folder.rglob("*")
+            if p.is_file()}
+    for out, holder in ((run, f"the run {run}"), (run / "plots", f"the run {run}"),
+                        (run / "new", f"the run {run}"), (sweep, f"the sweep {sweep}"),
+                        (point / "pictures", f"the seed group {point}"),
+                        (point / "seed-0000" / "plots", f"the run {point / 'seed-0000'}")):
+        result = invoke("compare", sweep, run, "--out", out)
+        assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+        assert f"--out {out} is inside {holder}" in result.output, result.output
+    assert not (run / "new").exists() and not (point / "pictures").exists()
+    assert {p: p.read_bytes() for folder in (run, sweep) for p in folder.rglob("*")
+            if p.is_file()} == kept
+    drawn = invoke("compare", sweep, run, "--out", tmp_path / "cmp")
+    assert drawn.exit_code == 0 and any((tmp_path / "cmp").glob("*.png")), drawn.output

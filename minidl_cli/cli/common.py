@@ -253,9 +253,22 @@ def refuse_out(out: Path | None, run_dir: Path, inputs: tuple[Path | None, ...] 
                             "to another file")
     holder = run_holding(target.parent)
     if holder is not None:
-        raise UserError(f"--out {out} is inside the run {holder}: writing there could destroy "
-                        "a run's files (its checkpoints, config, data); write outside every "
-                        "run directory")
+        raise UserError(f"--out {out} is inside {holder_name(holder)}: writing there could "
+                        "destroy a run's files (its checkpoints, config, data); write outside "
+                        "every run directory")
+
+
+def refuse_out_folder(out: Path | None, own: Path | None = None) -> None:
+    """UserError when the pictures' folder --out is or lies in a run directory, seed group
+    or sweep (drawing there could overwrite its pictures or files), unless it is `own`: the
+    folder the command draws into without --out (a run's own plots/)."""
+    if out is None:
+        return
+    holder = run_holding(out)
+    if holder is not None and (own is None or out.resolve() != own.resolve()):
+        raise UserError(f"--out {out} is inside {holder_name(holder)}: drawing there could "
+                        "overwrite its files (its pictures, checkpoints); give a folder "
+                        "outside every run directory")
 
 
 RUN_FILES = ("meta.json", "group.json", "sweep.json")  # a run, a seed group, a sweep
@@ -269,6 +282,14 @@ def run_holding(path: Path) -> Path | None:
         if any((folder / name).is_file() for name in RUN_FILES):
             return folder
     return None
+
+
+def holder_name(folder: Path) -> str:
+    """'the sweep X', 'the seed group X' or 'the run X': what run_holding found."""
+    for name, kind in (("sweep.json", "sweep"), ("group.json", "seed group")):
+        if (folder / name).is_file():
+            return f"the {kind} {folder}"
+    return f"the run {folder}"
 
 
 def _recorded_data(run_dir: Path) -> list[tuple[Path, Path]]:

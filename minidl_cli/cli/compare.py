@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import OUT_FOLDER, RUN_PATH, echo, handle_errors
+from minidl_cli.cli.common import OUT_FOLDER, RUN_PATH, echo, handle_errors, refuse_out_folder
 
 
 @click.command()
@@ -31,6 +31,7 @@ def compare(paths: tuple[Path, ...], metric: str | None, as_json: bool,
     """
     from minidl_cli import compare as comparing
 
+    refuse_out_folder(out)  # before any work: the table is not printed either
     entries = comparing.collect(list(paths))
     metric = metric or comparing.default_metric(entries[0].task)
     rows = comparing.table(entries, metric)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from minidl_cli.cli.common import OUT_FOLDER, RUN_PATH, UserError, handle_errors, run_holding
+from minidl_cli.cli.common import OUT_FOLDER, RUN_PATH, handle_errors, refuse_out_folder
 
 
 @click.command()
@@ -27,11 +27,7 @@ def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     from minidl_cli.runs import Run, RunError
 
     own = run_dirs[0] / "plots" if len(run_dirs) == 1 else None  # where it draws without --out
-    holder = run_holding(out) if out is not None else None
-    if holder is not None and (own is None or out.resolve() != own.resolve()):
-        raise UserError(f"--out {out} is inside the run {holder}: drawing there could "
-                        "overwrite that run's files (its pictures, checkpoints); give a "
-                        "folder outside every run directory")
+    refuse_out_folder(out, own)
     if len(run_dirs) == 1 and sweeps.is_sweep(run_dirs[0]):
         for path in replot_sweep(run_dirs[0], out):
             click.echo(path)

@@ -508,3 +508,22 @@ def test_a_layer_beyond_memory_names_its_largest_size(layer):
     option = next(k for k in layer if k != "type")
     assert str(error.value) == (f"model[1]: its parameters do not fit in this machine's memory; "
                                 f"make model[1].{option} ({10**14}) smaller")
+
+
+def test_an_embedding_may_hold_more_rows_than_the_vocabulary():
+    """num_embeddings is at least the data's vocabulary (torch.nn.Embedding takes any table;
+    nanoGPT pads its vocabulary to a multiple of 64): a larger table is kept and its extra
+    rows get no gradient; a smaller one is refused naming the vocabulary."""
+    from minidl_cli.build import build_layers
+
+    cfg = [{"type": "embedding", "embedding_dim": 8, "num_embeddings": 40}]
+    net, shapes = build_layers(cfg, (4,), record=True, data={"vocabulary_size": 34})
+    assert net[0].weight.shape == (40, 8) and cfg[0]["num_embeddings"] == 40
+    net(torch.randint(0, 34, (3, 4)))
+    net.backward(torch.ones(3, 4, 8))
+    assert float(net[0].weight.grad[34:].abs().sum()) == 0
+    with pytest.raises(ValueError) as error:
+        build_layers([{"type": "embedding", "embedding_dim": 8, "num_embeddings": 10}], (4,),
+                     data={"vocabulary_size": 34})
+    assert str(error.value) == ("model[0].num_embeddings: is 10 but the data has 34 vocabulary "
+                                "entries; remove it (it is inferred) or set it to 34 or more")

@@ -397,8 +397,8 @@ def test_list_names_every_section_and_takes_plurals():
 def test_list_shows_the_sizes_a_layer_infers_and_what_a_set_value_must_be():
     text = invoke("list", "layers").stdout
     embedding = text[text.index("\n  embedding "):text.index("\n  flatten ")]
-    assert ("num_embeddings: int (inferred: the data's vocabulary size; a value set must "
-            "equal it)") in embedding
+    assert ("num_embeddings: int (inferred: the data's vocabulary size; a value set may be "
+            "larger)") in embedding
     assert ("max_len: int (inferred: the input's axis 1 (N is 0); a value set may be larger)"
             in text)
     assert "in_features: int (inferred: the input's last axis; a value set must equal it)" in text

@@ -25,6 +25,8 @@ class Embedding(Module):
 
     token_ids = "take"  # looks the ids up: floats come out
     inferred = {"num_embeddings": "vocabulary_size"}  # the data's vocabulary, not a shape
+    # the vocabulary is the least table; a larger one stands (nanoGPT pads 50257 to 50304)
+    inferred_minimum = {"num_embeddings": "vocabulary entries"}
 
     def __init__(self, num_embeddings: int, embedding_dim: Annotated[int, Range(ge=1)]):
         if num_embeddings is None:  # the builder found no vocabulary to read it off

@@ -456,3 +456,16 @@ def test_out_onto_a_runs_training_data_or_into_another_run_is_refused(tmp_path):
     results.write_text("old results\n")
     assert invoke("predict", reg, rows, "--out", results).exit_code == 0
     assert results.read_text().startswith("prediction")
+
+
+@pytest.mark.parametrize("x, why", [(["\n"], "too many dimensions 'str'"),
+                                    ([[1.0, 2.0], [3.0]], "expected sequence of length 2")])
+def test_a_table_run_given_neither_numbers_nor_a_table_says_what_it_takes(run, x, why):
+    """A list of texts (or ragged lists) given to a table run's predict was torch's bare
+    'too many dimensions 'str''; it names what the run takes, then torch's reason."""
+    model = minidl_cli.load(run)
+    with pytest.raises(ValueError) as error:
+        model.predict(x)
+    message = str(error.value)
+    assert message.startswith("predict: this run takes numbers of shape (n, ")
+    assert "or a table (a CSV or Parquet path" in message and why in message

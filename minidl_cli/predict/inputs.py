@@ -79,10 +79,17 @@ class RunInputs:
         return x if self.permutation is None else x[:, self.permutation]
 
     def _tensor(self, x: Any) -> Tensor:
-        """A tensor or array of inputs as float64, checked against the input shape."""
-        tensor = torch.as_tensor(x, dtype=torch.float64)
+        """A tensor or array of inputs as float64, checked against the input shape;
+        ValueError naming what it takes for anything else (texts, ragged lists)."""
+        shape = ", ".join(map(str, self.input_shape))
+        try:
+            tensor = torch.as_tensor(x, dtype=torch.float64)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"predict: this run takes numbers of shape (n, {shape}) (a tensor, "
+                             "an array or equal-length lists) or a table (a CSV or Parquet "
+                             f"path, a pyarrow Table, a pandas DataFrame); got {type(x).__name__}"
+                             f" that is neither ({e})") from None
         if tensor.shape[1:] != self.input_shape:
-            shape = ", ".join(map(str, self.input_shape))
             columns = ""
             if len(self.input_shape) == 1 and self.encoded_features:
                 columns = (f" (the encoded columns {', '.join(self.encoded_features)}, as "

@@ -259,8 +259,11 @@ class Run:
                            f"points, e.g. {point} (plot, compare and train --resume also "
                            "take the whole sweep)")
         if not path.is_dir() or not (path / "config.yaml").is_file():
-            raise RunError(f"{path} is not a minidl run directory (it has no config.yaml); pass "
-                           "a directory that `minidl train` created")
+            holder = run_holding(path.parent)
+            fix = (f"it lies in {holder_name(holder, path)}: give that folder instead"
+                   if holder is not None else "pass a directory that `minidl train` created")
+            raise RunError(f"{path} is not a minidl run directory (it has no config.yaml); "
+                           f"{fix}")
         return cls(path)
 
     # --- config.yaml, meta.json, eval.json ---
@@ -462,3 +465,35 @@ def initial_meta() -> dict[str, Any]:
         "device": None,
         "argv": sys.argv,
     }
+
+
+RUN_FILES = ("meta.json", "group.json", "sweep.json")  # a run, a seed group, a sweep
+
+
+def run_holding(path: Path) -> Path | None:
+    """The run directory, seed group or sweep that `path` is or lies in (the nearest of it
+    and its parents holding a meta.json, group.json or sweep.json), else None."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        if any((folder / name).is_file() for name in RUN_FILES):
+            return folder
+    return None
+
+
+def holder_name(folder: Path, given: Path | None = None) -> str:
+    """'the sweep X', 'the seed group X' or 'the run X': what run_holding found, named as
+    in the path the user gave when it lies in it (as_given)."""
+    shown = as_given(folder, given) if given is not None else folder
+    for name, kind in (("sweep.json", "sweep"), ("group.json", "seed group")):
+        if (folder / name).is_file():
+            return f"the {kind} {shown}"
+    return f"the run {shown}"
+
+
+def as_given(folder: Path, given: Path) -> Path:
+    """`folder` (resolved) as the user's path `given` spells it: the ancestor of `given`
+    that is `folder` (runs/x rather than /home/.../runs/x), else `folder` itself."""
+    for candidate in (Path(given), *Path(given).parents):
+        if candidate.resolve() == folder:
+            return candidate
+    return folder

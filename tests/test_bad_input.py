@@ -410,6 +410,15 @@ class _Evil:
      "--out {folder}: is a directory, not a results file; give a file name, e.g. --out "
      "{folder}/results.csv"),
     (["evaluate", "{run}", "--out", "{folder}"], "give a file name, e.g. --out {folder}/eval.json"),
+    # a checkpoint or a folder inside a run: the run holding it is what was meant
+    (["train", "--resume", "{run}/checkpoints/last.pt"],
+     "--resume {run}/checkpoints/last.pt: is a file, not a run directory; it lies in the run "
+     "{run}: give that folder instead, --resume {run}"),
+    (["evaluate", "{run}/config.yaml"], "it lies in the run {run}: give that folder instead"),
+    (["sample", "{run}/checkpoints"], "{run}/checkpoints is not a minidl run directory (it has "
+                                      "no config.yaml); it lies in the run {run}: give that "
+                                      "folder instead"),
+    (["train", "--resume", "{run}/checkpoints"], "it lies in the run {run}: give that folder"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_a_path_of_the_wrong_kind_is_one_line_with_the_fix(trained, tmp_path, args, says):
     """A config where a run directory is wanted (and the reverse, and a file for an --out

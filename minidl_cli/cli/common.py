@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from minidl_cli.runs import as_given, holder_name, run_holding
+
 _gc_paused = False  # by pause_gc_for_imports, until imports_done
 
 
@@ -77,6 +79,10 @@ class KindPath(click.Path):
 def _file_given_fix(path: Path, kind: str, option: str | None) -> str:
     if kind == "folder":
         return f"give a folder for the pictures (created if missing), e.g. {option} plots/"
+    holder = run_holding(path.parent)
+    if holder is not None:  # a checkpoint or config of a run: the run is what is asked for
+        return (f"it lies in {holder_name(holder, path)}: give that folder instead"
+                + (f", {option} {as_given(holder, path)}" if option else ""))
     if option == "--resume":
         return (f"to train from a config use minidl train {path}; --resume takes the run "
                 "directory minidl train printed")
@@ -269,27 +275,6 @@ def refuse_out_folder(out: Path | None, own: Path | None = None) -> None:
         raise UserError(f"--out {out} is inside {holder_name(holder)}: drawing there could "
                         "overwrite its files (its pictures, checkpoints); give a folder "
                         "outside every run directory")
-
-
-RUN_FILES = ("meta.json", "group.json", "sweep.json")  # a run, a seed group, a sweep
-
-
-def run_holding(path: Path) -> Path | None:
-    """The run directory, seed group or sweep that `path` is or lies in (the nearest of it
-    and its parents holding a meta.json, group.json or sweep.json), else None."""
-    path = Path(path).resolve()
-    for folder in (path, *path.parents):
-        if any((folder / name).is_file() for name in RUN_FILES):
-            return folder
-    return None
-
-
-def holder_name(folder: Path) -> str:
-    """'the sweep X', 'the seed group X' or 'the run X': what run_holding found."""
-    for name, kind in (("sweep.json", "sweep"), ("group.json", "seed group")):
-        if (folder / name).is_file():
-            return f"the {kind} {folder}"
-    return f"the run {folder}"
 
 
 def _recorded_data(run_dir: Path) -> list[tuple[Path, Path]]:

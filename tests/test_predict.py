@@ -458,6 +458,36 @@ def test_out_onto_a_runs_training_data_or_into_another_run_is_refused(tmp_path):
     assert results.read_text().startswith("prediction")
 
 
+def test_out_onto_the_data_of_a_run_in_another_runs_folder_is_refused(tmp_path, monkeypatch):
+    """A run kept with runs_dir=runs2 is not beside the run predict uses (runs/): its
+    training data was overwritten. The runs folders in the current directory and in the
+    --out file's folder are searched too; an ordinary file there is still overwritten."""
+    data = tmp_path / "reg.csv"
+    data.write_text("a,b,y\n" + "".join(f"{i / 10},{i % 3},{i / 5}\n" for i in range(20)))
+    config = {**TINY, "data": {"type": "csv", "train": str(data), "label": "y",
+                               "test_fraction": 0.25, "task": "regression"},
+              "model": [{"type": "linear", "out_features": 1}], "loss": "mse",
+              "train": {"epochs": 1, "batch_size": 10}}
+    kept = train_tiny(tmp_path, f"runs_dir={tmp_path / 'runs2'}", config=config)
+    assert kept.parent == tmp_path / "runs2"
+    user = train_tiny(tmp_path)  # in runs/, nothing beside it trained on reg.csv
+    rows = tmp_path / "new.csv"
+    rows.write_text("x1,x2\n0.1,0.2\n")
+    original = data.read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd, out in ((tmp_path, Path("reg.csv")), (elsewhere, data)):
+        monkeypatch.chdir(cwd)
+        result = invoke("predict", user, rows, "--out", out)
+        assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+        assert f"is the data {kept} was trained on" in result.output, result.output
+        assert data.read_bytes() == original
+    results = tmp_path / "results.csv"
+    results.write_text("old results\n")
+    assert invoke("predict", user, rows, "--out", results).exit_code == 0
+    assert results.read_text().startswith("prediction")
+
+
 @pytest.mark.parametrize("x, why", [(["\n"], "too many dimensions 'str'"),
                                     ([[1.0, 2.0], [3.0]], "expected sequence of length 2")])
 def test_a_table_run_given_neither_numbers_nor_a_table_says_what_it_takes(run, x, why):

@@ -252,7 +252,7 @@ def refuse_out(out: Path | None, run_dir: Path, inputs: tuple[Path | None, ...] 
         if given is not None and str(given) != "-" and given.resolve() == target:
             raise UserError(f"--out {out} is the input {given}: writing there would destroy "
                             "it; write the results to another file")
-    for run, recorded in _recorded_data(run_dir):
+    for run, recorded in _recorded_data(run_dir, target):
         if recorded == target:
             raise UserError(f"--out {out} is the data {run} was trained on (its meta.json "
                             "records it): writing there would destroy it; write the results "
@@ -277,15 +277,23 @@ def refuse_out_folder(out: Path | None, own: Path | None = None) -> None:
                         "outside every run directory")
 
 
-def _recorded_data(run_dir: Path) -> list[tuple[Path, Path]]:
+def _recorded_data(run_dir: Path, target: Path | None = None) -> list[tuple[Path, Path]]:
     """(run, data file resolved) for each data file that `run_dir` and the runs beside it
-    (in its runs directory, members of groups and sweeps included) were trained on."""
+    (in its runs directory, members of groups and sweeps included) were trained on; when
+    the file `target` exists, also those of the runs in every runs folder (a folder holding
+    a run, seed group or sweep) in or beside the current directory and target's folder, as
+    runs_dir=runs2 keeps them."""
     import json
 
     run_dir = Path(run_dir)
+    folders = {run_dir.parent}
+    if target is not None and target.is_file():
+        for near in {Path.cwd().resolve(), target.parent}:
+            folders.update(_runs_folders(near))
     metas = {run_dir / "meta.json"}
-    for pattern in ("*/meta.json", "*/*/meta.json", "*/*/*/meta.json"):
-        metas.update(run_dir.parent.glob(pattern))
+    for folder in folders:
+        for pattern in ("*/meta.json", "*/*/meta.json", "*/*/*/meta.json"):
+            metas.update(folder.glob(pattern))
     found = []
     for meta in sorted(metas):
         try:
@@ -294,6 +302,24 @@ def _recorded_data(run_dir: Path) -> list[tuple[Path, Path]]:
             continue
         found += [(meta.parent, Path(name).resolve()) for name in files]
     return found
+
+
+def _runs_folders(folder: Path) -> list[Path]:
+    """`folder` and its subfolders that hold a run directory, seed group or sweep."""
+    from minidl_cli.runs import RUN_FILES
+
+    def holds_runs(path: Path) -> bool:
+        try:
+            return any(child.is_dir() and any((child / n).is_file() for n in RUN_FILES)
+                       for child in path.iterdir())
+        except OSError:
+            return False
+
+    try:
+        subfolders = [d for d in folder.iterdir() if d.is_dir()]
+    except OSError:
+        return []
+    return [d for d in (folder, *subfolders) if holds_runs(d)]
 
 
 def check_overrides(overrides: list[str]) -> None:

@@ -79,6 +79,12 @@ def test_regression_and_language_models_sort_by_test_loss_and_do_not_mix(tmp_pat
     assert mixed.exit_code == 2 and "different tasks" in mixed.output
     assert "regression" in mixed.output and "language_model" in mixed.output
     assert len(mixed.output.strip().splitlines()) == 1
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    for out in (tmp_path / "gplot" / "sub", existing):  # refused: no folder left behind
+        refused = invoke("plot", reg[0], lm[0], "--out", out)
+        assert refused.exit_code == 2 and "cannot overlay" in refused.output, refused.output
+    assert not (tmp_path / "gplot").exists() and existing.is_dir()
 
 
 def test_an_option_an_old_run_lacks_is_its_default_not_a_difference(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -34,8 +35,9 @@ def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
         return
     if len(run_dirs) == 1 and seeds.is_group(run_dirs[0]):
         target = out or run_dirs[0] / "plots"
-        target.mkdir(parents=True, exist_ok=True)
-        for path in plots.plot_group(seeds.open_group(run_dirs[0]), target):
+        with _made_for(target):
+            drawn = plots.plot_group(seeds.open_group(run_dirs[0]), target)
+        for path in drawn:
             click.echo(path)
         return
     if len(run_dirs) == 1 and out is None:
@@ -49,11 +51,29 @@ def plot(run_dirs: tuple[Path, ...], out: Path | None) -> None:
                        "--out DIR")
     items = [_trained_members(d) if seeds.is_group(d) else Run.open(d).path for d in run_dirs]
     out = out or Path.cwd()
-    out.mkdir(parents=True, exist_ok=True)
     labels = [f"{Path(d).name} (mean ± 1 std)" if isinstance(item, list) else Path(d).name
               for d, item in zip(run_dirs, items, strict=True)]
-    for path in plots.overlay_runs(items, out, labels):
+    with _made_for(out):
+        drawn = plots.overlay_runs(items, out, labels)
+    for path in drawn:
         click.echo(path)
+
+
+@contextmanager
+def _made_for(out: Path):
+    """Create the folder `out` (and its missing parents) for the drawing inside; when the
+    drawing is refused or fails, remove again the folders it created that stay empty."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something was drawn): kept
+                break
+        raise
 
 
 def _trained_members(group: Path) -> list[Path]:

@@ -150,6 +150,7 @@ def test_ctrl_c_stops_a_parallel_group_at_once(tmp_path):
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "seeds 2, 3 were not started" in err
+    assert "seeds 0, 1 were saved mid-training" in err
     (group,) = (tmp_path / "runs").iterdir()
     assert out.strip().splitlines()[-1] == str(group)
     summary = {r["seed"]: r for r in csv.DictReader(open(group / "summary.csv"))}
@@ -160,6 +161,26 @@ def test_ctrl_c_stops_a_parallel_group_at_once(tmp_path):
         assert meta["status"] == "interrupted" and meta["epochs_completed"] >= 1
         assert int(summary[seed]["epochs"]) >= 1
     assert not (group / "seed-0002").exists() and not (group / "seed-0003").exists()
+
+
+def test_the_interrupt_report_tells_saved_seeds_from_those_with_no_epoch(tmp_path, capsys):
+    """A seed stopped before its first epoch ended was said to be "saved mid-training"."""
+    from minidl_cli.cli.sweep import _report_interrupted_group
+
+    rows = [{"seed": 0, "status": "completed", "epochs": 3},
+            {"seed": 1, "status": "interrupted", "epochs": 2},
+            {"seed": 4, "status": "interrupted", "epochs": 0},
+            {"seed": 5, "status": "interrupted", "epochs": 0},
+            {"seed": 6, "status": "not started", "epochs": 0}]
+    with pytest.raises(SystemExit) as stopped:
+        _report_interrupted_group(tmp_path, rows, 2)
+    assert stopped.value.code == 130
+    lines = capsys.readouterr().err.splitlines()
+    assert "seed 1 was saved mid-training; resume one with: minidl train --resume " \
+           f"{tmp_path / 'seed-0001'}" in lines
+    assert "seeds 4, 5 were stopped before their first epoch ended: nothing trained yet" in lines
+    assert "seed 6 was not started" in lines
+    assert f"finish them with: minidl train --resume {tmp_path}" in lines
 
 
 def test_a_seed_group_given_as_a_run_says_so_and_names_a_member(tmp_path):

@@ -107,17 +107,23 @@ def _report_interrupted_group(group: Path, rows: list[dict], signum: int) -> Non
         return [row["seed"] for row in rows if row["status"] in statuses]
 
     finished, unstarted = seeds_with("completed", "failed"), seeds_with(NOT_STARTED)
-    saved = [s for s in seeds_with("interrupted", "running")]
+    stopped = [row for row in rows if row["status"] in ("interrupted", "running")]
+    saved = [row["seed"] for row in stopped if row.get("epochs")]
+    begun = [row["seed"] for row in stopped if not row.get("epochs")]  # no epoch trained
     lines = [f"\ninterrupted by {signal.Signals(signum).name}: {len(finished)} of {len(rows)} "
              f"seeds finished; {group / 'summary.csv'} lists every seed and its status"]
     if saved:
         lines.append(f"{_seeds(saved)} {'was' if len(saved) == 1 else 'were'} saved "
                      f"mid-training; resume one with: minidl train --resume "
                      f"{group / f'seed-{saved[0]:04d}'}")
+    if begun:
+        lines.append(f"{_seeds(begun)} {'was' if len(begun) == 1 else 'were'} stopped before "
+                     f"{'its' if len(begun) == 1 else 'their'} first epoch ended: nothing "
+                     "trained yet")
     if unstarted:
         lines.append(f"{_seeds(unstarted)} {'was' if len(unstarted) == 1 else 'were'} "
                      "not started")
-    if saved or unstarted:
+    if saved or begun or unstarted:
         lines.append(f"finish them with: minidl train --resume {group}")
     echo("\n".join(lines), err=True)
     echo(group)

@@ -165,7 +165,7 @@ def test_ctrl_c_stops_a_parallel_group_at_once(tmp_path):
 
 def test_the_interrupt_report_tells_saved_seeds_from_those_with_no_epoch(tmp_path, capsys):
     """A seed stopped before its first epoch ended was said to be "saved mid-training"."""
-    from minidl_cli.cli.sweep import _report_interrupted_group
+    from minidl_cli.cli.sweep import report_interrupted_group
 
     rows = [{"seed": 0, "status": "completed", "epochs": 3},
             {"seed": 1, "status": "interrupted", "epochs": 2},
@@ -173,7 +173,7 @@ def test_the_interrupt_report_tells_saved_seeds_from_those_with_no_epoch(tmp_pat
             {"seed": 5, "status": "interrupted", "epochs": 0},
             {"seed": 6, "status": "not started", "epochs": 0}]
     with pytest.raises(SystemExit) as stopped:
-        _report_interrupted_group(tmp_path, rows, 2)
+        report_interrupted_group(tmp_path, rows, 2)
     assert stopped.value.code == 130
     lines = capsys.readouterr().err.splitlines()
     assert "seed 1 was saved mid-training; resume one with: minidl train --resume " \

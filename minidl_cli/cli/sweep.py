@@ -92,15 +92,17 @@ def train_seeds(config: dict, seeds_text: str, jobs: int, quiet: bool) -> None:
     with stop_on_signals() as flag:
         group, rows = seeds.run_seeds(config, chosen, jobs, report, stop=flag)
     if flag.signum is not None:
-        _report_interrupted_group(group, rows, flag.signum)
+        report_interrupted_group(group, rows, flag.signum)
     print_group_summary(rows, next((r["task"] for r in rows if "task" in r), "classification"))
     echo(group)
     if any(row["status"] != "completed" for row in rows):
         sys.exit(1)
 
 
-def _report_interrupted_group(group: Path, rows: list[dict], signum: int) -> None:
-    """Which seeds completed, which were saved mid-training, which never started; exit."""
+def report_interrupted_group(group: Path, rows: list[dict], signum: int) -> None:
+    """On stderr, which seeds of `group` (`rows`: its summary rows) completed, were saved
+    mid-training, stopped before their first epoch, or never started, and how to finish
+    them; the group on stdout. Raises SystemExit(128 + signum), as a signalled command."""
     from minidl_cli.seeds import NOT_STARTED
 
     def seeds_with(*statuses: str) -> list[int]:

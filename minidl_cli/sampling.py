@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minidl_cli.config.validate import SEED_LIMIT
 from minidl_cli.data.text import encode
 
 DEFAULT_NUM = {"lines": 10, "stream": 1}  # items of a lines run; texts of a stream run
@@ -97,7 +98,7 @@ def check_arguments(task: Any, num: Any, max_tokens: Any, temperature: Any,
         raise ValueError(f"sample: the temperature must be > 0 (1 samples the model's own "
                          f"probabilities, lower is greedier), got {temperature}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
-                             or not 0 <= seed < 2**63):
+                             or not 0 <= seed < SEED_LIMIT):
         raise ValueError(f"sample: the seed must be an integer from 0 to 2**63 - 1 (as a "
                          f"config's seed) or None for a fresh one, got {seed!r}")
     if task.mode == "lines" and (task.boundary in prompt or "\r" in prompt):

@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidl_cli.config.validate import SEED_LIMIT  # a config's seed's bound
 from minidl_cli.early_stopping import kept_row
 from minidl_cli.runs import (
     RunError,
@@ -44,7 +45,6 @@ def summary_columns(task: str) -> list[str]:
     return ["seed", "epochs", *by_name(task).summary_keys(), "wall_s", "status"]
 
 
-SEED_LIMIT = 2**63  # a config's seed's bound (torch.manual_seed takes 64 bits)
 MAX_SEEDS = 10_000  # runs in one group: each is a folder, a process's work and a summary row
 
 

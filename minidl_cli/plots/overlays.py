@@ -193,11 +193,16 @@ def group_metrics(run_dirs: Sequence[str | os.PathLike]) -> Metrics:
     """A seed group's curves as one run's: each column every member has, its mean over the
     members at the epochs common to all, and `<column>_std` beside it (sample std, n - 1;
     0 with one member). Raises ValueError without runs."""
-    import numpy as np
-
     runs = [_run_metrics(Path(d)) for d in run_dirs]
     if not runs:
         raise ValueError("a seed group with no member that has trained an epoch")
+    return _mean_std(runs)
+
+
+def _mean_std(runs: list[Metrics]) -> Metrics:
+    """group_metrics of runs' metrics already read (at least one)."""
+    import numpy as np
+
     common = sorted(set.intersection(*(set(m.get("epoch", [])) for m in runs)))
     metrics: Metrics = {"epoch": common}
     for key in runs[0]:
@@ -226,7 +231,8 @@ def plot_group(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     metric = _common_metric(runs, [d.name for d in run_dirs])
     losses = {run_loss_name(d) for d in run_dirs}
     loss_name = losses.pop() if len(losses) == 1 else None
-    common = sorted(set.intersection(*(set(m.get("epoch", [])) for m in runs)))
+    group = _mean_std(runs)
+    common = group["epoch"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -237,9 +243,7 @@ def plot_group(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
             for i, split in enumerate(SPLITS):
                 key = f"{split}_{quantity}"
                 if common and all(has(m, key) for m in runs):
-                    curves = np.array([_at_epochs(m, key, common) for m in runs])
-                    mean = curves.mean(0)
-                    std = curves.std(0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
+                    mean, std = np.array(group[key]), np.array(group[f"{key}_std"])
                     ax.plot(common, mean, color=color(i), label=f"{split_name(split)} (mean)",
                             **single_point_marker(common))
                     ax.fill_between(common, mean - std, mean + std, color=color(i), alpha=0.25,

@@ -34,6 +34,8 @@ def test_the_grid_is_every_combination_in_order():
     (["--sweep", "seed=1,2"], "--seeds 1,2"),  # would train the same seed twice
     (["--sweep", "runs_dir=a,b"], "one runs_dir"),
     (["--sweep", "optimizer.lr=0.1,0.2", "--nproc", "2"], "--jobs"),
+    (["--sweep", "optimizer.lr=0.1,.10"], ".10 repeats 0.1 (the same value)"),
+    (["--sweep", "optimizer.lr=1e-3,0.001"], "0.001 repeats 1e-3"),  # YAML 1.1 reads a str
 ])
 def test_bad_sweep_specs_are_one_line_and_exit_2(tmp_path, args, needle):
     result = invoke("train", write_config(tmp_path), "-q", *args)

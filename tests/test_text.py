@@ -266,6 +266,29 @@ def test_block_size_longer_than_the_whole_text(tmp_path):
     assert "(12 characters" in message and "set data.block_size to at most 1" in message
 
 
+@pytest.mark.parametrize("mode", ["lines", "stream"])
+def test_windows_beyond_memory_are_an_error_with_the_block_size_fix(tmp_path, monkeypatch,
+                                                                     mode):
+    """Cutting the windows runs out of memory: a ValueError naming data.block_size and the
+    file (lines: its size estimate and its longest line), not a MemoryError's traceback."""
+    import minidl_cli.data.text as text_module
+
+    def out_of_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(text_module, "examples", out_of_memory)
+    with pytest.raises(ValueError) as error:
+        lines_dataset(tmp_path, "\n".join(NAMES), block_size=4, mode=mode)
+    message = str(error.value)
+    assert "data.block_size 4" in message and "lines.txt" in message
+    if mode == "lines":
+        longest = max(map(len, NAMES))
+        assert "more than memory holds; lower it (its longest line has " \
+               f"{longest} characters: a context beyond {longest + 1} holds only" in message
+    else:
+        assert message.endswith("does not fit in memory; lower block_size or use a shorter text")
+
+
 def test_the_block_size_advice_counts_both_parts_of_the_text(tmp_path):
     """The largest block_size offered leaves a window in the training and the test part
     (the end of the text): following the advice trains."""

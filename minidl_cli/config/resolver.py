@@ -245,16 +245,16 @@ def _check_against_data(config: dict, problems: list[str], dataset: Any) -> None
             built: list = []  # (path, layer, input shape) of every layer, at every depth
             vocabulary = getattr(dataset, "vocabulary", None)  # a text data set's tokens
             sizes = {"vocabulary_size": len(vocabulary)} if vocabulary else None
-            floats = dataset.x_train.is_floating_point()  # features: no embedding takes them
+            # token ids (int64 inputs) must reach an embedding before any float layer, and
+            # float features may reach none: the builder checks both, layer by layer
+            ids = not dataset.x_train.is_floating_point()
             model, shapes = build.build_layers(config["model"], dataset.input_shape,
-                                               record=True, seen=built, data=sizes,
-                                               ids=False if floats else None)
+                                               record=True, seen=built, data=sizes, ids=ids)
         except ValueError as e:
             problems.append(str(e))
             model = None
         _check_task(config, dataset, problems, config["loss"])
         if model is not None:
-            _check_token_ids(config["model"], model, dataset, problems)
             _check_causal(config["model"], model, dataset, problems)
             _check_output(config["model"], shapes, dataset, problems)
             _check_batch_norm(built, len(dataset.x_train), train["batch_size"], problems)
@@ -289,41 +289,6 @@ def _check_task(config: dict, dataset: Any, problems: list[str], raw_loss: Any =
     why = task.check_loss(loss)
     if why:
         problems.append(f"loss: {why}")
-
-
-def _check_token_ids(model_cfg: list[dict], model: Any, dataset: Any,
-                     problems: list[str]) -> None:
-    """Token ids (int64 inputs: a text data set) must reach a layer that looks them up (an
-    embedding: it refuses floats with a TypeError) before any layer that computes with them
-    as numbers. Found by passing two training inputs through the layers in eval mode, until
-    one outputs floats; layers that keep them ids (flatten) are passed through."""
-    from torch import Tensor
-
-    from minidl_cli.nn.module import show_shape
-
-    x = dataset.x_train[:2]
-    if x.is_floating_point():
-        return
-    was_training = model.training
-    model.eval()
-    try:
-        for i, (layer, cfg) in enumerate(zip(model, model_cfg, strict=True)):
-            try:
-                out = layer.forward(x)
-            except Exception:
-                out = None
-            if isinstance(out, Tensor) and not out.is_floating_point():
-                x = out  # still token ids (flatten, identity)
-                continue
-            if isinstance(out, Tensor) and _refuses_floats(layer, x):
-                return
-            problems.append(
-                f"model[{i}]: {cfg['type']} takes float features, but the data gives token ids "
-                f"{show_shape(tuple(x.shape[1:]))} int64; put an embedding first, e.g. "
-                "{type: embedding, embedding_dim: 16}")
-            return
-    finally:
-        model.train(was_training)
 
 
 def _check_causal(model_cfg: list, model: Any, dataset: Any, problems: list[str]) -> None:
@@ -379,17 +344,6 @@ def _seeing_ahead(model_cfg: Any, path: str = "model") -> str:
         if found:
             return found
     return ""
-
-
-def _refuses_floats(layer: Any, ids: Any) -> bool:
-    """Whether `layer` raises TypeError for float inputs (it wants ids, as an embedding)."""
-    try:
-        layer.forward(ids.double())
-    except TypeError:
-        return True
-    except Exception:
-        return False
-    return False
 
 
 def _check_output(model: list[dict], shapes: list[tuple[int, ...]], dataset: Any,

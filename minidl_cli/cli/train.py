@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import sys
@@ -34,8 +33,7 @@ def progress_bar(total: int, done: int, enabled: bool,
         yield lambda row: None
         return
     if not sys.stderr.isatty():
-        epochs = itertools.count(done + 1)
-        yield lambda row: echo(f"epoch {next(epochs)}/{total}: {describe(row)}", err=True)
+        yield lambda row: echo(f"epoch {row['epoch']}/{total}: {describe(row)}", err=True)
         return
     bar = click.progressbar(length=total, label="epoch", file=sys.stderr, show_pos=True,
                             item_show_func=lambda row: describe(row) if row else None)

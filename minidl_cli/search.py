@@ -60,11 +60,12 @@ def parse_space(grid: list[tuple[str, list[str]]]) -> dict[str, tuple[str, list[
             space[key] = ("choice", [sweeps.parse_value(v) for v in values])
             continue
         kind, text = match.groups()
-        args = [_number(a.strip()) for a in sweeps.split_top_level(text)]
+        texts = [a.strip() for a in sweeps.split_top_level(text)]
+        args = [_number(a) for a in texts]
         if kind == "choice":
             if not text.strip():
                 raise ValueError(f"--sweep {key}=choice(): give the values, e.g. choice(8,16)")
-            twice = sweeps.repeated([a.strip() for a in sweeps.split_top_level(text)])
+            twice = sweeps.repeated(texts)
             if twice:
                 raise ValueError(f"--sweep {key}={values[0]}: {twice[1]} repeats {twice[0]} "
                                  "(the same value); list each value once")

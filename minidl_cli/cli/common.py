@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from minidl_cli.runs import as_given, holder_name, run_holding
+from minidl_cli.runs import RUN_FILES, as_given, holder_name, run_holding
 
 _gc_paused = False  # by pause_gc_for_imports, until imports_done
 
@@ -306,8 +306,6 @@ def _recorded_data(run_dir: Path, target: Path | None = None) -> list[tuple[Path
 
 def _runs_folders(folder: Path) -> list[Path]:
     """`folder` and its subfolders that hold a run directory, seed group or sweep."""
-    from minidl_cli.runs import RUN_FILES
-
     def holds_runs(path: Path) -> bool:
         try:
             return any(child.is_dir() and any((child / n).is_file() for n in RUN_FILES)

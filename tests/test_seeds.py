@@ -279,6 +279,14 @@ def test_plot_overlays_a_seed_group_as_its_mean_and_band_beside_a_run(tmp_path):
         assert drawn[key] == pytest.approx(curves.mean(0).tolist())
         assert drawn[f"{key}_std"] == pytest.approx(curves.std(0).tolist())  # n - 1
 
+    for s in range(3):  # as a group stopped before any member finished its first epoch
+        (group / f"seed-000{s}" / "metrics.csv").unlink()
+    refused = invoke("plot", group, run, "--out", tmp_path / "none")
+    assert refused.exit_code == 2 and len(refused.output.splitlines()) == 1, refused.output
+    assert f"{group}: no member of this seed group has trained an epoch; resume it first: " \
+           f"minidl train --resume {group}" in refused.output
+    assert not (tmp_path / "none").exists()
+
 
 def test_an_interrupt_that_no_command_catches_exits_128_plus_the_signal(tmp_path, monkeypatch):
     """train.Interrupted (a second signal) escaping a command was a traceback and exit 1;

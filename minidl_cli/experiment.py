@@ -310,7 +310,8 @@ def _refuse_changes(run: Run, config: dict[str, Any], stored: dict[str, Any],
     A key the stored config lacks and no override sets is an option added to minidl since
     the run was made, at its default: no change."""
     new, old = _flatten(config), _flatten(stored)
-    given = {o.partition("=")[0].strip() for o in overrides}
+    given = {re.sub(r"\[(\d+)\]", r".\1", o.partition("=")[0].strip())  # model[0].x
+             for o in overrides}  # as the override sets it: model.0.x
     changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k)
                      and (k in old or any(k == g or k.startswith(g + ".") for g in given)))
     allowed = RESUMABLE_KEYS | _schedule_length_keys(config, stored)

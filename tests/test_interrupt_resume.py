@@ -137,6 +137,21 @@ def test_a_run_made_before_an_option_existed_resumes(tmp_path):
     assert meta(run)["epochs_completed"] == 2
 
 
+def test_setting_an_option_made_since_the_run_is_refused_in_either_spelling(tmp_path):
+    """A list item's key is set as model[0].init or model.0.init: either way, an option the
+    stored config lacks (a run of an older minidl) that the resume sets is a change."""
+    config = {**STATEFUL, "train": {**STATEFUL["train"], "epochs": 1}}
+    run = run_of(invoke("train", write_config(tmp_path, config), "-q"))
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    assert stored["model"][0].pop("init") == "xavier_uniform"
+    (run / "config.yaml").write_text(yaml.safe_dump(stored))  # as a run of an older minidl
+    for key in ("model[0].init", "model.0.init"):
+        refused = invoke("train", "--resume", run, "train.epochs=2", f"{key}=kaiming_normal")
+        assert refused.exit_code == 2 and "cannot change model[0].init" in refused.output, \
+            refused.output
+    assert meta(run)["epochs_completed"] == 1
+
+
 def test_refused_resumes_leave_the_run_untouched(tmp_path):
     config = load_config(write_config(tmp_path, STATEFUL))
     run, trainer = experiment.start_run(config)

@@ -128,6 +128,11 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
     raise RunError(f"could not create a run directory under {runs_dir}")
 
 
+GROUP_FILE = "group.json"  # a seed group's record (seeds.py)
+SWEEP_FILE = "sweep.json"  # a sweep's record (sweeps.py)
+RUN_FILES = ("meta.json", GROUP_FILE, SWEEP_FILE)  # a run, a seed group, a sweep
+
+
 def _flock(path: Path) -> int | None:
     """An open descriptor of the directory `path` holding its exclusive flock; None where
     the system or file system has no flock. RunError when another process holds it."""
@@ -153,9 +158,9 @@ def collection_of(path: Path) -> Path | None:
     of its points' groups), or None; the directory a sweep's or group's resume locks."""
     path = Path(path)
     for outer in (path.parent.parent, path.parent):
-        if (outer / "sweep.json").is_file():  # sweeps.SWEEP_FILE
+        if (outer / SWEEP_FILE).is_file():
             return outer
-    return path.parent if (path.parent / "group.json").is_file() else None  # GROUP_FILE
+    return path.parent if (path.parent / GROUP_FILE).is_file() else None
 
 
 @contextmanager
@@ -246,14 +251,14 @@ class Run:
         if not path.exists():
             raise RunError(f"run directory not found: {path} (pass a directory that "
                            "`minidl train` created, e.g. runs/disk-20260101-120000)")
-        if (path / "group.json").is_file():  # seeds.GROUP_FILE: one level above its runs
-            names = json.loads((path / "group.json").read_text()).get("members") or []
+        if (path / GROUP_FILE).is_file():  # one level above its runs
+            names = json.loads((path / GROUP_FILE).read_text()).get("members") or []
             member = path / names[0] if names else path / "seed-0000"
             raise RunError(f"{path} is a seed group (from --seeds), not a run; give one of its "
                            f"member runs, e.g. {member} (evaluate and plot also take the "
                            "whole group)")
-        if (path / "sweep.json").is_file():  # sweeps.SWEEP_FILE
-            points = json.loads((path / "sweep.json").read_text()).get("points") or []
+        if (path / SWEEP_FILE).is_file():
+            points = json.loads((path / SWEEP_FILE).read_text()).get("points") or []
             point = path / points[0]["name"] if points else path
             raise RunError(f"{path} is a sweep (from --sweep), not a run; give one of its "
                            f"points, e.g. {point} (plot, compare and train --resume also "
@@ -467,9 +472,6 @@ def initial_meta() -> dict[str, Any]:
     }
 
 
-RUN_FILES = ("meta.json", "group.json", "sweep.json")  # a run, a seed group, a sweep
-
-
 def run_holding(path: Path) -> Path | None:
     """The run directory, seed group or sweep that `path` is or lies in (the nearest of it
     and its parents holding a meta.json, group.json or sweep.json), else None."""
@@ -484,7 +486,7 @@ def holder_name(folder: Path, given: Path | None = None) -> str:
     """'the sweep X', 'the seed group X' or 'the run X': what run_holding found, named as
     in the path the user gave when it lies in it (as_given)."""
     shown = as_given(folder, given) if given is not None else folder
-    for name, kind in (("sweep.json", "sweep"), ("group.json", "seed group")):
+    for name, kind in ((SWEEP_FILE, "sweep"), (GROUP_FILE, "seed group")):
         if (folder / name).is_file():
             return f"the {kind} {shown}"
     return f"the run {shown}"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from minidl_cli.config.validate import SEED_LIMIT  # a config's seed's bound
 from minidl_cli.early_stopping import kept_row
 from minidl_cli.runs import (
+    GROUP_FILE,
     RunError,
     atomic_write,
     create_run_dir,
@@ -34,8 +35,6 @@ from minidl_cli.runs import (
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
-
-GROUP_FILE = "group.json"
 
 
 def summary_columns(task: str) -> list[str]:

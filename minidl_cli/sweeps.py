@@ -29,12 +29,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidl_cli import seeds as groups
-from minidl_cli.runs import RunError, atomic_write, create_run_dir, locked, write_json_atomic
+from minidl_cli.runs import (
+    SWEEP_FILE,
+    RunError,
+    atomic_write,
+    create_run_dir,
+    locked,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from minidl_cli.train import StopFlag
-
-SWEEP_FILE = "sweep.json"
 
 
 def is_sweep(path: Path) -> bool:
